@@ -1,0 +1,253 @@
+//! Validated identifiers: trace and span ids as clients send them, projects and API keys.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+/// Longest trace or span id accepted, in bytes; longer ids are rejected rather than truncated.
+pub const MAX_ID_LEN: usize = 256;
+
+/// Why a string is not a valid trace or span id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    /// The id is the empty string (or only whitespace).
+    #[error("must not be empty")]
+    Empty,
+    /// The id is longer than [`MAX_ID_LEN`] bytes.
+    #[error("is {len} characters long, the limit is {MAX_ID_LEN}")]
+    TooLong {
+        /// Length of the rejected id in bytes.
+        len: usize,
+    },
+    /// The id contains a control character, which no client sends on purpose.
+    #[error("contains a control character")]
+    ControlCharacter,
+}
+
+fn check_id(raw: &str) -> Result<(), IdError> {
+    if raw.trim().is_empty() {
+        return Err(IdError::Empty);
+    }
+    if raw.len() > MAX_ID_LEN {
+        return Err(IdError::TooLong { len: raw.len() });
+    }
+    if raw.chars().any(char::is_control) {
+        return Err(IdError::ControlCharacter);
+    }
+    Ok(())
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// The id exactly as the client sent it.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(raw: String) -> Result<Self, IdError> {
+                check_id(&raw)?;
+                Ok(Self(raw))
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = IdError;
+            fn try_from(raw: &str) -> Result<Self, IdError> {
+                check_id(raw)?;
+                Ok(Self(raw.to_owned()))
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = IdError;
+            fn from_str(raw: &str) -> Result<Self, IdError> {
+                Self::try_from(raw)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// The id grouping spans into a trace (`trace_unique_id`).
+    ///
+    /// Span-log clients send arbitrary strings (`trace_a2d0…`, UUIDs, hex), OTLP sends 16 bytes
+    /// that the decoder renders as 32 lowercase hex digits, so this is a validated string.
+    TraceId
+);
+string_id!(
+    /// The id of one span within a trace (`span_unique_id`, also used for `span_parent_id`).
+    SpanId
+);
+
+/// Internal numeric id of a project (tenant); every stored row carries one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProjectId(pub i64);
+
+impl fmt::Display for ProjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Why a string is not a valid project name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProjectNameError {
+    /// The name is empty.
+    #[error("project name must not be empty")]
+    Empty,
+    /// The name is longer than 64 characters.
+    #[error("project name is {0} characters long, the limit is 64")]
+    TooLong(usize),
+    /// The name has a character outside `[A-Za-z0-9._-]`.
+    #[error("project name may only contain letters, digits, '.', '_' and '-', found {0:?}")]
+    BadCharacter(char),
+}
+
+/// A project (tenant) name: short, printable, safe in URLs and file names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProjectName(String);
+
+impl ProjectName {
+    /// The name of the project that a fresh installation creates its first key for.
+    pub fn default_project() -> Self {
+        Self("default".to_owned())
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for ProjectName {
+    type Err = ProjectNameError;
+    fn from_str(raw: &str) -> Result<Self, ProjectNameError> {
+        if raw.is_empty() {
+            return Err(ProjectNameError::Empty);
+        }
+        let len = raw.chars().count();
+        if len > 64 {
+            return Err(ProjectNameError::TooLong(len));
+        }
+        if let Some(bad) = raw
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(ProjectNameError::BadCharacter(bad));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+}
+
+impl fmt::Display for ProjectName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A project as an authenticated request sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    /// Internal id, the tenant key of every row.
+    pub id: ProjectId,
+    /// Human name, as given to `keys create --project`.
+    pub name: ProjectName,
+}
+
+/// The SHA-256 of an API key: the only form in which keys are stored or compared.
+///
+/// Keys are 256-bit random secrets, so a fast hash is enough; a slow password hash would only
+/// add latency to every request.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ApiKeyHash([u8; 32]);
+
+impl ApiKeyHash {
+    /// Hashes a key as presented by a client.
+    pub fn of_secret(secret: &str) -> Self {
+        Self(Sha256::digest(secret.as_bytes()).into())
+    }
+
+    /// Rebuilds a hash from its stored bytes; `None` when the length is wrong.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Self)
+    }
+
+    /// The raw digest, as stored.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKeyHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKeyHash({})", hex::encode(&self.0[..4]))
+    }
+}
+
+/// The prefix every tracehouse key starts with, so leaked keys are recognisable in logs and scanners.
+pub const API_KEY_PREFIX: &str = "th_";
+
+/// Renders 32 random bytes as an API key. The caller supplies the randomness (core does no IO).
+pub fn api_key_from_random(random: &[u8; 32]) -> String {
+    format!("{API_KEY_PREFIX}{}", hex::encode(random))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_accept_any_printable_string_up_to_the_limit() {
+        assert_eq!(
+            TraceId::try_from("trace_a2d0a4052e2042839da4bb72cbd0783f")
+                .map(|id| id.to_string()),
+            Ok("trace_a2d0a4052e2042839da4bb72cbd0783f".to_owned())
+        );
+        assert!(SpanId::try_from("x".repeat(MAX_ID_LEN)).is_ok());
+    }
+
+    #[test]
+    fn ids_reject_empty_long_and_control_characters() {
+        assert_eq!(TraceId::try_from(""), Err(IdError::Empty));
+        assert_eq!(TraceId::try_from("   "), Err(IdError::Empty));
+        assert_eq!(
+            SpanId::try_from("a".repeat(257)),
+            Err(IdError::TooLong { len: 257 })
+        );
+        assert_eq!(SpanId::try_from("a\u{0}b"), Err(IdError::ControlCharacter));
+    }
+
+    #[test]
+    fn project_names_are_restricted() {
+        assert!("default".parse::<ProjectName>().is_ok());
+        assert!("team-a.prod_1".parse::<ProjectName>().is_ok());
+        assert_eq!("".parse::<ProjectName>(), Err(ProjectNameError::Empty));
+        assert_eq!(
+            "a b".parse::<ProjectName>(),
+            Err(ProjectNameError::BadCharacter(' '))
+        );
+    }
+
+    #[test]
+    fn key_hash_is_stable_and_prefix_is_applied() {
+        let key = api_key_from_random(&[7u8; 32]);
+        assert!(key.starts_with("th_"));
+        assert_eq!(key.len(), 3 + 64);
+        assert_eq!(ApiKeyHash::of_secret(&key), ApiKeyHash::of_secret(&key));
+        assert_ne!(ApiKeyHash::of_secret(&key), ApiKeyHash::of_secret("th_other"));
+    }
+}

@@ -1,0 +1,28 @@
+//! tracehouse's domain: what a span and a trace are, independent of how they travel or are stored.
+//!
+//! # Layout
+//! - [`ids`]: validated `TraceId`, `SpanId`, `ProjectName`, API key hashing.
+//! - [`time`]: `Timestamp` and the time formats clients send.
+//! - [`span`]: `Span`, `LogType` (with inference), `SpanStatus`.
+//! - [`spanlog`]: validation of one span-log object into a `Span` (time derivation, aliases, cost).
+//! - [`cost`]: the model price table.
+//! - [`trace`]: span tree assembly and trace aggregates.
+//! - [`store`]: the `SpanStore` trait every backend implements.
+//!
+//! Architecture invariant: this crate does no IO, spawns nothing and knows no HTTP, SQL or protobuf.
+
+pub mod cost;
+pub mod ids;
+pub mod span;
+pub mod spanlog;
+pub mod store;
+pub mod time;
+pub mod trace;
+
+pub use cost::PriceTable;
+pub use ids::{ApiKeyHash, Project, ProjectId, ProjectName, SpanId, TraceId};
+pub use span::{LogType, Span, SpanGrouping, SpanStatus, TokenUsage};
+pub use spanlog::{FieldError, IngestContext, span_from_log};
+pub use store::{ApiKeyInfo, NewApiKey, SpanStore, StoreError, StoredTrace, WriteReceipt};
+pub use time::Timestamp;
+pub use trace::{TraceSummary, TreeNode, build_tree, summarize};

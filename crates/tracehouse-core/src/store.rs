@@ -1,0 +1,104 @@
+//! The storage contract: what every backend (SQLite, ClickHouse) offers the server.
+
+use async_trait::async_trait;
+
+use crate::ids::{ApiKeyHash, Project, ProjectId, ProjectName, TraceId};
+use crate::span::Span;
+use crate::trace::TraceSummary;
+
+/// Failures of a store, as the API needs to tell them apart.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot take writes right now (queue full, disk full, read-only, backend down);
+    /// the client should retry later. Nothing of the request was acknowledged.
+    #[error("store unavailable: {reason}")]
+    Unavailable {
+        /// Why, for logs and the 503 body.
+        reason: String,
+    },
+    /// A named thing does not exist (a key id to revoke, a project).
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked for.
+        what: String,
+    },
+    /// The request conflicts with stored state (a project name already taken).
+    #[error("{0}")]
+    Conflict(String),
+    /// Any other backend failure; details are logged, not sent to clients.
+    #[error("store failure: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriteReceipt {
+    /// Spans committed (new or replacing an earlier copy).
+    pub spans_written: u64,
+    /// Distinct traces whose aggregates were updated.
+    pub traces_touched: u64,
+}
+
+/// A trace with all its spans, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTrace {
+    /// Aggregates, as maintained on write.
+    pub summary: TraceSummary,
+    /// Every span of the trace, ordered by start time.
+    pub spans: Vec<Span>,
+}
+
+/// An API key as listed: never the secret, which exists only at creation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyInfo {
+    /// Id used by `keys revoke`.
+    pub id: i64,
+    /// The project the key writes to and reads from.
+    pub project: ProjectName,
+    /// A label given at creation.
+    pub label: String,
+    /// First characters of the key, to recognise it without revealing it.
+    pub prefix: String,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+    /// Revocation time, RFC 3339; a revoked key authenticates nothing.
+    pub revoked_at: Option<String>,
+}
+
+/// A freshly created key: the only moment the secret is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewApiKey {
+    /// Its listing entry.
+    pub info: ApiKeyInfo,
+    /// The secret to hand to the user, once.
+    pub secret: String,
+}
+
+/// Where spans, traces and API keys live. One implementation per backend; the server holds
+/// an `Arc<dyn SpanStore>` and never knows which.
+///
+/// Contract for writes: when `write_spans` returns `Ok`, the spans are durably committed and
+/// the traces' aggregates already include them.
+#[async_trait]
+pub trait SpanStore: Send + Sync + 'static {
+    /// Backend name and location for health output (`sqlite:/data/tracehouse.db`).
+    fn describe(&self) -> String;
+
+    /// Stores spans of one project, replacing any stored span with the same trace and span id.
+    async fn write_spans(&self, project: ProjectId, spans: Vec<Span>) -> Result<WriteReceipt, StoreError>;
+
+    /// One trace with its spans, `None` when the project has no such trace.
+    async fn get_trace(&self, project: ProjectId, trace_id: &TraceId) -> Result<Option<StoredTrace>, StoreError>;
+
+    /// The project an unrevoked key belongs to.
+    async fn authenticate(&self, key: &ApiKeyHash) -> Result<Option<Project>, StoreError>;
+
+    /// Creates a key for a project, creating the project when it does not exist yet.
+    async fn create_key(&self, project: &ProjectName, label: &str) -> Result<NewApiKey, StoreError>;
+
+    /// Every key, revoked ones included, oldest first.
+    async fn list_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError>;
+
+    /// Revokes a key by id; `NotFound` when there is none.
+    async fn revoke_key(&self, id: i64) -> Result<ApiKeyInfo, StoreError>;
+}
