@@ -1,1 +1,86 @@
-//! placeholder
+//! Decoding of ingest request bodies into core spans, with a rejection per bad item.
+//!
+//! # Layout
+//! - [`compression`]: `Content-Encoding: gzip` with a limit on the inflated size.
+//! - [`spanlog`]: the span-log routes' body (a JSON array, or `{"data": [...]}`).
+//!
+//! Architecture invariant: decoding is pure (bytes in, spans and rejections out): no IO, no
+//! clock (the caller passes the receive time), no store.
+//! A bad item is data ([`Rejection`]), never an error for the whole body; [`DecodeError`] is
+//! only for bodies that cannot be read at all.
+
+pub mod compression;
+pub mod spanlog;
+
+use tracehouse_core::Span;
+
+/// One item of a batch that was not stored, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Position of the item in the batch, from 0.
+    pub index: usize,
+    /// The field at fault, empty when the item as a whole is wrong.
+    pub field: String,
+    /// What is wrong.
+    pub error: String,
+}
+
+/// A decoded batch: the valid spans, in order, and the rejected items.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Decoded {
+    /// Spans that passed validation.
+    pub spans: Vec<Span>,
+    /// Items that did not.
+    pub rejected: Vec<Rejection>,
+}
+
+/// Why a whole body could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The body is not JSON; line and column point at the problem.
+    #[error("body is not valid JSON: {message} at line {line} column {column}")]
+    InvalidJson {
+        /// What the parser expected.
+        message: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
+    /// The JSON is valid but not of the expected shape.
+    #[error("{0}")]
+    WrongShape(String),
+    /// The body says gzip but is not valid gzip.
+    #[error("body is not valid gzip: {0}")]
+    BadGzip(#[source] std::io::Error),
+    /// The inflated body is larger than allowed.
+    #[error("decompressed body exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A batch holds more items than allowed in one request.
+    #[error("batch has {count} items, the limit is {limit} per request")]
+    TooManyItems {
+        /// Items in the batch.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl DecodeError {
+    pub(crate) fn from_json(error: &serde_json::Error) -> Self {
+        // serde_json's message ends with " at line L column C"; keep only the reason.
+        let full = error.to_string();
+        let message = match full.rfind(" at line ") {
+            Some(cut) => full[..cut].to_owned(),
+            None => full,
+        };
+        DecodeError::InvalidJson {
+            message,
+            line: error.line(),
+            column: error.column(),
+        }
+    }
+}
