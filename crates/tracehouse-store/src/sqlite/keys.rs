@@ -1,0 +1,103 @@
+//! API keys and projects: keys are stored only as hashes and resolve to a project.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use tracehouse_core::ids::api_key_from_random;
+use tracehouse_core::{ApiKeyHash, ApiKeyInfo, NewApiKey, Project, ProjectId, ProjectName, Timestamp};
+
+use super::{SqliteError, now_ns};
+
+const INFO_SELECT: &str = "SELECT k.id, p.name, k.label, k.prefix, k.created_at_ns, k.revoked_at_ns \
+     FROM api_keys k JOIN projects p ON p.id = k.project_id";
+
+/// Characters of the secret kept in clear to recognise a key in listings.
+const VISIBLE_PREFIX_LEN: usize = 10;
+
+pub(super) fn authenticate(connection: &Connection, key: &ApiKeyHash) -> Result<Option<Project>, SqliteError> {
+    let found = connection
+        .prepare_cached(
+            "SELECT p.id, p.name FROM api_keys k JOIN projects p ON p.id = k.project_id \
+             WHERE k.key_hash = ?1 AND k.revoked_at_ns IS NULL",
+        )?
+        .query_row(params![key.as_bytes().as_slice()], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })
+        .optional()?;
+    found
+        .map(|(id, name)| {
+            let name = name
+                .parse::<ProjectName>()
+                .map_err(|e| SqliteError::Corrupt(format!("stored project name: {e}")))?;
+            Ok(Project {
+                id: ProjectId(id),
+                name,
+            })
+        })
+        .transpose()
+}
+
+fn info_from_row(row: &Row<'_>) -> Result<ApiKeyInfo, SqliteError> {
+    let project: String = row.get(1)?;
+    Ok(ApiKeyInfo {
+        id: row.get(0)?,
+        project: project
+            .parse()
+            .map_err(|e| SqliteError::Corrupt(format!("stored project name: {e}")))?,
+        label: row.get(2)?,
+        prefix: row.get(3)?,
+        created_at: Timestamp::from_unix_nanos(row.get(4)?).to_rfc3339(),
+        revoked_at: row
+            .get::<_, Option<i64>>(5)?
+            .map(|ns| Timestamp::from_unix_nanos(ns).to_rfc3339()),
+    })
+}
+
+fn info_by_id(connection: &Connection, id: i64) -> Result<Option<ApiKeyInfo>, SqliteError> {
+    let mut statement = connection.prepare_cached(&format!("{INFO_SELECT} WHERE k.id = ?1"))?;
+    let mut rows = statement.query(params![id])?;
+    rows.next()?.map(info_from_row).transpose()
+}
+
+pub(super) fn create(connection: &Connection, project: &ProjectName, label: &str) -> Result<NewApiKey, SqliteError> {
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| SqliteError::Randomness(e.to_string()))?;
+    let secret = api_key_from_random(&random);
+    let hash = ApiKeyHash::of_secret(&secret);
+    let now = now_ns();
+    let transaction = connection.unchecked_transaction()?;
+    transaction.execute(
+        "INSERT INTO projects (name, created_at_ns) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+        params![project.as_str(), now],
+    )?;
+    let project_id: i64 = transaction.query_row(
+        "SELECT id FROM projects WHERE name = ?1",
+        params![project.as_str()],
+        |row| row.get(0),
+    )?;
+    transaction.execute(
+        "INSERT INTO api_keys (project_id, key_hash, prefix, label, created_at_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![project_id, hash.as_bytes().as_slice(), &secret[..VISIBLE_PREFIX_LEN], label, now],
+    )?;
+    let id = transaction.last_insert_rowid();
+    transaction.commit()?;
+    let info = info_by_id(connection, id)?
+        .ok_or_else(|| SqliteError::Corrupt(format!("api key {id} vanished after insert")))?;
+    Ok(NewApiKey { info, secret })
+}
+
+pub(super) fn list(connection: &Connection) -> Result<Vec<ApiKeyInfo>, SqliteError> {
+    let mut statement = connection.prepare_cached(&format!("{INFO_SELECT} ORDER BY k.id"))?;
+    let mut rows = statement.query([])?;
+    let mut keys = Vec::new();
+    while let Some(row) = rows.next()? {
+        keys.push(info_from_row(row)?);
+    }
+    Ok(keys)
+}
+
+pub(super) fn revoke(connection: &Connection, id: i64) -> Result<Option<ApiKeyInfo>, SqliteError> {
+    connection.execute(
+        "UPDATE api_keys SET revoked_at_ns = ?2 WHERE id = ?1 AND revoked_at_ns IS NULL",
+        params![id, now_ns()],
+    )?;
+    info_by_id(connection, id)
+}

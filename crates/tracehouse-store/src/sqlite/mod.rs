@@ -1,0 +1,351 @@
+//! The embedded SQLite backend: the default store, zero setup.
+//!
+//! Writes go through one writer thread ([`writer`]) that batches concurrent requests into one
+//! transaction; reads use a small pool of connections on tokio's blocking threads. WAL mode
+//! lets readers proceed while the writer commits.
+
+mod keys;
+mod rows;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, ErrorCode, OpenFlags, params};
+use tokio::sync::{mpsc, oneshot};
+use tracehouse_core::{
+    ApiKeyHash, ApiKeyInfo, NewApiKey, Project, ProjectId, ProjectName, Span, SpanStore,
+    StoreError, StoredTrace, TraceId, WriteReceipt,
+};
+
+use self::rows::{SPAN_COLUMNS, TRACE_COLUMNS, span_from_row, summary_from_row};
+use self::writer::WriteJob;
+
+/// File name of the database inside the data directory.
+pub const DATABASE_FILE: &str = "tracehouse.db";
+
+/// SQLite's `synchronous` setting for the write connection, i.e. what a 200 survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// WAL with `synchronous=NORMAL`: a committed write survives a crash of the process
+    /// (including `kill -9`); the last commits may be lost on power loss or an OS crash.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: the WAL is fsynced on every commit, so a committed write also
+    /// survives power loss, at the cost of one fsync per group commit.
+    Full,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        }
+    }
+}
+
+/// How to open a SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    /// The database file.
+    pub path: PathBuf,
+    /// Durability of commits.
+    pub synchronous: Synchronous,
+    /// Requests that may wait for the writer before new ones get a 503.
+    pub write_queue_depth: usize,
+    /// Most spans one group commit gathers before it commits.
+    pub max_batch_spans: usize,
+    /// How long a request waits for room in a full queue before the store reports itself unavailable.
+    pub enqueue_timeout: Duration,
+    /// Read connections kept open.
+    pub read_pool_size: usize,
+}
+
+impl SqliteConfig {
+    /// Defaults for a database at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            synchronous: Synchronous::default(),
+            write_queue_depth: 1024,
+            max_batch_spans: 20_000,
+            enqueue_timeout: Duration::from_secs(5),
+            read_pool_size: 4,
+        }
+    }
+
+    /// Defaults for the database file inside a data directory.
+    pub fn in_data_dir(data_dir: &Path) -> Self {
+        Self::new(data_dir.join(DATABASE_FILE))
+    }
+}
+
+/// Failures of the SQLite backend.
+#[derive(Debug, thiserror::Error)]
+pub enum SqliteError {
+    /// SQLite itself failed.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The schema could not be brought up to date.
+    #[error("schema migration failed: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+    /// Stored JSON content could not be encoded or decoded.
+    #[error("span content is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A stored value breaks an invariant the writer guarantees (for example an empty id).
+    #[error("database content is corrupt: {0}")]
+    Corrupt(String),
+    /// The write queue stayed full for the whole enqueue timeout.
+    #[error("write queue is full")]
+    QueueFull,
+    /// The writer thread has stopped (the store is shutting down or the thread died).
+    #[error("writer has stopped")]
+    WriterStopped,
+    /// The operating system could not provide randomness for a new key.
+    #[error("no randomness for a new key: {0}")]
+    Randomness(String),
+    /// A copy of a batch-wide failure, handed to every request of the batch.
+    #[error("{message}")]
+    BatchFailed {
+        /// Whether the cause is transient (disk full, locked...).
+        transient: bool,
+        /// The cause.
+        message: String,
+    },
+}
+
+impl SqliteError {
+    /// Whether a retry later can succeed: disk full, read-only, locked, I/O, queue full.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SqliteError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) => matches!(
+                failure.code,
+                ErrorCode::DiskFull
+                    | ErrorCode::ReadOnly
+                    | ErrorCode::DatabaseBusy
+                    | ErrorCode::DatabaseLocked
+                    | ErrorCode::SystemIoFailure
+                    | ErrorCode::CannotOpen
+                    | ErrorCode::OutOfMemory
+            ),
+            SqliteError::QueueFull | SqliteError::WriterStopped => true,
+            SqliteError::BatchFailed { transient, .. } => *transient,
+            _ => false,
+        }
+    }
+
+    /// An equivalent error for another request of the same failed batch.
+    pub(crate) fn duplicate(&self) -> SqliteError {
+        SqliteError::BatchFailed {
+            transient: self.is_transient(),
+            message: self.to_string(),
+        }
+    }
+}
+
+impl From<SqliteError> for StoreError {
+    fn from(error: SqliteError) -> Self {
+        if error.is_transient() {
+            StoreError::Unavailable {
+                reason: error.to_string(),
+            }
+        } else {
+            StoreError::Backend(Box::new(error))
+        }
+    }
+}
+
+pub(crate) fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn configure(connection: &Connection, synchronous: Synchronous) -> Result<(), SqliteError> {
+    connection.busy_timeout(Duration::from_secs(5))?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", synchronous.pragma())?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// Read connections, opened lazily and reused; a connection is checked out for one query.
+struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    max_idle: usize,
+}
+
+impl ReadPool {
+    fn with_connection<T>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, SqliteError>,
+    ) -> Result<T, SqliteError> {
+        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let connection = match pooled {
+            Some(connection) => connection,
+            None => {
+                let connection = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                connection.busy_timeout(Duration::from_secs(5))?;
+                connection
+            }
+        };
+        let result = query(&connection);
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < self.max_idle {
+                idle.push(connection);
+            }
+        }
+        result
+    }
+}
+
+/// The SQLite `SpanStore`.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: mpsc::Sender<WriteJob>,
+    readers: Arc<ReadPool>,
+    enqueue_timeout: Duration,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database, brings its schema up to date and starts the
+    /// writer thread. Blocking: call it before the runtime serves requests, or on a blocking thread.
+    pub fn open(config: SqliteConfig) -> Result<Self, SqliteError> {
+        if let Some(parent) = config.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| SqliteError::CreateDir {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let mut connection = Connection::open(&config.path)?;
+        configure(&connection, config.synchronous)?;
+        schema::migrations().to_latest(&mut connection)?;
+
+        let (sender, receiver) = mpsc::channel(config.write_queue_depth.max(1));
+        let max_batch_spans = config.max_batch_spans.max(1);
+        std::thread::Builder::new()
+            .name("tracehouse-sqlite-writer".to_owned())
+            .spawn(move || writer::run(connection, receiver, max_batch_spans))
+            .map_err(|e| SqliteError::Randomness(format!("cannot start writer thread: {e}")))?;
+        Ok(Self {
+            readers: Arc::new(ReadPool {
+                path: config.path.clone(),
+                idle: Mutex::new(Vec::new()),
+                max_idle: config.read_pool_size.max(1),
+            }),
+            path: config.path,
+            writer: sender,
+            enqueue_timeout: config.enqueue_timeout,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, SqliteError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || readers.with_connection(query))
+            .await
+            .map_err(|join| StoreError::Backend(Box::new(join)))?
+            .map_err(StoreError::from)
+    }
+}
+
+#[async_trait]
+impl SpanStore for SqliteStore {
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+
+    async fn write_spans(&self, project: ProjectId, spans: Vec<Span>) -> Result<WriteReceipt, StoreError> {
+        if spans.is_empty() {
+            return Ok(WriteReceipt::default());
+        }
+        let (reply, answer) = oneshot::channel();
+        let job = WriteJob { project, spans, reply };
+        match tokio::time::timeout(self.enqueue_timeout, self.writer.send(job)).await {
+            Err(_) => return Err(SqliteError::QueueFull.into()),
+            Ok(Err(_)) => return Err(SqliteError::WriterStopped.into()),
+            Ok(Ok(())) => {}
+        }
+        match answer.await {
+            Ok(result) => result.map_err(StoreError::from),
+            Err(_) => Err(SqliteError::WriterStopped.into()),
+        }
+    }
+
+    async fn get_trace(&self, project: ProjectId, trace_id: &TraceId) -> Result<Option<StoredTrace>, StoreError> {
+        let trace_id = trace_id.clone();
+        self.read(move |connection| {
+            let summary = {
+                let mut statement = connection.prepare_cached(&format!(
+                    "SELECT {TRACE_COLUMNS} FROM traces WHERE project_id = ?1 AND trace_id = ?2"
+                ))?;
+                let mut rows = statement.query(params![project.0, trace_id.as_str()])?;
+                match rows.next()? {
+                    Some(row) => summary_from_row(row)?,
+                    None => return Ok(None),
+                }
+            };
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {SPAN_COLUMNS} FROM spans WHERE project_id = ?1 AND trace_id = ?2 ORDER BY start_ns, span_id"
+            ))?;
+            let spans = statement
+                .query_map(params![project.0, trace_id.as_str()], |row| Ok(span_from_row(row)))?
+                .collect::<Result<Result<Vec<Span>, SqliteError>, rusqlite::Error>>()??;
+            Ok(Some(StoredTrace { summary, spans }))
+        })
+        .await
+    }
+
+    async fn authenticate(&self, key: &ApiKeyHash) -> Result<Option<Project>, StoreError> {
+        let key = key.clone();
+        self.read(move |connection| keys::authenticate(connection, &key)).await
+    }
+
+    async fn create_key(&self, project: &ProjectName, label: &str) -> Result<NewApiKey, StoreError> {
+        let (project, label) = (project.clone(), label.to_owned());
+        self.read(move |connection| keys::create(connection, &project, &label)).await
+    }
+
+    async fn list_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
+        self.read(keys::list).await
+    }
+
+    async fn revoke_key(&self, id: i64) -> Result<ApiKeyInfo, StoreError> {
+        match self.read(move |connection| keys::revoke(connection, id)).await? {
+            Some(info) => Ok(info),
+            None => Err(StoreError::NotFound {
+                what: format!("api key {id}"),
+            }),
+        }
+    }
+}

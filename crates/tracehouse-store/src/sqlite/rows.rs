@@ -1,0 +1,201 @@
+//! Mapping between core types and SQLite rows.
+
+use rusqlite::{Row, Statement, params};
+use serde_json::{Map, Value};
+use tracehouse_core::{
+    LogType, ProjectId, Span, SpanGrouping, SpanId, SpanStatus, Timestamp, TokenUsage, TraceId,
+    TraceSummary,
+};
+
+use super::SqliteError;
+
+/// Column list of `spans` in the order [`span_from_row`] reads it.
+pub(crate) const SPAN_COLUMNS: &str = "trace_id, span_id, parent_id, name, log_type, start_ns, end_ns, latency, \
+     model, provider_id, status, status_code, error_message, prompt_tokens, completion_tokens, total_tokens, cost, \
+     customer_identifier, session_identifier, thread_identifier, trace_group_identifier, environment, \
+     workflow_name, path, content";
+
+pub(crate) const UPSERT_SPAN: &str = "INSERT INTO spans (project_id, trace_id, span_id, parent_id, name, log_type, \
+     start_ns, end_ns, latency, model, provider_id, status, status_code, error_message, prompt_tokens, \
+     completion_tokens, total_tokens, cost, customer_identifier, session_identifier, thread_identifier, \
+     trace_group_identifier, environment, workflow_name, path, content, ingested_ns) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27) \
+     ON CONFLICT (project_id, trace_id, span_id) DO UPDATE SET parent_id = excluded.parent_id, name = excluded.name, \
+     log_type = excluded.log_type, start_ns = excluded.start_ns, end_ns = excluded.end_ns, latency = excluded.latency, \
+     model = excluded.model, provider_id = excluded.provider_id, status = excluded.status, \
+     status_code = excluded.status_code, error_message = excluded.error_message, \
+     prompt_tokens = excluded.prompt_tokens, completion_tokens = excluded.completion_tokens, \
+     total_tokens = excluded.total_tokens, cost = excluded.cost, customer_identifier = excluded.customer_identifier, \
+     session_identifier = excluded.session_identifier, thread_identifier = excluded.thread_identifier, \
+     trace_group_identifier = excluded.trace_group_identifier, environment = excluded.environment, \
+     workflow_name = excluded.workflow_name, path = excluded.path, content = excluded.content, \
+     ingested_ns = excluded.ingested_ns";
+
+pub(crate) const UPSERT_TRACE: &str = "INSERT OR REPLACE INTO traces (project_id, trace_id, root_span_id, name, \
+     start_ns, end_ns, duration, span_count, llm_call_count, error_count, total_prompt_tokens, \
+     total_completion_tokens, total_tokens, total_cost, environment, customer_identifier, session_identifier, \
+     thread_identifier, trace_group_identifier, updated_ns) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
+
+pub(crate) const TRACE_COLUMNS: &str = "trace_id, root_span_id, name, start_ns, end_ns, duration, span_count, \
+     llm_call_count, error_count, total_prompt_tokens, total_completion_tokens, total_tokens, total_cost, \
+     environment, customer_identifier, session_identifier, thread_identifier, trace_group_identifier";
+
+fn count_to_sql(count: Option<u64>) -> Option<i64> {
+    // Token counts beyond i64 are not real; clamp rather than fail the whole batch.
+    count.map(|c| i64::try_from(c).unwrap_or(i64::MAX))
+}
+
+fn count_from_sql(count: Option<i64>) -> Option<u64> {
+    count.and_then(|c| u64::try_from(c).ok())
+}
+
+pub(crate) fn upsert_span(
+    statement: &mut Statement<'_>,
+    project: ProjectId,
+    span: &Span,
+    ingested_ns: i64,
+) -> Result<(), SqliteError> {
+    let content = serde_json::to_string(&span.content)?;
+    statement.execute(params![
+        project.0,
+        span.trace_id.as_str(),
+        span.span_id.as_str(),
+        span.parent_id.as_ref().map(SpanId::as_str),
+        span.name,
+        span.log_type.as_str(),
+        span.start.unix_nanos(),
+        span.end.unix_nanos(),
+        span.latency,
+        span.model,
+        span.provider_id,
+        span.status.as_str(),
+        span.status_code,
+        span.error_message,
+        count_to_sql(span.usage.prompt_tokens),
+        count_to_sql(span.usage.completion_tokens),
+        count_to_sql(span.usage.total_tokens),
+        span.cost,
+        span.grouping.customer_identifier,
+        span.grouping.session_identifier,
+        span.grouping.thread_identifier,
+        span.grouping.trace_group_identifier,
+        span.grouping.environment,
+        span.workflow_name,
+        span.path,
+        content,
+        ingested_ns,
+    ])?;
+    Ok(())
+}
+
+fn id<T: TryFrom<String>>(raw: String, column: &str) -> Result<T, SqliteError> {
+    T::try_from(raw).map_err(|_| SqliteError::Corrupt(format!("invalid id in column {column}")))
+}
+
+/// Reads a span from a row selected with [`SPAN_COLUMNS`]. `content` may be any JSON object
+/// text; queries that only need aggregates select a smaller object in its place.
+pub(crate) fn span_from_row(row: &Row<'_>) -> Result<Span, SqliteError> {
+    let content_text: String = row.get(24)?;
+    let content = match serde_json::from_str::<Value>(&content_text)? {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    Ok(Span {
+        trace_id: id::<TraceId>(row.get(0)?, "trace_id")?,
+        span_id: id::<SpanId>(row.get(1)?, "span_id")?,
+        parent_id: row
+            .get::<_, Option<String>>(2)?
+            .map(|raw| id::<SpanId>(raw, "parent_id"))
+            .transpose()?,
+        name: row.get(3)?,
+        log_type: LogType::new(&row.get::<_, String>(4)?),
+        start: Timestamp::from_unix_nanos(row.get(5)?),
+        end: Timestamp::from_unix_nanos(row.get(6)?),
+        latency: row.get(7)?,
+        model: row.get(8)?,
+        provider_id: row.get(9)?,
+        status: SpanStatus::from_api(&row.get::<_, String>(10)?),
+        status_code: row.get(11)?,
+        error_message: row.get(12)?,
+        usage: TokenUsage {
+            prompt_tokens: count_from_sql(row.get(13)?),
+            completion_tokens: count_from_sql(row.get(14)?),
+            total_tokens: count_from_sql(row.get(15)?),
+        },
+        cost: row.get(16)?,
+        grouping: SpanGrouping {
+            customer_identifier: row.get(17)?,
+            session_identifier: row.get(18)?,
+            thread_identifier: row.get(19)?,
+            trace_group_identifier: row.get(20)?,
+            environment: row.get(21)?,
+        },
+        workflow_name: row.get(22)?,
+        path: row.get(23)?,
+        content,
+    })
+}
+
+pub(crate) fn upsert_trace(
+    statement: &mut Statement<'_>,
+    project: ProjectId,
+    summary: &TraceSummary,
+    updated_ns: i64,
+) -> Result<(), SqliteError> {
+    let total = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    statement.execute(params![
+        project.0,
+        summary.trace_id.as_str(),
+        summary.root_span_id.as_ref().map(SpanId::as_str),
+        summary.name,
+        summary.start.unix_nanos(),
+        summary.end.unix_nanos(),
+        summary.duration,
+        total(summary.span_count),
+        total(summary.llm_call_count),
+        total(summary.error_count),
+        total(summary.total_prompt_tokens),
+        total(summary.total_completion_tokens),
+        total(summary.total_tokens),
+        summary.total_cost,
+        summary.environment,
+        summary.customer_identifier,
+        summary.session_identifier,
+        summary.thread_identifier,
+        summary.trace_group_identifier,
+        updated_ns,
+    ])?;
+    Ok(())
+}
+
+/// Reads a summary from a row selected with [`TRACE_COLUMNS`].
+pub(crate) fn summary_from_row(row: &Row<'_>) -> Result<TraceSummary, SqliteError> {
+    let total = |index: usize| -> Result<u64, SqliteError> {
+        Ok(u64::try_from(row.get::<_, i64>(index)?).unwrap_or(0))
+    };
+    Ok(TraceSummary {
+        trace_id: id::<TraceId>(row.get(0)?, "trace_id")?,
+        root_span_id: row
+            .get::<_, Option<String>>(1)?
+            .map(|raw| id::<SpanId>(raw, "root_span_id"))
+            .transpose()?,
+        name: row.get(2)?,
+        start: Timestamp::from_unix_nanos(row.get(3)?),
+        end: Timestamp::from_unix_nanos(row.get(4)?),
+        duration: row.get(5)?,
+        span_count: total(6)?,
+        llm_call_count: total(7)?,
+        error_count: total(8)?,
+        total_prompt_tokens: total(9)?,
+        total_completion_tokens: total(10)?,
+        total_tokens: total(11)?,
+        total_cost: row.get(12)?,
+        environment: row.get(13)?,
+        customer_identifier: row.get(14)?,
+        session_identifier: row.get(15)?,
+        thread_identifier: row.get(16)?,
+        trace_group_identifier: row.get(17)?,
+    })
+}
+

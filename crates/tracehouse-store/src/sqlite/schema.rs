@@ -1,0 +1,95 @@
+//! Versioned schema migrations: a later release opens every older database.
+
+use rusqlite_migration::{M, Migrations};
+
+/// Every migration ever shipped, in order. Never edit one that has been released: add another.
+pub(crate) fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(
+        r#"
+        CREATE TABLE projects (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            created_at_ns INTEGER NOT NULL
+        );
+
+        CREATE TABLE api_keys (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            key_hash BLOB NOT NULL UNIQUE,
+            prefix TEXT NOT NULL,
+            label TEXT NOT NULL DEFAULT '',
+            created_at_ns INTEGER NOT NULL,
+            revoked_at_ns INTEGER
+        );
+
+        -- Hot fields are columns so filters and aggregates never parse JSON;
+        -- everything else a client sent is kept verbatim in `content`.
+        CREATE TABLE spans (
+            project_id INTEGER NOT NULL,
+            trace_id TEXT NOT NULL,
+            span_id TEXT NOT NULL,
+            parent_id TEXT,
+            name TEXT NOT NULL,
+            log_type TEXT NOT NULL,
+            start_ns INTEGER NOT NULL,
+            end_ns INTEGER NOT NULL,
+            latency REAL NOT NULL,
+            model TEXT,
+            provider_id TEXT,
+            status TEXT NOT NULL,
+            status_code INTEGER,
+            error_message TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            total_tokens INTEGER,
+            cost REAL,
+            customer_identifier TEXT,
+            session_identifier TEXT,
+            thread_identifier TEXT,
+            trace_group_identifier TEXT,
+            environment TEXT,
+            workflow_name TEXT,
+            path TEXT,
+            content TEXT NOT NULL,
+            ingested_ns INTEGER NOT NULL,
+            PRIMARY KEY (project_id, trace_id, span_id)
+        );
+        CREATE INDEX spans_by_time ON spans (project_id, start_ns);
+
+        -- Aggregates per trace, rewritten in the same transaction as the spans they sum,
+        -- so listing traces never scans spans.
+        CREATE TABLE traces (
+            project_id INTEGER NOT NULL,
+            trace_id TEXT NOT NULL,
+            root_span_id TEXT,
+            name TEXT NOT NULL,
+            start_ns INTEGER NOT NULL,
+            end_ns INTEGER NOT NULL,
+            duration REAL NOT NULL,
+            span_count INTEGER NOT NULL,
+            llm_call_count INTEGER NOT NULL,
+            error_count INTEGER NOT NULL,
+            total_prompt_tokens INTEGER NOT NULL,
+            total_completion_tokens INTEGER NOT NULL,
+            total_tokens INTEGER NOT NULL,
+            total_cost REAL NOT NULL,
+            environment TEXT,
+            customer_identifier TEXT,
+            session_identifier TEXT,
+            thread_identifier TEXT,
+            trace_group_identifier TEXT,
+            updated_ns INTEGER NOT NULL,
+            PRIMARY KEY (project_id, trace_id)
+        );
+        CREATE INDEX traces_by_time ON traces (project_id, start_ns);
+        "#,
+    )])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrations_are_valid() {
+        assert!(super::migrations().validate().is_ok());
+    }
+}

@@ -1,0 +1,132 @@
+//! The single writer: one thread owns the write connection and commits whatever requests are
+//! waiting in one transaction (group commit), so concurrent requests share one fsync.
+
+use std::collections::BTreeSet;
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+use tracehouse_core::{ProjectId, Span, TraceId, WriteReceipt, summarize};
+
+use super::rows::{SPAN_COLUMNS, span_from_row, upsert_span, upsert_trace};
+use super::{SqliteError, now_ns};
+
+/// One request's spans and the channel its answer goes back on.
+pub(crate) struct WriteJob {
+    pub(crate) project: ProjectId,
+    pub(crate) spans: Vec<Span>,
+    pub(crate) reply: oneshot::Sender<Result<WriteReceipt, SqliteError>>,
+}
+
+/// Runs until every sender is dropped, then returns (the store is shutting down).
+pub(crate) fn run(mut connection: Connection, mut jobs: mpsc::Receiver<WriteJob>, max_batch_spans: usize) {
+    while let Some(first) = jobs.blocking_recv() {
+        let mut batch = vec![first];
+        let mut span_total = batch[0].spans.len();
+        while span_total < max_batch_spans {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    span_total += job.spans.len();
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut connection, batch);
+    }
+}
+
+/// Writes every job in one transaction. A job that fails is rolled back to its savepoint and
+/// answered with its error; the others still commit. Nobody is answered before the commit.
+fn commit_batch(connection: &mut Connection, batch: Vec<WriteJob>) {
+    let mut outcomes: Vec<(oneshot::Sender<_>, Result<WriteReceipt, SqliteError>)> =
+        Vec::with_capacity(batch.len());
+    let transaction = match connection.transaction() {
+        Ok(transaction) => transaction,
+        Err(error) => {
+            let error = SqliteError::from(error);
+            for job in batch {
+                let _ = job.reply.send(Err(error.duplicate()));
+            }
+            return;
+        }
+    };
+    let ingested_ns = now_ns();
+    for job in batch {
+        let result = write_job(&transaction, &job, ingested_ns);
+        outcomes.push((job.reply, result));
+    }
+    match transaction.commit() {
+        Ok(()) => {
+            for (reply, result) in outcomes {
+                // A dropped receiver means the client went away; its data is committed anyway.
+                let _ = reply.send(result);
+            }
+        }
+        Err(error) => {
+            let error = SqliteError::from(error);
+            tracing::error!(error = %error, "group commit failed");
+            for (reply, _) in outcomes {
+                let _ = reply.send(Err(error.duplicate()));
+            }
+        }
+    }
+}
+
+fn write_job(
+    transaction: &rusqlite::Transaction<'_>,
+    job: &WriteJob,
+    ingested_ns: i64,
+) -> Result<WriteReceipt, SqliteError> {
+    transaction.execute_batch("SAVEPOINT job")?;
+    match write_spans_and_traces(transaction, job.project, &job.spans, ingested_ns) {
+        Ok(receipt) => {
+            transaction.execute_batch("RELEASE job")?;
+            Ok(receipt)
+        }
+        Err(error) => {
+            transaction.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            Err(error)
+        }
+    }
+}
+
+fn write_spans_and_traces(
+    transaction: &rusqlite::Transaction<'_>,
+    project: ProjectId,
+    spans: &[Span],
+    ingested_ns: i64,
+) -> Result<WriteReceipt, SqliteError> {
+    let mut touched: BTreeSet<&TraceId> = BTreeSet::new();
+    {
+        let mut insert = transaction.prepare_cached(super::rows::UPSERT_SPAN)?;
+        for span in spans {
+            upsert_span(&mut insert, project, span, ingested_ns)?;
+            touched.insert(&span.trace_id);
+        }
+    }
+    // Recompute each touched trace from its stored spans: replacements and late parents then
+    // give exactly the aggregates a fresh computation would, with one definition (core's).
+    let select = format!(
+        "SELECT {} FROM spans WHERE project_id = ?1 AND trace_id = ?2",
+        SPAN_COLUMNS.replace(
+            "content",
+            "json_object('trace_name', json_extract(content, '$.trace_name'))"
+        )
+    );
+    let mut load = transaction.prepare_cached(&select)?;
+    let mut save = transaction.prepare_cached(super::rows::UPSERT_TRACE)?;
+    for trace_id in &touched {
+        let stored = load
+            .query_map(rusqlite::params![project.0, trace_id.as_str()], |row| {
+                Ok(span_from_row(row))
+            })?
+            .collect::<Result<Result<Vec<Span>, SqliteError>, rusqlite::Error>>()??;
+        if let Some(summary) = summarize(&stored) {
+            upsert_trace(&mut save, project, &summary, ingested_ns)?;
+        }
+    }
+    Ok(WriteReceipt {
+        spans_written: spans.len() as u64,
+        traces_touched: touched.len() as u64,
+    })
+}
