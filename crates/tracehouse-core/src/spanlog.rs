@@ -192,12 +192,17 @@ fn time_error(field: &str, error: TimestampError) -> FieldError {
     FieldError::new(field, error.to_string())
 }
 
-/// Takes a string field out of the item, treating `null` and blank strings as absent.
+/// Takes a string field out of the item exactly as sent (`""` included); `null` is absent.
 fn take_string(item: &mut Map<String, Value>, field: &str) -> Option<String> {
     match item.remove(field) {
-        Some(Value::String(text)) if !text.trim().is_empty() => Some(text),
+        Some(Value::String(text)) => Some(text),
         _ => None,
     }
+}
+
+/// Takes a grouping or reference field, where a blank value means "none" to every client.
+fn take_nonblank(item: &mut Map<String, Value>, field: &str) -> Option<String> {
+    take_string(item, field).filter(|text| !text.trim().is_empty())
 }
 
 fn take_number(item: &mut Map<String, Value>, field: &str) -> Option<f64> {
@@ -330,7 +335,7 @@ pub fn span_from_log(item: Value, context: IngestContext<'_>) -> Result<Span, Fi
         item.entry("time_to_first_token").or_insert(ttft);
     }
 
-    let parent_id = match take_string(&mut item, "span_parent_id") {
+    let parent_id = match take_nonblank(&mut item, "span_parent_id") {
         Some(raw) => Some(SpanId::try_from(raw).map_err(|e| id_error("span_parent_id", e))?),
         None => None,
     };
@@ -371,8 +376,8 @@ pub fn span_from_log(item: Value, context: IngestContext<'_>) -> Result<Span, Fi
     });
 
     let status_code = item.remove("status_code").and_then(|v| v.as_f64()).map(|f| f as i64);
-    let error_message = take_string(&mut item, "error_message");
-    let said_error = take_string(&mut item, "status")
+    let error_message = take_nonblank(&mut item, "error_message");
+    let said_error = take_nonblank(&mut item, "status")
         .is_some_and(|s| matches!(s.to_ascii_lowercase().as_str(), "error" | "failed" | "failure"));
     let error_bit = item.get("error_bit").and_then(Value::as_u64).is_some_and(|bit| bit != 0);
     let status = if said_error
@@ -386,18 +391,18 @@ pub fn span_from_log(item: Value, context: IngestContext<'_>) -> Result<Span, Fi
     };
 
     let grouping = SpanGrouping {
-        customer_identifier: take_string(&mut item, "customer_identifier")
+        customer_identifier: take_nonblank(&mut item, "customer_identifier")
             .or_else(|| nested_string(&item, "customer_params", "customer_identifier")),
-        session_identifier: take_string(&mut item, "session_identifier"),
-        thread_identifier: take_string(&mut item, "thread_identifier"),
-        trace_group_identifier: take_string(&mut item, "trace_group_identifier"),
-        environment: take_string(&mut item, "environment")
+        session_identifier: take_nonblank(&mut item, "session_identifier"),
+        thread_identifier: take_nonblank(&mut item, "thread_identifier"),
+        trace_group_identifier: take_nonblank(&mut item, "trace_group_identifier"),
+        environment: take_nonblank(&mut item, "environment")
             .or_else(|| nested_string(&item, "respan_params", "environment")),
     };
     let workflow_name = take_string(&mut item, "span_workflow_name");
     let path = take_string(&mut item, "span_path");
 
-    let log_type = match take_string(&mut item, "log_type") {
+    let log_type = match take_nonblank(&mut item, "log_type") {
         Some(given) => LogType::new(&given),
         None => LogType::infer(&name, &item, model.as_deref()),
     };

@@ -176,8 +176,11 @@ pub fn summarize(spans: &[Span]) -> Option<TraceSummary> {
     let mut by_start: Vec<&Span> = spans.iter().collect();
     by_start.sort_by(|a, b| order_key(a).cmp(&order_key(b)));
     let pick = |get: fn(&Span) -> Option<&String>| -> Option<String> {
-        root.and_then(get)
-            .or_else(|| by_start.iter().find_map(|span| get(span)))
+        fn present(span: &Span, get: fn(&Span) -> Option<&String>) -> Option<&String> {
+            get(span).filter(|value| !value.is_empty())
+        }
+        root.and_then(|root| present(root, get))
+            .or_else(|| by_start.iter().find_map(|span| present(span, get)))
             .cloned()
     };
 

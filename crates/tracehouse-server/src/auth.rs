@@ -1,0 +1,51 @@
+//! API key authentication: every data route resolves the caller's key to a project.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use tracehouse_core::{ApiKeyHash, Project};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The project of the API key a request presented. Extracting it answers 401 when the key
+/// is missing, unknown or revoked, before the body is read.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Project);
+
+/// The key from `Authorization: Bearer <key>` or, as some OTLP exporters send it, `x-api-key`.
+fn presented_key(parts: &Parts) -> Result<&str, ApiError> {
+    if let Some(value) = parts.headers.get(AUTHORIZATION) {
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::Unauthorized("Authorization header is not valid text".to_owned()))?;
+        let (scheme, key) = value.trim().split_once(' ').unwrap_or(("", ""));
+        if !scheme.eq_ignore_ascii_case("bearer") || key.trim().is_empty() {
+            return Err(ApiError::Unauthorized(
+                "Authorization header must be \"Bearer <api key>\"".to_owned(),
+            ));
+        }
+        return Ok(key.trim());
+    }
+    if let Some(value) = parts.headers.get("x-api-key") {
+        return value
+            .to_str()
+            .map(str::trim)
+            .map_err(|_| ApiError::Unauthorized("x-api-key header is not valid text".to_owned()));
+    }
+    Err(ApiError::Unauthorized(
+        "missing API key: send \"Authorization: Bearer <api key>\" (create one with `tracehouse keys create`)".to_owned(),
+    ))
+}
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = presented_key(parts)?;
+        match state.store.authenticate(&ApiKeyHash::of_secret(key)).await? {
+            Some(project) => Ok(Authenticated(project)),
+            None => Err(ApiError::Unauthorized("invalid or revoked API key".to_owned())),
+        }
+    }
+}

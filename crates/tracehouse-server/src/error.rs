@@ -1,0 +1,119 @@
+//! The one place where failures become HTTP answers.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tracehouse_core::StoreError;
+
+/// Every error a handler can answer with. 4xx messages are safe to show and are not logged as
+/// errors; 5xx answers carry a generic message and the cause is logged once, here.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed request: the message names what is wrong and where.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No key, or a key that is unknown or revoked.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Nothing at this path for this project.
+    #[error("{0}")]
+    NotFound(String),
+    /// The route exists but not for this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// Body over the configured limit.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// Content type or encoding this route does not take.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The store cannot take the request now; retry later. Nothing was acknowledged.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or backend failure; the client sees a generic message.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A stable machine-readable code, the `error` field of the body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+/// The JSON body of every error answer.
+#[derive(Debug, Serialize)]
+pub(crate) struct ErrorBody<'a> {
+    pub(crate) error: &'a str,
+    pub(crate) message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = match &self {
+            ApiError::Internal(cause) => {
+                tracing::error!(error = %cause, "request failed");
+                "internal error; the server log has the cause".to_owned()
+            }
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "store unavailable");
+                self.to_string()
+            }
+            other => other.to_string(),
+        };
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                error: self.code(),
+                message,
+            }),
+        )
+            .into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable { reason } => ApiError::Unavailable(reason),
+            StoreError::NotFound { what } => ApiError::NotFound(format!("{what} not found")),
+            StoreError::Conflict(message) => ApiError::BadRequest(message),
+            StoreError::Backend(cause) => ApiError::Internal(cause.to_string()),
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! Ingest routes: span logs (`/v1/traces/ingest` and the OpenAI-agents variant).
+
+mod body;
+pub(crate) mod model;
+mod rest_handler;
+
+use axum::Router;
+use axum::routing::post;
+
+use crate::{AppState, routes};
+
+/// The span-log routes, under every prefix clients use.
+pub(crate) fn router() -> Router<AppState> {
+    let mut router = Router::new();
+    for path in ["/v1/traces/ingest", "/openai/v1/traces/ingest"] {
+        for variant in routes::variants(path) {
+            router = router.route(&variant, post(rest_handler::ingest_span_logs));
+        }
+    }
+    router
+}
