@@ -1,0 +1,57 @@
+//! `tracehouse keys`: create, list and revoke API keys.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use tracehouse_core::ProjectName;
+
+use super::open_store;
+use crate::cli::KeysCommand;
+use crate::config::StoreConfig;
+
+pub(super) async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        KeysCommand::Create { project, label, store } => {
+            let project: ProjectName = project.parse().context("invalid --project")?;
+            let store = open_store(&StoreConfig::from_args(&store)?).await?;
+            let key = store.create_key(&project, &label).await.context("cannot create key")?;
+            println!(
+                "created key {} for project {:?}; it is shown only now, store it safely:",
+                key.info.id,
+                project.as_str()
+            );
+            println!("{}", key.secret);
+        }
+        KeysCommand::List { store } => {
+            let store = open_store(&StoreConfig::from_args(&store)?).await?;
+            let keys = store.list_keys().await.context("cannot list keys")?;
+            if keys.is_empty() {
+                println!("no keys yet: create one with `tracehouse keys create --project NAME`");
+            } else {
+                println!("{:<6} {:<20} {:<12} {:<24} {:<30} REVOKED", "ID", "PROJECT", "PREFIX", "LABEL", "CREATED");
+                for key in keys {
+                    println!(
+                        "{:<6} {:<20} {:<12} {:<24} {:<30} {}",
+                        key.id,
+                        key.project.as_str(),
+                        format!("{}…", key.prefix),
+                        key.label,
+                        key.created_at,
+                        key.revoked_at.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+        }
+        KeysCommand::Revoke { id, store } => {
+            let store = open_store(&StoreConfig::from_args(&store)?).await?;
+            let key = store.revoke_key(id).await.with_context(|| format!("cannot revoke key {id}"))?;
+            println!(
+                "revoked key {} ({}…) of project {:?}",
+                key.id,
+                key.prefix,
+                key.project.as_str()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,42 @@
+//! One module per subcommand.
+
+mod keys;
+mod serve;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tracehouse_core::SpanStore;
+use tracehouse_store::SqliteStore;
+
+use crate::cli::{Cli, Command};
+use crate::config::StoreConfig;
+
+pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Keys(command) => keys::run(command).await,
+        }
+    })
+}
+
+/// Opens the configured store; the only place that names a backend type.
+pub(crate) async fn open_store(config: &StoreConfig) -> anyhow::Result<Arc<dyn SpanStore>> {
+    match config {
+        StoreConfig::Sqlite(sqlite) => {
+            let sqlite = sqlite.clone();
+            let path = sqlite.path.clone();
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(sqlite))
+                .await
+                .context("store opener panicked")?
+                .with_context(|| format!("cannot open SQLite store at {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+    }
+}

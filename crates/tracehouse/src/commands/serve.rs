@@ -1,0 +1,87 @@
+//! `tracehouse serve`: open the store, make sure a key exists, serve until told to stop.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tracehouse_core::{ProjectName, SpanStore};
+use tracehouse_server::AppState;
+
+use super::open_store;
+use crate::cli::ServeArgs;
+use crate::config::ServeConfig;
+
+pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = ServeConfig::validate(args)?;
+    let store = open_store(&config.store).await?;
+    let first_key = create_first_key(store.as_ref()).await?;
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr().context("cannot read the bound address")?;
+    if let Some(path) = &config.addr_file {
+        std::fs::write(path, address.to_string())
+            .with_context(|| format!("cannot write address file {}", path.display()))?;
+    }
+    println!("tracehouse listening on http://{address} (store {})", store.describe());
+    if let Some(secret) = first_key {
+        println!("created an API key for project \"default\"; it is shown only now, store it safely:");
+        println!("{secret}");
+    }
+
+    let state = AppState {
+        store,
+        prices: Arc::new(config.prices),
+        limits: config.limits,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(tracehouse_server::serve(listener, state, async move {
+        let mut stop_rx = stop_rx;
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    }));
+    shutdown_signal().await;
+    tracing::info!(grace_secs = config.shutdown_grace.as_secs(), "shutting down: finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(config.shutdown_grace, server).await {
+        Ok(joined) => joined.context("server task panicked")?.context("server failed")?,
+        Err(_) => tracing::warn!("in-flight requests did not finish within the grace period"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// On the first start of a store without keys, creates one so the user can send data at once.
+async fn create_first_key(store: &dyn SpanStore) -> anyhow::Result<Option<String>> {
+    if !store.list_keys().await.context("cannot read keys")?.is_empty() {
+        return Ok(None);
+    }
+    let key = store
+        .create_key(&ProjectName::default_project(), "created on first start")
+        .await
+        .context("cannot create the first API key")?;
+    Ok(Some(key.secret))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
