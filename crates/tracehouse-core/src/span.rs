@@ -151,6 +151,9 @@ pub struct Span {
     pub end: Timestamp,
     /// Duration in seconds, as sent or derived from start and end.
     pub latency: f64,
+    /// The client sent no time at all, so start and end are the receive time; such spans
+    /// do not stretch their trace's time range.
+    pub times_inferred: bool,
     /// Model name.
     pub model: Option<String>,
     /// Model provider (`openai`...).

@@ -348,6 +348,7 @@ pub fn span_from_log(item: Value, context: IngestContext<'_>) -> Result<Span, Fi
         None => take_time(&mut item, "end_time")?,
     };
     let latency = take_number(&mut item, "latency");
+    let times_inferred = start.is_none() && end.is_none();
     let (start, end, latency) = derive_times(start, end, latency, context.received_at)?;
 
     let name = take_string(&mut item, "span_name").unwrap_or_default();
@@ -426,6 +427,7 @@ pub fn span_from_log(item: Value, context: IngestContext<'_>) -> Result<Span, Fi
         start,
         end,
         latency,
+        times_inferred,
         model,
         provider_id,
         status,
@@ -484,8 +486,8 @@ mod tests {
         assert_eq!(end_latency, Ok("2025-09-08T07:46:18Z".to_owned()));
 
         let none = validate(json!({"trace_unique_id": "t", "span_unique_id": "s"}))
-            .map(|s| (s.start, s.end, s.latency));
-        assert_eq!(none, Ok((RECEIVED, RECEIVED, 0.0)));
+            .map(|s| (s.start, s.end, s.latency, s.times_inferred));
+        assert_eq!(none, Ok((RECEIVED, RECEIVED, 0.0, true)));
 
         let end_only = validate(json!({"trace_unique_id": "t", "span_unique_id": "s",
             "end_time": "2025-09-08T07:46:18Z"}))

@@ -184,8 +184,14 @@ pub fn summarize(spans: &[Span]) -> Option<TraceSummary> {
             .cloned()
     };
 
-    let start = spans.iter().map(|s| s.start).min().unwrap_or(first.start);
-    let end = spans.iter().map(|s| s.end).max().unwrap_or(first.end);
+    // A span that carried no time only says when it was received; let it set the trace's
+    // range only when no span of the trace carried a real time.
+    let timed: Vec<&Span> = match spans.iter().filter(|s| !s.times_inferred).collect::<Vec<_>>() {
+        timed if timed.is_empty() => spans.iter().collect(),
+        timed => timed,
+    };
+    let start = timed.iter().map(|s| s.start).min().unwrap_or(first.start);
+    let end = timed.iter().map(|s| s.end).max().unwrap_or(first.end);
     let name = root
         .map(|root| {
             root.content
@@ -302,9 +308,13 @@ mod tests {
 
     #[test]
     fn deep_chains_do_not_overflow() {
-        let mut spans = vec![span("0", None, 0)];
+        let template = span("0", None, 0);
+        let mut spans = vec![template.clone()];
         for depth in 1..50_000 {
-            spans.push(span(&depth.to_string(), Some(&(depth - 1).to_string()), 1));
+            let mut next = template.clone();
+            next.span_id = SpanId::try_from(depth.to_string()).unwrap();
+            next.parent_id = Some(SpanId::try_from((depth - 1).to_string()).unwrap());
+            spans.push(next);
         }
         let tree = build_tree(&spans);
         assert_eq!(tree.len(), 1);
@@ -341,5 +351,18 @@ mod tests {
         assert!((summary.total_cost - 0.25).abs() < 1e-12);
         assert_eq!(summary.customer_identifier.as_deref(), Some("acme"));
         assert_eq!(summarize(&[]), None);
+    }
+
+    #[test]
+    fn spans_without_times_do_not_stretch_the_trace() {
+        let mut untimed = span("root", None, 0);
+        untimed.times_inferred = true;
+        untimed.start = Timestamp::from_unix_nanos(i64::MAX / 2);
+        untimed.end = untimed.start;
+        let spans = vec![untimed, span("child", Some("root"), 3)];
+        let summary = summarize(&spans).unwrap();
+        assert_eq!(summary.start.to_rfc3339(), "2025-01-01T00:00:03Z");
+        assert_eq!(summary.end.to_rfc3339(), "2025-01-01T00:00:04Z");
+        assert_eq!(summary.name, "root.task");
     }
 }

@@ -47,6 +47,9 @@ pub(crate) fn span_json(span: &Span) -> Map<String, Value> {
     for (key, value) in typed {
         object.insert(key.to_owned(), value);
     }
+    if span.times_inferred {
+        object.insert("times_inferred".to_owned(), json!(true));
+    }
     object
 }
 

@@ -11,17 +11,18 @@ use super::SqliteError;
 
 /// Column list of `spans` in the order [`span_from_row`] reads it.
 pub(crate) const SPAN_COLUMNS: &str = "trace_id, span_id, parent_id, name, log_type, start_ns, end_ns, latency, \
-     model, provider_id, status, status_code, error_message, prompt_tokens, completion_tokens, total_tokens, cost, \
+     times_inferred, model, provider_id, status, status_code, error_message, prompt_tokens, completion_tokens, total_tokens, cost, \
      customer_identifier, session_identifier, thread_identifier, trace_group_identifier, environment, \
      workflow_name, path, content";
 
 pub(crate) const UPSERT_SPAN: &str = "INSERT INTO spans (project_id, trace_id, span_id, parent_id, name, log_type, \
-     start_ns, end_ns, latency, model, provider_id, status, status_code, error_message, prompt_tokens, \
+     start_ns, end_ns, latency, times_inferred, model, provider_id, status, status_code, error_message, prompt_tokens, \
      completion_tokens, total_tokens, cost, customer_identifier, session_identifier, thread_identifier, \
      trace_group_identifier, environment, workflow_name, path, content, ingested_ns) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28) \
      ON CONFLICT (project_id, trace_id, span_id) DO UPDATE SET parent_id = excluded.parent_id, name = excluded.name, \
      log_type = excluded.log_type, start_ns = excluded.start_ns, end_ns = excluded.end_ns, latency = excluded.latency, \
+     times_inferred = excluded.times_inferred, \
      model = excluded.model, provider_id = excluded.provider_id, status = excluded.status, \
      status_code = excluded.status_code, error_message = excluded.error_message, \
      prompt_tokens = excluded.prompt_tokens, completion_tokens = excluded.completion_tokens, \
@@ -67,6 +68,7 @@ pub(crate) fn upsert_span(
         span.start.unix_nanos(),
         span.end.unix_nanos(),
         span.latency,
+        span.times_inferred,
         span.model,
         span.provider_id,
         span.status.as_str(),
@@ -96,7 +98,7 @@ fn id<T: TryFrom<String>>(raw: String, column: &str) -> Result<T, SqliteError> {
 /// Reads a span from a row selected with [`SPAN_COLUMNS`]. `content` may be any JSON object
 /// text; queries that only need aggregates select a smaller object in its place.
 pub(crate) fn span_from_row(row: &Row<'_>) -> Result<Span, SqliteError> {
-    let content_text: String = row.get(24)?;
+    let content_text: String = row.get(25)?;
     let content = match serde_json::from_str::<Value>(&content_text)? {
         Value::Object(map) => map,
         _ => Map::new(),
@@ -104,8 +106,7 @@ pub(crate) fn span_from_row(row: &Row<'_>) -> Result<Span, SqliteError> {
     Ok(Span {
         trace_id: id::<TraceId>(row.get(0)?, "trace_id")?,
         span_id: id::<SpanId>(row.get(1)?, "span_id")?,
-        parent_id: row
-            .get::<_, Option<String>>(2)?
+        parent_id: row.get::<_, Option<String>>(2)?
             .map(|raw| id::<SpanId>(raw, "parent_id"))
             .transpose()?,
         name: row.get(3)?,
@@ -113,26 +114,27 @@ pub(crate) fn span_from_row(row: &Row<'_>) -> Result<Span, SqliteError> {
         start: Timestamp::from_unix_nanos(row.get(5)?),
         end: Timestamp::from_unix_nanos(row.get(6)?),
         latency: row.get(7)?,
-        model: row.get(8)?,
-        provider_id: row.get(9)?,
-        status: SpanStatus::from_api(&row.get::<_, String>(10)?),
-        status_code: row.get(11)?,
-        error_message: row.get(12)?,
+        times_inferred: row.get(8)?,
+        model: row.get(9)?,
+        provider_id: row.get(10)?,
+        status: SpanStatus::from_api(&row.get::<_, String>(11)?),
+        status_code: row.get(12)?,
+        error_message: row.get(13)?,
         usage: TokenUsage {
-            prompt_tokens: count_from_sql(row.get(13)?),
-            completion_tokens: count_from_sql(row.get(14)?),
-            total_tokens: count_from_sql(row.get(15)?),
+            prompt_tokens: count_from_sql(row.get(14)?),
+            completion_tokens: count_from_sql(row.get(15)?),
+            total_tokens: count_from_sql(row.get(16)?),
         },
-        cost: row.get(16)?,
+        cost: row.get(17)?,
         grouping: SpanGrouping {
-            customer_identifier: row.get(17)?,
-            session_identifier: row.get(18)?,
-            thread_identifier: row.get(19)?,
-            trace_group_identifier: row.get(20)?,
-            environment: row.get(21)?,
+            customer_identifier: row.get(18)?,
+            session_identifier: row.get(19)?,
+            thread_identifier: row.get(20)?,
+            trace_group_identifier: row.get(21)?,
+            environment: row.get(22)?,
         },
-        workflow_name: row.get(22)?,
-        path: row.get(23)?,
+        workflow_name: row.get(23)?,
+        path: row.get(24)?,
         content,
     })
 }

@@ -34,6 +34,7 @@ pub(crate) fn migrations() -> Migrations<'static> {
             start_ns INTEGER NOT NULL,
             end_ns INTEGER NOT NULL,
             latency REAL NOT NULL,
+            times_inferred INTEGER NOT NULL,
             model TEXT,
             provider_id TEXT,
             status TEXT NOT NULL,
