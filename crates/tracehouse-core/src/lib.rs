@@ -7,12 +7,14 @@
 //! - [`spanlog`]: validation of one span-log object into a `Span` (time derivation, aliases, cost).
 //! - [`cost`]: the model price table.
 //! - [`trace`]: span tree assembly and trace aggregates.
+//! - [`query`]: the filter, sort and paging model shared by every list route and store.
 //! - [`store`]: the `SpanStore` trait every backend implements.
 //!
 //! Architecture invariant: this crate does no IO, spawns nothing and knows no HTTP, SQL or protobuf.
 
 pub mod cost;
 pub mod ids;
+pub mod query;
 pub mod span;
 pub mod spanlog;
 pub mod store;
