@@ -1,0 +1,183 @@
+//! Black-box tests of the built binary: CLI, config, startup, first key, restart, signals.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::util::fixture_json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tracehouse");
+
+/// A `tracehouse serve` process; killed when dropped.
+struct ServeProcess {
+    child: Child,
+    base: String,
+    stdout_lines: Vec<String>,
+}
+
+impl ServeProcess {
+    /// Starts the binary on a free port and waits until it prints its address (and, on a fresh
+    /// store, its first key).
+    fn start(data_dir: &Path) -> Self {
+        let addr_file = data_dir.with_extension("addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .arg("--addr-file")
+            .arg(&addr_file)
+            .env_remove("TRACEHOUSE_DATA_DIR")
+            .env_remove("TRACEHOUSE_STORE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (lines_tx, lines_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = lines_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert!(first.starts_with("tracehouse listening on http://127.0.0.1:"), "{first}");
+        let mut stdout_lines = vec![first];
+        // The key, if any, follows at once; a short wait is enough to tell.
+        while let Ok(line) = lines_rx.recv_timeout(Duration::from_millis(500)) {
+            stdout_lines.push(line);
+        }
+        let base = format!("http://{}", std::fs::read_to_string(&addr_file).unwrap().trim());
+        Self {
+            child,
+            base,
+            stdout_lines,
+        }
+    }
+
+    fn printed_key(&self) -> Option<String> {
+        self.stdout_lines.last().filter(|l| l.starts_with("th_")).cloned()
+    }
+
+    /// Sends SIGTERM and returns whether the process exited successfully.
+    fn terminate(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let status = self.child.wait().unwrap();
+        status.success()
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tracehouse(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(BIN)
+        .args(args)
+        .env_remove("TRACEHOUSE_DATA_DIR")
+        .env_remove("TRACEHOUSE_STORE")
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+async fn get_trace(base: &str, key: &str, trace_id: &str) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .get(format!("{base}/api/traces/{trace_id}/"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    crate::util::answer(response).await
+}
+
+#[tokio::test]
+async fn first_start_prints_a_key_and_data_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let server = ServeProcess::start(&data_dir);
+    let key = server.printed_key().expect("first start prints a key on the last line");
+    assert!(server.stdout_lines.iter().any(|l| l.contains("\"default\"")));
+
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/traces/ingest", server.base))
+        .bearer_auth(&key)
+        .json(&fixture_json("respan-logs-sample.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(server.terminate(), "SIGTERM exits cleanly");
+
+    let restarted = ServeProcess::start(&data_dir);
+    assert_eq!(restarted.printed_key(), None, "a key is printed only for an empty store");
+    let (status, trace) = get_trace(&restarted.base, &key, "4fd81b946f97464789a28b50dd253a90").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(trace["span_count"], 18);
+    assert!(data_dir.join("tracehouse.db").exists());
+}
+
+#[tokio::test]
+async fn keys_create_list_revoke_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let data = data_dir.to_str().unwrap();
+
+    let (ok, stdout, stderr) = tracehouse(&["keys", "create", "--project", "team-a", "--label", "ci", "--data-dir", data]);
+    assert!(ok, "{stderr}");
+    let key = stdout.lines().last().unwrap().to_owned();
+    assert!(key.starts_with("th_") && key.len() == 67, "{stdout}");
+
+    // --store sqlite:PATH reaches the same database.
+    let store_url = format!("sqlite:{}", data_dir.join("tracehouse.db").display());
+    let (ok, listing, _) = tracehouse(&["keys", "list", "--store", &store_url]);
+    assert!(ok);
+    let row = listing.lines().find(|l| l.contains("team-a")).unwrap();
+    assert!(row.contains(&key[..10]) && row.contains("ci"), "{listing}");
+    assert!(!listing.contains(&key), "the secret is never listed");
+    let id = row.split_whitespace().next().unwrap().to_owned();
+
+    let server = ServeProcess::start(&data_dir);
+    assert_eq!(server.printed_key(), None, "a store with keys gets no new key");
+    let (status, _) = get_trace(&server.base, &key, "none").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "valid key, unknown trace");
+
+    let (ok, stdout, _) = tracehouse(&["keys", "revoke", &id, "--data-dir", data]);
+    assert!(ok);
+    assert!(stdout.contains("revoked key"), "{stdout}");
+    let (status, _) = get_trace(&server.base, &key, "none").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a revoked key stops working at once");
+
+    let (ok, _, stderr) = tracehouse(&["keys", "revoke", "999", "--data-dir", data]);
+    assert!(!ok);
+    assert!(stderr.contains("api key 999 not found"), "{stderr}");
+    let (ok, _, stderr) = tracehouse(&["keys", "create", "--project", "bad name", "--data-dir", data]);
+    assert!(!ok);
+    assert!(stderr.contains("project name"), "{stderr}");
+}
+
+#[test]
+fn help_and_bad_config_are_explained() {
+    let (ok, help, _) = tracehouse(&["serve", "--help"]);
+    assert!(ok);
+    for flag in ["--listen", "--data-dir", "--store", "TRACEHOUSE_LISTEN", "TRACEHOUSE_DATA_DIR", "127.0.0.1:8080"] {
+        assert!(help.contains(flag), "serve --help lacks {flag}");
+    }
+    let (ok, _, stderr) = tracehouse(&["serve", "--store", "postgres://x/y", "--listen", "127.0.0.1:0"]);
+    assert!(!ok);
+    assert!(stderr.contains("not supported"), "{stderr}");
+}
