@@ -42,14 +42,23 @@ mod tests {
         assert_eq!(gunzip(&body, 1024).unwrap(), b"[1,2,3]");
         let bomb = gzip(&vec![b' '; 10 * 1024 * 1024]);
         assert!(bomb.len() < 64 * 1024);
-        assert!(matches!(gunzip(&bomb, 1024 * 1024), Err(DecodeError::TooLarge { limit: 1_048_576 })));
+        assert!(matches!(
+            gunzip(&bomb, 1024 * 1024),
+            Err(DecodeError::TooLarge { limit: 1_048_576 })
+        ));
     }
 
     #[test]
     fn rejects_bodies_that_are_not_gzip() {
-        assert!(matches!(gunzip(b"[1,2,3]", 1024), Err(DecodeError::BadGzip(_))));
+        assert!(matches!(
+            gunzip(b"[1,2,3]", 1024),
+            Err(DecodeError::BadGzip(_))
+        ));
         let mut truncated = gzip(b"[1,2,3,4,5,6,7,8,9]");
         truncated.truncate(truncated.len() - 6);
-        assert!(matches!(gunzip(&truncated, 1024), Err(DecodeError::BadGzip(_))));
+        assert!(matches!(
+            gunzip(&truncated, 1024),
+            Err(DecodeError::BadGzip(_))
+        ));
     }
 }

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`compression`]: `Content-Encoding: gzip` with a limit on the inflated size.
 //! - [`spanlog`]: the span-log routes' body (a JSON array, or `{"data": [...]}`).
+//! - [`otlp`]: the OTLP routes' body (protobuf or JSON), each span mapped to a span log.
 //!
 //! Architecture invariant: decoding is pure (bytes in, spans and rejections out): no IO, no
 //! clock (the caller passes the receive time), no store.
@@ -10,6 +11,7 @@
 //! only for bodies that cannot be read at all.
 
 pub mod compression;
+pub mod otlp;
 pub mod spanlog;
 
 use tracehouse_core::Span;
@@ -59,6 +61,9 @@ pub enum DecodeError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The body is not a protobuf `ExportTraceServiceRequest`.
+    #[error("body is not a valid OTLP protobuf request: {0}")]
+    Protobuf(#[from] prost::DecodeError),
     /// A batch holds more items than allowed in one request.
     #[error("batch has {count} items, the limit is {limit} per request")]
     TooManyItems {

@@ -82,7 +82,13 @@ mod tests {
     fn accepts_array_data_wrapper_and_single_object() {
         let item = r#"{"trace_unique_id": "t", "span_unique_id": "s"}"#;
         assert_eq!(decode(&format!("[{item}]")).unwrap().spans.len(), 1);
-        assert_eq!(decode(&format!("{{\"data\": [{item}, {item}]}}")).unwrap().spans.len(), 2);
+        assert_eq!(
+            decode(&format!("{{\"data\": [{item}, {item}]}}"))
+                .unwrap()
+                .spans
+                .len(),
+            2
+        );
         assert_eq!(decode(item).unwrap().spans.len(), 1);
         assert_eq!(decode(&format!("\u{feff}[{item}]")).unwrap().spans.len(), 1);
         assert_eq!(decode("[]").unwrap(), Decoded::default());
@@ -103,18 +109,29 @@ mod tests {
             .iter()
             .map(|r| (r.index, r.field.as_str()))
             .collect();
-        assert_eq!(where_, vec![(1, "span_unique_id"), (2, "prompt_tokens"), (3, "")]);
+        assert_eq!(
+            where_,
+            vec![(1, "span_unique_id"), (2, "prompt_tokens"), (3, "")]
+        );
     }
 
     #[test]
     fn whole_body_errors_say_where() {
         match decode("[{\"trace_unique_id\": \n  \"t\",, }]") {
-            Err(DecodeError::InvalidJson { line, column, .. }) => assert_eq!((line, column), (2, 7)),
+            Err(DecodeError::InvalidJson { line, column, .. }) => {
+                assert_eq!((line, column), (2, 7))
+            }
             other => panic!("unexpected {other:?}"),
         }
         assert!(matches!(decode("42"), Err(DecodeError::WrongShape(_))));
-        assert!(matches!(decode(r#"{"data": 1}"#), Err(DecodeError::WrongShape(_))));
-        assert!(matches!(decode(r#"{"items": []}"#), Err(DecodeError::WrongShape(_))));
+        assert!(matches!(
+            decode(r#"{"data": 1}"#),
+            Err(DecodeError::WrongShape(_))
+        ));
+        assert!(matches!(
+            decode(r#"{"items": []}"#),
+            Err(DecodeError::WrongShape(_))
+        ));
         assert!(matches!(decode(""), Err(DecodeError::InvalidJson { .. })));
     }
 }
