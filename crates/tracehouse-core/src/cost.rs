@@ -149,8 +149,14 @@ mod tests {
     #[test]
     fn longest_prefix_and_provider_prefix_match() {
         let table = PriceTable::builtin();
-        assert_eq!(table.price_of("gpt-4o-mini-2024-07-18").map(|p| p.input), Some(0.15));
-        assert_eq!(table.price_of("gpt-4o-2024-08-06").map(|p| p.input), Some(2.5));
+        assert_eq!(
+            table.price_of("gpt-4o-mini-2024-07-18").map(|p| p.input),
+            Some(0.15)
+        );
+        assert_eq!(
+            table.price_of("gpt-4o-2024-08-06").map(|p| p.input),
+            Some(2.5)
+        );
         assert_eq!(table.price_of("openai/GPT-4o").map(|p| p.input), Some(2.5));
         assert_eq!(table.price_of("my-local-model"), None);
         assert_eq!(table.cost("gpt-4o", &TokenUsage::default()), None);
@@ -159,18 +165,31 @@ mod tests {
     #[test]
     fn operator_file_overrides_and_extends() {
         let mut table = PriceTable::builtin();
-        let overrides = PriceTable::parse(r#"{"gpt-4o": {"input": 1.0, "output": 2.0}, "acme-1": {"input": 3.0, "output": 4.0}}"#);
+        let overrides = PriceTable::parse(
+            r#"{"gpt-4o": {"input": 1.0, "output": 2.0}, "acme-1": {"input": 3.0, "output": 4.0}}"#,
+        );
         assert!(overrides.is_ok());
         if let Ok(overrides) = overrides {
             table.extend_with(overrides);
         }
-        assert_eq!(table.price_of("gpt-4o"), Some(ModelPrice { input: 1.0, output: 2.0 }));
-        let cost = table.cost("acme-1", &usage(1_000_000, 1_000_000)).unwrap_or(-1.0);
+        assert_eq!(
+            table.price_of("gpt-4o"),
+            Some(ModelPrice {
+                input: 1.0,
+                output: 2.0
+            })
+        );
+        let cost = table
+            .cost("acme-1", &usage(1_000_000, 1_000_000))
+            .unwrap_or(-1.0);
         assert!((cost - 7.0).abs() < 1e-9);
         assert!(matches!(
             PriceTable::parse(r#"{"x": {"input": -1, "output": 0}}"#),
             Err(PriceTableError::BadPrice { .. })
         ));
-        assert!(matches!(PriceTable::parse("[1]"), Err(PriceTableError::Invalid(_))));
+        assert!(matches!(
+            PriceTable::parse("[1]"),
+            Err(PriceTableError::Invalid(_))
+        ));
     }
 }

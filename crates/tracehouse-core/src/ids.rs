@@ -213,8 +213,7 @@ mod tests {
     #[test]
     fn ids_accept_any_printable_string_up_to_the_limit() {
         assert_eq!(
-            TraceId::try_from("trace_a2d0a4052e2042839da4bb72cbd0783f")
-                .map(|id| id.to_string()),
+            TraceId::try_from("trace_a2d0a4052e2042839da4bb72cbd0783f").map(|id| id.to_string()),
             Ok("trace_a2d0a4052e2042839da4bb72cbd0783f".to_owned())
         );
         assert!(SpanId::try_from("x".repeat(MAX_ID_LEN)).is_ok());
@@ -248,6 +247,9 @@ mod tests {
         assert!(key.starts_with("th_"));
         assert_eq!(key.len(), 3 + 64);
         assert_eq!(ApiKeyHash::of_secret(&key), ApiKeyHash::of_secret(&key));
-        assert_ne!(ApiKeyHash::of_secret(&key), ApiKeyHash::of_secret("th_other"));
+        assert_ne!(
+            ApiKeyHash::of_secret(&key),
+            ApiKeyHash::of_secret("th_other")
+        );
     }
 }

@@ -25,6 +25,9 @@ pub use cost::PriceTable;
 pub use ids::{ApiKeyHash, Project, ProjectId, ProjectName, SpanId, TraceId};
 pub use span::{LogType, Span, SpanGrouping, SpanStatus, TokenUsage};
 pub use spanlog::{FieldError, IngestContext, span_from_log};
-pub use store::{ApiKeyInfo, NewApiKey, SpanStore, StoreError, StoredTrace, WriteReceipt};
+pub use store::{
+    ApiKeyInfo, Listing, NewApiKey, ProjectStats, SpanStatistics, SpanStore, StoreError,
+    StoredTrace, TraceListItem, WriteReceipt,
+};
 pub use time::Timestamp;
 pub use trace::{TraceSummary, TreeNode, build_tree, summarize};

@@ -89,20 +89,48 @@ const SPAN_COLUMNS: &[(&str, SpanColumn, FieldType)] = &[
     ("status_code", SpanColumn::StatusCode, FieldType::Number),
     ("error_message", SpanColumn::ErrorMessage, FieldType::String),
     ("prompt_tokens", SpanColumn::PromptTokens, FieldType::Number),
-    ("completion_tokens", SpanColumn::CompletionTokens, FieldType::Number),
+    (
+        "completion_tokens",
+        SpanColumn::CompletionTokens,
+        FieldType::Number,
+    ),
     ("total_tokens", SpanColumn::TotalTokens, FieldType::Number),
-    ("total_request_tokens", SpanColumn::TotalTokens, FieldType::Number),
+    (
+        "total_request_tokens",
+        SpanColumn::TotalTokens,
+        FieldType::Number,
+    ),
     ("cost", SpanColumn::Cost, FieldType::Number),
     ("latency", SpanColumn::Latency, FieldType::Number),
     ("start_time", SpanColumn::StartTime, FieldType::Time),
     ("timestamp", SpanColumn::EndTime, FieldType::Time),
     ("end_time", SpanColumn::EndTime, FieldType::Time),
-    ("customer_identifier", SpanColumn::CustomerIdentifier, FieldType::String),
-    ("session_identifier", SpanColumn::SessionIdentifier, FieldType::String),
-    ("thread_identifier", SpanColumn::ThreadIdentifier, FieldType::String),
-    ("trace_group_identifier", SpanColumn::TraceGroupIdentifier, FieldType::String),
+    (
+        "customer_identifier",
+        SpanColumn::CustomerIdentifier,
+        FieldType::String,
+    ),
+    (
+        "session_identifier",
+        SpanColumn::SessionIdentifier,
+        FieldType::String,
+    ),
+    (
+        "thread_identifier",
+        SpanColumn::ThreadIdentifier,
+        FieldType::String,
+    ),
+    (
+        "trace_group_identifier",
+        SpanColumn::TraceGroupIdentifier,
+        FieldType::String,
+    ),
     ("environment", SpanColumn::Environment, FieldType::String),
-    ("span_workflow_name", SpanColumn::WorkflowName, FieldType::String),
+    (
+        "span_workflow_name",
+        SpanColumn::WorkflowName,
+        FieldType::String,
+    ),
     ("span_path", SpanColumn::Path, FieldType::String),
 ];
 
@@ -148,19 +176,51 @@ pub enum TraceColumn {
 const TRACE_COLUMNS: &[(&str, TraceColumn, FieldType)] = &[
     ("trace_unique_id", TraceColumn::TraceId, FieldType::String),
     ("name", TraceColumn::Name, FieldType::String),
-    ("customer_identifier", TraceColumn::CustomerIdentifier, FieldType::String),
+    (
+        "customer_identifier",
+        TraceColumn::CustomerIdentifier,
+        FieldType::String,
+    ),
     ("environment", TraceColumn::Environment, FieldType::String),
-    ("trace_group_identifier", TraceColumn::TraceGroupIdentifier, FieldType::String),
-    ("session_identifier", TraceColumn::SessionIdentifier, FieldType::String),
-    ("thread_identifier", TraceColumn::ThreadIdentifier, FieldType::String),
+    (
+        "trace_group_identifier",
+        TraceColumn::TraceGroupIdentifier,
+        FieldType::String,
+    ),
+    (
+        "session_identifier",
+        TraceColumn::SessionIdentifier,
+        FieldType::String,
+    ),
+    (
+        "thread_identifier",
+        TraceColumn::ThreadIdentifier,
+        FieldType::String,
+    ),
     ("span_count", TraceColumn::SpanCount, FieldType::Number),
-    ("llm_call_count", TraceColumn::LlmCallCount, FieldType::Number),
+    (
+        "llm_call_count",
+        TraceColumn::LlmCallCount,
+        FieldType::Number,
+    ),
     ("error_count", TraceColumn::ErrorCount, FieldType::Number),
     ("total_cost", TraceColumn::TotalCost, FieldType::Number),
-    ("total_prompt_tokens", TraceColumn::TotalPromptTokens, FieldType::Number),
-    ("total_completion_tokens", TraceColumn::TotalCompletionTokens, FieldType::Number),
+    (
+        "total_prompt_tokens",
+        TraceColumn::TotalPromptTokens,
+        FieldType::Number,
+    ),
+    (
+        "total_completion_tokens",
+        TraceColumn::TotalCompletionTokens,
+        FieldType::Number,
+    ),
     ("total_tokens", TraceColumn::TotalTokens, FieldType::Number),
-    ("total_request_tokens", TraceColumn::TotalTokens, FieldType::Number),
+    (
+        "total_request_tokens",
+        TraceColumn::TotalTokens,
+        FieldType::Number,
+    ),
     ("duration", TraceColumn::Duration, FieldType::Number),
     ("start_time", TraceColumn::StartTime, FieldType::Time),
     ("end_time", TraceColumn::EndTime, FieldType::Time),
@@ -169,7 +229,10 @@ const TRACE_COLUMNS: &[(&str, TraceColumn, FieldType)] = &[
 impl SpanColumn {
     /// Looks a column up by its API name.
     pub fn from_api(name: &str) -> Option<(SpanColumn, FieldType)> {
-        SPAN_COLUMNS.iter().find(|(n, _, _)| *n == name).map(|(_, c, t)| (*c, *t))
+        SPAN_COLUMNS
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, c, t)| (*c, *t))
     }
 
     /// The canonical API name.
@@ -189,7 +252,10 @@ impl SpanColumn {
 impl TraceColumn {
     /// Looks a column up by its API name.
     pub fn from_api(name: &str) -> Option<(TraceColumn, FieldType)> {
-        TRACE_COLUMNS.iter().find(|(n, _, _)| *n == name).map(|(_, c, t)| (*c, *t))
+        TRACE_COLUMNS
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, c, t)| (*c, *t))
     }
 
     /// The canonical API name.
@@ -280,7 +346,10 @@ impl Operator {
 
     /// Whether the operator needs at least one value.
     pub fn needs_value(self) -> bool {
-        !matches!(self, Operator::Empty | Operator::NotEmpty | Operator::IsNull)
+        !matches!(
+            self,
+            Operator::Empty | Operator::NotEmpty | Operator::IsNull
+        )
     }
 
     /// Whether the operator only makes sense on text.
@@ -297,7 +366,10 @@ impl Operator {
 
     /// Whether the values combine as "none of" rather than "any of".
     pub fn is_negated(self) -> bool {
-        matches!(self, Operator::Not | Operator::NotIn | Operator::NotContains)
+        matches!(
+            self,
+            Operator::Not | Operator::NotIn | Operator::NotContains
+        )
     }
 }
 
@@ -391,7 +463,10 @@ pub struct SpanFilter {
 impl SpanFilter {
     /// Whether the filter restricts nothing.
     pub fn is_empty(&self) -> bool {
-        self.conditions.is_empty() && self.search.is_none() && self.start_from.is_none() && self.start_to.is_none()
+        self.conditions.is_empty()
+            && self.search.is_none()
+            && self.start_from.is_none()
+            && self.start_to.is_none()
     }
 }
 
@@ -410,6 +485,9 @@ pub struct TraceQuery {
     pub sort: Sort<TraceColumn>,
     /// Which page.
     pub page: Page,
+    /// Only traces first seen at or before this instant: pages fetched with the same `as_of`
+    /// neither repeat nor skip rows while ingest continues.
+    pub as_of: Option<Timestamp>,
 }
 
 impl Default for TraceQuery {
@@ -424,6 +502,7 @@ impl Default for TraceQuery {
                 direction: Direction::Descending,
             },
             page: Page::default(),
+            as_of: None,
         }
     }
 }
@@ -437,6 +516,8 @@ pub struct SpanQuery {
     pub sort: Sort<SpanColumn>,
     /// Which page.
     pub page: Page,
+    /// Only spans first seen at or before this instant (see [`TraceQuery::as_of`]).
+    pub as_of: Option<Timestamp>,
 }
 
 impl Default for SpanQuery {
@@ -448,6 +529,7 @@ impl Default for SpanQuery {
                 direction: Direction::Descending,
             },
             page: Page::default(),
+            as_of: None,
         }
     }
 }
@@ -464,7 +546,9 @@ pub enum QueryError {
         known: String,
     },
     /// An operator that does not exist.
-    #[error("unknown operator {operator:?} on field {field:?}; known operators: \"\", not, in, not_in, lt, lte, gt, gte, contains, icontains, not_contains, startswith, endswith, empty, not_empty, isnull")]
+    #[error(
+        "unknown operator {operator:?} on field {field:?}; known operators: \"\", not, in, not_in, lt, lte, gt, gte, contains, icontains, not_contains, startswith, endswith, empty, not_empty, isnull"
+    )]
     UnknownOperator {
         /// The field.
         field: String,
@@ -500,12 +584,20 @@ fn bad_value(field: &str, message: impl Into<String>) -> QueryError {
 }
 
 /// Parses a filter value for a field of type `kind`.
-fn parse_value(field: &str, kind: FieldType, operator: Operator, raw: &Value) -> Result<FilterValue, QueryError> {
+fn parse_value(
+    field: &str,
+    kind: FieldType,
+    operator: Operator,
+    raw: &Value,
+) -> Result<FilterValue, QueryError> {
     if operator.is_textual() {
         return match raw {
             Value::String(text) => Ok(FilterValue::Text(text.clone())),
             Value::Number(n) => Ok(FilterValue::Text(n.to_string())),
-            other => Err(bad_value(field, format!("operator needs a string, got {other}"))),
+            other => Err(bad_value(
+                field,
+                format!("operator needs a string, got {other}"),
+            )),
         };
     }
     match (kind, raw) {
@@ -528,7 +620,9 @@ fn parse_value(field: &str, kind: FieldType, operator: Operator, raw: &Value) ->
         (FieldType::Time, Value::Number(n)) => n
             .as_f64()
             .ok_or_else(|| bad_value(field, "number out of range"))
-            .and_then(|f| Timestamp::from_epoch_number(f).map_err(|e| bad_value(field, e.to_string())))
+            .and_then(|f| {
+                Timestamp::from_epoch_number(f).map_err(|e| bad_value(field, e.to_string()))
+            })
             .map(FilterValue::Time),
         (FieldType::Bool, Value::Bool(b)) => Ok(FilterValue::Bool(*b)),
         (FieldType::Dynamic, Value::String(text)) => Ok(FilterValue::Text(text.clone())),
@@ -553,7 +647,12 @@ fn parse_value(field: &str, kind: FieldType, operator: Operator, raw: &Value) ->
 }
 
 /// Parses `{"operator": "...", "value": [...]}` (or a bare value / list, meaning equals).
-fn parse_condition<F>(field_name: &str, field: F, kind: FieldType, spec: &Value) -> Result<Condition<F>, QueryError> {
+fn parse_condition<F>(
+    field_name: &str,
+    field: F,
+    kind: FieldType,
+    spec: &Value,
+) -> Result<Condition<F>, QueryError> {
     let (operator_name, raw_values) = match spec {
         Value::Object(object) => {
             for key in object.keys() {
@@ -572,16 +671,23 @@ fn parse_condition<F>(field_name: &str, field: F, kind: FieldType, spec: &Value)
                     )));
                 }
             };
-            (operator, object.get("value").cloned().unwrap_or(Value::Null))
+            (
+                operator,
+                object.get("value").cloned().unwrap_or(Value::Null),
+            )
         }
         other => ("", other.clone()),
     };
-    let operator = Operator::from_api(operator_name).ok_or_else(|| QueryError::UnknownOperator {
-        field: field_name.to_owned(),
-        operator: operator_name.to_owned(),
-    })?;
+    let operator =
+        Operator::from_api(operator_name).ok_or_else(|| QueryError::UnknownOperator {
+            field: field_name.to_owned(),
+            operator: operator_name.to_owned(),
+        })?;
     if operator.is_textual() && !matches!(kind, FieldType::String | FieldType::Dynamic) {
-        return Err(bad_value(field_name, format!("operator {operator_name:?} applies to text fields only")));
+        return Err(bad_value(
+            field_name,
+            format!("operator {operator_name:?} applies to text fields only"),
+        ));
     }
     let raw_values: Vec<Value> = match raw_values {
         Value::Null => Vec::new(),
@@ -594,7 +700,12 @@ fn parse_condition<F>(field_name: &str, field: F, kind: FieldType, spec: &Value)
             None => true,
             Some(Value::Bool(b)) => *b,
             Some(Value::String(s)) if s == "true" || s == "false" => s == "true",
-            Some(other) => return Err(bad_value(field_name, format!("isnull takes true or false, got {other}"))),
+            Some(other) => {
+                return Err(bad_value(
+                    field_name,
+                    format!("isnull takes true or false, got {other}"),
+                ));
+            }
         };
         return Ok(Condition {
             field,
@@ -610,7 +721,10 @@ fn parse_condition<F>(field_name: &str, field: F, kind: FieldType, spec: &Value)
         });
     }
     if raw_values.is_empty() {
-        return Err(bad_value(field_name, format!("operator {operator_name:?} needs a value")));
+        return Err(bad_value(
+            field_name,
+            format!("operator {operator_name:?} needs a value"),
+        ));
     }
     if raw_values.len() > 1000 {
         return Err(bad_value(field_name, "at most 1000 values per filter"));
@@ -633,14 +747,23 @@ pub fn parse_span_field(name: &str) -> Result<(SpanField, FieldType), QueryError
     }
     if let Some(path) = name.strip_prefix("metadata__") {
         let keys: Vec<String> = path.split("__").map(str::to_owned).collect();
-        if keys.iter().any(|k| k.is_empty() || k.contains('"') || k.chars().any(char::is_control)) {
-            return Err(bad_value(name, "metadata keys must be non-empty and contain no '\"'"));
+        if keys
+            .iter()
+            .any(|k| k.is_empty() || k.contains('"') || k.chars().any(char::is_control))
+        {
+            return Err(bad_value(
+                name,
+                "metadata keys must be non-empty and contain no '\"'",
+            ));
         }
         return Ok((SpanField::Metadata(keys), FieldType::Dynamic));
     }
     Err(QueryError::UnknownField {
         field: name.to_owned(),
-        known: format!("{}, metadata__<key>", SpanColumn::api_names().collect::<Vec<_>>().join(", ")),
+        known: format!(
+            "{}, metadata__<key>",
+            SpanColumn::api_names().collect::<Vec<_>>().join(", ")
+        ),
     })
 }
 
@@ -661,7 +784,9 @@ pub fn parse_span_filters(filters: &Value, filter: &mut SpanFilter) -> Result<()
     };
     for (name, spec) in object {
         let (field, kind) = parse_span_field(name)?;
-        filter.conditions.push(parse_condition(name, field, kind, spec)?);
+        filter
+            .conditions
+            .push(parse_condition(name, field, kind, spec)?);
     }
     Ok(())
 }
@@ -674,7 +799,9 @@ pub fn parse_trace_filters(filters: &Value, query: &mut TraceQuery) -> Result<()
     };
     for (name, spec) in object {
         if let Some((column, kind)) = TraceColumn::from_api(name) {
-            query.conditions.push(parse_condition(name, column, kind, spec)?);
+            query
+                .conditions
+                .push(parse_condition(name, column, kind, spec)?);
             continue;
         }
         let (field, kind) = parse_span_field(name).map_err(|error| match error {
@@ -688,7 +815,10 @@ pub fn parse_trace_filters(filters: &Value, query: &mut TraceQuery) -> Result<()
             },
             other => other,
         })?;
-        query.spans.conditions.push(parse_condition(name, field, kind, spec)?);
+        query
+            .spans
+            .conditions
+            .push(parse_condition(name, field, kind, spec)?);
     }
     Ok(())
 }
@@ -718,10 +848,15 @@ pub fn parse_sort<C: Copy>(
 pub fn parse_page(page: Option<&str>, page_size: Option<&str>) -> Result<Page, QueryError> {
     let number = match page {
         None => 1,
-        Some(raw) => raw.trim().parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(|| QueryError::BadParameter {
-            parameter: "page".to_owned(),
-            message: format!("must be a whole number from 1, got {raw:?}"),
-        })?,
+        Some(raw) => raw
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| QueryError::BadParameter {
+                parameter: "page".to_owned(),
+                message: format!("must be a whole number from 1, got {raw:?}"),
+            })?,
     };
     let size = match page_size {
         None => DEFAULT_PAGE_SIZE,
@@ -777,7 +912,10 @@ mod tests {
         assert!(matches!(c[2].values[0], FilterValue::Time(_)));
         assert_eq!(c[4].values, vec![FilterValue::Bool(false)]);
         assert!(c[5].values.is_empty());
-        assert_eq!(c[6].field, SpanField::Metadata(vec!["user".into(), "tier".into()]));
+        assert_eq!(
+            c[6].field,
+            SpanField::Metadata(vec!["user".into(), "tier".into()])
+        );
         assert_eq!(c[6].values, vec![FilterValue::Number(3.0)]);
         assert_eq!(c[7].operator, Operator::Equals);
         assert_eq!(c[7].values, vec![FilterValue::Text("chat".into())]);
@@ -786,17 +924,36 @@ mod tests {
     #[test]
     fn errors_name_the_field_or_operator() {
         let mut filter = SpanFilter::default();
-        let error = parse_span_filters(&json!({"colour": {"operator": "", "value": ["red"]}}), &mut filter);
-        assert!(matches!(error, Err(QueryError::UnknownField { ref field, .. }) if field == "colour"));
-        let error = parse_span_filters(&json!({"model": {"operator": "like", "value": ["x"]}}), &mut filter);
-        assert!(matches!(error, Err(QueryError::UnknownOperator { ref operator, .. }) if operator == "like"));
-        let error = parse_span_filters(&json!({"cost": {"operator": "gt", "value": ["cheap"]}}), &mut filter);
+        let error = parse_span_filters(
+            &json!({"colour": {"operator": "", "value": ["red"]}}),
+            &mut filter,
+        );
+        assert!(
+            matches!(error, Err(QueryError::UnknownField { ref field, .. }) if field == "colour")
+        );
+        let error = parse_span_filters(
+            &json!({"model": {"operator": "like", "value": ["x"]}}),
+            &mut filter,
+        );
+        assert!(
+            matches!(error, Err(QueryError::UnknownOperator { ref operator, .. }) if operator == "like")
+        );
+        let error = parse_span_filters(
+            &json!({"cost": {"operator": "gt", "value": ["cheap"]}}),
+            &mut filter,
+        );
         assert!(matches!(error, Err(QueryError::BadValue { ref field, .. }) if field == "cost"));
-        let error = parse_span_filters(&json!({"cost": {"operator": "contains", "value": ["1"]}}), &mut filter);
+        let error = parse_span_filters(
+            &json!({"cost": {"operator": "contains", "value": ["1"]}}),
+            &mut filter,
+        );
         assert!(matches!(error, Err(QueryError::BadValue { ref field, .. }) if field == "cost"));
         let error = parse_span_filters(&json!({"model": {"operator": "gt"}}), &mut filter);
         assert!(matches!(error, Err(QueryError::BadValue { .. })));
-        assert!(matches!(parse_span_filters(&json!([1]), &mut filter), Err(QueryError::BadShape(_))));
+        assert!(matches!(
+            parse_span_filters(&json!([1]), &mut filter),
+            Err(QueryError::BadShape(_))
+        ));
         assert!(matches!(
             parse_span_filters(&json!({"model": {"op": "x"}}), &mut filter),
             Err(QueryError::BadShape(_))
@@ -822,12 +979,25 @@ mod tests {
 
     #[test]
     fn paging_and_sorting() {
-        assert_eq!(parse_page(None, None), Ok(Page { number: 1, size: 50 }));
-        assert_eq!(parse_page(Some("3"), Some("1000")).map(|p| p.offset()), Ok(2000));
+        assert_eq!(
+            parse_page(None, None),
+            Ok(Page {
+                number: 1,
+                size: 50
+            })
+        );
+        assert_eq!(
+            parse_page(Some("3"), Some("1000")).map(|p| p.offset()),
+            Ok(2000)
+        );
         assert!(parse_page(Some("0"), None).is_err());
         assert!(parse_page(None, Some("1001")).is_err());
         assert!(parse_page(None, Some("x")).is_err());
-        let sort = parse_sort("-total_cost", TraceColumn::from_api, TraceColumn::api_names());
+        let sort = parse_sort(
+            "-total_cost",
+            TraceColumn::from_api,
+            TraceColumn::api_names(),
+        );
         assert_eq!(
             sort,
             Ok(Sort {

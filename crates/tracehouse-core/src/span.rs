@@ -67,9 +67,13 @@ impl LogType {
         if model_says_embedding {
             return Self("embedding".to_owned());
         }
-        let has_messages = ["prompt_messages", "completion_message", "completion_messages"]
-            .iter()
-            .any(|key| content.get(*key).is_some_and(|v| !v.is_null()));
+        let has_messages = [
+            "prompt_messages",
+            "completion_message",
+            "completion_messages",
+        ]
+        .iter()
+        .any(|key| content.get(*key).is_some_and(|v| !v.is_null()));
         if has_messages || model.is_some_and(|m| !m.is_empty()) {
             return Self("chat".to_owned());
         }
@@ -181,7 +185,9 @@ pub struct Span {
 impl Span {
     /// Whether this span has no parent inside its trace as sent (the tree may still find it orphaned).
     pub fn is_root(&self) -> bool {
-        self.parent_id.as_ref().is_none_or(|parent| *parent == self.span_id)
+        self.parent_id
+            .as_ref()
+            .is_none_or(|parent| *parent == self.span_id)
     }
 
     /// `metadata` as sent, if it is an object.
@@ -203,20 +209,46 @@ mod tests {
 
     #[test]
     fn infers_log_type_from_suffix_then_content_then_model() {
-        assert_eq!(infer("pirate_joke.workflow", Value::Object(Map::new()), None), "workflow");
-        assert_eq!(infer("store_joke.task", Value::Object(Map::new()), None), "task");
-        assert_eq!(infer("search.tool", Value::Object(Map::new()), None), "tool");
-        assert_eq!(infer("planner.agent", Value::Object(Map::new()), None), "agent");
-        assert_eq!(infer("openai.chat", Value::Object(Map::new()), Some("gpt-4o")), "chat");
         assert_eq!(
-            infer("openai.embeddings", Value::Object(Map::new()), Some("text-embedding-3-small")),
+            infer("pirate_joke.workflow", Value::Object(Map::new()), None),
+            "workflow"
+        );
+        assert_eq!(
+            infer("store_joke.task", Value::Object(Map::new()), None),
+            "task"
+        );
+        assert_eq!(
+            infer("search.tool", Value::Object(Map::new()), None),
+            "tool"
+        );
+        assert_eq!(
+            infer("planner.agent", Value::Object(Map::new()), None),
+            "agent"
+        );
+        assert_eq!(
+            infer("openai.chat", Value::Object(Map::new()), Some("gpt-4o")),
+            "chat"
+        );
+        assert_eq!(
+            infer(
+                "openai.embeddings",
+                Value::Object(Map::new()),
+                Some("text-embedding-3-small")
+            ),
             "embedding"
         );
         assert_eq!(
-            infer("call", serde_json::json!({"prompt_messages": [{"role": "user"}]}), None),
+            infer(
+                "call",
+                serde_json::json!({"prompt_messages": [{"role": "user"}]}),
+                None
+            ),
             "chat"
         );
-        assert_eq!(infer("call", Value::Object(Map::new()), Some("gpt-4o")), "chat");
+        assert_eq!(
+            infer("call", Value::Object(Map::new()), Some("gpt-4o")),
+            "chat"
+        );
         assert_eq!(infer("prepare", Value::Object(Map::new()), None), "custom");
     }
 

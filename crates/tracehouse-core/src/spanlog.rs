@@ -194,7 +194,7 @@ fn time_error(field: &str, error: TimestampError) -> FieldError {
 
 /// Takes a string field out of the item exactly as sent (`""` included); `null` is absent.
 fn take_string(item: &mut Map<String, Value>, field: &str) -> Option<String> {
-    match item.remove(field) {
+    match item.shift_remove(field) {
         Some(Value::String(text)) => Some(text),
         _ => None,
     }
@@ -206,11 +206,11 @@ fn take_nonblank(item: &mut Map<String, Value>, field: &str) -> Option<String> {
 }
 
 fn take_number(item: &mut Map<String, Value>, field: &str) -> Option<f64> {
-    item.remove(field).and_then(|v| v.as_f64())
+    item.shift_remove(field).and_then(|v| v.as_f64())
 }
 
 fn take_count(item: &mut Map<String, Value>, field: &str) -> Option<u64> {
-    match item.remove(field) {
+    match item.shift_remove(field) {
         Some(Value::Number(n)) => as_count(&n),
         _ => None,
     }
@@ -226,27 +226,35 @@ fn nested_string(item: &Map<String, Value>, object: &str, field: &str) -> Option
 
 fn nested_count(item: &Map<String, Value>, object: &str, fields: &[&str]) -> Option<u64> {
     let nested = item.get(object)?.as_object()?;
-    fields
-        .iter()
-        .find_map(|field| nested.get(*field).and_then(Value::as_number).and_then(as_count))
+    fields.iter().find_map(|field| {
+        nested
+            .get(*field)
+            .and_then(Value::as_number)
+            .and_then(as_count)
+    })
 }
 
 fn take_time(item: &mut Map<String, Value>, field: &str) -> Result<Option<Timestamp>, FieldError> {
-    match item.remove(field) {
+    match item.shift_remove(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) if text.trim().is_empty() => Ok(None),
-        Some(Value::String(text)) => Timestamp::parse(&text).map(Some).map_err(|e| time_error(field, e)),
+        Some(Value::String(text)) => Timestamp::parse(&text)
+            .map(Some)
+            .map_err(|e| time_error(field, e)),
         Some(Value::Number(number)) => number
             .as_f64()
             .ok_or_else(|| FieldError::new(field, "is not a finite number"))
             .and_then(|f| Timestamp::from_epoch_number(f).map_err(|e| time_error(field, e)))
             .map(Some),
-        Some(_) => Err(FieldError::new(field, format!("{field} must be {}", Kind::Time.describe()))),
+        Some(_) => Err(FieldError::new(
+            field,
+            format!("{field} must be {}", Kind::Time.describe()),
+        )),
     }
 }
 
 fn required_id(item: &mut Map<String, Value>, field: &str) -> Result<String, FieldError> {
-    match item.remove(field) {
+    match item.shift_remove(field) {
         None | Some(Value::Null) => Err(FieldError::new(field, format!("{field} is required"))),
         Some(Value::String(text)) => Ok(text),
         Some(other) => Err(FieldError::new(
@@ -297,7 +305,10 @@ pub fn span_from_log(item: Value, context: IngestContext<'_>) -> Result<Span, Fi
     let Value::Object(mut item) = item else {
         return Err(FieldError::new(
             "",
-            format!("each span log must be a JSON object, got {}", json_type_name(&item)),
+            format!(
+                "each span log must be a JSON object, got {}",
+                json_type_name(&item)
+            ),
         ));
     };
 
@@ -311,7 +322,11 @@ pub fn span_from_log(item: Value, context: IngestContext<'_>) -> Result<Span, Fi
             if !kind.accepts(value) {
                 return Err(FieldError::new(
                     *field,
-                    format!("{field} must be {}, got {}", kind.describe(), json_type_name(value)),
+                    format!(
+                        "{field} must be {}, got {}",
+                        kind.describe(),
+                        json_type_name(value)
+                    ),
                 ));
             }
         }
@@ -328,10 +343,10 @@ pub fn span_from_log(item: Value, context: IngestContext<'_>) -> Result<Span, Fi
     }
 
     // Legacy and alias names: store under the current name so reads and filters see one field.
-    if let Some(legacy) = item.remove("keywordsai_params") {
+    if let Some(legacy) = item.shift_remove("keywordsai_params") {
         item.entry("respan_params").or_insert(legacy);
     }
-    if let Some(ttft) = item.remove("ttft") {
+    if let Some(ttft) = item.shift_remove("ttft") {
         item.entry("time_to_first_token").or_insert(ttft);
     }
 
@@ -342,7 +357,7 @@ pub fn span_from_log(item: Value, context: IngestContext<'_>) -> Result<Span, Fi
     let start = take_time(&mut item, "start_time")?;
     let end = match take_time(&mut item, "timestamp")? {
         Some(end) => {
-            item.remove("end_time");
+            item.shift_remove("end_time");
             Some(end)
         }
         None => take_time(&mut item, "end_time")?,
@@ -376,11 +391,21 @@ pub fn span_from_log(item: Value, context: IngestContext<'_>) -> Result<Span, Fi
             .and_then(|model| context.prices.cost(model, &usage))
     });
 
-    let status_code = item.remove("status_code").and_then(|v| v.as_f64()).map(|f| f as i64);
+    let status_code = item
+        .shift_remove("status_code")
+        .and_then(|v| v.as_f64())
+        .map(|f| f as i64);
     let error_message = take_nonblank(&mut item, "error_message");
-    let said_error = take_nonblank(&mut item, "status")
-        .is_some_and(|s| matches!(s.to_ascii_lowercase().as_str(), "error" | "failed" | "failure"));
-    let error_bit = item.get("error_bit").and_then(Value::as_u64).is_some_and(|bit| bit != 0);
+    let said_error = take_nonblank(&mut item, "status").is_some_and(|s| {
+        matches!(
+            s.to_ascii_lowercase().as_str(),
+            "error" | "failed" | "failure"
+        )
+    });
+    let error_bit = item
+        .get("error_bit")
+        .and_then(Value::as_u64)
+        .is_some_and(|bit| bit != 0);
     let status = if said_error
         || error_bit
         || error_message.is_some()
@@ -410,12 +435,12 @@ pub fn span_from_log(item: Value, context: IngestContext<'_>) -> Result<Span, Fi
 
     if item.get("disable_log").and_then(Value::as_bool) == Some(true) {
         for field in LOGGED_CONTENT_FIELDS {
-            item.remove(*field);
+            item.shift_remove(*field);
         }
     }
     // Anything left is content, kept exactly as sent; remaining hot-field keys were nulls.
     for field in HOT_FIELDS {
-        item.remove(*field);
+        item.shift_remove(*field);
     }
 
     Ok(Span {
@@ -473,7 +498,10 @@ mod tests {
         let both = validate(json!({"trace_unique_id": "t", "span_unique_id": "s",
             "start_time": "2025-09-08T07:46:18.037942Z", "timestamp": "2025-09-08T07:46:19.041781Z"}));
         let both = both.map(|s| (s.start.to_rfc3339(), s.end.to_rfc3339(), s.latency));
-        assert!(matches!(&both, Ok((_, _, latency)) if (latency - 1.003839).abs() < 1e-9), "{both:?}");
+        assert!(
+            matches!(&both, Ok((_, _, latency)) if (latency - 1.003839).abs() < 1e-9),
+            "{both:?}"
+        );
 
         let start_latency = validate(json!({"trace_unique_id": "t", "span_unique_id": "s",
             "start_time": "2025-09-08T07:46:18Z", "latency": 1.5}))
@@ -498,8 +526,14 @@ mod tests {
     #[test]
     fn rejects_bad_ids_with_the_field_named() {
         assert_eq!(field_of(json!({"span_unique_id": "s"})), "trace_unique_id");
-        assert_eq!(field_of(json!({"trace_unique_id": "", "span_unique_id": "s"})), "trace_unique_id");
-        assert_eq!(field_of(json!({"trace_unique_id": 12, "span_unique_id": "s"})), "trace_unique_id");
+        assert_eq!(
+            field_of(json!({"trace_unique_id": "", "span_unique_id": "s"})),
+            "trace_unique_id"
+        );
+        assert_eq!(
+            field_of(json!({"trace_unique_id": 12, "span_unique_id": "s"})),
+            "trace_unique_id"
+        );
         assert_eq!(field_of(json!({"trace_unique_id": "t"})), "span_unique_id");
         assert_eq!(
             field_of(json!({"trace_unique_id": "t", "span_unique_id": "x".repeat(257)})),
@@ -538,10 +572,16 @@ mod tests {
         let Ok(span) = span else {
             panic!("rejected: {span:?}");
         };
-        assert_eq!(span.content.get("respan_params"), Some(&json!({"environment": "staging"})));
+        assert_eq!(
+            span.content.get("respan_params"),
+            Some(&json!({"environment": "staging"}))
+        );
         assert_eq!(span.content.get("time_to_first_token"), Some(&json!(0.25)));
         assert_eq!(span.content.get("field_name"), Some(&json!("data: ")));
-        assert_eq!(span.content.get("my_custom"), Some(&json!({"nested": [1, 2]})));
+        assert_eq!(
+            span.content.get("my_custom"),
+            Some(&json!({"nested": [1, 2]}))
+        );
         assert_eq!(span.grouping.environment.as_deref(), Some("staging"));
         assert!(!span.content.contains_key("keywordsai_params"));
         assert!(!span.content.contains_key("trace_unique_id"));
@@ -581,9 +621,12 @@ mod tests {
         assert_eq!(span.cost, None);
         assert_eq!(span.grouping.customer_identifier.as_deref(), Some("acme"));
 
-        let errored = validate(json!({"trace_unique_id": "t", "span_unique_id": "s", "error_bit": 1}));
+        let errored =
+            validate(json!({"trace_unique_id": "t", "span_unique_id": "s", "error_bit": 1}));
         assert_eq!(errored.map(|s| s.status), Ok(SpanStatus::Error));
-        let fine = validate(json!({"trace_unique_id": "t", "span_unique_id": "s", "error_bit": 0, "status_code": 200}));
+        let fine = validate(
+            json!({"trace_unique_id": "t", "span_unique_id": "s", "error_bit": 0, "status_code": 200}),
+        );
         assert_eq!(fine.map(|s| s.status), Ok(SpanStatus::Success));
         let given_cost = validate(json!({"trace_unique_id": "t", "span_unique_id": "s",
             "model": "gpt-4o", "prompt_tokens": 10, "cost": 0.5}));

@@ -2,7 +2,10 @@
 
 use async_trait::async_trait;
 
-use crate::ids::{ApiKeyHash, Project, ProjectId, ProjectName, TraceId};
+use serde_json::Value;
+
+use crate::ids::{ApiKeyHash, Project, ProjectId, ProjectName, SpanId, TraceId};
+use crate::query::{SpanFilter, SpanQuery, TraceQuery};
 use crate::span::Span;
 use crate::trace::TraceSummary;
 
@@ -48,6 +51,62 @@ pub struct StoredTrace {
     pub spans: Vec<Span>,
 }
 
+/// A trace as listed: its aggregates and its root span's input, output and metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceListItem {
+    /// Aggregates.
+    pub summary: TraceSummary,
+    /// The root span's `input`, if any.
+    pub input: Option<Value>,
+    /// The root span's `output`, if any.
+    pub output: Option<Value>,
+    /// The root span's `metadata`, if any.
+    pub metadata: Option<Value>,
+}
+
+/// One page of a list and the number of matches over all pages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listing<T> {
+    /// Matches over all pages.
+    pub total: u64,
+    /// This page.
+    pub items: Vec<T>,
+}
+
+/// Totals over the spans matching a filter.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SpanStatistics {
+    /// Matching spans.
+    pub number_of_requests: u64,
+    /// Sum of costs.
+    pub total_cost: f64,
+    /// Sum of total tokens.
+    pub total_tokens: u64,
+    /// Sum of prompt tokens.
+    pub total_prompt_tokens: u64,
+    /// Sum of completion tokens.
+    pub total_completion_tokens: u64,
+    /// Mean latency in seconds, `None` without spans.
+    pub avg_latency: Option<f64>,
+    /// Median latency.
+    pub p50_latency: Option<f64>,
+    /// 90th percentile latency.
+    pub p90_latency: Option<f64>,
+    /// 99th percentile latency.
+    pub p99_latency: Option<f64>,
+    /// Spans with error status.
+    pub error_count: u64,
+}
+
+/// Counts of one project's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProjectStats {
+    /// Traces stored.
+    pub traces: u64,
+    /// Spans stored.
+    pub spans: u64,
+}
+
 /// An API key as listed: never the secret, which exists only at creation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKeyInfo {
@@ -85,16 +144,63 @@ pub trait SpanStore: Send + Sync + 'static {
     fn describe(&self) -> String;
 
     /// Stores spans of one project, replacing any stored span with the same trace and span id.
-    async fn write_spans(&self, project: ProjectId, spans: Vec<Span>) -> Result<WriteReceipt, StoreError>;
+    async fn write_spans(
+        &self,
+        project: ProjectId,
+        spans: Vec<Span>,
+    ) -> Result<WriteReceipt, StoreError>;
 
     /// One trace with its spans, `None` when the project has no such trace.
-    async fn get_trace(&self, project: ProjectId, trace_id: &TraceId) -> Result<Option<StoredTrace>, StoreError>;
+    async fn get_trace(
+        &self,
+        project: ProjectId,
+        trace_id: &TraceId,
+    ) -> Result<Option<StoredTrace>, StoreError>;
+
+    /// One page of a project's traces matching a query.
+    async fn list_traces(
+        &self,
+        project: ProjectId,
+        query: &TraceQuery,
+    ) -> Result<Listing<TraceListItem>, StoreError>;
+
+    /// One page of a project's spans matching a query.
+    async fn list_spans(
+        &self,
+        project: ProjectId,
+        query: &SpanQuery,
+    ) -> Result<Listing<Span>, StoreError>;
+
+    /// A span by its id; when several traces hold the same span id, the most recently ingested.
+    async fn get_span(
+        &self,
+        project: ProjectId,
+        span_id: &SpanId,
+    ) -> Result<Option<Span>, StoreError>;
+
+    /// Totals and latency percentiles over the spans matching a filter.
+    async fn span_statistics(
+        &self,
+        project: ProjectId,
+        filter: &SpanFilter,
+    ) -> Result<SpanStatistics, StoreError>;
+
+    /// Deletes a trace and its spans; `false` when the project has no such trace. Durable on `Ok`.
+    async fn delete_trace(
+        &self,
+        project: ProjectId,
+        trace_id: &TraceId,
+    ) -> Result<bool, StoreError>;
+
+    /// How much a project holds.
+    async fn project_stats(&self, project: ProjectId) -> Result<ProjectStats, StoreError>;
 
     /// The project an unrevoked key belongs to.
     async fn authenticate(&self, key: &ApiKeyHash) -> Result<Option<Project>, StoreError>;
 
     /// Creates a key for a project, creating the project when it does not exist yet.
-    async fn create_key(&self, project: &ProjectName, label: &str) -> Result<NewApiKey, StoreError>;
+    async fn create_key(&self, project: &ProjectName, label: &str)
+    -> Result<NewApiKey, StoreError>;
 
     /// Every key, revoked ones included, oldest first.
     async fn list_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError>;

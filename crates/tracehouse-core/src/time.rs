@@ -84,11 +84,9 @@ impl Timestamp {
         }
         let datetime = if let Ok(with_zone) = DateTime::parse_from_rfc3339(trimmed) {
             with_zone.with_timezone(&Utc)
-        } else if let Ok(with_zone) = DateTime::parse_from_str(trimmed, "%Y-%m-%dT%H:%M:%S%.f%z")
-        {
+        } else if let Ok(with_zone) = DateTime::parse_from_str(trimmed, "%Y-%m-%dT%H:%M:%S%.f%z") {
             with_zone.with_timezone(&Utc)
-        } else if let Ok(with_zone) = DateTime::parse_from_str(trimmed, "%Y-%m-%d %H:%M:%S%.f%#z")
-        {
+        } else if let Ok(with_zone) = DateTime::parse_from_str(trimmed, "%Y-%m-%d %H:%M:%S%.f%#z") {
             with_zone.with_timezone(&Utc)
         } else if let Some(naive) = parse_naive(trimmed) {
             naive.and_utc()
@@ -146,7 +144,11 @@ mod tests {
             "2025-09-08 07:46:18.037942",
             "2025-09-08T07:46:18.037942000Z",
         ] {
-            assert_eq!(Timestamp::parse(text), Ok(Timestamp(SAMPLE_NANOS)), "{text}");
+            assert_eq!(
+                Timestamp::parse(text),
+                Ok(Timestamp(SAMPLE_NANOS)),
+                "{text}"
+            );
         }
         assert_eq!(
             Timestamp::parse("2025-09-08"),
@@ -159,7 +161,10 @@ mod tests {
         let expected = Ok(Timestamp(1_757_317_578_000_000_000));
         assert_eq!(Timestamp::from_epoch_number(1_757_317_578.0), expected);
         assert_eq!(Timestamp::from_epoch_number(1_757_317_578_000.0), expected);
-        assert_eq!(Timestamp::from_epoch_number(1_757_317_578_000_000.0), expected);
+        assert_eq!(
+            Timestamp::from_epoch_number(1_757_317_578_000_000.0),
+            expected
+        );
         assert_eq!(Timestamp::parse("1757317578"), expected);
         assert_eq!(
             Timestamp::from_epoch_number(1_757_317_578.5),
@@ -193,7 +198,10 @@ mod tests {
 
     #[test]
     fn formats_in_utc_with_needed_precision() {
-        assert_eq!(Timestamp(SAMPLE_NANOS).to_rfc3339(), "2025-09-08T07:46:18.037942Z");
+        assert_eq!(
+            Timestamp(SAMPLE_NANOS).to_rfc3339(),
+            "2025-09-08T07:46:18.037942Z"
+        );
         assert_eq!(
             Timestamp(1_757_317_578_000_000_000).to_rfc3339(),
             "2025-09-08T07:46:18Z"
@@ -205,7 +213,9 @@ mod tests {
         let start = Timestamp(SAMPLE_NANOS);
         let end = start.plus_seconds(1.003839);
         assert_eq!(end, Some(Timestamp(SAMPLE_NANOS + 1_003_839_000)));
-        assert!((Timestamp(SAMPLE_NANOS + 1_003_839_000).seconds_since(start) - 1.003839).abs() < 1e-12);
+        assert!(
+            (Timestamp(SAMPLE_NANOS + 1_003_839_000).seconds_since(start) - 1.003839).abs() < 1e-12
+        );
         assert_eq!(start.plus_seconds(f64::INFINITY), None);
     }
 }

@@ -39,7 +39,11 @@ pub fn build_tree(spans: &[Span]) -> Vec<TreeNode> {
     let mut roots: Vec<(usize, bool)> = Vec::new();
     for &index in &live {
         let span = &spans[index];
-        match span.parent_id.as_ref().filter(|parent| **parent != span.span_id) {
+        match span
+            .parent_id
+            .as_ref()
+            .filter(|parent| **parent != span.span_id)
+        {
             None => roots.push((index, false)),
             Some(parent) => match index_of.get(parent) {
                 Some(&parent_index) => children[parent_index].push(index),
@@ -55,7 +59,11 @@ pub fn build_tree(spans: &[Span]) -> Vec<TreeNode> {
     for &index in &live {
         if !reached[index] {
             // Cut the cycle at this span: drop it from its parent's child list and make it a root.
-            if let Some(parent) = spans[index].parent_id.as_ref().and_then(|p| index_of.get(p)) {
+            if let Some(parent) = spans[index]
+                .parent_id
+                .as_ref()
+                .and_then(|p| index_of.get(p))
+            {
                 children[*parent].retain(|child| *child != index);
             }
             roots.push((index, true));
@@ -157,6 +165,8 @@ pub struct TraceSummary {
     pub thread_identifier: Option<String>,
     /// Same rule as `environment`.
     pub trace_group_identifier: Option<String>,
+    /// Distinct models of the trace's spans, sorted.
+    pub models: Vec<String>,
 }
 
 /// Computes a trace's aggregates from its spans; `None` for no spans.
@@ -186,7 +196,11 @@ pub fn summarize(spans: &[Span]) -> Option<TraceSummary> {
 
     // A span that carried no time only says when it was received; let it set the trace's
     // range only when no span of the trace carried a real time.
-    let timed: Vec<&Span> = match spans.iter().filter(|s| !s.times_inferred).collect::<Vec<_>>() {
+    let timed: Vec<&Span> = match spans
+        .iter()
+        .filter(|s| !s.times_inferred)
+        .collect::<Vec<_>>()
+    {
         timed if timed.is_empty() => spans.iter().collect(),
         timed => timed,
     };
@@ -211,7 +225,10 @@ pub fn summarize(spans: &[Span]) -> Option<TraceSummary> {
         duration: end.seconds_since(start),
         span_count: spans.len() as u64,
         llm_call_count: spans.iter().filter(|s| s.log_type.is_llm_call()).count() as u64,
-        error_count: spans.iter().filter(|s| s.status == SpanStatus::Error).count() as u64,
+        error_count: spans
+            .iter()
+            .filter(|s| s.status == SpanStatus::Error)
+            .count() as u64,
         total_prompt_tokens: spans.iter().filter_map(|s| s.usage.prompt_tokens).sum(),
         total_completion_tokens: spans.iter().filter_map(|s| s.usage.completion_tokens).sum(),
         total_tokens: spans.iter().filter_map(|s| s.usage.total_tokens).sum(),
@@ -221,6 +238,16 @@ pub fn summarize(spans: &[Span]) -> Option<TraceSummary> {
         session_identifier: pick(|s| s.grouping.session_identifier.as_ref()),
         thread_identifier: pick(|s| s.grouping.thread_identifier.as_ref()),
         trace_group_identifier: pick(|s| s.grouping.trace_group_identifier.as_ref()),
+        models: {
+            let mut models: Vec<String> = spans
+                .iter()
+                .filter_map(|s| s.model.clone())
+                .filter(|m| !m.is_empty())
+                .collect();
+            models.sort_unstable();
+            models.dedup();
+            models
+        },
     })
 }
 
@@ -281,7 +308,11 @@ mod tests {
 
     #[test]
     fn orphans_become_flagged_roots() {
-        let spans = vec![span("a", None, 0), span("x", Some("missing"), 1), span("y", Some("x"), 2)];
+        let spans = vec![
+            span("a", None, 0),
+            span("x", Some("missing"), 1),
+            span("y", Some("x"), 2),
+        ];
         assert_eq!(render(&spans, &build_tree(&spans)), "a,x!(y)");
     }
 
@@ -341,11 +372,19 @@ mod tests {
         assert_eq!(summary.end.to_rfc3339(), "2025-01-01T00:00:10Z");
         assert!((summary.duration - 10.0).abs() < 1e-9);
         assert_eq!(
-            (summary.span_count, summary.llm_call_count, summary.error_count),
+            (
+                summary.span_count,
+                summary.llm_call_count,
+                summary.error_count
+            ),
             (3, 1, 1)
         );
         assert_eq!(
-            (summary.total_prompt_tokens, summary.total_completion_tokens, summary.total_tokens),
+            (
+                summary.total_prompt_tokens,
+                summary.total_completion_tokens,
+                summary.total_tokens
+            ),
             (10, 5, 15)
         );
         assert!((summary.total_cost - 0.25).abs() < 1e-12);
