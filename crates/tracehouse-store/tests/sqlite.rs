@@ -1,4 +1,6 @@
 //! The SQLite store against a real database file in a temporary directory.
+// Test helpers outside #[test] functions may panic on broken test setup; that is their job.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 
@@ -69,9 +71,17 @@ async fn writes_read_back_with_content_and_aggregates() {
     assert_eq!(trace.summary.total_tokens, 44);
     assert!((trace.summary.total_cost - 1.515e-5).abs() < 1e-12);
     assert_eq!(trace.summary.name, "agent.workflow");
-    let root = trace.spans.iter().find(|s| s.span_id.as_str() == "root").unwrap();
+    let root = trace
+        .spans
+        .iter()
+        .find(|s| s.span_id.as_str() == "root")
+        .unwrap();
     assert_eq!(root.content.get("metadata"), Some(&json!({"k": [1, 2]})));
-    let llm = trace.spans.iter().find(|s| s.span_id.as_str() == "llm").unwrap();
+    let llm = trace
+        .spans
+        .iter()
+        .find(|s| s.span_id.as_str() == "llm")
+        .unwrap();
     assert_eq!(llm.content.get("input"), Some(&json!("hi")));
     assert_eq!(llm.log_type.as_str(), "chat");
 }
@@ -81,7 +91,10 @@ async fn resending_replaces_and_keeps_aggregates_right() {
     let dir = tempfile::tempdir().unwrap();
     let (store, project) = open(&dir).await;
     let first = span("t", "a", None, json!({"cost": 1.0}));
-    store.write_spans(project, vec![first.clone()]).await.unwrap();
+    store
+        .write_spans(project, vec![first.clone()])
+        .await
+        .unwrap();
     store.write_spans(project, vec![first]).await.unwrap();
     store
         .write_spans(project, vec![span("t", "a", None, json!({"cost": 2.5}))])
@@ -106,7 +119,14 @@ async fn concurrent_writers_are_grouped_and_all_committed() {
         let store = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
             let spans = (0..20)
-                .map(|i| span(&format!("t{request}"), &format!("s{i}"), (i > 0).then_some("s0"), json!({})))
+                .map(|i| {
+                    span(
+                        &format!("t{request}"),
+                        &format!("s{i}"),
+                        (i > 0).then_some("s0"),
+                        json!({}),
+                    )
+                })
                 .collect();
             store.write_spans(project, spans).await
         }));
@@ -138,13 +158,25 @@ async fn projects_are_isolated_and_data_survives_reopen() {
         .unwrap()
         .unwrap();
     assert_ne!(other.id, project);
-    store.write_spans(project, vec![span("t", "a", None, json!({}))]).await.unwrap();
+    store
+        .write_spans(project, vec![span("t", "a", None, json!({}))])
+        .await
+        .unwrap();
     let id = TraceId::try_from("t").unwrap();
     assert!(store.get_trace(other.id, &id).await.unwrap().is_none());
     drop(store);
 
     let reopened = SqliteStore::open(SqliteConfig::in_data_dir(dir.path())).unwrap();
-    assert_eq!(reopened.get_trace(project, &id).await.unwrap().unwrap().spans.len(), 1);
+    assert_eq!(
+        reopened
+            .get_trace(project, &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .spans
+            .len(),
+        1
+    );
     assert_eq!(reopened.list_keys().await.unwrap().len(), 2);
 }
 
@@ -162,10 +194,15 @@ async fn revoked_keys_stop_authenticating() {
     let revoked = store.revoke_key(key.info.id).await.unwrap();
     assert!(revoked.revoked_at.is_some());
     assert!(store.authenticate(&hash).await.unwrap().is_none());
-    assert!(matches!(store.revoke_key(9999).await, Err(StoreError::NotFound { .. })));
-    assert!(store
-        .authenticate(&tracehouse_core::ApiKeyHash::of_secret("th_wrong"))
-        .await
-        .unwrap()
-        .is_none());
+    assert!(matches!(
+        store.revoke_key(9999).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(
+        store
+            .authenticate(&tracehouse_core::ApiKeyHash::of_secret("th_wrong"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

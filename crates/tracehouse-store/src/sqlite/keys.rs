@@ -2,7 +2,9 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use tracehouse_core::ids::api_key_from_random;
-use tracehouse_core::{ApiKeyHash, ApiKeyInfo, NewApiKey, Project, ProjectId, ProjectName, Timestamp};
+use tracehouse_core::{
+    ApiKeyHash, ApiKeyInfo, NewApiKey, Project, ProjectId, ProjectName, Timestamp,
+};
 
 use super::{SqliteError, now_ns};
 
@@ -12,7 +14,10 @@ const INFO_SELECT: &str = "SELECT k.id, p.name, k.label, k.prefix, k.created_at_
 /// Characters of the secret kept in clear to recognise a key in listings.
 const VISIBLE_PREFIX_LEN: usize = 10;
 
-pub(super) fn authenticate(connection: &Connection, key: &ApiKeyHash) -> Result<Option<Project>, SqliteError> {
+pub(super) fn authenticate(
+    connection: &Connection,
+    key: &ApiKeyHash,
+) -> Result<Option<Project>, SqliteError> {
     let found = connection
         .prepare_cached(
             "SELECT p.id, p.name FROM api_keys k JOIN projects p ON p.id = k.project_id \
@@ -57,7 +62,11 @@ fn info_by_id(connection: &Connection, id: i64) -> Result<Option<ApiKeyInfo>, Sq
     rows.next()?.map(info_from_row).transpose()
 }
 
-pub(super) fn create(connection: &Connection, project: &ProjectName, label: &str) -> Result<NewApiKey, SqliteError> {
+pub(super) fn create(
+    connection: &Connection,
+    project: &ProjectName,
+    label: &str,
+) -> Result<NewApiKey, SqliteError> {
     let mut random = [0u8; 32];
     getrandom::fill(&mut random).map_err(|e| SqliteError::Randomness(e.to_string()))?;
     let secret = api_key_from_random(&random);

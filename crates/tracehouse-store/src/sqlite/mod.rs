@@ -4,7 +4,9 @@
 //! transaction; reads use a small pool of connections on tokio's blocking threads. WAL mode
 //! lets readers proceed while the writer commits.
 
+mod index;
 mod keys;
+mod query;
 mod rows;
 mod schema;
 mod writer;
@@ -16,13 +18,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 use tokio::sync::{mpsc, oneshot};
+use tracehouse_core::query::{SpanFilter, SpanQuery, TraceQuery};
 use tracehouse_core::{
-    ApiKeyHash, ApiKeyInfo, NewApiKey, Project, ProjectId, ProjectName, Span, SpanStore,
-    StoreError, StoredTrace, TraceId, WriteReceipt,
+    ApiKeyHash, ApiKeyInfo, Listing, NewApiKey, Project, ProjectId, ProjectName, ProjectStats,
+    Span, SpanId, SpanStatistics, SpanStore, StoreError, StoredTrace, TraceId, TraceListItem,
+    WriteReceipt,
 };
 
 use self::rows::{SPAN_COLUMNS, TRACE_COLUMNS, span_from_row, summary_from_row};
-use self::writer::WriteJob;
+use self::writer::{WriteJob, WriteOp};
 
 /// File name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "tracehouse.db";
@@ -226,7 +230,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -277,20 +283,12 @@ impl SqliteStore {
             .map_err(|join| StoreError::Backend(Box::new(join)))?
             .map_err(StoreError::from)
     }
-}
 
-#[async_trait]
-impl SpanStore for SqliteStore {
-    fn describe(&self) -> String {
-        format!("sqlite:{}", self.path.display())
-    }
-
-    async fn write_spans(&self, project: ProjectId, spans: Vec<Span>) -> Result<WriteReceipt, StoreError> {
-        if spans.is_empty() {
-            return Ok(WriteReceipt::default());
-        }
+    /// Hands a change to the writer and waits for its commit. A queue that stays full for
+    /// the enqueue timeout is reported as unavailable instead of buffering without bound.
+    async fn submit(&self, project: ProjectId, op: WriteOp) -> Result<WriteReceipt, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let job = WriteJob { project, spans, reply };
+        let job = WriteJob { project, op, reply };
         match tokio::time::timeout(self.enqueue_timeout, self.writer.send(job)).await {
             Err(_) => return Err(SqliteError::QueueFull.into()),
             Ok(Err(_)) => return Err(SqliteError::WriterStopped.into()),
@@ -301,8 +299,86 @@ impl SpanStore for SqliteStore {
             Err(_) => Err(SqliteError::WriterStopped.into()),
         }
     }
+}
 
-    async fn get_trace(&self, project: ProjectId, trace_id: &TraceId) -> Result<Option<StoredTrace>, StoreError> {
+#[async_trait]
+impl SpanStore for SqliteStore {
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+
+    async fn write_spans(
+        &self,
+        project: ProjectId,
+        spans: Vec<Span>,
+    ) -> Result<WriteReceipt, StoreError> {
+        if spans.is_empty() {
+            return Ok(WriteReceipt::default());
+        }
+        self.submit(project, WriteOp::Spans(spans)).await
+    }
+
+    async fn delete_trace(
+        &self,
+        project: ProjectId,
+        trace_id: &TraceId,
+    ) -> Result<bool, StoreError> {
+        let receipt = self
+            .submit(project, WriteOp::DeleteTrace(trace_id.clone()))
+            .await?;
+        Ok(receipt.traces_touched > 0)
+    }
+
+    async fn list_traces(
+        &self,
+        project: ProjectId,
+        query: &TraceQuery,
+    ) -> Result<Listing<TraceListItem>, StoreError> {
+        let query = query.clone();
+        self.read(move |connection| query::list_traces(connection, project, &query))
+            .await
+    }
+
+    async fn list_spans(
+        &self,
+        project: ProjectId,
+        query: &SpanQuery,
+    ) -> Result<Listing<Span>, StoreError> {
+        let query = query.clone();
+        self.read(move |connection| query::list_spans(connection, project, &query))
+            .await
+    }
+
+    async fn get_span(
+        &self,
+        project: ProjectId,
+        span_id: &SpanId,
+    ) -> Result<Option<Span>, StoreError> {
+        let span_id = span_id.clone();
+        self.read(move |connection| query::get_span(connection, project, &span_id))
+            .await
+    }
+
+    async fn span_statistics(
+        &self,
+        project: ProjectId,
+        filter: &SpanFilter,
+    ) -> Result<SpanStatistics, StoreError> {
+        let filter = filter.clone();
+        self.read(move |connection| query::span_statistics(connection, project, &filter))
+            .await
+    }
+
+    async fn project_stats(&self, project: ProjectId) -> Result<ProjectStats, StoreError> {
+        self.read(move |connection| query::project_stats(connection, project))
+            .await
+    }
+
+    async fn get_trace(
+        &self,
+        project: ProjectId,
+        trace_id: &TraceId,
+    ) -> Result<Option<StoredTrace>, StoreError> {
         let trace_id = trace_id.clone();
         self.read(move |connection| {
             let summary = {
@@ -328,12 +404,18 @@ impl SpanStore for SqliteStore {
 
     async fn authenticate(&self, key: &ApiKeyHash) -> Result<Option<Project>, StoreError> {
         let key = key.clone();
-        self.read(move |connection| keys::authenticate(connection, &key)).await
+        self.read(move |connection| keys::authenticate(connection, &key))
+            .await
     }
 
-    async fn create_key(&self, project: &ProjectName, label: &str) -> Result<NewApiKey, StoreError> {
+    async fn create_key(
+        &self,
+        project: &ProjectName,
+        label: &str,
+    ) -> Result<NewApiKey, StoreError> {
         let (project, label) = (project.clone(), label.to_owned());
-        self.read(move |connection| keys::create(connection, &project, &label)).await
+        self.read(move |connection| keys::create(connection, &project, &label))
+            .await
     }
 
     async fn list_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
@@ -341,7 +423,10 @@ impl SpanStore for SqliteStore {
     }
 
     async fn revoke_key(&self, id: i64) -> Result<ApiKeyInfo, StoreError> {
-        match self.read(move |connection| keys::revoke(connection, id)).await? {
+        match self
+            .read(move |connection| keys::revoke(connection, id))
+            .await?
+        {
             Some(info) => Ok(info),
             None => Err(StoreError::NotFound {
                 what: format!("api key {id}"),

@@ -18,8 +18,8 @@ pub(crate) const SPAN_COLUMNS: &str = "trace_id, span_id, parent_id, name, log_t
 pub(crate) const UPSERT_SPAN: &str = "INSERT INTO spans (project_id, trace_id, span_id, parent_id, name, log_type, \
      start_ns, end_ns, latency, times_inferred, model, provider_id, status, status_code, error_message, prompt_tokens, \
      completion_tokens, total_tokens, cost, customer_identifier, session_identifier, thread_identifier, \
-     trace_group_identifier, environment, workflow_name, path, content, ingested_ns) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28) \
+     trace_group_identifier, environment, workflow_name, path, content, ingested_ns, first_seen_ns) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?28) \
      ON CONFLICT (project_id, trace_id, span_id) DO UPDATE SET parent_id = excluded.parent_id, name = excluded.name, \
      log_type = excluded.log_type, start_ns = excluded.start_ns, end_ns = excluded.end_ns, latency = excluded.latency, \
      times_inferred = excluded.times_inferred, \
@@ -30,17 +30,26 @@ pub(crate) const UPSERT_SPAN: &str = "INSERT INTO spans (project_id, trace_id, s
      session_identifier = excluded.session_identifier, thread_identifier = excluded.thread_identifier, \
      trace_group_identifier = excluded.trace_group_identifier, environment = excluded.environment, \
      workflow_name = excluded.workflow_name, path = excluded.path, content = excluded.content, \
-     ingested_ns = excluded.ingested_ns";
+     ingested_ns = excluded.ingested_ns \
+     RETURNING rowid";
 
-pub(crate) const UPSERT_TRACE: &str = "INSERT OR REPLACE INTO traces (project_id, trace_id, root_span_id, name, \
+pub(crate) const UPSERT_TRACE: &str = "INSERT INTO traces (project_id, trace_id, root_span_id, name, \
      start_ns, end_ns, duration, span_count, llm_call_count, error_count, total_prompt_tokens, \
      total_completion_tokens, total_tokens, total_cost, environment, customer_identifier, session_identifier, \
-     thread_identifier, trace_group_identifier, updated_ns) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
+     thread_identifier, trace_group_identifier, models, updated_ns, first_seen_ns) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?21) \
+     ON CONFLICT (project_id, trace_id) DO UPDATE SET root_span_id = excluded.root_span_id, name = excluded.name, \
+     start_ns = excluded.start_ns, end_ns = excluded.end_ns, duration = excluded.duration, \
+     span_count = excluded.span_count, llm_call_count = excluded.llm_call_count, error_count = excluded.error_count, \
+     total_prompt_tokens = excluded.total_prompt_tokens, total_completion_tokens = excluded.total_completion_tokens, \
+     total_tokens = excluded.total_tokens, total_cost = excluded.total_cost, environment = excluded.environment, \
+     customer_identifier = excluded.customer_identifier, session_identifier = excluded.session_identifier, \
+     thread_identifier = excluded.thread_identifier, trace_group_identifier = excluded.trace_group_identifier, \
+     models = excluded.models, updated_ns = excluded.updated_ns";
 
 pub(crate) const TRACE_COLUMNS: &str = "trace_id, root_span_id, name, start_ns, end_ns, duration, span_count, \
      llm_call_count, error_count, total_prompt_tokens, total_completion_tokens, total_tokens, total_cost, \
-     environment, customer_identifier, session_identifier, thread_identifier, trace_group_identifier";
+     environment, customer_identifier, session_identifier, thread_identifier, trace_group_identifier, models";
 
 fn count_to_sql(count: Option<u64>) -> Option<i64> {
     // Token counts beyond i64 are not real; clamp rather than fail the whole batch.
@@ -51,44 +60,48 @@ fn count_from_sql(count: Option<i64>) -> Option<u64> {
     count.and_then(|c| u64::try_from(c).ok())
 }
 
+/// Inserts or replaces a span and returns its rowid (kept across replacements).
 pub(crate) fn upsert_span(
     statement: &mut Statement<'_>,
     project: ProjectId,
     span: &Span,
     ingested_ns: i64,
-) -> Result<(), SqliteError> {
+) -> Result<i64, SqliteError> {
     let content = serde_json::to_string(&span.content)?;
-    statement.execute(params![
-        project.0,
-        span.trace_id.as_str(),
-        span.span_id.as_str(),
-        span.parent_id.as_ref().map(SpanId::as_str),
-        span.name,
-        span.log_type.as_str(),
-        span.start.unix_nanos(),
-        span.end.unix_nanos(),
-        span.latency,
-        span.times_inferred,
-        span.model,
-        span.provider_id,
-        span.status.as_str(),
-        span.status_code,
-        span.error_message,
-        count_to_sql(span.usage.prompt_tokens),
-        count_to_sql(span.usage.completion_tokens),
-        count_to_sql(span.usage.total_tokens),
-        span.cost,
-        span.grouping.customer_identifier,
-        span.grouping.session_identifier,
-        span.grouping.thread_identifier,
-        span.grouping.trace_group_identifier,
-        span.grouping.environment,
-        span.workflow_name,
-        span.path,
-        content,
-        ingested_ns,
-    ])?;
-    Ok(())
+    let rowid = statement.query_row(
+        params![
+            project.0,
+            span.trace_id.as_str(),
+            span.span_id.as_str(),
+            span.parent_id.as_ref().map(SpanId::as_str),
+            span.name,
+            span.log_type.as_str(),
+            span.start.unix_nanos(),
+            span.end.unix_nanos(),
+            span.latency,
+            span.times_inferred,
+            span.model,
+            span.provider_id,
+            span.status.as_str(),
+            span.status_code,
+            span.error_message,
+            count_to_sql(span.usage.prompt_tokens),
+            count_to_sql(span.usage.completion_tokens),
+            count_to_sql(span.usage.total_tokens),
+            span.cost,
+            span.grouping.customer_identifier,
+            span.grouping.session_identifier,
+            span.grouping.thread_identifier,
+            span.grouping.trace_group_identifier,
+            span.grouping.environment,
+            span.workflow_name,
+            span.path,
+            content,
+            ingested_ns,
+        ],
+        |row| row.get(0),
+    )?;
+    Ok(rowid)
 }
 
 fn id<T: TryFrom<String>>(raw: String, column: &str) -> Result<T, SqliteError> {
@@ -106,7 +119,8 @@ pub(crate) fn span_from_row(row: &Row<'_>) -> Result<Span, SqliteError> {
     Ok(Span {
         trace_id: id::<TraceId>(row.get(0)?, "trace_id")?,
         span_id: id::<SpanId>(row.get(1)?, "span_id")?,
-        parent_id: row.get::<_, Option<String>>(2)?
+        parent_id: row
+            .get::<_, Option<String>>(2)?
             .map(|raw| id::<SpanId>(raw, "parent_id"))
             .transpose()?,
         name: row.get(3)?,
@@ -166,6 +180,7 @@ pub(crate) fn upsert_trace(
         summary.session_identifier,
         summary.thread_identifier,
         summary.trace_group_identifier,
+        serde_json::to_string(&summary.models)?,
         updated_ns,
     ])?;
     Ok(())
@@ -198,6 +213,6 @@ pub(crate) fn summary_from_row(row: &Row<'_>) -> Result<TraceSummary, SqliteErro
         session_identifier: row.get(15)?,
         thread_identifier: row.get(16)?,
         trace_group_identifier: row.get(17)?,
+        models: serde_json::from_str(&row.get::<_, String>(18)?)?,
     })
 }
-

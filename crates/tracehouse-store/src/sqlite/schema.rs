@@ -53,9 +53,31 @@ pub(crate) fn migrations() -> Migrations<'static> {
             path TEXT,
             content TEXT NOT NULL,
             ingested_ns INTEGER NOT NULL,
+            -- Set on first insert and kept on replacement: the snapshot bound of stable paging.
+            first_seen_ns INTEGER NOT NULL,
             PRIMARY KEY (project_id, trace_id, span_id)
         );
         CREATE INDEX spans_by_time ON spans (project_id, start_ns);
+        CREATE INDEX spans_by_span_id ON spans (project_id, span_id);
+        CREATE INDEX spans_by_model ON spans (project_id, model, start_ns);
+
+        -- Metadata flattened to one row per scalar (nested keys joined with "__", array
+        -- elements under their array's key), so metadata__<key> filters use an index.
+        CREATE TABLE span_metadata (
+            span_rowid INTEGER NOT NULL,
+            project_id INTEGER NOT NULL,
+            key TEXT NOT NULL,
+            text_value TEXT,
+            num_value REAL
+        );
+        CREATE INDEX span_metadata_by_text ON span_metadata (project_id, key, text_value);
+        CREATE INDEX span_metadata_by_number ON span_metadata (project_id, key, num_value);
+        CREATE INDEX span_metadata_by_span ON span_metadata (span_rowid);
+
+        -- Full-text index over span name, input and output; rowid is the span's rowid.
+        CREATE VIRTUAL TABLE span_search USING fts5 (
+            name, input, output, content = '', contentless_delete = 1
+        );
 
         -- Aggregates per trace, rewritten in the same transaction as the spans they sum,
         -- so listing traces never scans spans.
@@ -79,10 +101,13 @@ pub(crate) fn migrations() -> Migrations<'static> {
             session_identifier TEXT,
             thread_identifier TEXT,
             trace_group_identifier TEXT,
+            models TEXT NOT NULL,
             updated_ns INTEGER NOT NULL,
+            first_seen_ns INTEGER NOT NULL,
             PRIMARY KEY (project_id, trace_id)
         );
         CREATE INDEX traces_by_time ON traces (project_id, start_ns);
+        CREATE INDEX traces_by_cost ON traces (project_id, total_cost);
         "#,
     )])
 }

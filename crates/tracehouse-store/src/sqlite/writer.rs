@@ -7,25 +7,47 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 use tracehouse_core::{ProjectId, Span, TraceId, WriteReceipt, summarize};
 
+use super::index::{index_span, unindex_span};
 use super::rows::{SPAN_COLUMNS, span_from_row, upsert_span, upsert_trace};
 use super::{SqliteError, now_ns};
 
-/// One request's spans and the channel its answer goes back on.
+/// A change to commit.
+pub(crate) enum WriteOp {
+    /// Insert or replace spans.
+    Spans(Vec<Span>),
+    /// Delete a trace and its spans.
+    DeleteTrace(TraceId),
+}
+
+impl WriteOp {
+    fn weight(&self) -> usize {
+        match self {
+            WriteOp::Spans(spans) => spans.len(),
+            WriteOp::DeleteTrace(_) => 1,
+        }
+    }
+}
+
+/// One request's change and the channel its answer goes back on.
 pub(crate) struct WriteJob {
     pub(crate) project: ProjectId,
-    pub(crate) spans: Vec<Span>,
+    pub(crate) op: WriteOp,
     pub(crate) reply: oneshot::Sender<Result<WriteReceipt, SqliteError>>,
 }
 
 /// Runs until every sender is dropped, then returns (the store is shutting down).
-pub(crate) fn run(mut connection: Connection, mut jobs: mpsc::Receiver<WriteJob>, max_batch_spans: usize) {
+pub(crate) fn run(
+    mut connection: Connection,
+    mut jobs: mpsc::Receiver<WriteJob>,
+    max_batch_spans: usize,
+) {
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
-        let mut span_total = batch[0].spans.len();
+        let mut span_total = batch[0].op.weight();
         while span_total < max_batch_spans {
             match jobs.try_recv() {
                 Ok(job) => {
-                    span_total += job.spans.len();
+                    span_total += job.op.weight();
                     batch.push(job);
                 }
                 Err(_) => break,
@@ -78,7 +100,13 @@ fn write_job(
     ingested_ns: i64,
 ) -> Result<WriteReceipt, SqliteError> {
     transaction.execute_batch("SAVEPOINT job")?;
-    match write_spans_and_traces(transaction, job.project, &job.spans, ingested_ns) {
+    let result = match &job.op {
+        WriteOp::Spans(spans) => {
+            write_spans_and_traces(transaction, job.project, spans, ingested_ns)
+        }
+        WriteOp::DeleteTrace(trace_id) => delete_trace(transaction, job.project, trace_id),
+    };
+    match result {
         Ok(receipt) => {
             transaction.execute_batch("RELEASE job")?;
             Ok(receipt)
@@ -100,7 +128,8 @@ fn write_spans_and_traces(
     {
         let mut insert = transaction.prepare_cached(super::rows::UPSERT_SPAN)?;
         for span in spans {
-            upsert_span(&mut insert, project, span, ingested_ns)?;
+            let rowid = upsert_span(&mut insert, project, span, ingested_ns)?;
+            index_span(transaction, rowid, project, span)?;
             touched.insert(&span.trace_id);
         }
     }
@@ -128,5 +157,32 @@ fn write_spans_and_traces(
     Ok(WriteReceipt {
         spans_written: spans.len() as u64,
         traces_touched: touched.len() as u64,
+    })
+}
+
+/// Removes a trace, its spans and their index rows. `traces_touched` is 0 when there was none.
+fn delete_trace(
+    transaction: &rusqlite::Transaction<'_>,
+    project: ProjectId,
+    trace_id: &TraceId,
+) -> Result<WriteReceipt, SqliteError> {
+    let rowids: Vec<i64> = transaction
+        .prepare_cached("SELECT rowid FROM spans WHERE project_id = ?1 AND trace_id = ?2")?
+        .query_map(rusqlite::params![project.0, trace_id.as_str()], |row| {
+            row.get(0)
+        })?
+        .collect::<Result<_, _>>()?;
+    for rowid in &rowids {
+        unindex_span(transaction, *rowid)?;
+    }
+    transaction
+        .prepare_cached("DELETE FROM spans WHERE project_id = ?1 AND trace_id = ?2")?
+        .execute(rusqlite::params![project.0, trace_id.as_str()])?;
+    let traces = transaction
+        .prepare_cached("DELETE FROM traces WHERE project_id = ?1 AND trace_id = ?2")?
+        .execute(rusqlite::params![project.0, trace_id.as_str()])?;
+    Ok(WriteReceipt {
+        spans_written: rowids.len() as u64,
+        traces_touched: traces as u64,
     })
 }

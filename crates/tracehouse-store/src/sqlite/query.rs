@@ -1,0 +1,542 @@
+//! Translation of the core query model into SQLite SQL. User values only ever travel as bound
+//! parameters; the SQL text is assembled from fixed fragments chosen by the typed model.
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, params, params_from_iter};
+use tracehouse_core::query::{
+    Condition, Direction, FilterValue, Operator, SpanColumn, SpanField, SpanFilter, SpanQuery,
+    TraceColumn, TraceQuery,
+};
+use tracehouse_core::{
+    Listing, ProjectId, ProjectStats, Span, SpanId, SpanStatistics, TraceListItem,
+};
+
+use super::SqliteError;
+use super::rows::{SPAN_COLUMNS, TRACE_COLUMNS, span_from_row, summary_from_row};
+
+/// A WHERE clause under construction: fragments joined by AND, and their parameters.
+#[derive(Default)]
+struct Where {
+    clauses: Vec<String>,
+    params: Vec<SqlValue>,
+}
+
+impl Where {
+    /// Adds a parameter and returns its placeholder.
+    fn bind(&mut self, value: SqlValue) -> String {
+        self.params.push(value);
+        format!("?{}", self.params.len())
+    }
+
+    fn text(&self) -> String {
+        if self.clauses.is_empty() {
+            "1".to_owned()
+        } else {
+            self.clauses.join(" AND ")
+        }
+    }
+}
+
+fn span_column(column: SpanColumn) -> &'static str {
+    match column {
+        SpanColumn::TraceId => "s.trace_id",
+        SpanColumn::SpanId => "s.span_id",
+        SpanColumn::ParentId => "s.parent_id",
+        SpanColumn::Name => "s.name",
+        SpanColumn::LogType => "s.log_type",
+        SpanColumn::Model => "s.model",
+        SpanColumn::ProviderId => "s.provider_id",
+        SpanColumn::Status => "s.status",
+        SpanColumn::StatusCode => "s.status_code",
+        SpanColumn::ErrorMessage => "s.error_message",
+        SpanColumn::PromptTokens => "s.prompt_tokens",
+        SpanColumn::CompletionTokens => "s.completion_tokens",
+        SpanColumn::TotalTokens => "s.total_tokens",
+        SpanColumn::Cost => "s.cost",
+        SpanColumn::Latency => "s.latency",
+        SpanColumn::StartTime => "s.start_ns",
+        SpanColumn::EndTime => "s.end_ns",
+        SpanColumn::CustomerIdentifier => "s.customer_identifier",
+        SpanColumn::SessionIdentifier => "s.session_identifier",
+        SpanColumn::ThreadIdentifier => "s.thread_identifier",
+        SpanColumn::TraceGroupIdentifier => "s.trace_group_identifier",
+        SpanColumn::Environment => "s.environment",
+        SpanColumn::WorkflowName => "s.workflow_name",
+        SpanColumn::Path => "s.path",
+    }
+}
+
+fn trace_column(column: TraceColumn) -> &'static str {
+    match column {
+        TraceColumn::TraceId => "t.trace_id",
+        TraceColumn::Name => "t.name",
+        TraceColumn::CustomerIdentifier => "t.customer_identifier",
+        TraceColumn::Environment => "t.environment",
+        TraceColumn::TraceGroupIdentifier => "t.trace_group_identifier",
+        TraceColumn::SessionIdentifier => "t.session_identifier",
+        TraceColumn::ThreadIdentifier => "t.thread_identifier",
+        TraceColumn::SpanCount => "t.span_count",
+        TraceColumn::LlmCallCount => "t.llm_call_count",
+        TraceColumn::ErrorCount => "t.error_count",
+        TraceColumn::TotalCost => "t.total_cost",
+        TraceColumn::TotalPromptTokens => "t.total_prompt_tokens",
+        TraceColumn::TotalCompletionTokens => "t.total_completion_tokens",
+        TraceColumn::TotalTokens => "t.total_tokens",
+        TraceColumn::Duration => "t.duration",
+        TraceColumn::StartTime => "t.start_ns",
+        TraceColumn::EndTime => "t.end_ns",
+    }
+}
+
+fn sql_value(value: &FilterValue) -> SqlValue {
+    match value {
+        FilterValue::Text(text) => SqlValue::Text(text.clone()),
+        FilterValue::Number(number) => SqlValue::Real(*number),
+        FilterValue::Time(time) => SqlValue::Integer(time.unix_nanos()),
+        FilterValue::Bool(flag) => SqlValue::Integer(i64::from(*flag)),
+    }
+}
+
+fn text_of(value: &FilterValue) -> String {
+    match value {
+        FilterValue::Text(text) => text.clone(),
+        FilterValue::Number(number) => number.to_string(),
+        FilterValue::Time(time) => time.to_rfc3339(),
+        FilterValue::Bool(flag) => flag.to_string(),
+    }
+}
+
+/// `pattern` matched literally inside a LIKE with `ESCAPE '\'`.
+fn like_literal(pattern: &str) -> String {
+    pattern
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// `pattern` matched literally inside a GLOB (case-sensitive).
+fn glob_literal(pattern: &str) -> String {
+    pattern
+        .chars()
+        .map(|c| match c {
+            '*' => "[*]".to_owned(),
+            '?' => "[?]".to_owned(),
+            '[' => "[[]".to_owned(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+/// One predicate per value for `expr`, for the operators that test a single value.
+fn value_predicates(
+    expr: &str,
+    operator: Operator,
+    values: &[FilterValue],
+    clause: &mut Where,
+) -> Vec<String> {
+    values
+        .iter()
+        .map(|value| match operator {
+            Operator::Lt => format!("{expr} < {}", clause.bind(sql_value(value))),
+            Operator::Lte => format!("{expr} <= {}", clause.bind(sql_value(value))),
+            Operator::Gt => format!("{expr} > {}", clause.bind(sql_value(value))),
+            Operator::Gte => format!("{expr} >= {}", clause.bind(sql_value(value))),
+            Operator::Contains | Operator::NotContains => {
+                format!(
+                    "instr({expr}, {}) > 0",
+                    clause.bind(SqlValue::Text(text_of(value)))
+                )
+            }
+            Operator::IContains => format!(
+                "{expr} LIKE {} ESCAPE '\\'",
+                clause.bind(SqlValue::Text(format!(
+                    "%{}%",
+                    like_literal(&text_of(value))
+                )))
+            ),
+            Operator::StartsWith => format!(
+                "{expr} GLOB {}",
+                clause.bind(SqlValue::Text(format!(
+                    "{}*",
+                    glob_literal(&text_of(value))
+                )))
+            ),
+            Operator::EndsWith => format!(
+                "{expr} GLOB {}",
+                clause.bind(SqlValue::Text(format!(
+                    "*{}",
+                    glob_literal(&text_of(value))
+                )))
+            ),
+            Operator::Equals | Operator::In | Operator::Not | Operator::NotIn => {
+                format!("{expr} = {}", clause.bind(sql_value(value)))
+            }
+            Operator::Empty | Operator::NotEmpty | Operator::IsNull => "1".to_owned(),
+        })
+        .collect()
+}
+
+fn any_of(predicates: Vec<String>) -> String {
+    format!("({})", predicates.join(" OR "))
+}
+
+/// A condition on a plain column expression.
+fn column_condition<F>(expr: &str, condition: &Condition<F>, clause: &mut Where) -> String {
+    let operator = condition.operator;
+    match operator {
+        Operator::Empty => format!("({expr} IS NULL OR {expr} = '')"),
+        Operator::NotEmpty => format!("({expr} IS NOT NULL AND {expr} <> '')"),
+        Operator::IsNull => match condition.values.first() {
+            Some(FilterValue::Bool(false)) => format!("{expr} IS NOT NULL"),
+            _ => format!("{expr} IS NULL"),
+        },
+        Operator::Equals | Operator::In => {
+            let placeholders: Vec<String> = condition
+                .values
+                .iter()
+                .map(|v| clause.bind(sql_value(v)))
+                .collect();
+            format!("{expr} IN ({})", placeholders.join(", "))
+        }
+        Operator::Not | Operator::NotIn => {
+            let placeholders: Vec<String> = condition
+                .values
+                .iter()
+                .map(|v| clause.bind(sql_value(v)))
+                .collect();
+            format!(
+                "({expr} IS NULL OR {expr} NOT IN ({}))",
+                placeholders.join(", ")
+            )
+        }
+        Operator::NotContains => {
+            let matches = any_of(value_predicates(expr, operator, &condition.values, clause));
+            format!("({expr} IS NULL OR NOT {matches})")
+        }
+        _ => any_of(value_predicates(expr, operator, &condition.values, clause)),
+    }
+}
+
+/// A condition on a metadata key, answered from the flattened `span_metadata` index.
+fn metadata_condition(
+    project: ProjectId,
+    keys: &[String],
+    condition: &Condition<SpanField>,
+    clause: &mut Where,
+) -> String {
+    let project_param = clause.bind(SqlValue::Integer(project.0));
+    let key_param = clause.bind(SqlValue::Text(keys.join("__")));
+    let rows = format!(
+        "SELECT span_rowid FROM span_metadata WHERE project_id = {project_param} AND key = {key_param}"
+    );
+    let operator = condition.operator;
+    let value_matches = |clause: &mut Where| -> String {
+        let predicates = condition
+            .values
+            .iter()
+            .map(|value| {
+                let column = match value {
+                    FilterValue::Number(_) if !operator.is_textual() => "num_value",
+                    _ => "text_value",
+                };
+                let bound = match value {
+                    FilterValue::Bool(flag) => FilterValue::Text(flag.to_string()),
+                    other => other.clone(),
+                };
+                value_predicates(column, operator, std::slice::from_ref(&bound), clause).remove(0)
+            })
+            .collect();
+        any_of(predicates)
+    };
+    let present = "(text_value <> '' OR num_value IS NOT NULL)";
+    match operator {
+        Operator::Empty => format!("s.rowid NOT IN ({rows} AND {present})"),
+        Operator::NotEmpty => format!("s.rowid IN ({rows} AND {present})"),
+        Operator::IsNull => match condition.values.first() {
+            Some(FilterValue::Bool(false)) => format!("s.rowid IN ({rows})"),
+            _ => format!("s.rowid NOT IN ({rows})"),
+        },
+        Operator::Not | Operator::NotIn | Operator::NotContains => {
+            format!("s.rowid NOT IN ({rows} AND {})", value_matches(clause))
+        }
+        _ => format!("s.rowid IN ({rows} AND {})", value_matches(clause)),
+    }
+}
+
+/// An FTS5 query matching every word of `text` literally (each word quoted), or `None`.
+fn fts_query(text: &str) -> Option<String> {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|word| format!("\"{}\"", word.replace('"', "\"\"")))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
+/// Adds the clauses of a span filter over alias `s`.
+fn span_filter_clauses(project: ProjectId, filter: &SpanFilter, clause: &mut Where) {
+    let project_param = clause.bind(SqlValue::Integer(project.0));
+    clause
+        .clauses
+        .push(format!("s.project_id = {project_param}"));
+    if let Some(from) = filter.start_from {
+        let p = clause.bind(SqlValue::Integer(from.unix_nanos()));
+        clause.clauses.push(format!("s.start_ns >= {p}"));
+    }
+    if let Some(to) = filter.start_to {
+        let p = clause.bind(SqlValue::Integer(to.unix_nanos()));
+        clause.clauses.push(format!("s.start_ns <= {p}"));
+    }
+    for condition in &filter.conditions {
+        let sql = match &condition.field {
+            SpanField::Column(column) => column_condition(span_column(*column), condition, clause),
+            SpanField::Metadata(keys) => metadata_condition(project, keys, condition, clause),
+        };
+        clause.clauses.push(sql);
+    }
+    if let Some(query) = filter.search.as_deref().and_then(fts_query) {
+        let p = clause.bind(SqlValue::Text(query));
+        clause.clauses.push(format!(
+            "s.rowid IN (SELECT rowid FROM span_search WHERE span_search MATCH {p})"
+        ));
+    }
+}
+
+fn direction(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Ascending => "ASC",
+        Direction::Descending => "DESC",
+    }
+}
+
+fn prefixed(columns: &str, alias: &str) -> String {
+    columns
+        .split(',')
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn count(connection: &Connection, sql: &str, params: &[SqlValue]) -> Result<u64, SqliteError> {
+    let total: i64 = connection
+        .prepare_cached(sql)?
+        .query_row(params_from_iter(params.iter()), |row| row.get(0))?;
+    Ok(u64::try_from(total).unwrap_or(0))
+}
+
+fn parse_json_column(text: Option<String>) -> Result<Option<serde_json::Value>, SqliteError> {
+    text.map(|t| serde_json::from_str(&t))
+        .transpose()
+        .map_err(SqliteError::from)
+}
+
+pub(crate) fn list_traces(
+    connection: &Connection,
+    project: ProjectId,
+    query: &TraceQuery,
+) -> Result<Listing<TraceListItem>, SqliteError> {
+    let mut clause = Where::default();
+    let project_param = clause.bind(SqlValue::Integer(project.0));
+    clause
+        .clauses
+        .push(format!("t.project_id = {project_param}"));
+    if let Some(from) = query.start_from {
+        let p = clause.bind(SqlValue::Integer(from.unix_nanos()));
+        clause.clauses.push(format!("t.start_ns >= {p}"));
+    }
+    if let Some(to) = query.start_to {
+        let p = clause.bind(SqlValue::Integer(to.unix_nanos()));
+        clause.clauses.push(format!("t.start_ns <= {p}"));
+    }
+    if let Some(as_of) = query.as_of {
+        let p = clause.bind(SqlValue::Integer(as_of.unix_nanos()));
+        clause.clauses.push(format!("t.first_seen_ns <= {p}"));
+    }
+    for condition in &query.conditions {
+        let sql = column_condition(trace_column(condition.field), condition, &mut clause);
+        clause.clauses.push(sql);
+    }
+    if !query.spans.is_empty() {
+        let mut spans = Where {
+            clauses: Vec::new(),
+            params: std::mem::take(&mut clause.params),
+        };
+        span_filter_clauses(project, &query.spans, &mut spans);
+        clause.params = spans.params;
+        clause.clauses.push(format!(
+            "t.trace_id IN (SELECT s.trace_id FROM spans s WHERE {})",
+            spans.clauses.join(" AND ")
+        ));
+    }
+    let where_sql = clause.text();
+    let total = count(
+        connection,
+        &format!("SELECT count(*) FROM traces t WHERE {where_sql}"),
+        &clause.params,
+    )?;
+
+    let order = direction(query.sort.direction);
+    let limit = clause.bind(SqlValue::Integer(
+        i64::try_from(query.page.size).unwrap_or(i64::MAX),
+    ));
+    let offset = clause.bind(SqlValue::Integer(
+        i64::try_from(query.page.offset()).unwrap_or(i64::MAX),
+    ));
+    let sql = format!(
+        "SELECT {columns}, r.content -> '$.input', r.content -> '$.output', r.content -> '$.metadata' \
+         FROM traces t LEFT JOIN spans r \
+           ON r.project_id = t.project_id AND r.trace_id = t.trace_id AND r.span_id = t.root_span_id \
+         WHERE {where_sql} ORDER BY {sort} {order}, t.trace_id {order} LIMIT {limit} OFFSET {offset}",
+        columns = prefixed(TRACE_COLUMNS, "t"),
+        sort = trace_column(query.sort.column),
+    );
+    let mut statement = connection.prepare_cached(&sql)?;
+    let mut rows = statement.query(params_from_iter(clause.params.iter()))?;
+    let mut items = Vec::new();
+    while let Some(row) = rows.next()? {
+        items.push(TraceListItem {
+            summary: summary_from_row(row)?,
+            input: parse_json_column(row.get(19)?)?,
+            output: parse_json_column(row.get(20)?)?,
+            metadata: parse_json_column(row.get(21)?)?,
+        });
+    }
+    Ok(Listing { total, items })
+}
+
+pub(crate) fn list_spans(
+    connection: &Connection,
+    project: ProjectId,
+    query: &SpanQuery,
+) -> Result<Listing<Span>, SqliteError> {
+    let mut clause = Where::default();
+    span_filter_clauses(project, &query.filter, &mut clause);
+    if let Some(as_of) = query.as_of {
+        let p = clause.bind(SqlValue::Integer(as_of.unix_nanos()));
+        clause.clauses.push(format!("s.first_seen_ns <= {p}"));
+    }
+    let where_sql = clause.text();
+    let total = count(
+        connection,
+        &format!("SELECT count(*) FROM spans s WHERE {where_sql}"),
+        &clause.params,
+    )?;
+    let order = direction(query.sort.direction);
+    let limit = clause.bind(SqlValue::Integer(
+        i64::try_from(query.page.size).unwrap_or(i64::MAX),
+    ));
+    let offset = clause.bind(SqlValue::Integer(
+        i64::try_from(query.page.offset()).unwrap_or(i64::MAX),
+    ));
+    let sql = format!(
+        "SELECT {columns} FROM spans s WHERE {where_sql} \
+         ORDER BY {sort} {order}, s.trace_id {order}, s.span_id {order} LIMIT {limit} OFFSET {offset}",
+        columns = prefixed(SPAN_COLUMNS, "s"),
+        sort = span_column(query.sort.column),
+    );
+    let mut statement = connection.prepare_cached(&sql)?;
+    let mut rows = statement.query(params_from_iter(clause.params.iter()))?;
+    let mut items = Vec::new();
+    while let Some(row) = rows.next()? {
+        items.push(span_from_row(row)?);
+    }
+    Ok(Listing { total, items })
+}
+
+pub(crate) fn get_span(
+    connection: &Connection,
+    project: ProjectId,
+    span_id: &SpanId,
+) -> Result<Option<Span>, SqliteError> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {SPAN_COLUMNS} FROM spans WHERE project_id = ?1 AND span_id = ?2 ORDER BY ingested_ns DESC LIMIT 1"
+    ))?;
+    let mut rows = statement.query(params![project.0, span_id.as_str()])?;
+    rows.next()?.map(span_from_row).transpose()
+}
+
+pub(crate) fn span_statistics(
+    connection: &Connection,
+    project: ProjectId,
+    filter: &SpanFilter,
+) -> Result<SpanStatistics, SqliteError> {
+    let mut clause = Where::default();
+    span_filter_clauses(project, filter, &mut clause);
+    let where_sql = clause.text();
+    let sql = format!(
+        "SELECT count(*), total(s.cost), total(s.total_tokens), total(s.prompt_tokens), \
+         total(s.completion_tokens), avg(s.latency), total(s.status = 'error') FROM spans s WHERE {where_sql}"
+    );
+    let mut statistics = connection.prepare_cached(&sql)?.query_row(
+        params_from_iter(clause.params.iter()),
+        |row| {
+            let whole = |value: f64| value.max(0.0) as u64;
+            Ok(SpanStatistics {
+                number_of_requests: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                total_cost: row.get(1)?,
+                total_tokens: whole(row.get(2)?),
+                total_prompt_tokens: whole(row.get(3)?),
+                total_completion_tokens: whole(row.get(4)?),
+                avg_latency: row.get(5)?,
+                p50_latency: None,
+                p90_latency: None,
+                p99_latency: None,
+                error_count: whole(row.get(6)?),
+            })
+        },
+    )?;
+    if statistics.number_of_requests > 0 {
+        let n = statistics.number_of_requests;
+        let offset = clause.bind(SqlValue::Integer(0));
+        let offset_index = clause.params.len() - 1;
+        let sql = format!(
+            "SELECT s.latency FROM spans s WHERE {where_sql} ORDER BY s.latency LIMIT 1 OFFSET {offset}"
+        );
+        let mut statement = connection.prepare_cached(&sql)?;
+        let mut percentile = |p: f64| -> Result<Option<f64>, SqliteError> {
+            // Nearest rank: the smallest latency with at least p of the spans at or below it.
+            let rank = ((p * n as f64).ceil() as u64).clamp(1, n) - 1;
+            clause.params[offset_index] = SqlValue::Integer(i64::try_from(rank).unwrap_or(0));
+            Ok(Some(statement.query_row(
+                params_from_iter(clause.params.iter()),
+                |row| row.get(0),
+            )?))
+        };
+        statistics.p50_latency = percentile(0.5)?;
+        statistics.p90_latency = percentile(0.9)?;
+        statistics.p99_latency = percentile(0.99)?;
+    }
+    Ok(statistics)
+}
+
+pub(crate) fn project_stats(
+    connection: &Connection,
+    project: ProjectId,
+) -> Result<ProjectStats, SqliteError> {
+    let traces = count(
+        connection,
+        "SELECT count(*) FROM traces WHERE project_id = ?1",
+        &[SqlValue::Integer(project.0)],
+    )?;
+    let spans = count(
+        connection,
+        "SELECT count(*) FROM spans WHERE project_id = ?1",
+        &[SqlValue::Integer(project.0)],
+    )?;
+    Ok(ProjectStats { traces, spans })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_patterns_escape_wildcards() {
+        assert_eq!(like_literal("50%_off\\"), "50\\%\\_off\\\\");
+        assert_eq!(glob_literal("a*b?[c]"), "a[*]b[?][[]c]");
+        assert_eq!(
+            fts_query("  hello \"world\" "),
+            Some("\"hello\" \"\"\"world\"\"\"".to_owned())
+        );
+        assert_eq!(fts_query("   "), None);
+    }
+}
