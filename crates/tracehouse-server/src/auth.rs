@@ -16,9 +16,9 @@ pub struct Authenticated(pub Project);
 /// The key from `Authorization: Bearer <key>` or, as some OTLP exporters send it, `x-api-key`.
 fn presented_key(parts: &Parts) -> Result<&str, ApiError> {
     if let Some(value) = parts.headers.get(AUTHORIZATION) {
-        let value = value
-            .to_str()
-            .map_err(|_| ApiError::Unauthorized("Authorization header is not valid text".to_owned()))?;
+        let value = value.to_str().map_err(|_| {
+            ApiError::Unauthorized("Authorization header is not valid text".to_owned())
+        })?;
         let (scheme, key) = value.trim().split_once(' ').unwrap_or(("", ""));
         if !scheme.eq_ignore_ascii_case("bearer") || key.trim().is_empty() {
             return Err(ApiError::Unauthorized(
@@ -43,9 +43,15 @@ impl FromRequestParts<AppState> for Authenticated {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let key = presented_key(parts)?;
-        match state.store.authenticate(&ApiKeyHash::of_secret(key)).await? {
+        match state
+            .store
+            .authenticate(&ApiKeyHash::of_secret(key))
+            .await?
+        {
             Some(project) => Ok(Authenticated(project)),
-            None => Err(ApiError::Unauthorized("invalid or revoked API key".to_owned())),
+            None => Err(ApiError::Unauthorized(
+                "invalid or revoked API key".to_owned(),
+            )),
         }
     }
 }

@@ -86,6 +86,16 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
     }))
 }
 
+/// The OpenAPI description of every route, written by hand beside the routes it describes.
+const OPENAPI_DOCUMENT: &str = include_str!("../assets/openapi.json");
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI_DOCUMENT,
+    )
+}
+
 async fn no_route(method: Method, uri: Uri) -> ApiError {
     ApiError::NotFound(format!("no route for {method} {}", uri.path()))
 }
@@ -99,6 +109,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health))
         .route("/api/healthz", get(health))
+        .route("/openapi.json", get(openapi))
+        .route("/api/openapi.json", get(openapi))
         .merge(ingest_api::router())
         .merge(read_api::router())
         .fallback(no_route)

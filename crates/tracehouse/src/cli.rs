@@ -27,7 +27,12 @@ pub(crate) enum Command {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct StoreArgs {
     /// Directory of the embedded SQLite database (created if missing).
-    #[arg(long, env = "TRACEHOUSE_DATA_DIR", default_value = "./data", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "TRACEHOUSE_DATA_DIR",
+        default_value = "./data",
+        value_name = "DIR"
+    )]
     pub(crate) data_dir: PathBuf,
 
     /// Store URL, overriding --data-dir: `sqlite:PATH` (a database file).
@@ -49,7 +54,12 @@ pub(crate) enum SyncMode {
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// Address to listen on (use port 0 for any free port).
-    #[arg(long, env = "TRACEHOUSE_LISTEN", default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "TRACEHOUSE_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
     pub(crate) listen: SocketAddr,
 
     #[command(flatten)]
@@ -73,7 +83,12 @@ pub(crate) struct ServeArgs {
     pub(crate) addr_file: Option<PathBuf>,
 
     /// Seconds to let in-flight requests finish after SIGTERM or Ctrl-C.
-    #[arg(long, env = "TRACEHOUSE_SHUTDOWN_GRACE_SECS", default_value_t = 30, value_name = "SECS")]
+    #[arg(
+        long,
+        env = "TRACEHOUSE_SHUTDOWN_GRACE_SECS",
+        default_value_t = 30,
+        value_name = "SECS"
+    )]
     pub(crate) shutdown_grace_secs: u64,
 }
 

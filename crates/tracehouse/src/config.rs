@@ -40,11 +40,15 @@ fn parse_store_url(url: &str) -> anyhow::Result<PathBuf> {
         "sqlite" => {
             let path = rest.strip_prefix("//").unwrap_or(rest);
             if path.is_empty() {
-                bail!("store URL {url:?} has no path: use sqlite:PATH, e.g. sqlite:./data/tracehouse.db");
+                bail!(
+                    "store URL {url:?} has no path: use sqlite:PATH, e.g. sqlite:./data/tracehouse.db"
+                );
             }
             Ok(PathBuf::from(path))
         }
-        other => bail!("store URL scheme {other:?} is not supported by this build: use sqlite:PATH"),
+        other => {
+            bail!("store URL scheme {other:?} is not supported by this build: use sqlite:PATH")
+        }
     }
 }
 
@@ -100,8 +104,14 @@ mod tests {
 
     #[test]
     fn store_urls() {
-        assert_eq!(parse_store_url("sqlite:/tmp/x.db").unwrap(), PathBuf::from("/tmp/x.db"));
-        assert_eq!(parse_store_url("sqlite://rel/x.db").unwrap(), PathBuf::from("rel/x.db"));
+        assert_eq!(
+            parse_store_url("sqlite:/tmp/x.db").unwrap(),
+            PathBuf::from("/tmp/x.db")
+        );
+        assert_eq!(
+            parse_store_url("sqlite://rel/x.db").unwrap(),
+            PathBuf::from("rel/x.db")
+        );
         assert!(parse_store_url("sqlite:").is_err());
         assert!(parse_store_url("/tmp/x.db").is_err());
         assert!(parse_store_url("postgres://h/db").is_err());

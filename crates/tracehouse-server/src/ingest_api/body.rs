@@ -23,7 +23,10 @@ pub(super) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    if media_type == "application/json" || media_type.ends_with("+json") || media_type == "text/json" {
+    if media_type == "application/json"
+        || media_type.ends_with("+json")
+        || media_type == "text/json"
+    {
         Ok(())
     } else {
         Err(ApiError::UnsupportedMediaType(format!(
@@ -33,7 +36,11 @@ pub(super) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Reads the whole body within the limit, then inflates it if it is gzip.
-pub(super) async fn read_body(headers: &HeaderMap, body: Body, limits: &Limits) -> Result<Vec<u8>, ApiError> {
+pub(super) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limits: &Limits,
+) -> Result<Vec<u8>, ApiError> {
     let too_large = ApiError::PayloadTooLarge {
         limit: limits.max_body_bytes,
     };

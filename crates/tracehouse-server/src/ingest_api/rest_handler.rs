@@ -43,7 +43,11 @@ pub(super) async fn ingest_span_logs(
     .map_err(decode_error)?;
 
     let accepted = decoded.spans.len();
-    let rejected: Vec<RejectedItem> = decoded.rejected.into_iter().map(RejectedItem::from).collect();
+    let rejected: Vec<RejectedItem> = decoded
+        .rejected
+        .into_iter()
+        .map(RejectedItem::from)
+        .collect();
     if accepted > 0 {
         state.store.write_spans(project.id, decoded.spans).await?;
     }

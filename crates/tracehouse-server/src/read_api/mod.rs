@@ -1,6 +1,7 @@
 //! Read routes: traces and spans as the vendor's API returns them.
 
 pub(crate) mod model;
+mod params;
 mod rest_handler;
 
 use axum::Router;
@@ -10,9 +11,26 @@ use crate::{AppState, routes};
 
 /// The read routes, with and without the `/api` prefix.
 pub(crate) fn router() -> Router<AppState> {
+    use rest_handler::*;
+    let table = [
+        ("/traces/list", get(list_traces).post(list_traces)),
+        (
+            "/traces/{trace_id}",
+            get(get_trace).post(get_trace).delete(delete_trace),
+        ),
+        ("/request-logs/list", get(list_spans).post(list_spans)),
+        (
+            "/request-logs/summary",
+            get(summarize_spans).post(summarize_spans),
+        ),
+        ("/request-logs/{span_id}", get(get_span)),
+        ("/projects/current", get(current_project)),
+    ];
     let mut router = Router::new();
-    for variant in routes::variants("/traces/{trace_id}") {
-        router = router.route(&variant, get(rest_handler::get_trace).post(rest_handler::get_trace));
+    for (path, handler) in table {
+        for variant in routes::variants(path) {
+            router = router.route(&variant, handler.clone());
+        }
     }
     router
 }

@@ -1,7 +1,7 @@
 //! Wire shapes of spans and traces as the vendor's read API returns them.
 
 use serde_json::{Map, Value, json};
-use tracehouse_core::{Span, StoredTrace, TraceSummary, TreeNode, build_tree};
+use tracehouse_core::{Span, StoredTrace, TraceListItem, TraceSummary, TreeNode, build_tree};
 
 /// Deepest nesting of `children` rendered; deeper descendants are listed flat under the node
 /// at this depth (marked `depth_truncated`), so a hostile parent chain cannot blow the stack
@@ -20,7 +20,10 @@ pub(crate) fn span_json(span: &Span) -> Map<String, Value> {
     let typed = [
         ("trace_unique_id", json!(span.trace_id.as_str())),
         ("span_unique_id", json!(span.span_id.as_str())),
-        ("span_parent_id", optional(span.parent_id.as_ref().map(|p| p.as_str()))),
+        (
+            "span_parent_id",
+            optional(span.parent_id.as_ref().map(|p| p.as_str())),
+        ),
         ("span_name", json!(span.name)),
         ("log_type", json!(span.log_type.as_str())),
         ("start_time", json!(span.start.to_rfc3339())),
@@ -36,10 +39,22 @@ pub(crate) fn span_json(span: &Span) -> Map<String, Value> {
         ("completion_tokens", optional(span.usage.completion_tokens)),
         ("total_tokens", optional(span.usage.total_tokens)),
         ("cost", optional(span.cost)),
-        ("customer_identifier", optional(span.grouping.customer_identifier.clone())),
-        ("session_identifier", optional(span.grouping.session_identifier.clone())),
-        ("thread_identifier", optional(span.grouping.thread_identifier.clone())),
-        ("trace_group_identifier", optional(span.grouping.trace_group_identifier.clone())),
+        (
+            "customer_identifier",
+            optional(span.grouping.customer_identifier.clone()),
+        ),
+        (
+            "session_identifier",
+            optional(span.grouping.session_identifier.clone()),
+        ),
+        (
+            "thread_identifier",
+            optional(span.grouping.thread_identifier.clone()),
+        ),
+        (
+            "trace_group_identifier",
+            optional(span.grouping.trace_group_identifier.clone()),
+        ),
         ("environment", optional(span.grouping.environment.clone())),
         ("span_workflow_name", optional(span.workflow_name.clone())),
         ("span_path", optional(span.path.clone())),
@@ -57,13 +72,28 @@ pub(crate) fn span_json(span: &Span) -> Map<String, Value> {
 pub(crate) fn trace_summary_json(summary: &TraceSummary) -> Map<String, Value> {
     let fields = [
         ("trace_unique_id", json!(summary.trace_id.as_str())),
-        ("root_span_unique_id", optional(summary.root_span_id.as_ref().map(|s| s.as_str()))),
+        (
+            "root_span_unique_id",
+            optional(summary.root_span_id.as_ref().map(|s| s.as_str())),
+        ),
         ("name", json!(summary.name)),
         ("environment", optional(summary.environment.clone())),
-        ("customer_identifier", optional(summary.customer_identifier.clone())),
-        ("session_identifier", optional(summary.session_identifier.clone())),
-        ("thread_identifier", optional(summary.thread_identifier.clone())),
-        ("trace_group_identifier", optional(summary.trace_group_identifier.clone())),
+        (
+            "customer_identifier",
+            optional(summary.customer_identifier.clone()),
+        ),
+        (
+            "session_identifier",
+            optional(summary.session_identifier.clone()),
+        ),
+        (
+            "thread_identifier",
+            optional(summary.thread_identifier.clone()),
+        ),
+        (
+            "trace_group_identifier",
+            optional(summary.trace_group_identifier.clone()),
+        ),
         ("start_time", json!(summary.start.to_rfc3339())),
         ("end_time", json!(summary.end.to_rfc3339())),
         ("duration", json!(summary.duration)),
@@ -72,10 +102,32 @@ pub(crate) fn trace_summary_json(summary: &TraceSummary) -> Map<String, Value> {
         ("error_count", json!(summary.error_count)),
         ("total_cost", json!(summary.total_cost)),
         ("total_prompt_tokens", json!(summary.total_prompt_tokens)),
-        ("total_completion_tokens", json!(summary.total_completion_tokens)),
+        (
+            "total_completion_tokens",
+            json!(summary.total_completion_tokens),
+        ),
         ("total_tokens", json!(summary.total_tokens)),
+        ("models", json!(summary.models)),
     ];
     fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// A trace in a list: aggregates plus the root span's input, output and metadata.
+pub(crate) fn trace_list_item_json(item: &TraceListItem) -> Map<String, Value> {
+    let mut object = trace_summary_json(&item.summary);
+    object.insert(
+        "input".to_owned(),
+        item.input.clone().unwrap_or(Value::Null),
+    );
+    object.insert(
+        "output".to_owned(),
+        item.output.clone().unwrap_or(Value::Null),
+    );
+    object.insert(
+        "metadata".to_owned(),
+        item.metadata.clone().unwrap_or(Value::Null),
+    );
+    object
 }
 
 /// One trace with its aggregates, root input/output/metadata, models and `span_tree`.
@@ -87,15 +139,17 @@ pub(crate) fn trace_json(trace: &StoredTrace) -> Map<String, Value> {
         .as_ref()
         .and_then(|id| trace.spans.iter().find(|span| span.span_id == *id));
     for field in ["input", "output", "metadata"] {
-        let value = root.and_then(|root| root.content.get(field)).cloned().unwrap_or(Value::Null);
+        let value = root
+            .and_then(|root| root.content.get(field))
+            .cloned()
+            .unwrap_or(Value::Null);
         object.insert(field.to_owned(), value);
     }
-    let mut models: Vec<&str> = trace.spans.iter().filter_map(|s| s.model.as_deref()).filter(|m| !m.is_empty()).collect();
-    models.sort_unstable();
-    models.dedup();
-    object.insert("models".to_owned(), json!(models));
     let tree = build_tree(&trace.spans);
-    let nodes: Vec<Value> = tree.iter().map(|node| node_json(&trace.spans, node, 1)).collect();
+    let nodes: Vec<Value> = tree
+        .iter()
+        .map(|node| node_json(&trace.spans, node, 1))
+        .collect();
     object.insert("span_tree".to_owned(), Value::Array(nodes));
     object
 }
@@ -104,7 +158,10 @@ fn node_json(spans: &[Span], node: &TreeNode, depth: usize) -> Value {
     let mut object = span_json(&spans[node.span]);
     object.insert("orphan".to_owned(), json!(node.orphan));
     let children: Vec<Value> = if depth < MAX_TREE_DEPTH {
-        node.children.iter().map(|child| node_json(spans, child, depth + 1)).collect()
+        node.children
+            .iter()
+            .map(|child| node_json(spans, child, depth + 1))
+            .collect()
     } else {
         if !node.children.is_empty() {
             object.insert("depth_truncated".to_owned(), json!(true));

@@ -11,10 +11,17 @@ use crate::config::StoreConfig;
 
 pub(super) async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
     match command {
-        KeysCommand::Create { project, label, store } => {
+        KeysCommand::Create {
+            project,
+            label,
+            store,
+        } => {
             let project: ProjectName = project.parse().context("invalid --project")?;
             let store = open_store(&StoreConfig::from_args(&store)?).await?;
-            let key = store.create_key(&project, &label).await.context("cannot create key")?;
+            let key = store
+                .create_key(&project, &label)
+                .await
+                .context("cannot create key")?;
             println!(
                 "created key {} for project {:?}; it is shown only now, store it safely:",
                 key.info.id,
@@ -28,7 +35,10 @@ pub(super) async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
             if keys.is_empty() {
                 println!("no keys yet: create one with `tracehouse keys create --project NAME`");
             } else {
-                println!("{:<6} {:<20} {:<12} {:<24} {:<30} REVOKED", "ID", "PROJECT", "PREFIX", "LABEL", "CREATED");
+                println!(
+                    "{:<6} {:<20} {:<12} {:<24} {:<30} REVOKED",
+                    "ID", "PROJECT", "PREFIX", "LABEL", "CREATED"
+                );
                 for key in keys {
                     println!(
                         "{:<6} {:<20} {:<12} {:<24} {:<30} {}",
@@ -44,7 +54,10 @@ pub(super) async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
         }
         KeysCommand::Revoke { id, store } => {
             let store = open_store(&StoreConfig::from_args(&store)?).await?;
-            let key = store.revoke_key(id).await.with_context(|| format!("cannot revoke key {id}"))?;
+            let key = store
+                .revoke_key(id)
+                .await
+                .with_context(|| format!("cannot revoke key {id}"))?;
             println!(
                 "revoked key {} ({}…) of project {:?}",
                 key.id,

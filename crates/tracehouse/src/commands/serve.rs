@@ -20,14 +20,21 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let address = listener.local_addr().context("cannot read the bound address")?;
+    let address = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
     if let Some(path) = &config.addr_file {
         std::fs::write(path, address.to_string())
             .with_context(|| format!("cannot write address file {}", path.display()))?;
     }
-    println!("tracehouse listening on http://{address} (store {})", store.describe());
+    println!(
+        "tracehouse listening on http://{address} (store {})",
+        store.describe()
+    );
     if let Some(secret) = first_key {
-        println!("created an API key for project \"default\"; it is shown only now, store it safely:");
+        println!(
+            "created an API key for project \"default\"; it is shown only now, store it safely:"
+        );
         println!("{secret}");
     }
 
@@ -42,10 +49,15 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     }));
     shutdown_signal().await;
-    tracing::info!(grace_secs = config.shutdown_grace.as_secs(), "shutting down: finishing in-flight requests");
+    tracing::info!(
+        grace_secs = config.shutdown_grace.as_secs(),
+        "shutting down: finishing in-flight requests"
+    );
     let _ = stop_tx.send(true);
     match tokio::time::timeout(config.shutdown_grace, server).await {
-        Ok(joined) => joined.context("server task panicked")?.context("server failed")?,
+        Ok(joined) => joined
+            .context("server task panicked")?
+            .context("server failed")?,
         Err(_) => tracing::warn!("in-flight requests did not finish within the grace period"),
     }
     Ok(ExitCode::SUCCESS)
@@ -53,7 +65,12 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// On the first start of a store without keys, creates one so the user can send data at once.
 async fn create_first_key(store: &dyn SpanStore) -> anyhow::Result<Option<String>> {
-    if !store.list_keys().await.context("cannot read keys")?.is_empty() {
+    if !store
+        .list_keys()
+        .await
+        .context("cannot read keys")?
+        .is_empty()
+    {
         return Ok(None);
     }
     let key = store

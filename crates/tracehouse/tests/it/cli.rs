@@ -47,13 +47,19 @@ impl ServeProcess {
             }
         });
         let first = lines_rx.recv_timeout(Duration::from_secs(30)).unwrap();
-        assert!(first.starts_with("tracehouse listening on http://127.0.0.1:"), "{first}");
+        assert!(
+            first.starts_with("tracehouse listening on http://127.0.0.1:"),
+            "{first}"
+        );
         let mut stdout_lines = vec![first];
         // The key, if any, follows at once; a short wait is enough to tell.
         while let Ok(line) = lines_rx.recv_timeout(Duration::from_millis(500)) {
             stdout_lines.push(line);
         }
-        let base = format!("http://{}", std::fs::read_to_string(&addr_file).unwrap().trim());
+        let base = format!(
+            "http://{}",
+            std::fs::read_to_string(&addr_file).unwrap().trim()
+        );
         Self {
             child,
             base,
@@ -62,13 +68,22 @@ impl ServeProcess {
     }
 
     fn printed_key(&self) -> Option<String> {
-        self.stdout_lines.last().filter(|l| l.starts_with("th_")).cloned()
+        self.stdout_lines
+            .last()
+            .filter(|l| l.starts_with("th_"))
+            .cloned()
     }
 
     /// Sends SIGTERM and returns whether the process exited successfully.
     fn terminate(mut self) -> bool {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
         let status = self.child.wait().unwrap();
         status.success()
     }
@@ -110,8 +125,15 @@ async fn first_start_prints_a_key_and_data_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     let server = ServeProcess::start(&data_dir);
-    let key = server.printed_key().expect("first start prints a key on the last line");
-    assert!(server.stdout_lines.iter().any(|l| l.contains("\"default\"")));
+    let key = server
+        .printed_key()
+        .expect("first start prints a key on the last line");
+    assert!(
+        server
+            .stdout_lines
+            .iter()
+            .any(|l| l.contains("\"default\""))
+    );
 
     let response = reqwest::Client::new()
         .post(format!("{}/api/v1/traces/ingest", server.base))
@@ -124,8 +146,13 @@ async fn first_start_prints_a_key_and_data_survives_restart() {
     assert!(server.terminate(), "SIGTERM exits cleanly");
 
     let restarted = ServeProcess::start(&data_dir);
-    assert_eq!(restarted.printed_key(), None, "a key is printed only for an empty store");
-    let (status, trace) = get_trace(&restarted.base, &key, "4fd81b946f97464789a28b50dd253a90").await;
+    assert_eq!(
+        restarted.printed_key(),
+        None,
+        "a key is printed only for an empty store"
+    );
+    let (status, trace) =
+        get_trace(&restarted.base, &key, "4fd81b946f97464789a28b50dd253a90").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(trace["span_count"], 18);
     assert!(data_dir.join("tracehouse.db").exists());
@@ -137,7 +164,16 @@ async fn keys_create_list_revoke_offline() {
     let data_dir = dir.path().join("data");
     let data = data_dir.to_str().unwrap();
 
-    let (ok, stdout, stderr) = tracehouse(&["keys", "create", "--project", "team-a", "--label", "ci", "--data-dir", data]);
+    let (ok, stdout, stderr) = tracehouse(&[
+        "keys",
+        "create",
+        "--project",
+        "team-a",
+        "--label",
+        "ci",
+        "--data-dir",
+        data,
+    ]);
     assert!(ok, "{stderr}");
     let key = stdout.lines().last().unwrap().to_owned();
     assert!(key.starts_with("th_") && key.len() == 67, "{stdout}");
@@ -152,7 +188,11 @@ async fn keys_create_list_revoke_offline() {
     let id = row.split_whitespace().next().unwrap().to_owned();
 
     let server = ServeProcess::start(&data_dir);
-    assert_eq!(server.printed_key(), None, "a store with keys gets no new key");
+    assert_eq!(
+        server.printed_key(),
+        None,
+        "a store with keys gets no new key"
+    );
     let (status, _) = get_trace(&server.base, &key, "none").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "valid key, unknown trace");
 
@@ -160,12 +200,23 @@ async fn keys_create_list_revoke_offline() {
     assert!(ok);
     assert!(stdout.contains("revoked key"), "{stdout}");
     let (status, _) = get_trace(&server.base, &key, "none").await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "a revoked key stops working at once");
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a revoked key stops working at once"
+    );
 
     let (ok, _, stderr) = tracehouse(&["keys", "revoke", "999", "--data-dir", data]);
     assert!(!ok);
     assert!(stderr.contains("api key 999 not found"), "{stderr}");
-    let (ok, _, stderr) = tracehouse(&["keys", "create", "--project", "bad name", "--data-dir", data]);
+    let (ok, _, stderr) = tracehouse(&[
+        "keys",
+        "create",
+        "--project",
+        "bad name",
+        "--data-dir",
+        data,
+    ]);
     assert!(!ok);
     assert!(stderr.contains("project name"), "{stderr}");
 }
@@ -174,10 +225,23 @@ async fn keys_create_list_revoke_offline() {
 fn help_and_bad_config_are_explained() {
     let (ok, help, _) = tracehouse(&["serve", "--help"]);
     assert!(ok);
-    for flag in ["--listen", "--data-dir", "--store", "TRACEHOUSE_LISTEN", "TRACEHOUSE_DATA_DIR", "127.0.0.1:8080"] {
+    for flag in [
+        "--listen",
+        "--data-dir",
+        "--store",
+        "TRACEHOUSE_LISTEN",
+        "TRACEHOUSE_DATA_DIR",
+        "127.0.0.1:8080",
+    ] {
         assert!(help.contains(flag), "serve --help lacks {flag}");
     }
-    let (ok, _, stderr) = tracehouse(&["serve", "--store", "postgres://x/y", "--listen", "127.0.0.1:0"]);
+    let (ok, _, stderr) = tracehouse(&[
+        "serve",
+        "--store",
+        "postgres://x/y",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     assert!(!ok);
     assert!(stderr.contains("not supported"), "{stderr}");
 }

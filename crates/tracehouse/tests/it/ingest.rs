@@ -38,20 +38,38 @@ async fn sample_fixture_builds_the_trace_with_exact_aggregates() {
             }),
         })
         .sum();
-    let earliest = items.iter().map(|i| i["start_time"].as_str().unwrap()).min().unwrap();
-    let latest = items.iter().map(|i| i["timestamp"].as_str().unwrap()).max().unwrap();
-    let root = items.iter().find(|i| i.get("span_parent_id").is_none()).unwrap();
+    let earliest = items
+        .iter()
+        .map(|i| i["start_time"].as_str().unwrap())
+        .min()
+        .unwrap();
+    let latest = items
+        .iter()
+        .map(|i| i["timestamp"].as_str().unwrap())
+        .max()
+        .unwrap();
+    let root = items
+        .iter()
+        .find(|i| i.get("span_parent_id").is_none())
+        .unwrap();
     let prompt = sum_u64(items, "prompt_tokens");
     let completion = sum_u64(items, "completion_tokens");
 
     let trace = server.trace(SAMPLE_TRACE).await;
     assert_eq!(trace["trace_unique_id"], SAMPLE_TRACE);
     assert_eq!(trace["span_count"], items.len());
-    assert_eq!(trace["llm_call_count"], items.iter().filter(|i| i.get("model").is_some()).count());
+    assert_eq!(
+        trace["llm_call_count"],
+        items.iter().filter(|i| i.get("model").is_some()).count()
+    );
     assert_eq!(trace["error_count"], 0);
     assert_eq!(trace["start_time"], earliest);
     assert_eq!(trace["end_time"], latest);
-    assert!((trace["duration"].as_f64().unwrap() - 5.034556).abs() < 1e-9, "{}", trace["duration"]);
+    assert!(
+        (trace["duration"].as_f64().unwrap() - 5.034556).abs() < 1e-9,
+        "{}",
+        trace["duration"]
+    );
     assert_eq!(trace["total_prompt_tokens"], prompt);
     assert_eq!(trace["total_completion_tokens"], completion);
     assert_eq!(trace["total_tokens"], prompt + completion);
@@ -72,10 +90,19 @@ async fn sample_fixture_builds_the_trace_with_exact_aggregates() {
     for item in items {
         let id = item["span_unique_id"].as_str().unwrap();
         let node = find_node(tree, id).unwrap();
-        assert_eq!(node["span_parent_id"], item.get("span_parent_id").cloned().unwrap_or(Value::Null));
+        assert_eq!(
+            node["span_parent_id"],
+            item.get("span_parent_id").cloned().unwrap_or(Value::Null)
+        );
         if let Some(parent) = item["span_parent_id"].as_str() {
             let parent_node = find_node(tree, parent).unwrap();
-            assert!(parent_node["children"].as_array().unwrap().iter().any(|c| c["span_unique_id"] == id));
+            assert!(
+                parent_node["children"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|c| c["span_unique_id"] == id)
+            );
         }
         // Every field comes back as sent (times normalised to the same instant).
         for (field, value) in item.as_object().unwrap() {
@@ -91,9 +118,18 @@ async fn sample_fixture_builds_the_trace_with_exact_aggregates() {
     let chat = find_node(tree, "fd42d3240b42d119").unwrap();
     assert_eq!(chat["log_type"], "chat");
     assert_eq!(chat["end_time"], chat["timestamp"]);
-    assert_eq!(chat["prompt_messages"][1]["content"], "Tell me a joke about opentelemetry");
-    assert_eq!(find_node(tree, "ac5ec3a7346012f0").unwrap()["log_type"], "workflow");
-    assert_eq!(find_node(tree, "3b8f2ff064b97af8").unwrap()["log_type"], "task");
+    assert_eq!(
+        chat["prompt_messages"][1]["content"],
+        "Tell me a joke about opentelemetry"
+    );
+    assert_eq!(
+        find_node(tree, "ac5ec3a7346012f0").unwrap()["log_type"],
+        "workflow"
+    );
+    assert_eq!(
+        find_node(tree, "3b8f2ff064b97af8").unwrap()["log_type"],
+        "task"
+    );
     let embedding = find_node(tree, "5cf51d67951d52cc").unwrap();
     assert_eq!(embedding["log_type"], "embedding");
     assert!((embedding["cost"].as_f64().unwrap() - 10.0 * 0.02 / 1e6).abs() < 1e-15);
@@ -168,7 +204,12 @@ async fn partial_success_is_207_with_rejected_indexes_and_fields() {
             (6, "span_unique_id"),
         ]
     );
-    assert!(body["rejected"][1]["error"].as_str().unwrap().contains("prompt_tokens"));
+    assert!(
+        body["rejected"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("prompt_tokens")
+    );
     assert_eq!(server.trace("t").await["span_count"], 2);
 
     let (status, body) = server.ingest(&json!([{"span_unique_id": "a"}, 5])).await;
@@ -182,26 +223,52 @@ async fn partial_success_is_207_with_rejected_indexes_and_fields() {
 async fn malformed_bodies_are_400_with_position() {
     let server = TestServer::start().await;
     let (status, body) = server
-        .post_raw("/api/v1/traces/ingest", b"[{\"trace_unique_id\": \"t\",\n ]".to_vec(), &[])
+        .post_raw(
+            "/api/v1/traces/ingest",
+            b"[{\"trace_unique_id\": \"t\",\n ]".to_vec(),
+            &[],
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"], "bad_request");
-    assert!(body["message"].as_str().unwrap().contains("line 2 column 2"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 2 column 2"),
+        "{body}"
+    );
 
-    let (status, body) = server.post_raw("/api/v1/traces/ingest", b"{\"rows\": []}".to_vec(), &[]).await;
+    let (status, body) = server
+        .post_raw("/api/v1/traces/ingest", b"{\"rows\": []}".to_vec(), &[])
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["message"].as_str().unwrap().contains("\"data\""), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("\"data\""),
+        "{body}"
+    );
 
-    let (status, _) = server.post_raw("/api/v1/traces/ingest", Vec::new(), &[]).await;
+    let (status, _) = server
+        .post_raw("/api/v1/traces/ingest", Vec::new(), &[])
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]
 async fn keys_are_required_and_checked() {
     let server = TestServer::start().await;
-    let body = serde_json::to_vec(&json!([{"trace_unique_id": "t", "span_unique_id": "s"}])).unwrap();
-    for auth in [None, Some("Bearer th_not_a_key"), Some("Basic abc"), Some("Bearer ")] {
-        let mut request = server.client.post(server.url("/api/v1/traces/ingest")).body(body.clone());
+    let body =
+        serde_json::to_vec(&json!([{"trace_unique_id": "t", "span_unique_id": "s"}])).unwrap();
+    for auth in [
+        None,
+        Some("Bearer th_not_a_key"),
+        Some("Basic abc"),
+        Some("Bearer "),
+    ] {
+        let mut request = server
+            .client
+            .post(server.url("/api/v1/traces/ingest"))
+            .body(body.clone());
         if let Some(auth) = auth {
             request = request.header("authorization", auth);
         }
@@ -226,9 +293,13 @@ async fn keys_are_required_and_checked() {
 #[tokio::test]
 async fn another_projects_key_sees_nothing() {
     let server = TestServer::start().await;
-    server.ingest(&fixture_json("respan-logs-sample.json")).await;
+    server
+        .ingest(&fixture_json("respan-logs-sample.json"))
+        .await;
     let other = server.key_for("other-team").await;
-    let (status, body) = server.get_with_key(&format!("/api/traces/{SAMPLE_TRACE}/"), &other).await;
+    let (status, body) = server
+        .get_with_key(&format!("/api/traces/{SAMPLE_TRACE}/"), &other)
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"], "not_found");
     // The same ids in the other project are a separate trace.
@@ -241,7 +312,9 @@ async fn another_projects_key_sees_nothing() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let (_, theirs) = server.get_with_key(&format!("/api/traces/{SAMPLE_TRACE}/"), &other).await;
+    let (_, theirs) = server
+        .get_with_key(&format!("/api/traces/{SAMPLE_TRACE}/"), &other)
+        .await;
     assert_eq!(theirs["span_count"], 1);
     assert_eq!(server.trace(SAMPLE_TRACE).await["span_count"], 18);
 }
@@ -317,11 +390,13 @@ async fn parent_cycles_are_shown_not_looped() {
 async fn disable_log_keeps_metrics_and_drops_content() {
     let server = TestServer::start().await;
     server
-        .ingest(&json!([{"trace_unique_id": "private", "span_unique_id": "s", "disable_log": true,
+        .ingest(
+            &json!([{"trace_unique_id": "private", "span_unique_id": "s", "disable_log": true,
             "model": "gpt-4o", "prompt_tokens": 100, "completion_tokens": 50, "latency": 2.0,
             "input": "secret prompt", "output": "secret answer",
             "prompt_messages": [{"role": "user", "content": "secret"}],
-            "completion_message": {"role": "assistant", "content": "secret"}}]))
+            "completion_message": {"role": "assistant", "content": "secret"}}]),
+        )
         .await;
     let trace = server.trace("private").await;
     let span = &trace["span_tree"][0];
@@ -340,10 +415,12 @@ async fn disable_log_keeps_metrics_and_drops_content() {
 async fn unknown_and_legacy_fields_are_kept() {
     let server = TestServer::start().await;
     server
-        .ingest(&json!({"data": [{"trace_unique_id": "u", "span_unique_id": "s",
+        .ingest(
+            &json!({"data": [{"trace_unique_id": "u", "span_unique_id": "s",
             "my_field": {"deep": [1, {"x": null}]}, "another": 3.5,
             "keywordsai_params": {"environment": "staging"}, "ttft": 0.12,
-            "customer_params": {"customer_identifier": "cust-9", "email": "a@b.c"}}]}))
+            "customer_params": {"customer_identifier": "cust-9", "email": "a@b.c"}}]}),
+        )
         .await;
     let trace = server.trace("u").await;
     let span = &trace["span_tree"][0];
@@ -366,7 +443,10 @@ async fn gzip_bodies_and_every_route_spelling() {
         .post_raw(
             "/api/v1/traces/ingest/",
             gzip(&sample),
-            &[("content-type", "application/json"), ("content-encoding", "gzip")],
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+            ],
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -383,7 +463,11 @@ async fn gzip_bodies_and_every_route_spelling() {
     {
         let item = json!([{"trace_unique_id": format!("route-{index}"), "span_unique_id": "s"}]);
         let (status, _) = server
-            .post_raw(path, serde_json::to_vec(&item).unwrap(), &[("content-type", "application/json; charset=utf-8")])
+            .post_raw(
+                path,
+                serde_json::to_vec(&item).unwrap(),
+                &[("content-type", "application/json; charset=utf-8")],
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{path}");
     }
@@ -391,7 +475,11 @@ async fn gzip_bodies_and_every_route_spelling() {
         assert_eq!(server.get(path).await.0, StatusCode::OK, "{path}");
     }
     let (status, body) = server
-        .post_raw("/api/v1/traces/ingest", b"not gzip".to_vec(), &[("content-encoding", "gzip")])
+        .post_raw(
+            "/api/v1/traces/ingest",
+            b"not gzip".to_vec(),
+            &[("content-encoding", "gzip")],
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["message"].as_str().unwrap().contains("gzip"));
@@ -413,17 +501,34 @@ async fn limits_and_content_types() {
     let bomb = gzip(&vec![b' '; 1024 * 1024]);
     assert!(bomb.len() < 4096);
     let (status, _) = server
-        .post_raw("/api/v1/traces/ingest", bomb, &[("content-encoding", "gzip")])
+        .post_raw(
+            "/api/v1/traces/ingest",
+            bomb,
+            &[("content-encoding", "gzip")],
+        )
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 
     let (status, body) = server
-        .post_raw("/api/v1/traces/ingest", b"a=b".to_vec(), &[("content-type", "application/x-www-form-urlencoded")])
+        .post_raw(
+            "/api/v1/traces/ingest",
+            b"a=b".to_vec(),
+            &[("content-type", "application/x-www-form-urlencoded")],
+        )
         .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert!(body["message"].as_str().unwrap().contains("application/json"));
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("application/json")
+    );
     let (status, _) = server
-        .post_raw("/api/v1/traces/ingest", b"[]".to_vec(), &[("content-encoding", "br")])
+        .post_raw(
+            "/api/v1/traces/ingest",
+            b"[]".to_vec(),
+            &[("content-encoding", "br")],
+        )
         .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 

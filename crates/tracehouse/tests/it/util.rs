@@ -12,7 +12,9 @@ use tracehouse_store::{SqliteConfig, SqliteStore};
 
 /// Path of a shared fixture captured from the vendor's clients.
 pub(crate) fn fixture_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures")
+        .join(name)
 }
 
 pub(crate) fn fixture_bytes(name: &str) -> Vec<u8> {
@@ -84,7 +86,12 @@ impl TestServer {
             .secret
     }
 
-    pub(crate) async fn post_raw(&self, path: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+    pub(crate) async fn post_raw(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
         let mut request = self
             .client
             .post(self.url(path))
@@ -142,7 +149,8 @@ pub(crate) async fn answer(response: reqwest::Response) -> (StatusCode, Value) {
     let body = if text.is_empty() {
         Value::Null
     } else {
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("answer {status} is not JSON: {text}"))
+        serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("answer {status} is not JSON: {text}"))
     };
     (status, body)
 }
@@ -150,10 +158,23 @@ pub(crate) async fn answer(response: reqwest::Response) -> (StatusCode, Value) {
 /// Every span of a `span_tree`, depth first, as (span_unique_id, depth).
 pub(crate) fn flatten_tree(nodes: &Value) -> Vec<(String, usize)> {
     let mut out = Vec::new();
-    let mut stack: Vec<(&Value, usize)> = nodes.as_array().unwrap().iter().rev().map(|n| (n, 0)).collect();
+    let mut stack: Vec<(&Value, usize)> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|n| (n, 0))
+        .collect();
     while let Some((node, depth)) = stack.pop() {
         out.push((node["span_unique_id"].as_str().unwrap().to_owned(), depth));
-        stack.extend(node["children"].as_array().unwrap().iter().rev().map(|c| (c, depth + 1)));
+        stack.extend(
+            node["children"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .rev()
+                .map(|c| (c, depth + 1)),
+        );
     }
     out
 }

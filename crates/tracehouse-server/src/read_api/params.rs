@@ -1,0 +1,244 @@
+//! Parsing of list parameters (query string and JSON body) into the core query model.
+
+use std::collections::HashMap;
+
+use axum::http::{HeaderMap, Uri, header};
+use serde_json::{Map, Value};
+use tracehouse_core::Timestamp;
+use tracehouse_core::query::{
+    Condition, FilterValue, Operator, Page, QueryError, SpanColumn, SpanField, SpanFilter,
+    SpanQuery, TraceColumn, TraceQuery, parse_page, parse_sort, parse_span_filters,
+    parse_time_parameter, parse_trace_filters,
+};
+
+use crate::error::ApiError;
+
+impl From<QueryError> for ApiError {
+    fn from(error: QueryError) -> Self {
+        ApiError::BadRequest(error.to_string())
+    }
+}
+
+/// List parameters from the query string, completed by the same keys in a JSON body
+/// (the query string wins), plus the body's `filters`.
+pub(super) struct ListParams {
+    values: HashMap<String, String>,
+    filters: Value,
+}
+
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        Value::Bool(flag) => Some(flag.to_string()),
+        _ => None,
+    }
+}
+
+impl ListParams {
+    pub(super) fn new(query: HashMap<String, String>, body: &[u8]) -> Result<Self, ApiError> {
+        let mut values = query;
+        let mut filters = Value::Null;
+        let trimmed = body.iter().position(|b| !b.is_ascii_whitespace());
+        if trimmed.is_some() {
+            let parsed: Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
+            let Value::Object(mut object) = parsed else {
+                return Err(ApiError::BadRequest(
+                    "body must be a JSON object like {\"filters\": {...}}".to_owned(),
+                ));
+            };
+            filters = object.remove("filters").unwrap_or(Value::Null);
+            for (key, value) in object {
+                if let Some(text) = scalar_text(&value) {
+                    values.entry(key).or_insert(text);
+                }
+            }
+        }
+        Ok(Self { values, filters })
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.values
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn time(&self, key: &str) -> Result<Option<Timestamp>, ApiError> {
+        Ok(self
+            .get(key)
+            .map(|raw| parse_time_parameter(key, raw))
+            .transpose()?)
+    }
+
+    fn page(&self) -> Result<Page, ApiError> {
+        Ok(parse_page(self.get("page"), self.get("page_size"))?)
+    }
+
+    fn equals(value: &str) -> Vec<FilterValue> {
+        vec![FilterValue::Text(value.to_owned())]
+    }
+
+    /// The trace list query.
+    pub(super) fn trace_query(&self) -> Result<TraceQuery, ApiError> {
+        let mut query = TraceQuery {
+            page: self.page()?,
+            start_from: self.time("start_time")?,
+            start_to: self.time("end_time")?,
+            as_of: self.time("as_of")?,
+            ..TraceQuery::default()
+        };
+        if let Some(sort) = self.get("sort_by") {
+            query.sort = parse_sort(sort, TraceColumn::from_api, TraceColumn::api_names())?;
+        }
+        if let Some(environment) = self.get("environment") {
+            query.conditions.push(Condition {
+                field: TraceColumn::Environment,
+                operator: Operator::Equals,
+                values: Self::equals(environment),
+            });
+        }
+        query.spans.search = self.get("search").map(str::to_owned);
+        parse_trace_filters(&self.filters, &mut query)?;
+        Ok(query)
+    }
+
+    /// The span filter of span lists and summaries.
+    pub(super) fn span_filter(&self) -> Result<SpanFilter, ApiError> {
+        let mut filter = SpanFilter {
+            start_from: self.time("start_time")?,
+            start_to: self.time("end_time")?,
+            search: self.get("search").map(str::to_owned),
+            ..SpanFilter::default()
+        };
+        if let Some(environment) = self.get("environment") {
+            filter.conditions.push(Condition {
+                field: SpanField::Column(SpanColumn::Environment),
+                operator: Operator::Equals,
+                values: Self::equals(environment),
+            });
+        }
+        parse_span_filters(&self.filters, &mut filter)?;
+        Ok(filter)
+    }
+
+    /// The span list query.
+    pub(super) fn span_query(&self) -> Result<SpanQuery, ApiError> {
+        let mut query = SpanQuery {
+            filter: self.span_filter()?,
+            page: self.page()?,
+            as_of: self.time("as_of")?,
+            ..SpanQuery::default()
+        };
+        if let Some(sort) = self.get("sort_by") {
+            query.sort = parse_sort(sort, SpanColumn::from_api, SpanColumn::api_names())?;
+        }
+        Ok(query)
+    }
+}
+
+/// Builds the absolute `next`/`previous` links of a page: the request's own URL with `page`
+/// changed and `as_of` pinned, so following them walks one consistent snapshot.
+pub(super) fn page_link(
+    headers: &HeaderMap,
+    uri: &Uri,
+    query: &HashMap<String, String>,
+    page: u64,
+    as_of: Timestamp,
+) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .filter(|p| *p == "https" || *p == "http")
+        .unwrap_or("http");
+    let mut pairs: Vec<(String, String)> = query
+        .iter()
+        .filter(|(k, _)| k.as_str() != "page" && k.as_str() != "as_of")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    pairs.sort();
+    pairs.push(("page".to_owned(), page.to_string()));
+    pairs.push(("as_of".to_owned(), as_of.unix_nanos().to_string()));
+    let encoded: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
+        .collect();
+    format!("{scheme}://{host}{}?{}", uri.path(), encoded.join("&"))
+}
+
+fn encode_component(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The `{"count", "next", "previous", "results"}` envelope.
+pub(super) fn list_envelope(
+    count: u64,
+    next: Option<String>,
+    previous: Option<String>,
+    results: Vec<Value>,
+) -> Map<String, Value> {
+    let mut object = Map::new();
+    object.insert("count".to_owned(), Value::from(count));
+    object.insert("next".to_owned(), next.map_or(Value::Null, Value::from));
+    object.insert(
+        "previous".to_owned(),
+        previous.map_or(Value::Null, Value::from),
+    );
+    object.insert("results".to_owned(), Value::Array(results));
+    object
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_keep_parameters_and_pin_the_snapshot() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, "example.test:8080".parse().unwrap());
+        let uri: Uri = "/api/traces/list/?page_size=2&model=a%20b".parse().unwrap();
+        let query: HashMap<String, String> = [
+            ("page_size".to_owned(), "2".to_owned()),
+            ("search".to_owned(), "a b&c".to_owned()),
+        ]
+        .into();
+        let link = page_link(&headers, &uri, &query, 3, Timestamp::from_unix_nanos(42));
+        assert_eq!(
+            link,
+            "http://example.test:8080/api/traces/list/?page_size=2&search=a%20b%26c&page=3&as_of=42"
+        );
+    }
+
+    #[test]
+    fn body_values_complete_the_query_string() {
+        let params = ListParams::new(
+            [("page".to_owned(), "2".to_owned())].into(),
+            br#"{"page": 5, "page_size": 10, "filters": {"model": {"operator": "", "value": ["x"]}}}"#,
+        )
+        .unwrap();
+        let query = params.span_query().unwrap();
+        assert_eq!(
+            query.page,
+            Page {
+                number: 2,
+                size: 10
+            }
+        );
+        assert_eq!(query.filter.conditions.len(), 1);
+        assert!(ListParams::new(HashMap::new(), b"[1]").is_err());
+        assert!(ListParams::new(HashMap::new(), b"{").is_err());
+    }
+}
