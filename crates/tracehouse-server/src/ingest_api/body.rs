@@ -9,20 +9,26 @@ use tracehouse_ingest::compression::gunzip;
 use crate::Limits;
 use crate::error::ApiError;
 
+/// The request's media type, lowercase, without parameters; `None` when absent.
+pub(super) fn media_type(headers: &HeaderMap) -> Option<String> {
+    headers.get(CONTENT_TYPE).map(|value| {
+        value
+            .to_str()
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    })
+}
+
 /// Whether the request's content type is JSON. A missing type is taken as JSON: hand-written
 /// scripts often omit it and the body decides anyway.
 pub(super) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(value) = headers.get(CONTENT_TYPE) else {
+    let Some(media_type) = media_type(headers) else {
         return Ok(());
     };
-    let media_type = value
-        .to_str()
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
     if media_type == "application/json"
         || media_type.ends_with("+json")
         || media_type == "text/json"

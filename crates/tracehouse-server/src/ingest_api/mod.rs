@@ -1,4 +1,5 @@
-//! Ingest routes: span logs (`/v1/traces/ingest` and the OpenAI-agents variant).
+//! Ingest routes: span logs (`/v1/traces/ingest` and the OpenAI-agents variant) and OTLP/HTTP
+//! (`/v1/traces`, `/v2/traces`).
 
 mod body;
 pub(crate) mod model;
@@ -9,12 +10,17 @@ use axum::routing::post;
 
 use crate::{AppState, routes};
 
-/// The span-log routes, under every prefix clients use.
+/// The span-log and OTLP routes, under every prefix clients use.
 pub(crate) fn router() -> Router<AppState> {
     let mut router = Router::new();
     for path in ["/v1/traces/ingest", "/openai/v1/traces/ingest"] {
         for variant in routes::variants(path) {
             router = router.route(&variant, post(rest_handler::ingest_span_logs));
+        }
+    }
+    for path in ["/v1/traces", "/v2/traces"] {
+        for variant in routes::variants(path) {
+            router = router.route(&variant, post(rest_handler::ingest_otlp));
         }
     }
     router

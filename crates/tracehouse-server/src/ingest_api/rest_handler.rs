@@ -5,12 +5,15 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tracehouse_core::IngestContext;
+use tracehouse_ingest::otlp::{OtlpEncoding, decode_otlp, encode_export_response};
 use tracehouse_ingest::spanlog::decode_span_logs;
+use tracehouse_ingest::{DecodeError, Decoded};
 
-use super::body::{decode_error, read_body, require_json};
+use super::body::{decode_error, media_type, read_body, require_json};
 use super::model::{IngestResponse, RejectedItem};
 use crate::auth::Authenticated;
 use crate::error::ApiError;
@@ -26,21 +29,10 @@ pub(super) async fn ingest_span_logs(
 ) -> Result<Response, ApiError> {
     require_json(&headers)?;
     let bytes = read_body(&headers, body, &state.limits).await?;
-    let received_at = now();
-    let prices = Arc::clone(&state.prices);
-    // Decoding a large batch takes milliseconds: keep it off the async workers.
-    let decoded = tokio::task::spawn_blocking(move || {
-        decode_span_logs(
-            &bytes,
-            IngestContext {
-                received_at,
-                prices: &prices,
-            },
-        )
+    let decoded = decode_off_runtime(&state, bytes, |bytes, context| {
+        decode_span_logs(bytes, context)
     })
-    .await
-    .map_err(|join| ApiError::Internal(format!("decoder task failed: {join}")))?
-    .map_err(decode_error)?;
+    .await?;
 
     let accepted = decoded.spans.len();
     let rejected: Vec<RejectedItem> = decoded
@@ -72,6 +64,89 @@ pub(super) async fn ingest_span_logs(
             accepted,
             rejected,
         }),
+    )
+        .into_response())
+}
+
+/// Runs a decoder on a blocking thread: decoding a large batch takes milliseconds, which
+/// must not stall the async workers that serve other requests.
+async fn decode_off_runtime(
+    state: &AppState,
+    bytes: Vec<u8>,
+    decoder: fn(&[u8], IngestContext<'_>) -> Result<Decoded, DecodeError>,
+) -> Result<Decoded, ApiError> {
+    let received_at = now();
+    let prices = Arc::clone(&state.prices);
+    tokio::task::spawn_blocking(move || {
+        decoder(
+            &bytes,
+            IngestContext {
+                received_at,
+                prices: &prices,
+            },
+        )
+    })
+    .await
+    .map_err(|join| ApiError::Internal(format!("decoder task failed: {join}")))?
+    .map_err(decode_error)
+}
+
+/// The OTLP encoding named by a request's content type.
+fn otlp_encoding(headers: &HeaderMap) -> Result<OtlpEncoding, ApiError> {
+    match media_type(headers).as_deref() {
+        Some("application/x-protobuf" | "application/protobuf") => Ok(OtlpEncoding::Protobuf),
+        Some("application/json") => Ok(OtlpEncoding::Json),
+        other => Err(ApiError::UnsupportedMediaType(format!(
+            "content type {:?} is not OTLP: send application/x-protobuf or application/json",
+            other.unwrap_or("(none)")
+        ))),
+    }
+}
+
+/// `POST /v1/traces` (and `/api/v1/traces`, `/v2/traces`, `/api/v2/traces`): an OTLP/HTTP
+/// `ExportTraceServiceRequest`. Answers, after the commit, an `ExportTraceServiceResponse` in
+/// the request's encoding; spans that fail validation are counted in its partial success.
+pub(super) async fn ingest_otlp(
+    State(state): State<AppState>,
+    Authenticated(project): Authenticated,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let encoding = otlp_encoding(&headers)?;
+    let bytes = read_body(&headers, body, &state.limits).await?;
+    let decoded = match encoding {
+        OtlpEncoding::Protobuf => {
+            decode_off_runtime(&state, bytes, |bytes, context| {
+                decode_otlp(bytes, OtlpEncoding::Protobuf, context)
+            })
+            .await?
+        }
+        OtlpEncoding::Json => {
+            decode_off_runtime(&state, bytes, |bytes, context| {
+                decode_otlp(bytes, OtlpEncoding::Json, context)
+            })
+            .await?
+        }
+    };
+    let rejected = decoded.rejected;
+    if !decoded.spans.is_empty() {
+        state.store.write_spans(project.id, decoded.spans).await?;
+    }
+    let message = rejected
+        .iter()
+        .take(10)
+        .map(|r| format!("span {}: {}", r.index, r.error))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let rejected_count = i64::try_from(rejected.len()).unwrap_or(i64::MAX);
+    let content_type = match encoding {
+        OtlpEncoding::Protobuf => "application/x-protobuf",
+        OtlpEncoding::Json => "application/json",
+    };
+    Ok((
+        StatusCode::OK,
+        [(CONTENT_TYPE, content_type)],
+        encode_export_response(rejected_count, &message, encoding),
     )
         .into_response())
 }

@@ -4,5 +4,6 @@
 
 mod cli;
 mod ingest;
+mod otlp;
 mod read_api;
 mod util;
