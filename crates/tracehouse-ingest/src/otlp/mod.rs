@@ -10,6 +10,7 @@
 //! `otel_dropped` (dropped counts) and `exception` (the last exception event's type, message
 //! and stack trace).
 
+mod encode;
 mod json;
 mod mapping;
 mod messages;
@@ -32,6 +33,7 @@ use tracehouse_core::{FieldError, IngestContext, Timestamp, span_from_log};
 use crate::spanlog::MAX_ITEMS_PER_REQUEST;
 use crate::{DecodeError, Decoded, Rejection};
 
+pub use self::encode::{EncodeError, span_logs_to_otlp_protobuf};
 use self::mapping::Mapper;
 use self::value::{attributes_to_json, attributes_to_object};
 
