@@ -8,7 +8,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
-use tracehouse_core::{SpanId, TraceId};
+use tracehouse_core::query::Page;
+use tracehouse_core::{SpanId, Timestamp, TraceId};
 
 use super::model::{span_json, trace_json, trace_list_item_json};
 use super::params::{ListParams, list_envelope, page_link};
@@ -22,21 +23,29 @@ fn trace_not_found(trace_id: &str) -> ApiError {
     ApiError::NotFound(format!("trace {trace_id:?} not found"))
 }
 
-/// Links to the neighbouring pages, pinned to the snapshot the first page saw.
-fn neighbours(
-    headers: &HeaderMap,
-    uri: &Uri,
-    query: &HashMap<String, String>,
-    page: tracehouse_core::query::Page,
-    shown: usize,
-    total: u64,
-    as_of: tracehouse_core::Timestamp,
-) -> (Option<String>, Option<String>) {
-    let next = (page.offset() + (shown as u64) < total)
-        .then(|| page_link(headers, uri, query, page.number + 1, as_of));
-    let previous =
-        (page.number > 1).then(|| page_link(headers, uri, query, page.number - 1, as_of));
-    (next, previous)
+/// Where a list request came from: what its `next`/`previous` links are built from.
+struct ListRequest {
+    headers: HeaderMap,
+    uri: Uri,
+    query: HashMap<String, String>,
+}
+
+impl ListRequest {
+    /// The list envelope of one page, with links to the neighbouring pages pinned to the
+    /// snapshot the first page saw.
+    fn envelope(
+        &self,
+        page: Page,
+        as_of: Timestamp,
+        total: u64,
+        results: Vec<Value>,
+    ) -> JsonObject {
+        let shown = results.len() as u64;
+        let link = |number| page_link(&self.headers, &self.uri, &self.query, number, as_of);
+        let next = (page.offset() + shown < total).then(|| link(page.number + 1));
+        let previous = (page.number > 1).then(|| link(page.number - 1));
+        Json(list_envelope(total, next, previous, results))
+    }
 }
 
 /// `GET|POST /api/traces/list/`: a page of the project's traces.
@@ -48,25 +57,20 @@ pub(super) async fn list_traces(
     uri: Uri,
     body: Bytes,
 ) -> Result<JsonObject, ApiError> {
-    let params = ListParams::new(query_string.clone(), &body)?;
-    let mut query = params.trace_query()?;
+    let mut query = ListParams::new(query_string.clone(), &body)?.trace_query()?;
     let as_of = *query.as_of.get_or_insert_with(now);
     let listing = state.store.list_traces(project.id, &query).await?;
-    let (next, previous) = neighbours(
-        &headers,
-        &uri,
-        &query_string,
-        query.page,
-        listing.items.len(),
-        listing.total,
-        as_of,
-    );
     let results = listing
         .items
         .iter()
         .map(|item| Value::Object(trace_list_item_json(item)))
         .collect();
-    Ok(Json(list_envelope(listing.total, next, previous, results)))
+    let request = ListRequest {
+        headers,
+        uri,
+        query: query_string,
+    };
+    Ok(request.envelope(query.page, as_of, listing.total, results))
 }
 
 /// `GET|POST /api/request-logs/list/`: a page of the project's spans.
@@ -78,25 +82,20 @@ pub(super) async fn list_spans(
     uri: Uri,
     body: Bytes,
 ) -> Result<JsonObject, ApiError> {
-    let params = ListParams::new(query_string.clone(), &body)?;
-    let mut query = params.span_query()?;
+    let mut query = ListParams::new(query_string.clone(), &body)?.span_query()?;
     let as_of = *query.as_of.get_or_insert_with(now);
     let listing = state.store.list_spans(project.id, &query).await?;
-    let (next, previous) = neighbours(
-        &headers,
-        &uri,
-        &query_string,
-        query.page,
-        listing.items.len(),
-        listing.total,
-        as_of,
-    );
     let results = listing
         .items
         .iter()
         .map(|span| Value::Object(span_json(span)))
         .collect();
-    Ok(Json(list_envelope(listing.total, next, previous, results)))
+    let request = ListRequest {
+        headers,
+        uri,
+        query: query_string,
+    };
+    Ok(request.envelope(query.page, as_of, listing.total, results))
 }
 
 /// `POST /api/request-logs/summary/`: totals and latency percentiles over a filter.

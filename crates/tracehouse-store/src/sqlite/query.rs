@@ -4,8 +4,8 @@
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, params, params_from_iter};
 use tracehouse_core::query::{
-    Condition, Direction, FilterValue, Operator, SpanColumn, SpanField, SpanFilter, SpanQuery,
-    TraceColumn, TraceQuery,
+    Condition, Direction, FilterValue, Operator, Page, SpanColumn, SpanField, SpanFilter,
+    SpanQuery, TraceColumn, TraceQuery,
 };
 use tracehouse_core::{
     Listing, ProjectId, ProjectStats, Span, SpanId, SpanStatistics, TraceListItem,
@@ -301,6 +301,33 @@ fn span_filter_clauses(project: ProjectId, filter: &SpanFilter, clause: &mut Whe
     }
 }
 
+/// Binds LIMIT and OFFSET of a page; returns their placeholders.
+fn page_clause(page: Page, clause: &mut Where) -> String {
+    let limit = clause.bind(SqlValue::Integer(
+        i64::try_from(page.size).unwrap_or(i64::MAX),
+    ));
+    let offset = clause.bind(SqlValue::Integer(
+        i64::try_from(page.offset()).unwrap_or(i64::MAX),
+    ));
+    format!("LIMIT {limit} OFFSET {offset}")
+}
+
+/// Runs a query and maps every row.
+fn collect_rows<T>(
+    connection: &Connection,
+    sql: &str,
+    params: &[SqlValue],
+    map: impl Fn(&rusqlite::Row<'_>) -> Result<T, SqliteError>,
+) -> Result<Vec<T>, SqliteError> {
+    let mut statement = connection.prepare_cached(sql)?;
+    let mut rows = statement.query(params_from_iter(params.iter()))?;
+    let mut items = Vec::new();
+    while let Some(row) = rows.next()? {
+        items.push(map(row)?);
+    }
+    Ok(items)
+}
+
 fn direction(direction: Direction) -> &'static str {
     match direction {
         Direction::Ascending => "ASC",
@@ -375,31 +402,23 @@ pub(crate) fn list_traces(
     )?;
 
     let order = direction(query.sort.direction);
-    let limit = clause.bind(SqlValue::Integer(
-        i64::try_from(query.page.size).unwrap_or(i64::MAX),
-    ));
-    let offset = clause.bind(SqlValue::Integer(
-        i64::try_from(query.page.offset()).unwrap_or(i64::MAX),
-    ));
     let sql = format!(
         "SELECT {columns}, r.content -> '$.input', r.content -> '$.output', r.content -> '$.metadata' \
          FROM traces t LEFT JOIN spans r \
            ON r.project_id = t.project_id AND r.trace_id = t.trace_id AND r.span_id = t.root_span_id \
-         WHERE {where_sql} ORDER BY {sort} {order}, t.trace_id {order} LIMIT {limit} OFFSET {offset}",
+         WHERE {where_sql} ORDER BY {sort} {order}, t.trace_id {order} {page}",
         columns = prefixed(TRACE_COLUMNS, "t"),
         sort = trace_column(query.sort.column),
+        page = page_clause(query.page, &mut clause),
     );
-    let mut statement = connection.prepare_cached(&sql)?;
-    let mut rows = statement.query(params_from_iter(clause.params.iter()))?;
-    let mut items = Vec::new();
-    while let Some(row) = rows.next()? {
-        items.push(TraceListItem {
+    let items = collect_rows(connection, &sql, &clause.params, |row| {
+        Ok(TraceListItem {
             summary: summary_from_row(row)?,
             input: parse_json_column(row.get(19)?)?,
             output: parse_json_column(row.get(20)?)?,
             metadata: parse_json_column(row.get(21)?)?,
-        });
-    }
+        })
+    })?;
     Ok(Listing { total, items })
 }
 
@@ -421,24 +440,14 @@ pub(crate) fn list_spans(
         &clause.params,
     )?;
     let order = direction(query.sort.direction);
-    let limit = clause.bind(SqlValue::Integer(
-        i64::try_from(query.page.size).unwrap_or(i64::MAX),
-    ));
-    let offset = clause.bind(SqlValue::Integer(
-        i64::try_from(query.page.offset()).unwrap_or(i64::MAX),
-    ));
     let sql = format!(
         "SELECT {columns} FROM spans s WHERE {where_sql} \
-         ORDER BY {sort} {order}, s.trace_id {order}, s.span_id {order} LIMIT {limit} OFFSET {offset}",
+         ORDER BY {sort} {order}, s.trace_id {order}, s.span_id {order} {page}",
         columns = prefixed(SPAN_COLUMNS, "s"),
         sort = span_column(query.sort.column),
+        page = page_clause(query.page, &mut clause),
     );
-    let mut statement = connection.prepare_cached(&sql)?;
-    let mut rows = statement.query(params_from_iter(clause.params.iter()))?;
-    let mut items = Vec::new();
-    while let Some(row) = rows.next()? {
-        items.push(span_from_row(row)?);
-    }
+    let items = collect_rows(connection, &sql, &clause.params, span_from_row)?;
     Ok(Listing { total, items })
 }
 

@@ -222,7 +222,7 @@ async fn otlp_and_span_log_routes_store_alike_and_filter_alike() {
         )
         .await;
     let (_, list) = server
-        .post_json_body(
+        .post_json(
             "/api/request-logs/list/",
             &json!({"filters": {"model": {"operator": "", "value": ["gpt-4o-mini"]}}}),
         )
@@ -230,7 +230,7 @@ async fn otlp_and_span_log_routes_store_alike_and_filter_alike() {
     assert_eq!(list["count"], 1);
     assert_eq!(list["results"][0]["span_unique_id"], "88e79152559bf514");
     let (_, list) = server
-        .post_json_body(
+        .post_json(
             "/api/traces/list/",
             &json!({"filters": {"log_type": {"operator": "", "value": ["tool"]}}}),
         )
@@ -319,20 +319,6 @@ async fn partial_success_and_bad_bodies() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-}
-
-impl TestServer {
-    async fn post_json_body(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        let response = self
-            .client
-            .post(self.url(path))
-            .bearer_auth(&self.key)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        crate::util::answer(response).await
-    }
 }
 
 /// The Rust OpenTelemetry SDK's own OTLP/HTTP protobuf exporter, unmodified, pointed at us.

@@ -85,18 +85,6 @@ async fn loaded() -> (TestServer, Vec<Value>) {
 }
 
 impl TestServer {
-    async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        let response = self
-            .client
-            .post(self.url(path))
-            .bearer_auth(&self.key)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        crate::util::answer(response).await
-    }
-
     async fn traces_where(&self, filters: Value) -> Vec<String> {
         let (status, body) = self
             .post_json(
