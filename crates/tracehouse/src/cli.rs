@@ -21,6 +21,57 @@ pub(crate) enum Command {
     /// Manage API keys offline, on the same store the server uses (the server may be running).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Measure a running server on this machine (load generators; loopback targets only).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Send generated traces (10 spans each: agent, chain, 4 chat calls, 3 tools, a retriever;
+    /// 1-2 KB of text per span) and report spans/s, request latency, errors, and whether every
+    /// acknowledged span is readable afterwards. All bodies are built before the clock starts.
+    Ingest(BenchIngestArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum WireFormat {
+    /// Span-log JSON to /api/v1/traces/ingest.
+    SpanLog,
+    /// OTLP protobuf to /v1/traces.
+    Otlp,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchIngestArgs {
+    /// Base URL of the server (loopback only).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub(crate) url: String,
+    /// API key to send with every request.
+    #[arg(long, env = "TRACEHOUSE_API_KEY", hide_env_values = true)]
+    pub(crate) key: String,
+    /// Wire format of the requests.
+    #[arg(long, value_enum, default_value_t = WireFormat::SpanLog)]
+    pub(crate) format: WireFormat,
+    /// Spans to send in total (rounded up to whole traces). Bodies are built in memory first,
+    /// about 2 KB per span.
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..=5_000_000))]
+    pub(crate) spans: u64,
+    /// Spans per request.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) spans_per_request: usize,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) connections: usize,
+    /// Stop sending after this many seconds even if spans remain.
+    #[arg(long, default_value_t = 120)]
+    pub(crate) max_seconds: u64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Skip the check that every acknowledged span is readable.
+    #[arg(long)]
+    pub(crate) no_verify: bool,
 }
 
 /// Where the data lives; every subcommand that opens a store takes these.

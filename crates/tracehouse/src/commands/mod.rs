@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod bench;
 mod keys;
 mod serve;
 
@@ -10,7 +11,7 @@ use anyhow::Context;
 use tracehouse_core::SpanStore;
 use tracehouse_store::SqliteStore;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{BenchCommand, Cli, Command};
 use crate::config::StoreConfig;
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -22,6 +23,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Keys(command) => keys::run(command).await,
+            Command::Bench(BenchCommand::Ingest(args)) => bench::run_ingest(args).await,
         }
     })
 }
@@ -39,4 +41,12 @@ pub(crate) async fn open_store(config: &StoreConfig) -> anyhow::Result<Arc<dyn S
             Ok(Arc::new(store))
         }
     }
+}
+
+/// Nanoseconds since the Unix epoch, now.
+pub(crate) fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
