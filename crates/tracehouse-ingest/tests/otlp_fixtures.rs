@@ -172,36 +172,7 @@ fn sdk_json_capture_decodes_to_the_weather_trace() {
     for span in &decoded.spans {
         assert_eq!(span.trace_id.as_str(), "877eb7b28574d72d7edf47ab7e423a4b");
     }
-    let parents: Vec<(&str, &str, Option<&str>)> = decoded
-        .spans
-        .iter()
-        .map(|s| {
-            (
-                s.name.as_str(),
-                s.log_type.as_str(),
-                parent_name(&decoded, s),
-            )
-        })
-        .collect();
-    assert_eq!(
-        parents,
-        [
-            ("lookup_weather.tool", "tool", Some("weather_agent.agent")),
-            ("fake_llm_call.task", "task", Some("weather_agent.agent")),
-            (
-                "weather_agent.agent",
-                "agent",
-                Some("capture_workflow.workflow")
-            ),
-            (
-                "failing_step.task",
-                "task",
-                Some("capture_workflow.workflow")
-            ),
-            ("capture_workflow.workflow", "workflow", None),
-            ("openai.chat", "chat", Some("fake_llm_call.task")),
-        ]
-    );
+    assert_capture_shape(&decoded);
 
     let root = by_name(&decoded, "capture_workflow.workflow");
     assert!(root.is_root());
@@ -397,36 +368,7 @@ fn protobuf_capture_from_the_older_sdk_reads_keywordsai_attributes() {
         OtlpEncoding::Protobuf,
     );
     assert_eq!(decoded.rejected, vec![]);
-    let kinds: Vec<(&str, &str, Option<&str>)> = decoded
-        .spans
-        .iter()
-        .map(|s| {
-            (
-                s.name.as_str(),
-                s.log_type.as_str(),
-                parent_name(&decoded, s),
-            )
-        })
-        .collect();
-    assert_eq!(
-        kinds,
-        [
-            ("lookup_weather.tool", "tool", Some("weather_agent.agent")),
-            ("fake_llm_call.task", "task", Some("weather_agent.agent")),
-            (
-                "weather_agent.agent",
-                "agent",
-                Some("capture_workflow.workflow")
-            ),
-            (
-                "failing_step.task",
-                "task",
-                Some("capture_workflow.workflow")
-            ),
-            ("capture_workflow.workflow", "workflow", None),
-            ("openai.chat", "chat", Some("fake_llm_call.task")),
-        ]
-    );
+    assert_capture_shape(&decoded);
     let trace = &decoded.spans[0].trace_id;
     assert!(decoded.spans.iter().all(|s| &s.trace_id == trace));
     assert_eq!(trace.as_str().len(), 32);
@@ -1317,4 +1259,38 @@ fn export_responses_round_trip() {
         Some((3, "bad".to_owned()))
     );
     assert_eq!(encode_export_response(0, "", OtlpEncoding::Json), b"{}");
+}
+
+/// The SDK captures (JSON and protobuf) describe the same six spans: name, kind and parent.
+fn assert_capture_shape(decoded: &Decoded) {
+    let shape: Vec<(&str, &str, Option<&str>)> = decoded
+        .spans
+        .iter()
+        .map(|s| {
+            (
+                s.name.as_str(),
+                s.log_type.as_str(),
+                parent_name(decoded, s),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("lookup_weather.tool", "tool", Some("weather_agent.agent")),
+            ("fake_llm_call.task", "task", Some("weather_agent.agent")),
+            (
+                "weather_agent.agent",
+                "agent",
+                Some("capture_workflow.workflow")
+            ),
+            (
+                "failing_step.task",
+                "task",
+                Some("capture_workflow.workflow")
+            ),
+            ("capture_workflow.workflow", "workflow", None),
+            ("openai.chat", "chat", Some("fake_llm_call.task")),
+        ]
+    );
 }
