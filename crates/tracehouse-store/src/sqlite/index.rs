@@ -2,7 +2,8 @@
 
 use rusqlite::{Transaction, params};
 use serde_json::Value;
-use tracehouse_core::{ProjectId, Span};
+use tracehouse_core::query::SpanColumn;
+use tracehouse_core::{ProjectId, Span, TraceId, TraceSummary};
 
 use super::SqliteError;
 
@@ -92,6 +93,67 @@ pub(crate) fn unindex_span(transaction: &Transaction<'_>, rowid: i64) -> Result<
     transaction
         .prepare_cached("DELETE FROM span_search WHERE rowid = ?1")?
         .execute(params![rowid])?;
+    Ok(())
+}
+
+/// Span fields kept as trace facets; `query` answers equality filters on them from the facets.
+pub(crate) const FACET_COLUMNS: [SpanColumn; 6] = [
+    SpanColumn::Model,
+    SpanColumn::LogType,
+    SpanColumn::Status,
+    SpanColumn::ProviderId,
+    SpanColumn::Environment,
+    SpanColumn::CustomerIdentifier,
+];
+
+fn facet_value(span: &Span, column: SpanColumn) -> Option<&str> {
+    match column {
+        SpanColumn::Model => span.model.as_deref(),
+        SpanColumn::LogType => Some(span.log_type.as_str()),
+        SpanColumn::Status => Some(span.status.as_str()),
+        SpanColumn::ProviderId => span.provider_id.as_deref(),
+        SpanColumn::Environment => span.grouping.environment.as_deref(),
+        SpanColumn::CustomerIdentifier => span.grouping.customer_identifier.as_deref(),
+        _ => None,
+    }
+}
+
+/// Rewrites the facets of a trace from its spans; `summary` is `None` when the trace is gone.
+pub(crate) fn index_trace_facets(
+    transaction: &Transaction<'_>,
+    project: ProjectId,
+    trace_id: &TraceId,
+    spans: &[Span],
+    summary: Option<&TraceSummary>,
+) -> Result<(), SqliteError> {
+    transaction
+        .prepare_cached("DELETE FROM trace_facets WHERE project_id = ?1 AND trace_id = ?2")?
+        .execute(params![project.0, trace_id.as_str()])?;
+    let Some(summary) = summary else {
+        return Ok(());
+    };
+    let mut values: Vec<(&'static str, &str)> = Vec::new();
+    for column in FACET_COLUMNS {
+        for span in spans {
+            if let Some(value) = facet_value(span, column) {
+                values.push((column.api_name(), value));
+            }
+        }
+    }
+    values.sort_unstable();
+    values.dedup();
+    let mut insert = transaction.prepare_cached(
+        "INSERT INTO trace_facets (project_id, facet, value, start_ns, trace_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (facet, value) in values {
+        insert.execute(params![
+            project.0,
+            facet,
+            value,
+            summary.start.unix_nanos(),
+            trace_id.as_str()
+        ])?;
+    }
     Ok(())
 }
 

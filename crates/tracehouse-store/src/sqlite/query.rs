@@ -12,6 +12,7 @@ use tracehouse_core::{
 };
 
 use super::SqliteError;
+use super::index::FACET_COLUMNS;
 use super::rows::{SPAN_COLUMNS, TRACE_COLUMNS, span_from_row, summary_from_row};
 
 /// A WHERE clause under construction: fragments joined by AND, and their parameters.
@@ -275,9 +276,20 @@ fn fts_query(text: &str) -> Option<String> {
 /// Adds the clauses of a span filter over alias `s`.
 fn span_filter_clauses(project: ProjectId, filter: &SpanFilter, clause: &mut Where) {
     let project_param = clause.bind(SqlValue::Integer(project.0));
-    clause
-        .clauses
-        .push(format!("s.project_id = {project_param}"));
+    // Metadata and search conditions select a few rowids from their own indexes; the `+`
+    // keeps SQLite from preferring the project index and scanning every span of the project.
+    let selective = filter.search.is_some()
+        || filter.conditions.iter().any(|c| {
+            matches!(c.field, SpanField::Metadata(_))
+                && !c.operator.is_negated()
+                && !matches!(c.operator, Operator::Empty | Operator::IsNull)
+        });
+    let column = if selective {
+        "+s.project_id"
+    } else {
+        "s.project_id"
+    };
+    clause.clauses.push(format!("{column} = {project_param}"));
     if let Some(from) = filter.start_from {
         let p = clause.bind(SqlValue::Integer(from.unix_nanos()));
         clause.clauses.push(format!("s.start_ns >= {p}"));
@@ -356,6 +368,30 @@ fn parse_json_column(text: Option<String>) -> Result<Option<serde_json::Value>, 
         .map_err(SqliteError::from)
 }
 
+/// The one equality condition on a faceted span field that a trace filter consists of, if
+/// that is all it is; such a filter is answered from `trace_facets` instead of scanning spans.
+/// Several span conditions must hold on the same span, which facets cannot tell, so they
+/// take the general path.
+fn facet_condition(filter: &SpanFilter) -> Option<(SpanColumn, &[FilterValue])> {
+    let [condition] = filter.conditions.as_slice() else {
+        return None;
+    };
+    if filter.search.is_some() || filter.start_from.is_some() || filter.start_to.is_some() {
+        return None;
+    }
+    let SpanField::Column(column) = condition.field else {
+        return None;
+    };
+    let text_only = condition
+        .values
+        .iter()
+        .all(|v| matches!(v, FilterValue::Text(_)));
+    (FACET_COLUMNS.contains(&column)
+        && matches!(condition.operator, Operator::Equals | Operator::In)
+        && text_only)
+        .then_some((column, condition.values.as_slice()))
+}
+
 pub(crate) fn list_traces(
     connection: &Connection,
     project: ProjectId,
@@ -382,7 +418,31 @@ pub(crate) fn list_traces(
         let sql = column_condition(trace_column(condition.field), condition, &mut clause);
         clause.clauses.push(sql);
     }
-    if !query.spans.is_empty() {
+    if let Some(facet) = facet_condition(&query.spans) {
+        let project_param = clause.bind(SqlValue::Integer(project.0));
+        let facet_param = clause.bind(SqlValue::Text(facet.0.api_name().to_owned()));
+        let values: Vec<String> = facet.1.iter().map(|v| clause.bind(sql_value(v))).collect();
+        let mut sql = format!(
+            "t.trace_id IN (SELECT f.trace_id FROM trace_facets f WHERE f.project_id = {project_param} \
+             AND f.facet = {facet_param} AND f.value IN ({})",
+            values.join(", ")
+        );
+        // Facet rows carry their trace's start, so the trace time range narrows the index range.
+        if let Some(from) = query.start_from {
+            sql.push_str(&format!(
+                " AND f.start_ns >= {}",
+                clause.bind(SqlValue::Integer(from.unix_nanos()))
+            ));
+        }
+        if let Some(to) = query.start_to {
+            sql.push_str(&format!(
+                " AND f.start_ns <= {}",
+                clause.bind(SqlValue::Integer(to.unix_nanos()))
+            ));
+        }
+        sql.push(')');
+        clause.clauses.push(sql);
+    } else if !query.spans.is_empty() {
         let mut spans = Where {
             clauses: Vec::new(),
             params: std::mem::take(&mut clause.params),

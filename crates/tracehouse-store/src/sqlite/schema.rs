@@ -108,6 +108,18 @@ pub(crate) fn migrations() -> Migrations<'static> {
         );
         CREATE INDEX traces_by_time ON traces (project_id, start_ns);
         CREATE INDEX traces_by_cost ON traces (project_id, total_cost);
+
+        -- Distinct values of common span fields per trace, stamped with the trace's start:
+        -- "traces with a span whose model is X, in this time range" becomes one index range.
+        CREATE TABLE trace_facets (
+            project_id INTEGER NOT NULL,
+            facet TEXT NOT NULL,
+            value TEXT NOT NULL,
+            start_ns INTEGER NOT NULL,
+            trace_id TEXT NOT NULL
+        );
+        CREATE INDEX trace_facets_lookup ON trace_facets (project_id, facet, value, start_ns);
+        CREATE INDEX trace_facets_by_trace ON trace_facets (project_id, trace_id);
         "#,
     )])
 }

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 use tracehouse_core::{ProjectId, Span, TraceId, WriteReceipt, summarize};
 
-use super::index::{index_span, unindex_span};
+use super::index::{index_span, index_trace_facets, unindex_span};
 use super::rows::{SPAN_COLUMNS, span_from_row, upsert_span, upsert_trace};
 use super::{SqliteError, now_ns};
 
@@ -35,12 +35,16 @@ pub(crate) struct WriteJob {
     pub(crate) reply: oneshot::Sender<Result<WriteReceipt, SqliteError>>,
 }
 
+/// Spans written between two refreshes of the query planner's statistics.
+const SPANS_BETWEEN_OPTIMIZE: usize = 250_000;
+
 /// Runs until every sender is dropped, then returns (the store is shutting down).
 pub(crate) fn run(
     mut connection: Connection,
     mut jobs: mpsc::Receiver<WriteJob>,
     max_batch_spans: usize,
 ) {
+    let mut since_optimize = 0usize;
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
         let mut span_total = batch[0].op.weight();
@@ -54,6 +58,16 @@ pub(crate) fn run(
             }
         }
         commit_batch(&mut connection, batch);
+        since_optimize += span_total;
+        if since_optimize >= SPANS_BETWEEN_OPTIMIZE {
+            since_optimize = 0;
+            // Without fresh statistics SQLite cannot tell a selective index from the project
+            // index and picks scans; `optimize` re-analyzes only what changed, bounded by
+            // `analysis_limit`.
+            if let Err(error) = connection.execute_batch("PRAGMA optimize") {
+                tracing::warn!(error = %error, "refreshing planner statistics failed");
+            }
+        }
     }
 }
 
@@ -150,9 +164,11 @@ fn write_spans_and_traces(
                 Ok(span_from_row(row))
             })?
             .collect::<Result<Result<Vec<Span>, SqliteError>, rusqlite::Error>>()??;
-        if let Some(summary) = summarize(&stored) {
-            upsert_trace(&mut save, project, &summary, ingested_ns)?;
+        let summary = summarize(&stored);
+        if let Some(summary) = &summary {
+            upsert_trace(&mut save, project, summary, ingested_ns)?;
         }
+        index_trace_facets(transaction, project, trace_id, &stored, summary.as_ref())?;
     }
     Ok(WriteReceipt {
         spans_written: spans.len() as u64,
@@ -178,6 +194,7 @@ fn delete_trace(
     transaction
         .prepare_cached("DELETE FROM spans WHERE project_id = ?1 AND trace_id = ?2")?
         .execute(rusqlite::params![project.0, trace_id.as_str()])?;
+    index_trace_facets(transaction, project, trace_id, &[], None)?;
     let traces = transaction
         .prepare_cached("DELETE FROM traces WHERE project_id = ?1 AND trace_id = ?2")?
         .execute(rusqlite::params![project.0, trace_id.as_str()])?;
