@@ -127,7 +127,7 @@ pub(crate) fn index_trace_facets(
     summary: Option<&TraceSummary>,
 ) -> Result<(), SqliteError> {
     transaction
-        .prepare_cached("DELETE FROM trace_facets WHERE project_id = ?1 AND trace_id = ?2")?
+        .prepare_cached("DELETE FROM trace_facets INDEXED BY trace_facets_by_trace WHERE project_id = ?1 AND trace_id = ?2")?
         .execute(params![project.0, trace_id.as_str()])?;
     let Some(summary) = summary else {
         return Ok(());

@@ -250,8 +250,17 @@ impl SqliteStore {
         let mut connection = Connection::open(&config.path)?;
         configure(&connection, config.synchronous)?;
         schema::migrations().to_latest(&mut connection)?;
-        // Gather planner statistics for tables that lack them (bounded by analysis_limit).
-        connection.execute_batch("PRAGMA optimize = 0x10002")?;
+        // Gather planner statistics for a database that has data but none yet. Statistics of
+        // an empty database would mislead the planner into scans as it fills, so a young
+        // database gets them from the writer's periodic `optimize` instead.
+        let grown: i64 = connection.query_row(
+            "SELECT count(*) FROM (SELECT 1 FROM spans LIMIT 10000)",
+            [],
+            |row| row.get(0),
+        )?;
+        if grown >= 10_000 {
+            connection.execute_batch("PRAGMA optimize = 0x10002")?;
+        }
 
         let (sender, receiver) = mpsc::channel(config.write_queue_depth.max(1));
         let max_batch_spans = config.max_batch_spans.max(1);

@@ -57,7 +57,7 @@ pub(crate) fn migrations() -> Migrations<'static> {
             first_seen_ns INTEGER NOT NULL,
             PRIMARY KEY (project_id, trace_id, span_id)
         );
-        CREATE INDEX spans_by_time ON spans (project_id, start_ns);
+        CREATE INDEX spans_by_time ON spans (project_id, start_ns, trace_id, span_id);
         CREATE INDEX spans_by_span_id ON spans (project_id, span_id);
         CREATE INDEX spans_by_model ON spans (project_id, model, start_ns);
 
@@ -106,7 +106,7 @@ pub(crate) fn migrations() -> Migrations<'static> {
             first_seen_ns INTEGER NOT NULL,
             PRIMARY KEY (project_id, trace_id)
         );
-        CREATE INDEX traces_by_time ON traces (project_id, start_ns);
+        CREATE INDEX traces_by_time ON traces (project_id, start_ns, trace_id);
         CREATE INDEX traces_by_cost ON traces (project_id, total_cost);
 
         -- Distinct values of common span fields per trace, stamped with the trace's start:
@@ -118,7 +118,7 @@ pub(crate) fn migrations() -> Migrations<'static> {
             start_ns INTEGER NOT NULL,
             trace_id TEXT NOT NULL
         );
-        CREATE INDEX trace_facets_lookup ON trace_facets (project_id, facet, value, start_ns);
+        CREATE INDEX trace_facets_lookup ON trace_facets (project_id, facet, value, start_ns, trace_id);
         CREATE INDEX trace_facets_by_trace ON trace_facets (project_id, trace_id);
         "#,
     )])
