@@ -171,6 +171,17 @@ pub trait SpanStore: Send + Sync + 'static {
         query: &SpanQuery,
     ) -> Result<Listing<Span>, StoreError>;
 
+    /// Up to `limit` spans matching `filter`, in (trace id, span id) order, strictly after
+    /// `after`: walking with the last span's ids as the next `after` reads every match exactly
+    /// once in constant memory (exports), even while ingest continues.
+    async fn scan_spans(
+        &self,
+        project: ProjectId,
+        filter: &SpanFilter,
+        after: Option<(TraceId, SpanId)>,
+        limit: usize,
+    ) -> Result<Vec<Span>, StoreError>;
+
     /// A span by its id; when several traces hold the same span id, the most recently ingested.
     async fn get_span(
         &self,

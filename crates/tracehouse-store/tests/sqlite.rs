@@ -206,3 +206,53 @@ async fn revoked_keys_stop_authenticating() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn scanning_in_key_order_reads_every_match_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, project) = open(&dir).await;
+    let spans: Vec<Span> = (0..25)
+        .flat_map(|trace| {
+            (0..4).map(move |index| {
+                let model = if index % 2 == 0 { "gpt-4o" } else { "other" };
+                span(
+                    &format!("t{trace:02}"),
+                    &format!("s{index}"),
+                    None,
+                    json!({"model": model}),
+                )
+            })
+        })
+        .collect();
+    store.write_spans(project, spans).await.unwrap();
+    let filter = tracehouse_core::query::SpanFilter {
+        conditions: vec![tracehouse_core::query::Condition {
+            field: tracehouse_core::query::SpanField::Column(
+                tracehouse_core::query::SpanColumn::Model,
+            ),
+            operator: tracehouse_core::query::Operator::Equals,
+            values: vec![tracehouse_core::query::FilterValue::Text(
+                "gpt-4o".to_owned(),
+            )],
+        }],
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .scan_spans(project, &filter, after.clone(), 7)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some((last.trace_id.clone(), last.span_id.clone()));
+        seen.extend(page.iter().map(|s| format!("{}/{}", s.trace_id, s.span_id)));
+    }
+    assert_eq!(seen.len(), 50);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, seen, "strictly increasing, no repeats");
+    assert_eq!(seen[0], "t00/s0");
+    assert_eq!(seen[49], "t24/s2");
+}

@@ -361,6 +361,20 @@ impl SpanStore for SqliteStore {
             .await
     }
 
+    async fn scan_spans(
+        &self,
+        project: ProjectId,
+        filter: &SpanFilter,
+        after: Option<(TraceId, SpanId)>,
+        limit: usize,
+    ) -> Result<Vec<Span>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |connection| {
+            query::scan_spans(connection, project, &filter, after.as_ref(), limit)
+        })
+        .await
+    }
+
     async fn get_span(
         &self,
         project: ProjectId,

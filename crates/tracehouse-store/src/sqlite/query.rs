@@ -8,7 +8,7 @@ use tracehouse_core::query::{
     SpanQuery, TraceColumn, TraceQuery,
 };
 use tracehouse_core::{
-    Listing, ProjectId, ProjectStats, Span, SpanId, SpanStatistics, TraceListItem,
+    Listing, ProjectId, ProjectStats, Span, SpanId, SpanStatistics, TraceId, TraceListItem,
 };
 
 use super::SqliteError;
@@ -509,6 +509,31 @@ pub(crate) fn list_spans(
     );
     let items = collect_rows(connection, &sql, &clause.params, span_from_row)?;
     Ok(Listing { total, items })
+}
+
+pub(crate) fn scan_spans(
+    connection: &Connection,
+    project: ProjectId,
+    filter: &SpanFilter,
+    after: Option<&(TraceId, SpanId)>,
+    limit: usize,
+) -> Result<Vec<Span>, SqliteError> {
+    let mut clause = Where::default();
+    span_filter_clauses(project, filter, &mut clause);
+    if let Some((trace_id, span_id)) = after {
+        let trace = clause.bind(SqlValue::Text(trace_id.as_str().to_owned()));
+        let span = clause.bind(SqlValue::Text(span_id.as_str().to_owned()));
+        clause
+            .clauses
+            .push(format!("(s.trace_id, s.span_id) > ({trace}, {span})"));
+    }
+    let limit = clause.bind(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+    let sql = format!(
+        "SELECT {columns} FROM spans s WHERE {where_sql} ORDER BY s.trace_id, s.span_id LIMIT {limit}",
+        columns = prefixed(SPAN_COLUMNS, "s"),
+        where_sql = clause.text(),
+    );
+    collect_rows(connection, &sql, &clause.params, span_from_row)
 }
 
 pub(crate) fn get_span(
