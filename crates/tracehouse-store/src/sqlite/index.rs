@@ -57,14 +57,13 @@ fn searchable(value: Option<&Value>) -> String {
     }
 }
 
-/// Replaces the index rows of the span stored at `rowid`.
+/// Adds the index rows of the span stored at `rowid` (which has none: see [`unindex_span`]).
 pub(crate) fn index_span(
     transaction: &Transaction<'_>,
     rowid: i64,
     project: ProjectId,
     span: &Span,
 ) -> Result<(), SqliteError> {
-    unindex_span(transaction, rowid)?;
     if let Some(metadata) = span.content.get("metadata") {
         let mut rows = Vec::new();
         flatten("", metadata, 0, &mut rows);

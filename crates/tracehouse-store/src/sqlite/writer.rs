@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 use tracehouse_core::{ProjectId, Span, TraceId, WriteReceipt, summarize};
 
@@ -71,65 +71,57 @@ pub(crate) fn run(
     }
 }
 
-/// Writes every job in one transaction. A job that fails is rolled back to its savepoint and
-/// answered with its error; the others still commit. Nobody is answered before the commit.
+/// Writes every job in one transaction and answers all of them after the commit.
+///
+/// Jobs are not isolated by savepoints: a savepoint per job made SQLite copy pages into a
+/// statement journal and made FTS5 flush its pending index per job, which together cost
+/// about a third of the writer's time. Validation happens before a job gets here, so a job
+/// failing inside SQLite is rare; when it happens the batch is rolled back and its jobs are
+/// retried one transaction each, so only the failing job sees the error.
 fn commit_batch(connection: &mut Connection, batch: Vec<WriteJob>) {
-    let mut outcomes: Vec<(oneshot::Sender<_>, Result<WriteReceipt, SqliteError>)> =
-        Vec::with_capacity(batch.len());
-    let transaction = match connection.transaction() {
-        Ok(transaction) => transaction,
+    let ingested_ns = now_ns();
+    let together = write_together(connection, &batch, ingested_ns);
+    match together {
+        Ok(receipts) => {
+            for (job, receipt) in batch.into_iter().zip(receipts) {
+                // A dropped receiver means the client went away; its data is committed anyway.
+                let _ = job.reply.send(Ok(receipt));
+            }
+        }
+        Err(error) if batch.len() > 1 => {
+            tracing::warn!(error = %error, jobs = batch.len(), "group commit failed; retrying jobs one by one");
+            for job in batch {
+                let result = write_together(connection, std::slice::from_ref(&job), ingested_ns)
+                    .map(|mut receipts| receipts.pop().unwrap_or_default());
+                let _ = job.reply.send(result);
+            }
+        }
         Err(error) => {
-            let error = SqliteError::from(error);
             for job in batch {
                 let _ = job.reply.send(Err(error.duplicate()));
-            }
-            return;
-        }
-    };
-    let ingested_ns = now_ns();
-    for job in batch {
-        let result = write_job(&transaction, &job, ingested_ns);
-        outcomes.push((job.reply, result));
-    }
-    match transaction.commit() {
-        Ok(()) => {
-            for (reply, result) in outcomes {
-                // A dropped receiver means the client went away; its data is committed anyway.
-                let _ = reply.send(result);
-            }
-        }
-        Err(error) => {
-            let error = SqliteError::from(error);
-            tracing::error!(error = %error, "group commit failed");
-            for (reply, _) in outcomes {
-                let _ = reply.send(Err(error.duplicate()));
             }
         }
     }
 }
 
-fn write_job(
-    transaction: &rusqlite::Transaction<'_>,
-    job: &WriteJob,
+/// Writes jobs in one transaction and commits it; on any error nothing is committed.
+fn write_together(
+    connection: &mut Connection,
+    jobs: &[WriteJob],
     ingested_ns: i64,
-) -> Result<WriteReceipt, SqliteError> {
-    transaction.execute_batch("SAVEPOINT job")?;
-    let result = match &job.op {
-        WriteOp::Spans(spans) => {
-            write_spans_and_traces(transaction, job.project, spans, ingested_ns)
-        }
-        WriteOp::DeleteTrace(trace_id) => delete_trace(transaction, job.project, trace_id),
-    };
-    match result {
-        Ok(receipt) => {
-            transaction.execute_batch("RELEASE job")?;
-            Ok(receipt)
-        }
-        Err(error) => {
-            transaction.execute_batch("ROLLBACK TO job; RELEASE job")?;
-            Err(error)
-        }
+) -> Result<Vec<WriteReceipt>, SqliteError> {
+    let transaction = connection.transaction()?;
+    let mut receipts = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        receipts.push(match &job.op {
+            WriteOp::Spans(spans) => {
+                write_spans_and_traces(&transaction, job.project, spans, ingested_ns)?
+            }
+            WriteOp::DeleteTrace(trace_id) => delete_trace(&transaction, job.project, trace_id)?,
+        });
     }
+    transaction.commit()?;
+    Ok(receipts)
 }
 
 fn write_spans_and_traces(
@@ -141,7 +133,21 @@ fn write_spans_and_traces(
     let mut touched: BTreeSet<&TraceId> = BTreeSet::new();
     {
         let mut insert = transaction.prepare_cached(super::rows::UPSERT_SPAN)?;
+        let mut existing = transaction.prepare_cached(
+            "SELECT rowid FROM spans WHERE project_id = ?1 AND trace_id = ?2 AND span_id = ?3",
+        )?;
         for span in spans {
+            // Only a replaced span has index rows to remove; new spans skip those deletes,
+            // which FTS5 would otherwise record as tombstones.
+            let replaced: Option<i64> = existing
+                .query_row(
+                    rusqlite::params![project.0, span.trace_id.as_str(), span.span_id.as_str()],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if let Some(rowid) = replaced {
+                unindex_span(transaction, rowid)?;
+            }
             let rowid = upsert_span(&mut insert, project, span, ingested_ns)?;
             index_span(transaction, rowid, project, span)?;
             touched.insert(&span.trace_id);
