@@ -6,4 +6,5 @@ mod cli;
 mod ingest;
 mod otlp;
 mod read_api;
+mod sdk;
 mod util;
