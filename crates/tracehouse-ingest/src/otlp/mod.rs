@@ -96,6 +96,30 @@ pub fn encode_export_response(
     }
 }
 
+/// Span kinds that the vendor SDK's default naming sends as the whole span name.
+const BARE_KIND_NAMES: [&str; 4] = ["workflow", "task", "agent", "tool"];
+
+/// The span name as `<entity>.<kind>` when the SDK sent only the kind.
+///
+/// The vendor's Python SDK (2.x, default naming) names spans `workflow`, `task`... and
+/// carries the real name in `traceloop.entity.name`; its legacy naming and span-log clients
+/// send `joke_creation.task`. Normalising to the latter keeps trace names meaningful (a list
+/// of traces all named `workflow` helps nobody) and makes both namings store alike.
+fn qualified_span_name(name: String, attributes: &[(String, Value)]) -> String {
+    if !BARE_KIND_NAMES.contains(&name.as_str()) {
+        return name;
+    }
+    let entity = attributes
+        .iter()
+        .find(|(key, _)| key == "traceloop.entity.name")
+        .and_then(|(_, value)| value.as_str())
+        .filter(|entity| !entity.is_empty());
+    match entity {
+        Some(entity) => format!("{entity}.{name}"),
+        None => name,
+    }
+}
+
 /// The path both encodings share, from a parsed request on.
 fn decode_request(
     request: OtlpExportRequest,
@@ -199,10 +223,12 @@ fn span_to_log(
     }
 
     let mut mapper = Mapper::default();
-    if !span.name.is_empty() {
-        mapper.span_field("span_name", Value::String(span.name));
+    let attributes = attributes_to_json(span.attributes, None)?;
+    let name = qualified_span_name(span.name, &attributes);
+    if !name.is_empty() {
+        mapper.span_field("span_name", Value::String(name));
     }
-    mapper.span_attributes(attributes_to_json(span.attributes, None)?);
+    mapper.span_attributes(attributes);
     mapper.resource_attributes(resource.to_vec());
     mapper.finish(&mut item);
 
@@ -510,6 +536,26 @@ mod tests {
                 (3, "resource".to_owned()),
                 (4, "resource".to_owned())
             ]
+        );
+    }
+
+    #[test]
+    fn bare_kind_names_take_the_entity_name() {
+        let attributes = vec![(
+            "traceloop.entity.name".to_owned(),
+            serde_json::json!("joke_creation"),
+        )];
+        assert_eq!(
+            super::qualified_span_name("task".to_owned(), &attributes),
+            "joke_creation.task"
+        );
+        assert_eq!(
+            super::qualified_span_name("openai.chat".to_owned(), &attributes),
+            "openai.chat"
+        );
+        assert_eq!(
+            super::qualified_span_name("workflow".to_owned(), &[]),
+            "workflow"
         );
     }
 }

@@ -74,8 +74,19 @@ pub(crate) fn index_span(
             insert.execute(params![rowid, project.0, key, text, number])?;
         }
     }
-    let input = searchable(span.content.get("input"));
-    let output = searchable(span.content.get("output"));
+    // Chat spans from OTLP carry their text in messages rather than input/output; index the
+    // messages then, so search finds what a user sees in the conversation view.
+    let input = searchable(
+        span.content
+            .get("input")
+            .or_else(|| span.content.get("prompt_messages")),
+    );
+    let output = searchable(
+        span.content
+            .get("output")
+            .or_else(|| span.content.get("completion_message"))
+            .or_else(|| span.content.get("completion_messages")),
+    );
     transaction
         .prepare_cached(
             "INSERT INTO span_search (rowid, name, input, output) VALUES (?1, ?2, ?3, ?4)",

@@ -167,11 +167,12 @@ async fn respan_sdk_workflow_task_and_chat_read_back_as_one_trace() {
     let task = only_child(workflow);
     let chat = only_child(task);
 
-    // The SDK exports semantic span names by default: `joke_workflow.workflow` leaves as
-    // `workflow`, `joke_creation.task` as `task`, the chat span as `llm.<request model>`.
-    assert_eq!(trace["name"], "workflow");
+    // The SDK exports bare kinds as span names by default (`workflow`, `task`) with the real
+    // name in `traceloop.entity.name`; the server stores them as the legacy naming would,
+    // `joke_workflow.workflow`, so traces keep meaningful names.
+    assert_eq!(trace["name"], "joke_workflow.workflow");
     assert_eq!(trace["root_span_unique_id"], workflow["span_unique_id"]);
-    assert_eq!(workflow["span_name"], "workflow");
+    assert_eq!(workflow["span_name"], "joke_workflow.workflow");
     assert_eq!(workflow["log_type"], "workflow");
     assert_eq!(workflow["span_parent_id"], Value::Null);
     assert_eq!(workflow["span_workflow_name"], "joke_workflow");
@@ -184,7 +185,7 @@ async fn respan_sdk_workflow_task_and_chat_read_back_as_one_trace() {
     let output: Value = serde_json::from_str(workflow["output"].as_str().unwrap()).unwrap();
     assert_eq!(output["trace_id"], trace_id.as_str());
 
-    assert_eq!(task["span_name"], "task");
+    assert_eq!(task["span_name"], "joke_creation.task");
     assert_eq!(task["log_type"], "task");
     assert_eq!(task["span_parent_id"], workflow["span_unique_id"]);
     assert_eq!(task["span_workflow_name"], "joke_workflow");
