@@ -230,7 +230,12 @@ async fn otlp_and_span_log_routes_store_alike_and_filter_alike() {
     assert_eq!(list["count"], 1);
     assert_eq!(list["results"][0]["span_unique_id"], "88e79152559bf514");
     // OTLP chat spans carry their text in messages; search still finds it.
-    let (_, found) = server.get("/api/request-logs/list/?search=sunny").await;
+    let (_, found) = server
+        .post_json(
+            "/api/request-logs/list/?search=sunny",
+            &json!({"filters": {"log_type": {"operator": "", "value": ["chat"]}}}),
+        )
+        .await;
     assert_eq!(found["count"], 1, "{found}");
     assert_eq!(found["results"][0]["span_unique_id"], "88e79152559bf514");
     let (_, list) = server
