@@ -89,9 +89,35 @@ pub(crate) fn index_span(
     );
     transaction
         .prepare_cached(
-            "INSERT INTO span_search (rowid, name, input, output) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO temp.pending_search (rowid, name, input, output) VALUES (?1, ?2, ?3, ?4)",
         )?
         .execute(params![rowid, span.name, input, output])?;
+    Ok(())
+}
+
+/// Creates the writer connection's staging table for search rows (see [`flush_search_index`]).
+pub(crate) fn prepare_search_staging(connection: &rusqlite::Connection) -> Result<(), SqliteError> {
+    connection.execute_batch(
+        "PRAGMA temp_store = MEMORY;
+         CREATE TEMP TABLE IF NOT EXISTS pending_search (
+             rowid INTEGER PRIMARY KEY, name TEXT, input TEXT, output TEXT
+         );",
+    )?;
+    Ok(())
+}
+
+/// Moves the staged search rows of this transaction into the full-text index in one statement.
+///
+/// FTS5 flushes its in-memory index at every statement that writes it (each statement opens
+/// a savepoint), so one INSERT per span wrote one tiny segment per span and spent most of
+/// the writer's time merging them. Staging rows in a temp table and inserting them with one
+/// statement per transaction writes one segment per group commit.
+pub(crate) fn flush_search_index(transaction: &Transaction<'_>) -> Result<(), SqliteError> {
+    transaction.execute_batch(
+        "INSERT INTO span_search (rowid, name, input, output)
+             SELECT rowid, name, input, output FROM temp.pending_search;
+         DELETE FROM temp.pending_search;",
+    )?;
     Ok(())
 }
 
@@ -102,6 +128,10 @@ pub(crate) fn unindex_span(transaction: &Transaction<'_>, rowid: i64) -> Result<
         .execute(params![rowid])?;
     transaction
         .prepare_cached("DELETE FROM span_search WHERE rowid = ?1")?
+        .execute(params![rowid])?;
+    // A span replaced within the same transaction is still staged, not yet indexed.
+    transaction
+        .prepare_cached("DELETE FROM temp.pending_search WHERE rowid = ?1")?
         .execute(params![rowid])?;
     Ok(())
 }

@@ -40,6 +40,32 @@ pub(super) fn authenticate(
         .transpose()
 }
 
+pub(super) fn find_project(
+    connection: &Connection,
+    name: &ProjectName,
+) -> Result<Option<Project>, SqliteError> {
+    let id = connection
+        .prepare_cached("SELECT id FROM projects WHERE name = ?1")?
+        .query_row(params![name.as_str()], |row| row.get::<_, i64>(0))
+        .optional()?;
+    Ok(id.map(|id| Project {
+        id: ProjectId(id),
+        name: name.clone(),
+    }))
+}
+
+pub(super) fn create_project(
+    connection: &Connection,
+    name: &ProjectName,
+) -> Result<Project, SqliteError> {
+    connection.execute(
+        "INSERT INTO projects (name, created_at_ns) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+        params![name.as_str(), now_ns()],
+    )?;
+    find_project(connection, name)?
+        .ok_or_else(|| SqliteError::Corrupt(format!("project {name} vanished after insert")))
+}
+
 fn info_from_row(row: &Row<'_>) -> Result<ApiKeyInfo, SqliteError> {
     let project: String = row.get(1)?;
     Ok(ApiKeyInfo {

@@ -250,6 +250,7 @@ impl SqliteStore {
         let mut connection = Connection::open(&config.path)?;
         configure(&connection, config.synchronous)?;
         schema::migrations().to_latest(&mut connection)?;
+        index::prepare_search_staging(&connection)?;
         // Gather planner statistics for a database that has data but none yet. Statistics of
         // an empty database would mislead the planner into scans as it fills, so a young
         // database gets them from the writer's periodic `optimize` instead.
@@ -431,6 +432,18 @@ impl SpanStore for SqliteStore {
             Ok(Some(StoredTrace { summary, spans }))
         })
         .await
+    }
+
+    async fn find_project(&self, name: &ProjectName) -> Result<Option<Project>, StoreError> {
+        let name = name.clone();
+        self.read(move |connection| keys::find_project(connection, &name))
+            .await
+    }
+
+    async fn create_project(&self, name: &ProjectName) -> Result<Project, StoreError> {
+        let name = name.clone();
+        self.read(move |connection| keys::create_project(connection, &name))
+            .await
     }
 
     async fn authenticate(&self, key: &ApiKeyHash) -> Result<Option<Project>, StoreError> {

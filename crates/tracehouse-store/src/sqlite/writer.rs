@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 use tracehouse_core::{ProjectId, Span, TraceId, WriteReceipt, summarize};
 
-use super::index::{index_span, index_trace_facets, unindex_span};
+use super::index::{flush_search_index, index_span, index_trace_facets, unindex_span};
 use super::rows::{SPAN_COLUMNS, span_from_row, upsert_span, upsert_trace};
 use super::{SqliteError, now_ns};
 
@@ -120,6 +120,7 @@ fn write_together(
             WriteOp::DeleteTrace(trace_id) => delete_trace(&transaction, job.project, trace_id)?,
         });
     }
+    flush_search_index(&transaction)?;
     transaction.commit()?;
     Ok(receipts)
 }

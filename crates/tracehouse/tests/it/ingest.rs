@@ -561,3 +561,22 @@ async fn concurrent_requests_are_all_committed() {
         assert_eq!(server.trace(&format!("c{trace}")).await["span_count"], 125);
     }
 }
+
+#[tokio::test]
+async fn a_span_sent_twice_in_one_batch_is_stored_and_searchable_once() {
+    let server = TestServer::start().await;
+    let (status, body) = server
+        .ingest(&json!([
+            {"trace_unique_id": "dup", "span_unique_id": "s", "output": "alpha words"},
+            {"trace_unique_id": "dup", "span_unique_id": "s", "output": "beta words"},
+        ]))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(server.trace("dup").await["span_count"], 1);
+    let (_, alpha) = server.get("/api/request-logs/list/?search=alpha").await;
+    let (_, beta) = server.get("/api/request-logs/list/?search=beta").await;
+    assert_eq!(
+        (alpha["count"].as_u64(), beta["count"].as_u64()),
+        (Some(0), Some(1))
+    );
+}
