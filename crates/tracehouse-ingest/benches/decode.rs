@@ -82,7 +82,7 @@ fn benches(c: &mut Criterion) {
                 items
                     .into_iter()
                     .map(|item| span_from_log(item, context).unwrap())
-                    .count()
+                    .collect::<Vec<_>>()
             },
             criterion::BatchSize::SmallInput,
         )
