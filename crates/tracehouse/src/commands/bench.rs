@@ -265,6 +265,7 @@ pub(super) async fn run_ingest(args: BenchIngestArgs) -> anyhow::Result<ExitCode
     };
     let spans_per_second = accepted as f64 / elapsed.as_secs_f64();
     let report = json!({
+        "run_id": format!("{run:08x}"),
         "format": match args.format { WireFormat::SpanLog => "span-log JSON", WireFormat::Otlp => "OTLP protobuf" },
         "connections": args.connections,
         "spans_per_request": args.spans_per_request,

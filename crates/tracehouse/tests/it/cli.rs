@@ -11,19 +11,19 @@ use serde_json::Value;
 
 use crate::util::fixture_json;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tracehouse");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_tracehouse");
 
 /// A `tracehouse serve` process; killed when dropped.
-struct ServeProcess {
-    child: Child,
-    base: String,
+pub(crate) struct ServeProcess {
+    pub(crate) child: Child,
+    pub(crate) base: String,
     stdout_lines: Vec<String>,
 }
 
 impl ServeProcess {
     /// Starts the binary on a free port and waits until it prints its address (and, on a fresh
     /// store, its first key).
-    fn start(data_dir: &Path) -> Self {
+    pub(crate) fn start(data_dir: &Path) -> Self {
         let addr_file = data_dir.with_extension("addr");
         let _ = std::fs::remove_file(&addr_file);
         let mut child = Command::new(BIN)
@@ -67,7 +67,7 @@ impl ServeProcess {
         }
     }
 
-    fn printed_key(&self) -> Option<String> {
+    pub(crate) fn printed_key(&self) -> Option<String> {
         self.stdout_lines
             .last()
             .filter(|l| l.starts_with("th_"))
