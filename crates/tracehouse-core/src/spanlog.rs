@@ -332,7 +332,14 @@ pub fn span_from_log(item: Value, context: IngestContext<'_>) -> Result<Span, Fi
         }
     }
     if let Some(latency) = item.get("latency").and_then(Value::as_f64) {
-        if latency < 0.0 {
+        // A negative latency is only wrong when it would place a missing start or end; with
+        // both times given it is what they say (clock skew), and stored spans export that way.
+        let given = |field: &str| {
+            item.get(field)
+                .is_some_and(|v| !v.is_null() && v.as_str().is_none_or(|s| !s.trim().is_empty()))
+        };
+        let both_times = given("start_time") && (given("timestamp") || given("end_time"));
+        if latency < 0.0 && !both_times {
             return Err(FieldError::new("latency", "latency must not be negative"));
         }
     }
@@ -363,7 +370,17 @@ pub fn span_from_log(item: Value, context: IngestContext<'_>) -> Result<Span, Fi
         None => take_time(&mut item, "end_time")?,
     };
     let latency = take_number(&mut item, "latency");
-    let times_inferred = start.is_none() && end.is_none();
+    // `times_inferred: true` is how exports mark a span whose times are its receive time;
+    // honouring it makes such a span re-import exactly as it was exported.
+    let said_inferred = match item.get("times_inferred") {
+        Some(Value::Bool(flag)) => {
+            let flag = *flag;
+            item.shift_remove("times_inferred");
+            flag
+        }
+        _ => false,
+    };
+    let times_inferred = said_inferred || (start.is_none() && end.is_none());
     let (start, end, latency) = derive_times(start, end, latency, context.received_at)?;
 
     let name = take_string(&mut item, "span_name").unwrap_or_default();
@@ -521,6 +538,29 @@ mod tests {
             "end_time": "2025-09-08T07:46:18Z"}))
         .map(|s| (s.start.to_rfc3339(), s.latency));
         assert_eq!(end_only, Ok(("2025-09-08T07:46:18Z".to_owned(), 0.0)));
+    }
+
+    #[test]
+    fn exported_spans_validate_to_themselves() {
+        // A span without times exports its receive time and `times_inferred: true`.
+        let span = validate(json!({"trace_unique_id": "t", "span_unique_id": "s",
+            "start_time": "2025-09-08T07:46:18Z", "timestamp": "2025-09-08T07:46:18Z",
+            "end_time": "2025-09-08T07:46:18Z", "latency": 0.0, "times_inferred": true}))
+        .map(|s| (s.times_inferred, s.content.contains_key("times_inferred")));
+        assert_eq!(span, Ok((true, false)));
+        // Clock skew: the end before the start, as stored, with the latency derived from them.
+        let skewed = validate(json!({"trace_unique_id": "t", "span_unique_id": "s",
+            "start_time": "2025-09-08T07:46:19Z", "timestamp": "2025-09-08T07:46:18Z", "latency": -1.0}))
+        .map(|s| s.latency);
+        assert_eq!(skewed, Ok(-1.0));
+        let placing = validate(json!({"trace_unique_id": "t", "span_unique_id": "s",
+            "start_time": "2025-09-08T07:46:19Z", "latency": -1.0}));
+        assert_eq!(placing.map_err(|e| e.field), Err("latency".to_owned()));
+        // Anything but a boolean is an unknown field like any other.
+        let text = validate(json!({"trace_unique_id": "t", "span_unique_id": "s",
+            "start_time": "2025-09-08T07:46:19Z", "times_inferred": "yes"}))
+        .map(|s| (s.times_inferred, s.content.get("times_inferred").cloned()));
+        assert_eq!(text, Ok((false, Some(json!("yes")))));
     }
 
     #[test]

@@ -206,6 +206,13 @@ pub trait SpanStore: Send + Sync + 'static {
     /// How much a project holds.
     async fn project_stats(&self, project: ProjectId) -> Result<ProjectStats, StoreError>;
 
+    /// A project by name, `None` when no key was ever created for it (offline tools such as
+    /// `export` address projects by name rather than by key).
+    async fn find_project(&self, name: &ProjectName) -> Result<Option<Project>, StoreError>;
+
+    /// A project by name, created when it does not exist yet (offline `import`).
+    async fn create_project(&self, name: &ProjectName) -> Result<Project, StoreError>;
+
     /// The project an unrevoked key belongs to.
     async fn authenticate(&self, key: &ApiKeyHash) -> Result<Option<Project>, StoreError>;
 

@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`router`] builds the whole API from an [`AppState`]; [`serve`] runs it on a listener.
 //! - `ingest_api`: span-log ingest routes.
-//! - `read_api`: trace and span reads, and the JSON shapes of spans and traces.
+//! - `read_api`: trace and span reads, exports, and the JSON shapes of spans and traces;
+//!   [`span_to_json`] and [`ExportEncoder`] give the binary's offline `export` the same bytes.
 //! - `auth`: API key extraction; `error`: `ApiError` and its HTTP mapping.
 //!
 //! Architecture invariant: this crate holds an `Arc<dyn SpanStore>` and never names a backend.
@@ -22,13 +23,14 @@ use axum::extract::State;
 use axum::http::{Method, Uri};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
-use tracehouse_core::{PriceTable, SpanStore, Timestamp};
+use tracehouse_core::{PriceTable, Span, SpanStore, Timestamp};
 
 pub use auth::Authenticated;
 pub use error::ApiError;
+pub use read_api::export::{ExportEncoder, ExportError, ExportFormat};
 
 /// Request size limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +78,14 @@ pub(crate) fn now() -> Timestamp {
         .map(|elapsed| i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0);
     Timestamp::from_unix_nanos(nanos)
+}
+
+/// One span as the read API returns it (`/api/request-logs/{id}/`, list results): the content
+/// as sent, then every typed field, `timestamp` repeated as `end_time`, and `times_inferred: true`
+/// on spans that carried no time. Exports write exactly this, and `span_from_log` reads it back
+/// to the same span, so export, import and export again gives the same bytes.
+pub fn span_to_json(span: &Span) -> Map<String, Value> {
+    read_api::model::span_json(span)
 }
 
 async fn health(State(state): State<AppState>) -> Json<Value> {

@@ -256,3 +256,25 @@ async fn scanning_in_key_order_reads_every_match_once() {
     assert_eq!(seen[0], "t00/s0");
     assert_eq!(seen[49], "t24/s2");
 }
+
+#[tokio::test]
+async fn projects_are_found_and_created_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, acme) = open(&dir).await;
+    let name = |raw: &str| raw.parse::<ProjectName>().unwrap();
+    let found = store.find_project(&name("acme")).await.unwrap().unwrap();
+    assert_eq!(found.id, acme);
+    assert_eq!(store.find_project(&name("imports")).await.unwrap(), None);
+    let created = store.create_project(&name("imports")).await.unwrap();
+    assert_ne!(created.id, acme);
+    assert_eq!(created.name, name("imports"));
+    // Creating again is a lookup.
+    assert_eq!(
+        store.create_project(&name("imports")).await.unwrap(),
+        created
+    );
+    assert_eq!(
+        store.find_project(&name("imports")).await.unwrap(),
+        Some(created)
+    );
+}

@@ -24,6 +24,167 @@ pub(crate) enum Command {
     /// Measure a running server on this machine (load generators; loopback targets only).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Bulk-load span logs or OTLP JSON from files, directories, globs or stdin, straight into
+    /// the local store (the server need not run) or into a running server (`--url`).
+    ///
+    /// Memory stays flat on inputs of any size; bad items are counted and written to
+    /// `--rejects` without stopping the run. An interrupted import continues from its checkpoint
+    /// when the same command is run again: `.tracehouse-import-<hash>.json` in the data
+    /// directory (or, with `--url`, the current directory), updated after every committed batch
+    /// and removed when the import completes. Re-running a finished import is safe too: a span
+    /// sent twice replaces itself. Exit status: 0 when every item was imported, 2 when some were
+    /// rejected, 1 on an error.
+    Import(ImportArgs),
+    /// Write the spans of a project to a file or stdout, streaming from the store in (trace id,
+    /// span id) order with constant memory. `export --format jsonl` imported into an empty data
+    /// directory and exported again gives the same bytes.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ImportFormat {
+    /// Per file: OTLP JSON when the first object starts with `resourceSpans`, a JSON array or
+    /// `{"data": [...]}` when the file starts with one, JSONL when the first line is a whole
+    /// object (and for `.jsonl`/`.ndjson` names), else a stream of JSON values.
+    Auto,
+    /// A JSON array of span logs, `{"data": [...]}`, single span-log objects, or several of these
+    /// one after another; arrays of any size are streamed item by item.
+    Json,
+    /// One span-log object per line.
+    Jsonl,
+    /// OTLP JSON `ExportTraceServiceRequest`s, one per file or one per line.
+    OtlpJson,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// Files, directories (read recursively: `*.json`, `*.jsonl`, `*.ndjson`, each optionally
+    /// `.gz` or `.zst`; dot files skipped), glob patterns (quote them), or `-` for stdin.
+    /// Gzip and zstd are recognised by their magic bytes, whatever the name.
+    #[arg(required = true, value_name = "INPUT")]
+    pub(crate) inputs: Vec<String>,
+
+    /// Input format, for every input.
+    #[arg(long, value_enum, default_value_t = ImportFormat::Auto)]
+    pub(crate) format: ImportFormat,
+
+    /// Local store to import into (ignored with `--url`).
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+
+    /// Import through a running tracehouse at this base URL instead of the local store: batches
+    /// are POSTed to /api/v1/traces/ingest, retried with backoff on 429, 5xx and transport
+    /// errors, and a batch the server acknowledged is never sent again.
+    #[arg(long, value_name = "URL", requires = "key", conflicts_with = "store")]
+    pub(crate) url: Option<String>,
+
+    /// API key for `--url`; the key decides the project.
+    #[arg(long, env = "TRACEHOUSE_API_KEY", hide_env_values = true)]
+    pub(crate) key: Option<String>,
+
+    /// Project to import into, for local imports (created if new).
+    #[arg(long, default_value = "default", value_name = "NAME")]
+    pub(crate) project: String,
+
+    /// Write every rejected item as one JSON line: `file`, `line` and/or `index`, `field`,
+    /// `reason` and the `item` itself, so it can be fixed and imported again on its own.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) rejects: Option<PathBuf>,
+
+    /// Read and validate everything, write nothing, and print a report: files, spans, traces,
+    /// time range, models, invalid items by reason, duplicate span ids (same and conflicting
+    /// content), orphans, parent cycles, traces with several roots, spans without times.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+
+    /// No progress bar (it is also hidden when stdout is not a terminal).
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
+
+    /// Print the summary (or the dry-run report) as one JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// Parallelism: decoding threads for local imports (default: cores - 1), concurrent
+    /// requests with `--url` (default 4).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub(crate) concurrency: Option<u32>,
+
+    /// Items per batch: one store transaction, or one request with `--url`. A batch is also
+    /// closed at 8 MiB of input and at the end of each file.
+    #[arg(long, default_value_t = 2000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub(crate) batch_size: u32,
+
+    /// Where to keep the checkpoint instead of the default (see above).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) checkpoint: Option<PathBuf>,
+
+    /// Ignore an existing checkpoint and import everything from the start.
+    #[arg(long)]
+    pub(crate) restart: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ExportFormatArg {
+    /// One span per line in the read API's JSON shape; imports back exactly.
+    Jsonl,
+    /// One JSON array of spans.
+    Json,
+    /// One row per span: typed fields, then input, output, metadata and the other fields as
+    /// JSON text.
+    Csv,
+    /// One OTLP JSON ExportTraceServiceRequest per line (lossy; spans without OTLP-sized hex ids
+    /// are skipped and counted).
+    OtlpJson,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ExportFormatArg::Jsonl)]
+    pub(crate) format: ExportFormatArg,
+
+    /// Write to this file (replaced atomically when the export completes) instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
+
+    /// Gzip the output.
+    #[arg(long)]
+    pub(crate) gzip: bool,
+
+    /// A condition `FIELD OP VALUE` on span fields, as the read API's filters: OP is `=`, `!=`,
+    /// `>`, `>=`, `<`, `<=`, `~` (contains) or `^=` (starts with); FIELD a span field (`model`,
+    /// `log_type`, `status`, `cost`, `customer_identifier`, ...) or `metadata__<key>`. Repeat
+    /// for more: conditions are AND-ed. Example: --filter model=gpt-4o --filter 'cost>0.01'.
+    #[arg(long, value_name = "FIELD=VALUE")]
+    pub(crate) filter: Vec<String>,
+
+    /// Only spans starting at or after this time (ISO-8601 or epoch).
+    #[arg(long, value_name = "TIME")]
+    pub(crate) since: Option<String>,
+
+    /// Only spans starting at or before this time (ISO-8601 or epoch).
+    #[arg(long, value_name = "TIME")]
+    pub(crate) until: Option<String>,
+
+    /// Only spans of this trace (repeat for several).
+    #[arg(long, value_name = "ID")]
+    pub(crate) trace: Vec<String>,
+
+    /// Only spans whose name, input or output contain every word.
+    #[arg(long, value_name = "WORDS")]
+    pub(crate) search: Option<String>,
+
+    /// Project to export.
+    #[arg(long, default_value = "default", value_name = "NAME")]
+    pub(crate) project: String,
+
+    /// No summary line on stderr.
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
+
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -38,6 +38,9 @@ pub enum EncodeError {
         /// Item position.
         index: usize,
     },
+    /// The request could not be written as OTLP JSON.
+    #[error("cannot write OTLP JSON: {0}")]
+    Json(String),
 }
 
 fn hex_id(
@@ -162,6 +165,19 @@ pub fn span_logs_to_otlp_protobuf(
     items: &[Value],
     service_name: &str,
 ) -> Result<Vec<u8>, EncodeError> {
+    Ok(export_request(items, service_name)?.encode_to_vec())
+}
+
+/// Encodes span logs as one OTLP JSON `ExportTraceServiceRequest` (camelCase names, hex ids,
+/// 64-bit numbers as text), on one line: what `tracehouse export --format otlp-json` writes
+/// per batch and what the OTLP JSON decoder reads back. Same id rules as the protobuf form.
+pub fn span_logs_to_otlp_json(items: &[Value], service_name: &str) -> Result<Vec<u8>, EncodeError> {
+    let request = export_request(items, service_name)?;
+    serde_json::to_vec(&request).map_err(|error| EncodeError::Json(error.to_string()))
+}
+
+/// The request both encodings write.
+fn export_request(items: &[Value], service_name: &str) -> Result<OtlpExportRequest, EncodeError> {
     let mut spans = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let object = item.as_object().ok_or(EncodeError::NotAnObject { index })?;
@@ -214,7 +230,7 @@ pub fn span_logs_to_otlp_protobuf(
             schema_url: String::new(),
         }],
     };
-    Ok(request.encode_to_vec())
+    Ok(request)
 }
 
 #[cfg(test)]
@@ -276,6 +292,32 @@ mod tests {
                 log.metadata().and_then(|m| m.get("run"))
             );
         }
+    }
+
+    #[test]
+    fn json_and_protobuf_encodings_decode_alike() {
+        let items = vec![
+            json!({"trace_unique_id": "0123456789abcdef0123456789abcdef", "span_unique_id": "0123456789abcdef",
+                   "span_name": "plan.agent", "start_time": "2025-01-01T00:00:00.123456789Z",
+                   "timestamp": "2025-01-01T00:00:02Z", "metadata": {"run": 7, "ratio": 0.5, "ok": true},
+                   "model": "gpt-4o", "prompt_tokens": 3, "status": "error", "error_message": "boom"}),
+        ];
+        let prices = PriceTable::builtin();
+        let context = IngestContext {
+            received_at: Timestamp::from_unix_nanos(0),
+            prices: &prices,
+        };
+        let json_body = span_logs_to_otlp_json(&items, "test").unwrap();
+        assert!(!json_body.contains(&b'\n'), "one line");
+        let via_json = decode_otlp(&json_body, OtlpEncoding::Json, context).unwrap();
+        let protobuf = span_logs_to_otlp_protobuf(&items, "test").unwrap();
+        let via_protobuf = decode_otlp(&protobuf, OtlpEncoding::Protobuf, context).unwrap();
+        assert!(via_json.rejected.is_empty(), "{:?}", via_json.rejected);
+        assert_eq!(via_json, via_protobuf);
+        assert_eq!(
+            via_json.spans[0].start.to_rfc3339(),
+            "2025-01-01T00:00:00.123456789Z"
+        );
     }
 
     #[test]

@@ -33,7 +33,7 @@ use tracehouse_core::{FieldError, IngestContext, Timestamp, span_from_log};
 use crate::spanlog::MAX_ITEMS_PER_REQUEST;
 use crate::{DecodeError, Decoded, Rejection};
 
-pub use self::encode::{EncodeError, span_logs_to_otlp_protobuf};
+pub use self::encode::{EncodeError, span_logs_to_otlp_json, span_logs_to_otlp_protobuf};
 use self::mapping::Mapper;
 use self::value::{attributes_to_json, attributes_to_object};
 

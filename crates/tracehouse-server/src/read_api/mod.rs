@@ -1,5 +1,6 @@
 //! Read routes: traces and spans as the vendor's API returns them.
 
+pub(crate) mod export;
 pub(crate) mod model;
 mod params;
 mod rest_handler;
@@ -14,6 +15,12 @@ pub(crate) fn router() -> Router<AppState> {
     use rest_handler::*;
     let table = [
         ("/traces/list", get(list_traces).post(list_traces)),
+        // A static segment wins over `{trace_id}` in axum's router, so this never reads as a
+        // trace id.
+        (
+            "/traces/export",
+            get(export::export_spans).post(export::export_spans),
+        ),
         (
             "/traces/{trace_id}",
             get(get_trace).post(get_trace).delete(delete_trace),

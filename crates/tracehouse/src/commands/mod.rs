@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 mod bench;
+mod export;
+mod import;
 mod keys;
 mod serve;
 
@@ -24,6 +26,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Serve(args) => serve::run(args).await,
             Command::Keys(command) => keys::run(command).await,
             Command::Bench(BenchCommand::Ingest(args)) => bench::run_ingest(args).await,
+            Command::Import(args) => import::run(args).await,
+            Command::Export(args) => export::run(args).await,
         }
     })
 }

@@ -1,0 +1,304 @@
+//! The reading stage: inputs in order, cut into batches of raw items, each batch carrying the
+//! position where the next one starts.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use serde_json::Value;
+
+use super::checkpoint::Position;
+use super::decode::{RawBatch, RawItem, Reject, item_value};
+use super::inputs::{self, FileFormat, Source};
+use super::scan::{JsonScanner, LineScanner, ScanPosition, Scanned};
+use crate::cli::ImportFormat;
+
+/// A batch is closed at this many bytes of items even below its item count, which keeps the
+/// memory of a batch (and a request body with `--url`) bounded whatever the items' size.
+pub(super) const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// What the reading stage needs.
+pub(super) struct Reader {
+    pub(super) sources: Arc<Vec<Source>>,
+    pub(super) format: ImportFormat,
+    pub(super) batch_size: usize,
+    /// Where to start (a checkpoint's position, or the start of the first input).
+    pub(super) start: Position,
+    /// Compressed bytes read, for progress.
+    pub(super) bytes_read: Arc<AtomicU64>,
+}
+
+/// Either scanner, behind one interface.
+enum Scanner {
+    Json(JsonScanner<inputs::Stream>),
+    Lines(LineScanner<inputs::Stream>),
+}
+
+impl Scanner {
+    fn next_item(&mut self) -> std::io::Result<Scanned> {
+        match self {
+            Scanner::Json(scanner) => scanner.next_item(),
+            Scanner::Lines(scanner) => scanner.next_item(),
+        }
+    }
+
+    fn position(&self) -> ScanPosition {
+        match self {
+            Scanner::Json(scanner) => scanner.position(),
+            Scanner::Lines(scanner) => scanner.position(),
+        }
+    }
+}
+
+/// Batches being filled for one input.
+struct Batcher<'a, F> {
+    seq: u64,
+    batch_size: usize,
+    send: &'a mut F,
+    current: Option<RawBatch>,
+    item_bytes: usize,
+    start_offset: u64,
+}
+
+impl<F: FnMut(RawBatch) -> bool> Batcher<'_, F> {
+    fn batch(&mut self, file: usize, format: FileFormat, at: Position) -> &mut RawBatch {
+        let seq = self.seq;
+        self.current.get_or_insert_with(|| RawBatch {
+            seq,
+            file,
+            format,
+            items: Vec::new(),
+            rejects: Vec::new(),
+            end: at,
+            bytes: 0,
+        })
+    }
+
+    /// Sends the current batch (even empty: it still moves the checkpoint); false to stop.
+    fn flush(&mut self, end: Position, file: usize, format: FileFormat) -> bool {
+        let mut batch = self.current.take().unwrap_or(RawBatch {
+            seq: self.seq,
+            file,
+            format,
+            items: Vec::new(),
+            rejects: Vec::new(),
+            end,
+            bytes: 0,
+        });
+        batch.end = end;
+        self.seq += 1;
+        self.item_bytes = 0;
+        (self.send)(batch)
+    }
+
+    fn full(&self) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|b| b.items.len() + b.rejects.len() >= self.batch_size)
+            || self.item_bytes >= MAX_BATCH_BYTES
+    }
+}
+
+impl Reader {
+    /// Reads every input from the start position on, handing out batches in order; stops early
+    /// when `send` returns false (the import is over).
+    pub(super) fn run(self, mut send: impl FnMut(RawBatch) -> bool) {
+        let names: Vec<String> = self.sources.iter().map(Source::display).collect();
+        let mut batcher = Batcher {
+            seq: 0,
+            batch_size: self.batch_size.max(1),
+            send: &mut send,
+            current: None,
+            item_bytes: 0,
+            start_offset: 0,
+        };
+        let sources = Arc::clone(&self.sources);
+        let inputs = sources.iter().zip(&names).enumerate().skip(self.start.file);
+        for (file, (source, name)) in inputs {
+            let start = if file == self.start.file {
+                self.start
+            } else {
+                Position::start_of(file)
+            };
+            let next_file = Position::start_of(file + 1);
+            let unreadable = |reason: String, position: Position| Reject {
+                file: name.clone(),
+                line: None,
+                index: Some(position.next_index),
+                span_index: None,
+                field: String::new(),
+                reason,
+                item: Value::Null,
+            };
+            let opened = inputs::open(source, start.scan.offset, Arc::clone(&self.bytes_read))
+                .and_then(|stream| match start.format {
+                    Some(format) if start.scan.offset > 0 => Ok((format, stream)),
+                    _ => inputs::detect(source, self.format, stream),
+                });
+            let (format, stream) = match opened {
+                Ok(opened) => opened,
+                Err(error) => {
+                    let format = start.format.unwrap_or(FileFormat::Json);
+                    let reject = unreadable(format!("{error:#}"), start);
+                    batcher.batch(file, format, start).rejects.push(reject);
+                    if !batcher.flush(next_file, file, format) {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let mut scanner = match format {
+                FileFormat::Jsonl => Scanner::Lines(LineScanner::new(stream, start.scan)),
+                FileFormat::Json => Scanner::Json(JsonScanner::new(stream, start.scan, false)),
+                FileFormat::OtlpJson => Scanner::Json(JsonScanner::new(stream, start.scan, true)),
+            };
+            let mut position = Position {
+                format: Some(format),
+                ..start
+            };
+            batcher.start_offset = position.scan.offset;
+            loop {
+                let found = match scanner.next_item() {
+                    Ok(found) => found,
+                    Err(error) => {
+                        let reject = unreadable(
+                            format!("cannot read the rest of this input: {error}"),
+                            position,
+                        );
+                        batcher.batch(file, format, position).rejects.push(reject);
+                        break;
+                    }
+                };
+                let index = position.next_index;
+                match found {
+                    Scanned::End => break,
+                    Scanned::Item { bytes, line } => {
+                        batcher.item_bytes += bytes.len();
+                        batcher.batch(file, format, position).items.push(RawItem {
+                            bytes,
+                            line,
+                            index,
+                        });
+                    }
+                    Scanned::Invalid {
+                        reason,
+                        bytes,
+                        line,
+                    } => {
+                        let reject = Reject {
+                            file: name.clone(),
+                            line: Some(line),
+                            index: Some(index),
+                            span_index: None,
+                            field: String::new(),
+                            reason,
+                            item: if bytes.is_empty() {
+                                Value::Null
+                            } else {
+                                item_value(&bytes)
+                            },
+                        };
+                        batcher.batch(file, format, position).rejects.push(reject);
+                    }
+                }
+                position.next_index += 1;
+                position.scan = scanner.position();
+                if batcher.full() {
+                    let covered = position.scan.offset - batcher.start_offset;
+                    batcher.batch(file, format, position).bytes = covered;
+                    batcher.start_offset = position.scan.offset;
+                    if !batcher.flush(position, file, format) {
+                        return;
+                    }
+                }
+            }
+            // The last batch of an input ends at the start of the next, so a checkpoint taken
+            // there moves on to the next input.
+            let covered = scanner.position().offset - batcher.start_offset;
+            batcher.batch(file, format, position).bytes = covered;
+            if !batcher.flush(next_file, file, format) {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(
+        sources: Vec<Source>,
+        batch_size: usize,
+        start: Position,
+    ) -> Vec<(u64, usize, Vec<u64>, usize, Position)> {
+        let reader = Reader {
+            sources: Arc::new(sources),
+            format: ImportFormat::Auto,
+            batch_size,
+            start,
+            bytes_read: Arc::new(AtomicU64::new(0)),
+        };
+        let mut batches = Vec::new();
+        reader.run(|batch| {
+            batches.push((
+                batch.seq,
+                batch.file,
+                batch.items.iter().map(|i| i.index).collect(),
+                batch.rejects.len(),
+                batch.end,
+            ));
+            true
+        });
+        batches
+    }
+
+    #[test]
+    fn batches_end_where_the_next_starts_and_at_each_input_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.jsonl");
+        std::fs::write(&a, "{\"i\": 0}\n{\"i\": 1}\n{\"i\": 2}\n").unwrap();
+        let b = dir.path().join("b.json");
+        std::fs::write(&b, "[{\"i\": 0}, {\"i\": 1}").unwrap();
+        let batches = read_all(
+            vec![Source::File(a.clone()), Source::File(b.clone())],
+            2,
+            Position::start_of(0),
+        );
+        let shape: Vec<(u64, usize, Vec<u64>, usize)> = batches
+            .iter()
+            .map(|(seq, file, items, rejects, _)| (*seq, *file, items.clone(), *rejects))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (0, 0, vec![0, 1], 0),
+                (1, 0, vec![2], 0),
+                (2, 1, vec![0, 1], 0),
+                (3, 1, vec![], 1),
+            ]
+        );
+        assert_eq!(batches[1].4, Position::start_of(1));
+        assert_eq!(batches[3].4, Position::start_of(2));
+        // Resuming at the end of the first batch reads exactly the rest.
+        let resumed = read_all(vec![Source::File(a), Source::File(b)], 2, batches[0].4);
+        assert_eq!(resumed.len(), 3);
+        assert_eq!(resumed[0].2, vec![2]);
+    }
+
+    #[test]
+    fn an_unreadable_input_is_a_reject_and_the_next_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.jsonl");
+        std::fs::write(&good, "{\"i\": 0}\n").unwrap();
+        let batches = read_all(
+            vec![
+                Source::File(dir.path().join("gone.json")),
+                Source::File(good),
+            ],
+            10,
+            Position::start_of(0),
+        );
+        assert_eq!(batches.len(), 2);
+        assert_eq!((batches[0].3, batches[1].2.len()), (1, 1));
+    }
+}
