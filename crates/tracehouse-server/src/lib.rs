@@ -6,6 +6,7 @@
 //! - `read_api`: trace and span reads, exports, and the JSON shapes of spans and traces;
 //!   [`span_to_json`] and [`ExportEncoder`] give the binary's offline `export` the same bytes.
 //! - `auth`: API key extraction; `error`: `ApiError` and its HTTP mapping.
+//! - `ui`: the web trace viewer, embedded HTML/CSS/JS served at `/` and under `/ui/`.
 //!
 //! Architecture invariant: this crate holds an `Arc<dyn SpanStore>` and never names a backend.
 //! It binds no socket and reads no environment: the binary hands it a listener and a config.
@@ -15,6 +16,7 @@ mod error;
 mod ingest_api;
 mod read_api;
 mod routes;
+mod ui;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -123,6 +125,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/openapi.json", get(openapi))
         .merge(ingest_api::router())
         .merge(read_api::router())
+        .merge(ui::router())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(TraceLayer::new_for_http())
