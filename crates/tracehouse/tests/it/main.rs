@@ -5,6 +5,7 @@
 mod cli;
 mod crash;
 mod ingest;
+mod migration;
 mod otlp;
 mod read_api;
 mod sdk;
