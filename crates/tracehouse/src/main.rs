@@ -10,7 +10,12 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    init_tracing();
+    // The server logs what it does; offline tools print their own summaries and only warn.
+    let default_filter = match cli.command {
+        cli::Command::Serve(_) => "info,rusqlite_migration=warn",
+        _ => "warn",
+    };
+    init_tracing(default_filter);
     match commands::run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -20,9 +25,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+/// `RUST_LOG` overrides the default filter.
+fn init_tracing(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
