@@ -26,8 +26,8 @@ pub use ids::{ApiKeyHash, Project, ProjectId, ProjectName, SpanId, TraceId};
 pub use span::{LogType, Span, SpanGrouping, SpanStatus, TokenUsage};
 pub use spanlog::{FieldError, IngestContext, span_from_log};
 pub use store::{
-    ApiKeyInfo, Listing, NewApiKey, ProjectStats, SpanStatistics, SpanStore, StoreError,
-    StoredTrace, TraceListItem, WriteReceipt,
+    ApiKeyInfo, GroupCommit, Listing, NewApiKey, ProjectStats, SpanStatistics, SpanStore,
+    StoreError, StoreObserver, StoredTrace, TraceListItem, WriteReceipt,
 };
 pub use time::Timestamp;
 pub use trace::{TraceSummary, TreeNode, build_tree, summarize};

@@ -226,3 +226,27 @@ pub trait SpanStore: Send + Sync + 'static {
     /// Revokes a key by id; `NotFound` when there is none.
     async fn revoke_key(&self, id: i64) -> Result<ApiKeyInfo, StoreError>;
 }
+
+/// What one group commit did, for whoever watches the store (the server's `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GroupCommit {
+    /// Requests answered by this commit.
+    pub requests: usize,
+    /// Spans written (deletes count one each).
+    pub spans: usize,
+    /// Time from the start of the transaction to the end of the commit.
+    pub seconds: f64,
+    /// Whether the commit failed (every request of it got an error).
+    pub failed: bool,
+    /// Requests still waiting for the writer after this commit.
+    pub queued_after: usize,
+    /// Size of the database after the commit, when the backend knows it.
+    pub database_bytes: Option<u64>,
+}
+
+/// Told about every group commit. Called on the writer's thread: implementations must be quick
+/// and must not block.
+pub trait StoreObserver: Send + Sync + 'static {
+    /// One group commit finished.
+    fn group_committed(&self, commit: &GroupCommit);
+}

@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 use tracehouse_core::query::{SpanFilter, SpanQuery, TraceQuery};
 use tracehouse_core::{
     ApiKeyHash, ApiKeyInfo, Listing, NewApiKey, Project, ProjectId, ProjectName, ProjectStats,
-    Span, SpanId, SpanStatistics, SpanStore, StoreError, StoredTrace, TraceId, TraceListItem,
-    WriteReceipt,
+    Span, SpanId, SpanStatistics, SpanStore, StoreError, StoreObserver, StoredTrace, TraceId,
+    TraceListItem, WriteReceipt,
 };
 
 use self::rows::{SPAN_COLUMNS, TRACE_COLUMNS, span_from_row, summary_from_row};
@@ -53,7 +53,7 @@ impl Synchronous {
 }
 
 /// How to open a SQLite store.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SqliteConfig {
     /// The database file.
     pub path: PathBuf,
@@ -67,6 +67,26 @@ pub struct SqliteConfig {
     pub enqueue_timeout: Duration,
     /// Read connections kept open.
     pub read_pool_size: usize,
+    /// Largest size the database may grow to; writes past it fail as "disk full" (HTTP 503)
+    /// while reads go on. `None`: as large as the disk allows.
+    pub max_database_bytes: Option<u64>,
+    /// Told about every group commit (the server's metrics).
+    pub observer: Option<Arc<dyn StoreObserver>>,
+}
+
+impl std::fmt::Debug for SqliteConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteConfig")
+            .field("path", &self.path)
+            .field("synchronous", &self.synchronous)
+            .field("write_queue_depth", &self.write_queue_depth)
+            .field("max_batch_spans", &self.max_batch_spans)
+            .field("enqueue_timeout", &self.enqueue_timeout)
+            .field("read_pool_size", &self.read_pool_size)
+            .field("max_database_bytes", &self.max_database_bytes)
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
 }
 
 impl SqliteConfig {
@@ -79,6 +99,8 @@ impl SqliteConfig {
             max_batch_spans: 20_000,
             enqueue_timeout: Duration::from_secs(5),
             read_pool_size: 4,
+            max_database_bytes: None,
+            observer: None,
         }
     }
 
@@ -250,6 +272,11 @@ impl SqliteStore {
         let mut connection = Connection::open(&config.path)?;
         configure(&connection, config.synchronous)?;
         schema::migrations().to_latest(&mut connection)?;
+        if let Some(limit) = config.max_database_bytes {
+            let page_size: u64 = connection.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+            let pages = (limit / page_size.max(1)).max(1);
+            connection.pragma_update(None, "max_page_count", pages)?;
+        }
         index::prepare_search_staging(&connection)?;
         // Gather planner statistics for a database that has data but none yet. Statistics of
         // an empty database would mislead the planner into scans as it fills, so a young
@@ -265,9 +292,10 @@ impl SqliteStore {
 
         let (sender, receiver) = mpsc::channel(config.write_queue_depth.max(1));
         let max_batch_spans = config.max_batch_spans.max(1);
+        let observer = config.observer.clone();
         std::thread::Builder::new()
             .name("tracehouse-sqlite-writer".to_owned())
-            .spawn(move || writer::run(connection, receiver, max_batch_spans))
+            .spawn(move || writer::run(connection, receiver, max_batch_spans, observer))
             .map_err(|e| SqliteError::Randomness(format!("cannot start writer thread: {e}")))?;
         Ok(Self {
             readers: Arc::new(ReadPool {

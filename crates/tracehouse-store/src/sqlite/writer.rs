@@ -2,10 +2,14 @@
 //! waiting in one transaction (group commit), so concurrent requests share one fsync.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
 
 use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
-use tracehouse_core::{ProjectId, Span, TraceId, WriteReceipt, summarize};
+use tracehouse_core::{
+    GroupCommit, ProjectId, Span, StoreObserver, TraceId, WriteReceipt, summarize,
+};
 
 use super::index::{flush_search_index, index_span, index_trace_facets, unindex_span};
 use super::rows::{SPAN_COLUMNS, span_from_row, upsert_span, upsert_trace};
@@ -43,6 +47,7 @@ pub(crate) fn run(
     mut connection: Connection,
     mut jobs: mpsc::Receiver<WriteJob>,
     max_batch_spans: usize,
+    observer: Option<Arc<dyn StoreObserver>>,
 ) {
     let mut since_optimize = 0usize;
     while let Some(first) = jobs.blocking_recv() {
@@ -57,7 +62,19 @@ pub(crate) fn run(
                 Err(_) => break,
             }
         }
-        commit_batch(&mut connection, batch);
+        let requests = batch.len();
+        let started = Instant::now();
+        let committed = commit_batch(&mut connection, batch);
+        if let Some(observer) = &observer {
+            observer.group_committed(&GroupCommit {
+                requests,
+                spans: span_total,
+                seconds: started.elapsed().as_secs_f64(),
+                failed: !committed,
+                queued_after: jobs.len(),
+                database_bytes: database_bytes(&connection),
+            });
+        }
         since_optimize += span_total;
         if since_optimize >= SPANS_BETWEEN_OPTIMIZE {
             since_optimize = 0;
@@ -71,14 +88,26 @@ pub(crate) fn run(
     }
 }
 
-/// Writes every job in one transaction and answers all of them after the commit.
+/// Pages in use times page size: the file's size without the WAL.
+fn database_bytes(connection: &Connection) -> Option<u64> {
+    let pages: u64 = connection
+        .query_row("PRAGMA page_count", [], |row| row.get(0))
+        .ok()?;
+    let page_size: u64 = connection
+        .query_row("PRAGMA page_size", [], |row| row.get(0))
+        .ok()?;
+    Some(pages * page_size)
+}
+
+/// Writes every job in one transaction and answers all of them after the commit; returns
+/// whether the batch committed as a whole.
 ///
 /// Jobs are not isolated by savepoints: a savepoint per job made SQLite copy pages into a
 /// statement journal and made FTS5 flush its pending index per job, which together cost
 /// about a third of the writer's time. Validation happens before a job gets here, so a job
 /// failing inside SQLite is rare; when it happens the batch is rolled back and its jobs are
 /// retried one transaction each, so only the failing job sees the error.
-fn commit_batch(connection: &mut Connection, batch: Vec<WriteJob>) {
+fn commit_batch(connection: &mut Connection, batch: Vec<WriteJob>) -> bool {
     let ingested_ns = now_ns();
     let together = write_together(connection, &batch, ingested_ns);
     match together {
@@ -87,6 +116,7 @@ fn commit_batch(connection: &mut Connection, batch: Vec<WriteJob>) {
                 // A dropped receiver means the client went away; its data is committed anyway.
                 let _ = job.reply.send(Ok(receipt));
             }
+            true
         }
         Err(error) if batch.len() > 1 => {
             tracing::warn!(error = %error, jobs = batch.len(), "group commit failed; retrying jobs one by one");
@@ -95,11 +125,13 @@ fn commit_batch(connection: &mut Connection, batch: Vec<WriteJob>) {
                     .map(|mut receipts| receipts.pop().unwrap_or_default());
                 let _ = job.reply.send(result);
             }
+            false
         }
         Err(error) => {
             for job in batch {
                 let _ = job.reply.send(Err(error.duplicate()));
             }
+            false
         }
     }
 }
