@@ -13,6 +13,11 @@ pub const MAX_ITEMS_PER_REQUEST: usize = 100_000;
 /// batch of one, since hand-written scripts send that and the intent is unambiguous.
 pub fn decode_span_logs(body: &[u8], context: IngestContext<'_>) -> Result<Decoded, DecodeError> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(DecodeError::WrongShape(
+            "body is empty: send a JSON array of span logs".to_owned(),
+        ));
+    }
     let value: Value = serde_json::from_slice(body).map_err(|e| DecodeError::from_json(&e))?;
     let items = match value {
         Value::Array(items) => items,

@@ -42,13 +42,12 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let key = presented_key(parts)?;
-        match state
-            .store
-            .authenticate(&ApiKeyHash::of_secret(key))
-            .await?
-        {
-            Some(project) => Ok(Authenticated(project)),
+        let key = ApiKeyHash::of_secret(presented_key(parts)?);
+        match state.store.authenticate(&key).await? {
+            Some(project) => {
+                state.guard.check_rate(&key)?;
+                Ok(Authenticated(project))
+            }
             None => Err(ApiError::Unauthorized(
                 "invalid or revoked API key".to_owned(),
             )),

@@ -28,6 +28,23 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The client did not send its body in time.
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// The key sent more requests than its rate allows.
+    #[error("rate limit exceeded for this API key; retry in {retry_after_secs} s")]
+    TooManyRequests {
+        /// Seconds until a request will be accepted again.
+        retry_after_secs: u64,
+    },
+    /// The request's headers are larger than allowed.
+    #[error("request headers are {bytes} bytes, the limit is {limit}")]
+    HeadersTooLarge {
+        /// Total size of header names and values.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// Content type or encoding this route does not take.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -48,6 +65,9 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -62,6 +82,9 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::TooManyRequests { .. } => "rate_limited",
+            ApiError::RequestTimeout(_) => "request_timeout",
+            ApiError::HeadersTooLarge { .. } => "headers_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -74,6 +97,9 @@ impl ApiError {
 pub(crate) struct ErrorBody<'a> {
     pub(crate) error: &'a str,
     pub(crate) message: String,
+    /// The id in the answer's `x-request-id` header, to find the request in the server log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) request_id: Option<String>,
 }
 
 impl IntoResponse for ApiError {
@@ -95,13 +121,19 @@ impl IntoResponse for ApiError {
             Json(ErrorBody {
                 error: self.code(),
                 message,
+                request_id: crate::guard::current_request_id(),
             }),
         )
             .into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        let retry_after = match &self {
+            ApiError::Unavailable(_) => Some(1),
+            ApiError::TooManyRequests { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

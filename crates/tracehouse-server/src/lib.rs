@@ -13,6 +13,7 @@
 
 mod auth;
 mod error;
+mod guard;
 mod ingest_api;
 mod read_api;
 mod routes;
@@ -27,20 +28,35 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracehouse_core::{PriceTable, Span, SpanStore, Timestamp};
 
 pub use auth::Authenticated;
 pub use error::ApiError;
+pub use guard::Metrics;
 pub use read_api::export::{ExportEncoder, ExportError, ExportFormat};
 
-/// Request size limits.
+/// What one request, and all of them together, may use. Together with the store's bounded
+/// write queue these bound the server's memory: at most `max_in_flight_requests` bodies of at
+/// most `max_inflated_bytes` each are held at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Largest request body accepted, as sent (compressed or not). Default 32 MiB.
     pub max_body_bytes: usize,
     /// Largest body after gzip inflation. Default 256 MiB.
     pub max_inflated_bytes: usize,
+    /// Largest total size of a request's header names and values (431 above). Default 64 KiB.
+    pub max_header_bytes: usize,
+    /// Requests handled at once; more are answered 503 with `Retry-After`. Default 64.
+    pub max_in_flight_requests: usize,
+    /// Time a client has to send its whole body (408 after). Default 60 s.
+    pub request_body_timeout: std::time::Duration,
+    /// Requests per second per API key (token bucket); `None`: unlimited (the default).
+    pub rate_limit_per_second: Option<u32>,
+    /// Requests a key may send at once before the rate applies; `None`: one second's worth.
+    pub rate_limit_burst: Option<u32>,
 }
 
 impl Default for Limits {
@@ -48,6 +64,11 @@ impl Default for Limits {
         Self {
             max_body_bytes: 32 * 1024 * 1024,
             max_inflated_bytes: 256 * 1024 * 1024,
+            max_header_bytes: 64 * 1024,
+            max_in_flight_requests: 64,
+            request_body_timeout: std::time::Duration::from_secs(60),
+            rate_limit_per_second: None,
+            rate_limit_burst: None,
         }
     }
 }
@@ -59,18 +80,39 @@ pub struct AppState {
     pub store: Arc<dyn SpanStore>,
     /// Prices for spans that carry tokens but no cost.
     pub prices: Arc<PriceTable>,
-    /// Request size limits.
-    pub limits: Limits,
+    pub(crate) limits: Limits,
+    /// Cross-origin browser access: `None` (the default) sends no CORS headers at all.
+    pub(crate) cors_origins: Option<Vec<String>>,
+    pub(crate) guard: Arc<guard::Guard>,
 }
 
 impl AppState {
     /// State with the builtin price table and default limits.
     pub fn new(store: Arc<dyn SpanStore>) -> Self {
+        Self::with_limits(store, Limits::default(), Arc::new(Metrics::new()))
+    }
+
+    /// State with these limits, recording into `metrics` (which the store may also be
+    /// reporting its commits to).
+    pub fn with_limits(store: Arc<dyn SpanStore>, limits: Limits, metrics: Arc<Metrics>) -> Self {
         Self {
             store,
             prices: Arc::new(PriceTable::builtin()),
-            limits: Limits::default(),
+            guard: Arc::new(guard::Guard::new(&limits, metrics)),
+            limits,
+            cors_origins: None,
         }
+    }
+
+    /// Allows browsers on these origins (`*` for any) to call the API.
+    pub fn with_cors_origins(mut self, origins: Vec<String>) -> Self {
+        self.cors_origins = Some(origins);
+        self
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 }
 
@@ -116,11 +158,33 @@ async fn wrong_method(method: Method, uri: Uri) -> ApiError {
     ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
 }
 
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::CONTENT_TYPE,
+            axum::http::header::CONTENT_ENCODING,
+            axum::http::HeaderName::from_static("x-api-key"),
+        ]);
+    if origins.iter().any(|origin| origin == "*") {
+        return layer.allow_origin(AllowOrigin::any());
+    }
+    let allowed: Vec<axum::http::HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| axum::http::HeaderValue::from_str(origin).ok())
+        .collect();
+    layer.allow_origin(AllowOrigin::list(allowed))
+}
+
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let body_timeout = state.limits.request_body_timeout;
+    let cors = state.cors_origins.as_deref().map(cors_layer);
+    let router = Router::new()
         .route("/healthz", get(health))
         .route("/api/healthz", get(health))
+        .route("/metrics", get(guard::metrics))
         .route("/openapi.json", get(openapi))
         .route("/api/openapi.json", get(openapi))
         .merge(ingest_api::router())
@@ -128,8 +192,17 @@ pub fn router(state: AppState) -> Router {
         .merge(ui::router())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
+        .layer(TraceLayer::new_for_http());
+    let router = match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router.with_state(state)
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then lets in-flight requests

@@ -285,6 +285,59 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "TRACEHOUSE_MAX_INFLATED_BYTES", default_value_t = 256 * 1024 * 1024, value_name = "BYTES")]
     pub(crate) max_inflated_bytes: usize,
 
+    /// Largest total size of a request's headers, in bytes (431 above).
+    #[arg(long, env = "TRACEHOUSE_MAX_HEADER_BYTES", default_value_t = 64 * 1024, value_name = "BYTES")]
+    pub(crate) max_header_bytes: usize,
+
+    /// Requests handled at once; beyond it clients get 503 with Retry-After. With the body
+    /// limits this bounds memory: at most this many bodies are held at a time.
+    #[arg(
+        long,
+        env = "TRACEHOUSE_MAX_IN_FLIGHT",
+        default_value_t = 64,
+        value_name = "N"
+    )]
+    pub(crate) max_in_flight: usize,
+
+    /// Seconds a client has to send its whole request body (408 after); slow clients cannot
+    /// hold a request slot forever.
+    #[arg(
+        long,
+        env = "TRACEHOUSE_REQUEST_BODY_TIMEOUT_SECS",
+        default_value_t = 60,
+        value_name = "SECS"
+    )]
+    pub(crate) request_body_timeout_secs: u64,
+
+    /// Requests per second allowed per API key (token bucket; 429 with Retry-After above it).
+    /// 0 turns rate limiting off.
+    #[arg(
+        long,
+        env = "TRACEHOUSE_RATE_LIMIT",
+        default_value_t = 0,
+        value_name = "PER_SECOND"
+    )]
+    pub(crate) rate_limit: u32,
+
+    /// Requests a key may send in a burst before --rate-limit applies (default: one second's worth).
+    #[arg(long, env = "TRACEHOUSE_RATE_LIMIT_BURST", value_name = "N")]
+    pub(crate) rate_limit_burst: Option<u32>,
+
+    /// Let browsers on this origin call the API (repeat, or comma-separate; `*` for any).
+    /// Without it no CORS headers are sent, so only same-origin pages (the viewer) can.
+    #[arg(
+        long,
+        env = "TRACEHOUSE_CORS_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    pub(crate) cors_origin: Vec<String>,
+
+    /// Largest size the SQLite database may grow to, in bytes; past it ingest answers 503
+    /// (nothing is acknowledged that was not written) while reads go on.
+    #[arg(long, env = "TRACEHOUSE_MAX_DB_BYTES", value_name = "BYTES")]
+    pub(crate) max_db_bytes: Option<u64>,
+
     /// A JSON price file `{"model-prefix": {"input": usd_per_1m, "output": usd_per_1m}}` that
     /// extends and overrides the builtin table used when a span has tokens but no cost.
     #[arg(long, env = "TRACEHOUSE_PRICES", value_name = "FILE")]

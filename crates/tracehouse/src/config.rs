@@ -61,6 +61,7 @@ pub(crate) struct ServeConfig {
     pub(crate) prices: PriceTable,
     pub(crate) addr_file: Option<PathBuf>,
     pub(crate) shutdown_grace: Duration,
+    pub(crate) cors_origins: Option<Vec<String>>,
 }
 
 fn load_prices(path: Option<&Path>) -> anyhow::Result<PriceTable> {
@@ -84,13 +85,35 @@ impl ServeConfig {
                 args.max_inflated_bytes
             );
         }
+        if args.max_in_flight == 0 {
+            bail!("--max-in-flight must be at least 1");
+        }
+        if args.request_body_timeout_secs == 0 {
+            bail!("--request-body-timeout-secs must be at least 1");
+        }
+        let mut store = StoreConfig::from_args(&args.store)?;
+        match &mut store {
+            StoreConfig::Sqlite(sqlite) => sqlite.max_database_bytes = args.max_db_bytes,
+        }
+        let cors_origins: Vec<String> = args
+            .cors_origin
+            .iter()
+            .map(|origin| origin.trim().to_owned())
+            .filter(|origin| !origin.is_empty())
+            .collect();
         Ok(Self {
             listen: args.listen,
-            store: StoreConfig::from_args(&args.store)?,
+            store,
             limits: Limits {
                 max_body_bytes: args.max_body_bytes,
                 max_inflated_bytes: args.max_inflated_bytes,
+                max_header_bytes: args.max_header_bytes,
+                max_in_flight_requests: args.max_in_flight,
+                request_body_timeout: Duration::from_secs(args.request_body_timeout_secs),
+                rate_limit_per_second: Some(args.rate_limit).filter(|rate| *rate > 0),
+                rate_limit_burst: args.rate_limit_burst,
             },
+            cors_origins: (!cors_origins.is_empty()).then_some(cors_origins),
             prices: load_prices(args.prices.as_deref())?,
             addr_file: args.addr_file,
             shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),

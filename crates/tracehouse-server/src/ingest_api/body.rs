@@ -71,8 +71,18 @@ pub(super) async fn read_body(
         Err(error) => {
             let over_limit = std::error::Error::source(&error)
                 .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            let timed_out = std::iter::successors(
+                Some(&error as &(dyn std::error::Error + 'static)),
+                |error| error.source(),
+            )
+            .any(|cause| cause.is::<tower_http::timeout::TimeoutError>());
             return Err(if over_limit {
                 too_large
+            } else if timed_out {
+                ApiError::RequestTimeout(format!(
+                    "the request body did not arrive within {} s",
+                    limits.request_body_timeout.as_secs()
+                ))
             } else {
                 ApiError::BadRequest(format!("could not read request body: {error}"))
             });

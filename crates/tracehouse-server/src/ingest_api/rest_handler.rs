@@ -43,6 +43,10 @@ pub(super) async fn ingest_span_logs(
     if accepted > 0 {
         state.store.write_spans(project.id, decoded.spans).await?;
     }
+    state
+        .guard
+        .metrics
+        .spans_ingested(accepted, rejected.iter().map(|r| r.field.as_str()));
     let (status, message) = match (accepted, rejected.len()) {
         (_, 0) => (StatusCode::OK, format!("ingested {accepted} spans")),
         (0, bad) => (
@@ -129,9 +133,14 @@ pub(super) async fn ingest_otlp(
         }
     };
     let rejected = decoded.rejected;
-    if !decoded.spans.is_empty() {
+    let accepted = decoded.spans.len();
+    if accepted > 0 {
         state.store.write_spans(project.id, decoded.spans).await?;
     }
+    state
+        .guard
+        .metrics
+        .spans_ingested(accepted, rejected.iter().map(|r| r.field.as_str()));
     let message = rejected
         .iter()
         .take(10)

@@ -5,16 +5,23 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tracehouse_core::{ProjectName, SpanStore};
-use tracehouse_server::AppState;
+use tracehouse_core::{ProjectName, SpanStore, StoreObserver};
+use tracehouse_server::{AppState, Metrics};
 
 use super::open_store;
 use crate::cli::ServeArgs;
-use crate::config::ServeConfig;
+use crate::config::{ServeConfig, StoreConfig};
 
 pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = ServeConfig::validate(args)?;
-    let store = open_store(&config.store).await?;
+    let metrics = Arc::new(Metrics::new());
+    let mut store_config = config.store.clone();
+    match &mut store_config {
+        StoreConfig::Sqlite(sqlite) => {
+            sqlite.observer = Some(Arc::clone(&metrics) as Arc<dyn StoreObserver>);
+        }
+    }
+    let store = open_store(&store_config).await?;
     let first_key = create_first_key(store.as_ref()).await?;
 
     let listener = TcpListener::bind(config.listen)
@@ -38,11 +45,11 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         println!("{secret}");
     }
 
-    let state = AppState {
-        store,
-        prices: Arc::new(config.prices),
-        limits: config.limits,
-    };
+    let mut state = AppState::with_limits(store, config.limits, metrics);
+    state.prices = Arc::new(config.prices);
+    if let Some(origins) = config.cors_origins {
+        state = state.with_cors_origins(origins);
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(tracehouse_server::serve(listener, state, async move {
         let mut stop_rx = stop_rx;

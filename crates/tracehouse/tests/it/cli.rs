@@ -24,6 +24,11 @@ impl ServeProcess {
     /// Starts the binary on a free port and waits until it prints its address (and, on a fresh
     /// store, its first key).
     pub(crate) fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// As [`Self::start`], with more `serve` flags.
+    pub(crate) fn start_with(data_dir: &Path, flags: &[&str]) -> Self {
         let addr_file = data_dir.with_extension("addr");
         let _ = std::fs::remove_file(&addr_file);
         let mut child = Command::new(BIN)
@@ -31,6 +36,7 @@ impl ServeProcess {
             .arg(data_dir)
             .arg("--addr-file")
             .arg(&addr_file)
+            .args(flags)
             .env_remove("TRACEHOUSE_DATA_DIR")
             .env_remove("TRACEHOUSE_STORE")
             .stdout(Stdio::piped())
@@ -75,7 +81,14 @@ impl ServeProcess {
     }
 
     /// Sends SIGTERM and returns whether the process exited successfully.
-    fn terminate(mut self) -> bool {
+    pub(crate) fn terminate(mut self) -> bool {
+        self.signal_term();
+        let status = self.child.wait().unwrap();
+        status.success()
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub(crate) fn signal_term(&self) {
         let pid = self.child.id().to_string();
         assert!(
             Command::new("kill")
@@ -84,8 +97,6 @@ impl ServeProcess {
                 .unwrap()
                 .success()
         );
-        let status = self.child.wait().unwrap();
-        status.success()
     }
 }
 

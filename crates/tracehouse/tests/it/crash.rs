@@ -113,3 +113,205 @@ async fn acknowledged_spans_survive_kill_9() {
         .unwrap();
     assert_eq!(integrity, "ok");
 }
+
+fn batch_of(prefix: &str, count: usize, text_bytes: usize) -> Value {
+    let filler = "x".repeat(text_bytes);
+    Value::Array(
+        (0..count)
+            .map(|i| {
+                json!({"trace_unique_id": format!("{prefix}-t{}", i / 10), "span_unique_id": format!("{prefix}-{i}"),
+                       "start_time": "2025-01-01T00:00:00Z", "latency": 0.5, "input": filler})
+            })
+            .collect(),
+    )
+}
+
+async fn post_batch(base: &str, key: &str, body: &Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{base}/api/v1/traces/ingest"))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A full disk (here: the database at its configured size cap) turns ingest into 503 with
+/// Retry-After, acknowledges nothing it did not write, and leaves reads working.
+#[tokio::test]
+async fn a_full_database_answers_503_and_keeps_serving_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let server = ServeProcess::start_with(&data_dir, &["--max-db-bytes", "2000000"]);
+    let key = server.printed_key().unwrap();
+    let mut acknowledged = 0u64;
+    let mut refused = None;
+    for request in 0..100 {
+        let response = post_batch(
+            &server.base,
+            &key,
+            &batch_of(&format!("r{request}"), 50, 2000),
+        )
+        .await;
+        match response.status().as_u16() {
+            200 => acknowledged += 50,
+            503 => {
+                refused = Some(response);
+                break;
+            }
+            other => panic!(
+                "request {request}: unexpected {other}: {}",
+                response.text().await.unwrap()
+            ),
+        }
+    }
+    let refused = refused.expect("the size cap was never reached");
+    assert!(acknowledged > 0, "some requests fit before the cap");
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "unavailable", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("full"), "{body}");
+    // Reads go on, and hold exactly what was acknowledged.
+    let listed: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/api/request-logs/list/?page_size=1",
+            server.base
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["count"].as_u64().unwrap(), acknowledged);
+    drop(server);
+    // Without the cap the same data dir takes writes again.
+    let server = ServeProcess::start(&data_dir);
+    let response = post_batch(&server.base, &key, &batch_of("after", 10, 100)).await;
+    assert_eq!(response.status(), 200);
+}
+
+/// SIGTERM: the server stops accepting connections, lets a request that is still sending its
+/// body finish, commits it, answers it, and exits 0; the span is there after a restart.
+#[tokio::test]
+async fn sigterm_finishes_and_commits_in_flight_requests() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let server = ServeProcess::start(&data_dir);
+    let key = server.printed_key().unwrap();
+    let body = json!([{"trace_unique_id": "term", "span_unique_id": "in-flight",
+                       "start_time": "2025-01-01T00:00:00Z"}])
+    .to_string();
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /api/v1/traces/ingest HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body.as_bytes()[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.signal_term();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // New connections are no longer accepted.
+    let refused = reqwest::Client::new()
+        .get(format!("{}/healthz", server.base))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
+    assert!(refused.is_err(), "a new request was served after SIGTERM");
+    stream.write_all(&body.as_bytes()[10..]).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let mut server = server;
+    let status = tokio::task::spawn_blocking(move || {
+        let status = server.child.wait().unwrap();
+        (status, server)
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "exit status {:?}", status.0);
+    drop(status.1);
+    let server = ServeProcess::start(&data_dir);
+    let response = reqwest::Client::new()
+        .get(format!("{}/api/request-logs/in-flight/", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024
+}
+
+/// Many clients posting bodies at the size limit at once: requests beyond the in-flight bound
+/// are refused with 503, and the server's memory stays under a bound set by the limits.
+#[tokio::test]
+async fn a_flood_of_large_requests_keeps_memory_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let server = ServeProcess::start_with(
+        &data_dir,
+        &["--max-body-bytes", "4194304", "--max-in-flight", "4"],
+    );
+    let key = server.printed_key().unwrap();
+    // About 3.9 MiB: 190 spans of 20 KB each.
+    let body = batch_of("flood", 190, 20_000).to_string();
+    assert!(
+        body.len() < 4 * 1024 * 1024 && body.len() > 3_500_000,
+        "{}",
+        body.len()
+    );
+    let body = bytes::Bytes::from(body);
+    let client = reqwest::Client::new();
+    let mut clients = Vec::new();
+    for _ in 0..24 {
+        let (client, body, base, key) = (
+            client.clone(),
+            body.clone(),
+            server.base.clone(),
+            key.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for _ in 0..4 {
+                let response = client
+                    .post(format!("{base}/api/v1/traces/ingest"))
+                    .bearer_auth(&key)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                statuses.push(response.map(|r| r.status().as_u16()).unwrap_or(0));
+            }
+            statuses
+        }));
+    }
+    let mut statuses = Vec::new();
+    for client in clients {
+        statuses.extend(client.await.unwrap());
+    }
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let refused = statuses.iter().filter(|s| **s == 503).count();
+    assert_eq!(
+        ok + refused,
+        statuses.len(),
+        "only 200 or 503: {statuses:?}"
+    );
+    assert!(ok > 0 && refused > 0, "{ok} accepted, {refused} refused");
+    let peak = peak_rss_mib(server.child.id());
+    // 4 bodies of 4 MiB in flight, their parsed form and the writer's batch: well under this.
+    assert!(peak < 300, "peak RSS {peak} MiB");
+}

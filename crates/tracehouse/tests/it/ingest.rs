@@ -490,6 +490,7 @@ async fn limits_and_content_types() {
     let server = TestServer::start_with_limits(Limits {
         max_body_bytes: 4096,
         max_inflated_bytes: 64 * 1024,
+        ..Limits::default()
     })
     .await;
     let big = vec![b' '; 10_000];

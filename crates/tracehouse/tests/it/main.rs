@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod corpus;
 mod crash;
+mod guard;
 mod ingest;
 mod migration;
 mod otlp;

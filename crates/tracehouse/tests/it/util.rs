@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use tracehouse_core::{ProjectName, SpanStore};
-use tracehouse_server::{AppState, Limits};
+use tracehouse_core::{ProjectName, SpanStore, StoreObserver};
+use tracehouse_server::{AppState, Limits, Metrics};
 use tracehouse_store::{SqliteConfig, SqliteStore};
 
 /// Path of a shared fixture captured from the vendor's clients.
@@ -48,8 +48,10 @@ impl TestServer {
 
     pub(crate) async fn start_with_limits(limits: Limits) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn SpanStore> =
-            Arc::new(SqliteStore::open(SqliteConfig::in_data_dir(dir.path())).unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let mut config = SqliteConfig::in_data_dir(dir.path());
+        config.observer = Some(Arc::clone(&metrics) as Arc<dyn StoreObserver>);
+        let store: Arc<dyn SpanStore> = Arc::new(SqliteStore::open(config).unwrap());
         let key = store
             .create_key(&ProjectName::default_project(), "test")
             .await
@@ -58,8 +60,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        let mut state = AppState::new(Arc::clone(&store));
-        state.limits = limits;
+        let state = AppState::with_limits(Arc::clone(&store), limits, metrics);
         tokio::spawn(tracehouse_server::serve(listener, state, async move {
             let _ = stopped.await;
         }));
