@@ -382,4 +382,12 @@ pub(crate) enum KeysCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Replace a key: create a new one for the same project and label, then revoke the old
+    /// one. The new key is printed alone on the last line of stdout, once.
+    Rotate {
+        /// The id of the key to replace, from `keys list`.
+        id: i64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }

@@ -1,8 +1,8 @@
-//! `tracehouse keys`: create, list and revoke API keys.
+//! `tracehouse keys`: create, list, revoke and rotate API keys.
 
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use tracehouse_core::ProjectName;
 
 use super::open_store;
@@ -64,6 +64,34 @@ pub(super) async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
                 key.prefix,
                 key.project.as_str()
             );
+        }
+        KeysCommand::Rotate { id, store } => {
+            let store = open_store(&StoreConfig::from_args(&store)?).await?;
+            let keys = store.list_keys().await.context("cannot list keys")?;
+            let Some(old) = keys.into_iter().find(|key| key.id == id) else {
+                bail!("no key with id {id}: `tracehouse keys list` shows the ids");
+            };
+            if old.revoked_at.is_some() {
+                bail!(
+                    "key {id} is already revoked: create a new one with `tracehouse keys create --project {}`",
+                    old.project.as_str()
+                );
+            }
+            // The new key exists before the old one stops, so a client can switch without a gap.
+            let new = store
+                .create_key(&old.project, &old.label)
+                .await
+                .context("cannot create the replacement key")?;
+            store.revoke_key(id).await.with_context(|| {
+                format!("created key {} but cannot revoke key {id}", new.info.id)
+            })?;
+            println!(
+                "revoked key {id} ({}…) and created key {} for project {:?}; it is shown only now, store it safely:",
+                old.prefix,
+                new.info.id,
+                old.project.as_str()
+            );
+            println!("{}", new.secret);
         }
     }
     Ok(ExitCode::SUCCESS)

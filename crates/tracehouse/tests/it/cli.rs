@@ -232,6 +232,55 @@ async fn keys_create_list_revoke_offline() {
     assert!(stderr.contains("project name"), "{stderr}");
 }
 
+#[tokio::test]
+async fn keys_rotate_replaces_a_key_without_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let data = data_dir.to_str().unwrap();
+    let server = ServeProcess::start(&data_dir);
+    let old = server.printed_key().unwrap();
+    let (ok, listing, _) = tracehouse(&["keys", "list", "--data-dir", data]);
+    assert!(ok);
+    let id = listing
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let (ok, stdout, stderr) = tracehouse(&["keys", "rotate", &id, "--data-dir", data]);
+    assert!(ok, "{stderr}");
+    let new = stdout.lines().last().unwrap().to_owned();
+    assert!(new.starts_with("th_") && new != old, "{stdout}");
+    assert!(stdout.contains(&format!("revoked key {id}")), "{stdout}");
+    let (status, _) = get_trace(&server.base, &old, "none").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the old key stopped");
+    let (status, _) = get_trace(&server.base, &new, "none").await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the new key works, same project"
+    );
+    let (ok, listing, _) = tracehouse(&["keys", "list", "--data-dir", data]);
+    assert!(ok);
+    let rows: Vec<&str> = listing.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{listing}");
+    assert!(
+        rows.iter()
+            .all(|row| row.contains("default") && row.contains("created on first start")),
+        "{listing}"
+    );
+
+    let (ok, _, stderr) = tracehouse(&["keys", "rotate", &id, "--data-dir", data]);
+    assert!(!ok);
+    assert!(stderr.contains("already revoked"), "{stderr}");
+    let (ok, _, stderr) = tracehouse(&["keys", "rotate", "4242", "--data-dir", data]);
+    assert!(!ok);
+    assert!(stderr.contains("no key with id 4242"), "{stderr}");
+}
+
 #[test]
 fn help_and_bad_config_are_explained() {
     let (ok, help, _) = tracehouse(&["serve", "--help"]);
