@@ -9,6 +9,7 @@ mod guard;
 mod ingest;
 mod migration;
 mod otlp;
+mod properties;
 mod read_api;
 mod sdk;
 mod util;
