@@ -241,11 +241,24 @@ pub(super) async fn run_ingest(args: BenchIngestArgs) -> anyhow::Result<ExitCode
             outcomes
         }));
     }
+    // While the load runs, fetch the run's first trace as a user opening it would: the read
+    // latency under write load.
+    let sending = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let probe = tokio::spawn(probe_trace_fetches(
+        client.clone(),
+        base.join(&format!("/api/traces/{run:08x}{:024x}/", 0))
+            .context("cannot build the trace URL")?,
+        args.key.clone(),
+        Arc::clone(&sending),
+    ));
     let mut outcomes = Vec::new();
     for worker in workers {
         outcomes.extend(worker.await.context("a sender task failed")?);
     }
     let elapsed = started.elapsed();
+    sending.store(false, Ordering::Relaxed);
+    let mut fetches = probe.await.context("the trace fetch probe failed")?;
+    fetches.sort_unstable();
 
     let accepted: usize = outcomes
         .iter()
@@ -278,6 +291,9 @@ pub(super) async fn run_ingest(args: BenchIngestArgs) -> anyhow::Result<ExitCode
         "latency_p99_ms": percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         "errors_by_status": errors.iter().map(|(status, count)| (status.to_string(), json!(count))).collect::<serde_json::Map<_, _>>(),
         "bytes_per_span": body_bytes as f64 / total_spans.max(1) as f64,
+        "trace_fetches_under_load": fetches.len(),
+        "trace_fetch_p50_ms": (!fetches.is_empty()).then(|| percentile(&fetches, 0.5).as_secs_f64() * 1e3),
+        "trace_fetch_p99_ms": (!fetches.is_empty()).then(|| percentile(&fetches, 0.99).as_secs_f64() * 1e3),
         "prepare_seconds": prepare_time.as_secs_f64(),
         "verified_readable": readable,
     });
@@ -326,6 +342,30 @@ async fn count_readable(
         .context("the read API answered without a count")
 }
 
+/// Fetches one trace every 20 ms while `sending` holds, once it exists; returns the latencies
+/// of the successful fetches.
+async fn probe_trace_fetches(
+    client: reqwest::Client,
+    url: reqwest::Url,
+    key: String,
+    sending: Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<Duration> {
+    let mut latencies = Vec::new();
+    while sending.load(Ordering::Relaxed) {
+        let sent = Instant::now();
+        let fetched = client.get(url.clone()).bearer_auth(&key).send().await;
+        if let Ok(response) = fetched {
+            let ok = response.status().is_success();
+            let complete = response.bytes().await.is_ok();
+            if ok && complete {
+                latencies.push(sent.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    latencies
+}
+
 fn print_table(report: &Value) {
     let number = |key: &str| report[key].as_f64().unwrap_or(0.0);
     println!(
@@ -356,6 +396,17 @@ fn print_table(report: &Value) {
         "  {:<22} {:>12.0}",
         "bytes/span on wire",
         number("bytes_per_span")
+    );
+    println!(
+        "  {:<22} {:>12.2} ms ({} fetches)",
+        "trace fetch p50 (load)",
+        number("trace_fetch_p50_ms"),
+        report["trace_fetches_under_load"]
+    );
+    println!(
+        "  {:<22} {:>12.2} ms",
+        "trace fetch p99 (load)",
+        number("trace_fetch_p99_ms")
     );
     let errors = report["errors_by_status"]
         .as_object()
