@@ -304,13 +304,21 @@ async fn a_flood_of_large_requests_keeps_memory_bounded() {
         statuses.extend(client.await.unwrap());
     }
     let ok = statuses.iter().filter(|s| **s == 200).count();
-    let refused = statuses.iter().filter(|s| **s == 503).count();
+    // A refused client may see its connection closed while it is still sending the body the
+    // server chose not to read (status 0 here) instead of the 503 itself.
+    let refused = statuses.iter().filter(|s| **s == 503 || **s == 0).count();
     assert_eq!(
         ok + refused,
         statuses.len(),
         "only 200 or 503: {statuses:?}"
     );
     assert!(ok > 0 && refused > 0, "{ok} accepted, {refused} refused");
+    let health = client
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200, "the server is still up");
     let peak = peak_rss_mib(server.child.id());
     // 4 bodies of 4 MiB in flight, their parsed form and the writer's batch: well under this.
     assert!(peak < 300, "peak RSS {peak} MiB");
