@@ -28,6 +28,14 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// An ingest request carries more items than allowed.
+    #[error("batch has {count} items, the limit is {limit} per request: split it")]
+    TooManyItems {
+        /// Items in the request.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The client did not send its body in time.
     #[error("{0}")]
     RequestTimeout(String),
@@ -64,7 +72,9 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge { .. } | ApiError::TooManyItems { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -82,6 +92,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::TooManyItems { .. } => "too_many_items",
             ApiError::TooManyRequests { .. } => "rate_limited",
             ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::HeadersTooLarge { .. } => "headers_too_large",

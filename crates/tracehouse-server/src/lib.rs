@@ -47,6 +47,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Largest body after gzip inflation. Default 256 MiB.
     pub max_inflated_bytes: usize,
+    /// Most items (spans) one ingest request may carry (413 above). Default and most: 100,000.
+    pub max_spans_per_request: usize,
     /// Largest total size of a request's header names and values (431 above). Default 64 KiB.
     pub max_header_bytes: usize,
     /// Requests handled at once; more are answered 503 with `Retry-After`. Default 64.
@@ -64,6 +66,7 @@ impl Default for Limits {
         Self {
             max_body_bytes: 32 * 1024 * 1024,
             max_inflated_bytes: 256 * 1024 * 1024,
+            max_spans_per_request: tracehouse_ingest::spanlog::MAX_ITEMS_PER_REQUEST,
             max_header_bytes: 64 * 1024,
             max_in_flight_requests: 64,
             request_body_timeout: std::time::Duration::from_secs(60),

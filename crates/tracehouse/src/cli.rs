@@ -285,6 +285,15 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "TRACEHOUSE_MAX_INFLATED_BYTES", default_value_t = 256 * 1024 * 1024, value_name = "BYTES")]
     pub(crate) max_inflated_bytes: usize,
 
+    /// Most spans one ingest request may carry (413 above); at most 100000.
+    #[arg(
+        long,
+        env = "TRACEHOUSE_MAX_SPANS_PER_REQUEST",
+        default_value_t = 100_000,
+        value_name = "N"
+    )]
+    pub(crate) max_spans_per_request: usize,
+
     /// Largest total size of a request's headers, in bytes (431 above).
     #[arg(long, env = "TRACEHOUSE_MAX_HEADER_BYTES", default_value_t = 64 * 1024, value_name = "BYTES")]
     pub(crate) max_header_bytes: usize,

@@ -85,6 +85,9 @@ impl ServeConfig {
                 args.max_inflated_bytes
             );
         }
+        if args.max_spans_per_request == 0 || args.max_spans_per_request > 100_000 {
+            bail!("--max-spans-per-request must be between 1 and 100000");
+        }
         if args.max_in_flight == 0 {
             bail!("--max-in-flight must be at least 1");
         }
@@ -107,6 +110,7 @@ impl ServeConfig {
             limits: Limits {
                 max_body_bytes: args.max_body_bytes,
                 max_inflated_bytes: args.max_inflated_bytes,
+                max_spans_per_request: args.max_spans_per_request,
                 max_header_bytes: args.max_header_bytes,
                 max_in_flight_requests: args.max_in_flight,
                 request_body_timeout: Duration::from_secs(args.request_body_timeout_secs),

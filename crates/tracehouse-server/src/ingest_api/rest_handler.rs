@@ -34,6 +34,7 @@ pub(super) async fn ingest_span_logs(
     })
     .await?;
 
+    check_item_count(&state, decoded.spans.len() + decoded.rejected.len())?;
     let accepted = decoded.spans.len();
     let rejected: Vec<RejectedItem> = decoded
         .rejected
@@ -110,6 +111,15 @@ fn otlp_encoding(headers: &HeaderMap) -> Result<OtlpEncoding, ApiError> {
 /// `POST /v1/traces` (and `/api/v1/traces`, `/v2/traces`, `/api/v2/traces`): an OTLP/HTTP
 /// `ExportTraceServiceRequest`. Answers, after the commit, an `ExportTraceServiceResponse` in
 /// the request's encoding; spans that fail validation are counted in its partial success.
+/// The configured bound on items per request; the decoders enforce the absolute one.
+fn check_item_count(state: &AppState, count: usize) -> Result<(), ApiError> {
+    let limit = state.limits.max_spans_per_request;
+    if count > limit {
+        return Err(ApiError::TooManyItems { count, limit });
+    }
+    Ok(())
+}
+
 pub(super) async fn ingest_otlp(
     State(state): State<AppState>,
     Authenticated(project): Authenticated,
@@ -132,6 +142,7 @@ pub(super) async fn ingest_otlp(
             .await?
         }
     };
+    check_item_count(&state, decoded.spans.len() + decoded.rejected.len())?;
     let rejected = decoded.rejected;
     let accepted = decoded.spans.len();
     if accepted > 0 {

@@ -407,3 +407,30 @@ async fn cors_is_off_by_default() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn requests_over_the_span_count_limit_get_413() {
+    let server = TestServer::start_with_limits(Limits {
+        max_spans_per_request: 2,
+        ..Limits::default()
+    })
+    .await;
+    let three = json!([
+        {"trace_unique_id": "n", "span_unique_id": "1"},
+        {"trace_unique_id": "n", "span_unique_id": "2"},
+        {"span_unique_id": "invalid items count too"},
+    ]);
+    let (status, body) = server.ingest(&three).await;
+    assert_eq!(status, 413);
+    assert_eq!(body["error"], "too_many_items");
+    assert_eq!(
+        body["message"],
+        "batch has 3 items, the limit is 2 per request: split it"
+    );
+    let (_, listed) = server.get("/api/request-logs/list/").await;
+    assert_eq!(listed["count"], 0, "nothing of a refused request is stored");
+    let (status, _) = server
+        .ingest(&json!([{"trace_unique_id": "n", "span_unique_id": "1"}]))
+        .await;
+    assert_eq!(status, 200);
+}
