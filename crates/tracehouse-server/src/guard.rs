@@ -21,6 +21,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::sync::Semaphore;
 use tracehouse_core::{ApiKeyHash, GroupCommit, StoreObserver};
+use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::{AppState, Limits};
@@ -105,35 +106,41 @@ pub(crate) async fn guard(State(state): State<AppState>, request: Request, next:
     let started = Instant::now();
     let guard = Arc::clone(&state.guard);
     let limit = state.limits.max_header_bytes;
+    // Log lines of this request carry its id, the one its answer and error body show.
+    let log_span = tracing::info_span!("request", request_id = %id);
     let mut response = REQUEST_ID
-        .scope(id, async move {
-            let header_bytes: usize = request
-                .headers()
-                .iter()
-                .map(|(name, value)| name.as_str().len() + value.len())
-                .sum();
-            if header_bytes > limit {
-                return ApiError::HeadersTooLarge {
-                    bytes: header_bytes,
-                    limit,
-                }
-                .into_response();
-            }
-            let _permit = if is_exempt(request.uri().path()) {
-                None
-            } else {
-                match Arc::clone(&guard.in_flight).try_acquire_owned() {
-                    Ok(permit) => Some(permit),
-                    Err(_) => {
-                        return ApiError::Unavailable(
-                            "too many requests in flight; retry shortly".to_owned(),
-                        )
-                        .into_response();
+        .scope(
+            id,
+            async move {
+                let header_bytes: usize = request
+                    .headers()
+                    .iter()
+                    .map(|(name, value)| name.as_str().len() + value.len())
+                    .sum();
+                if header_bytes > limit {
+                    return ApiError::HeadersTooLarge {
+                        bytes: header_bytes,
+                        limit,
                     }
+                    .into_response();
                 }
-            };
-            next.run(request).await
-        })
+                let _permit = if is_exempt(request.uri().path()) {
+                    None
+                } else {
+                    match Arc::clone(&guard.in_flight).try_acquire_owned() {
+                        Ok(permit) => Some(permit),
+                        Err(_) => {
+                            return ApiError::Unavailable(
+                                "too many requests in flight; retry shortly".to_owned(),
+                            )
+                            .into_response();
+                        }
+                    }
+                };
+                next.run(request).await
+            }
+            .instrument(log_span),
+        )
         .await;
     if let Some(value) = header_value {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
