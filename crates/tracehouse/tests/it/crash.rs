@@ -249,16 +249,6 @@ async fn sigterm_finishes_and_commits_in_flight_requests() {
     assert_eq!(response.status(), 200);
 }
 
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib / 1024
-}
-
 /// Many clients posting bodies at the size limit at once: requests beyond the in-flight bound
 /// are refused with 503, and the server's memory stays under a bound set by the limits.
 #[tokio::test]
@@ -322,7 +312,7 @@ async fn a_flood_of_large_requests_keeps_memory_bounded() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200, "the server is still up");
-    let peak = peak_rss_mib(server.child.id());
+    let peak = crate::util::peak_rss_kib(server.child.id()).unwrap() / 1024;
     // 4 bodies of 4 MiB in flight, their parsed form and the writer's batch: well under this.
     assert!(peak < 300, "peak RSS {peak} MiB");
 }

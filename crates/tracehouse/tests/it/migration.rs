@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::cli::BIN;
-use crate::util::{TestServer, fixture_bytes, fixture_path, gzip};
+use crate::util::{TestServer, fixture_bytes, fixture_path, gzip, peak_rss_kib};
 
 fn run(args: &[&str]) -> Output {
     Command::new(BIN)
@@ -606,14 +606,6 @@ fn write_large_jsonl(path: &Path, spans: usize) {
         out.write_all(b"\n").unwrap();
     }
     out.flush().unwrap();
-}
-
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Starts an import of `file` and returns the child with its peak RSS sampled until it exits.

@@ -204,3 +204,12 @@ pub(crate) fn find_node<'a>(nodes: &'a Value, span_id: &str) -> Option<&'a Value
     }
     None
 }
+
+/// The peak resident memory of a running process (`VmHWM`), in KiB; `None` once it has exited.
+pub(crate) fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
