@@ -4,8 +4,71 @@ use rusqlite_migration::{M, Migrations};
 
 /// Every migration ever shipped, in order. Never edit one that has been released: add another.
 pub(crate) fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(
-        r#"
+    Migrations::new(vec![M::up(V1), M::up(V2)])
+}
+
+/// v2: the hourly rollup of the metrics API, filled from the spans already stored.
+const V2: &str = r#"
+        -- Additive measures per project, UTC hour of span start, and group-by dimension value
+        -- ('' dimension: all spans). `value` is '' when the span lacks the field and
+        -- '=' || value otherwise. Rewritten in the writer's transaction with the spans.
+        CREATE TABLE span_rollup_hourly (
+            project_id INTEGER NOT NULL,
+            dimension TEXT NOT NULL,
+            value TEXT NOT NULL,
+            hour_ns INTEGER NOT NULL,
+            requests INTEGER NOT NULL,
+            errors INTEGER NOT NULL,
+            cost REAL NOT NULL,
+            prompt_tokens INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL,
+            total_tokens INTEGER NOT NULL,
+            PRIMARY KEY (project_id, dimension, hour_ns, value)
+        ) WITHOUT ROWID;
+        INSERT INTO span_rollup_hourly
+            SELECT project_id, '', '', start_ns - (((start_ns % 3600000000000) + 3600000000000) % 3600000000000) AS hour_ns,
+                   count(*), sum(status = 'error'), total(cost), coalesce(sum(prompt_tokens), 0),
+                   coalesce(sum(completion_tokens), 0), coalesce(sum(total_tokens), 0)
+            FROM spans GROUP BY 1, 2, 3, 4;
+        INSERT INTO span_rollup_hourly
+            SELECT project_id, 'model', CASE WHEN model IS NULL THEN '' ELSE '=' || model END, start_ns - (((start_ns % 3600000000000) + 3600000000000) % 3600000000000) AS hour_ns,
+                   count(*), sum(status = 'error'), total(cost), coalesce(sum(prompt_tokens), 0),
+                   coalesce(sum(completion_tokens), 0), coalesce(sum(total_tokens), 0)
+            FROM spans GROUP BY 1, 2, 3, 4;
+        INSERT INTO span_rollup_hourly
+            SELECT project_id, 'provider_id', CASE WHEN provider_id IS NULL THEN '' ELSE '=' || provider_id END, start_ns - (((start_ns % 3600000000000) + 3600000000000) % 3600000000000) AS hour_ns,
+                   count(*), sum(status = 'error'), total(cost), coalesce(sum(prompt_tokens), 0),
+                   coalesce(sum(completion_tokens), 0), coalesce(sum(total_tokens), 0)
+            FROM spans GROUP BY 1, 2, 3, 4;
+        INSERT INTO span_rollup_hourly
+            SELECT project_id, 'customer_identifier', CASE WHEN customer_identifier IS NULL THEN '' ELSE '=' || customer_identifier END, start_ns - (((start_ns % 3600000000000) + 3600000000000) % 3600000000000) AS hour_ns,
+                   count(*), sum(status = 'error'), total(cost), coalesce(sum(prompt_tokens), 0),
+                   coalesce(sum(completion_tokens), 0), coalesce(sum(total_tokens), 0)
+            FROM spans GROUP BY 1, 2, 3, 4;
+        INSERT INTO span_rollup_hourly
+            SELECT project_id, 'environment', CASE WHEN environment IS NULL THEN '' ELSE '=' || environment END, start_ns - (((start_ns % 3600000000000) + 3600000000000) % 3600000000000) AS hour_ns,
+                   count(*), sum(status = 'error'), total(cost), coalesce(sum(prompt_tokens), 0),
+                   coalesce(sum(completion_tokens), 0), coalesce(sum(total_tokens), 0)
+            FROM spans GROUP BY 1, 2, 3, 4;
+        INSERT INTO span_rollup_hourly
+            SELECT project_id, 'log_type', CASE WHEN log_type IS NULL THEN '' ELSE '=' || log_type END, start_ns - (((start_ns % 3600000000000) + 3600000000000) % 3600000000000) AS hour_ns,
+                   count(*), sum(status = 'error'), total(cost), coalesce(sum(prompt_tokens), 0),
+                   coalesce(sum(completion_tokens), 0), coalesce(sum(total_tokens), 0)
+            FROM spans GROUP BY 1, 2, 3, 4;
+        INSERT INTO span_rollup_hourly
+            SELECT project_id, 'span_workflow_name', CASE WHEN workflow_name IS NULL THEN '' ELSE '=' || workflow_name END, start_ns - (((start_ns % 3600000000000) + 3600000000000) % 3600000000000) AS hour_ns,
+                   count(*), sum(status = 'error'), total(cost), coalesce(sum(prompt_tokens), 0),
+                   coalesce(sum(completion_tokens), 0), coalesce(sum(total_tokens), 0)
+            FROM spans GROUP BY 1, 2, 3, 4;
+        INSERT INTO span_rollup_hourly
+            SELECT project_id, 'status', CASE WHEN status IS NULL THEN '' ELSE '=' || status END, start_ns - (((start_ns % 3600000000000) + 3600000000000) % 3600000000000) AS hour_ns,
+                   count(*), sum(status = 'error'), total(cost), coalesce(sum(prompt_tokens), 0),
+                   coalesce(sum(completion_tokens), 0), coalesce(sum(total_tokens), 0)
+            FROM spans GROUP BY 1, 2, 3, 4;
+"#;
+
+/// v1: spans, traces, keys and their secondary indexes.
+const V1: &str = r#"
         CREATE TABLE projects (
             id INTEGER PRIMARY KEY,
             name TEXT NOT NULL UNIQUE,
@@ -120,9 +183,7 @@ pub(crate) fn migrations() -> Migrations<'static> {
         );
         CREATE INDEX trace_facets_lookup ON trace_facets (project_id, facet, value, start_ns, trace_id);
         CREATE INDEX trace_facets_by_trace ON trace_facets (project_id, trace_id);
-        "#,
-    )])
-}
+"#;
 
 #[cfg(test)]
 mod tests {

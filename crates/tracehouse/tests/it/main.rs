@@ -5,6 +5,7 @@
 mod cli;
 mod crash;
 mod ingest;
+mod metrics;
 mod otlp;
 mod read_api;
 mod sdk;
