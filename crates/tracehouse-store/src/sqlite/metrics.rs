@@ -19,10 +19,14 @@
 //! [`tracehouse_core::metrics::Metric::ranking`]), then with the named groups bound into `top`.
 //!
 //! The rollup `span_rollup_hourly` holds, per project, UTC hour and group-by dimension value,
-//! the additive measures (requests, errors, cost, tokens). The writer keeps it current in the
-//! same transaction as the spans (see [`RollupDeltas`]). It answers a request when the
-//! filter is empty, the metric is additive (or the error rate), the group is a column (or
-//! none), and every bucket boundary and offset change falls on a whole UTC hour.
+//! the additive measures (requests, errors, cost, tokens); `span_latency_hourly` holds span
+//! counts per logarithmic latency bin (2 % wide, see [`latency_bin`]) for the same keys except
+//! customers. The writer keeps both current in the same transaction as the spans (see
+//! [`RollupDeltas`]). They answer a request when the filter is empty, the metric is additive,
+//! the error rate or a latency percentile (not grouped by customer), the group is a column (or
+//! none), and every bucket boundary and offset change falls on a whole UTC hour. Latency
+//! percentiles from the histogram are the geometric middle of the bin holding the
+//! nearest-rank span, within 1 % of the exact value; from the spans they are exact.
 
 use std::collections::HashMap;
 
@@ -39,10 +43,31 @@ use super::SqliteError;
 use super::query::{Where, span_filter_clauses};
 
 const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
+/// Latencies at or below this many seconds share bin 0.
+const LATENCY_FLOOR: f64 = 1e-4;
+/// Ratio between the edges of consecutive latency bins.
+const LATENCY_BIN_RATIO: f64 = 1.02;
+
+/// The histogram bin of a latency in seconds: bin `k >= 1` holds `(F·r^(k-1), F·r^k]` with
+/// `F` = [`LATENCY_FLOOR`] and `r` = [`LATENCY_BIN_RATIO`].
+pub(crate) fn latency_bin(seconds: f64) -> i64 {
+    if seconds.is_nan() || seconds <= LATENCY_FLOOR {
+        return 0;
+    }
+    ((seconds / LATENCY_FLOOR).ln() / LATENCY_BIN_RATIO.ln()).ceil() as i64
+}
+
+/// The value reported for a bin: the geometric middle of its edges.
+fn latency_of_bin(bin: i64) -> f64 {
+    if bin <= 0 {
+        return 0.0;
+    }
+    LATENCY_FLOOR * LATENCY_BIN_RATIO.powf(bin as f64 - 0.5)
+}
 
 /// Columns of `spans` that [`RollupFacts::from_row`] reads, in order.
 pub(crate) const ROLLUP_FACT_COLUMNS: &str = "start_ns, model, provider_id, customer_identifier, \
-     environment, log_type, workflow_name, status, cost, prompt_tokens, completion_tokens, total_tokens";
+     environment, log_type, workflow_name, status, cost, prompt_tokens, completion_tokens, total_tokens, latency";
 
 /// The `spans` column of each rollup dimension, in the order of [`GroupBy::COLUMNS`].
 fn dimension_column(column: SpanColumn) -> Option<&'static str> {
@@ -68,6 +93,7 @@ pub(crate) struct RollupFacts {
     prompt_tokens: i64,
     completion_tokens: i64,
     total_tokens: i64,
+    latency: f64,
 }
 
 fn tokens(count: Option<u64>) -> i64 {
@@ -94,6 +120,7 @@ impl RollupFacts {
             prompt_tokens: tokens(span.usage.prompt_tokens),
             completion_tokens: tokens(span.usage.completion_tokens),
             total_tokens: tokens(span.usage.total_tokens),
+            latency: span.latency,
         }
     }
 
@@ -116,6 +143,7 @@ impl RollupFacts {
             prompt_tokens: row.get::<_, Option<i64>>(first + 9)?.unwrap_or(0),
             completion_tokens: row.get::<_, Option<i64>>(first + 10)?.unwrap_or(0),
             total_tokens: row.get::<_, Option<i64>>(first + 11)?.unwrap_or(0),
+            latency: row.get(first + 12)?,
         })
     }
 }
@@ -135,6 +163,8 @@ struct Delta {
 #[derive(Default)]
 pub(crate) struct RollupDeltas {
     rows: HashMap<(i64, &'static str, String, i64), Delta>,
+    /// Span count changes per (project, dimension, value, hour, latency bin).
+    latencies: HashMap<(i64, &'static str, String, i64, i64), i64>,
 }
 
 /// The stored form of a group value: `''` when the field is absent, `'=' || value` otherwise,
@@ -153,8 +183,15 @@ impl RollupDeltas {
                 .zip(&facts.dimensions)
                 .map(|(column, value)| (column.api_name(), Some(value.as_deref()))),
         );
+        let bin = latency_bin(facts.latency);
         for (dimension, value) in dimensions {
             let value = value.map_or_else(String::new, encode_value);
+            if dimension != SpanColumn::CustomerIdentifier.api_name() {
+                *self
+                    .latencies
+                    .entry((project.0, dimension, value.clone(), hour, bin))
+                    .or_default() += sign;
+            }
             let delta = self
                 .rows
                 .entry((project.0, dimension, value, hour))
@@ -170,6 +207,7 @@ impl RollupDeltas {
 
     /// Applies the changes; rows whose spans all went away are removed.
     pub(crate) fn flush(&mut self, transaction: &Transaction<'_>) -> Result<(), SqliteError> {
+        self.flush_latencies(transaction)?;
         if self.rows.is_empty() {
             return Ok(());
         }
@@ -219,6 +257,56 @@ impl RollupDeltas {
     }
 }
 
+impl RollupDeltas {
+    fn flush_latencies(&mut self, transaction: &Transaction<'_>) -> Result<(), SqliteError> {
+        if self.latencies.is_empty() {
+            return Ok(());
+        }
+        let mut upsert = transaction.prepare_cached(
+            "INSERT INTO span_latency_hourly (project_id, dimension, value, hour_ns, bin, count) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (project_id, dimension, hour_ns, value, bin) DO UPDATE SET count = count + excluded.count \
+             RETURNING count",
+        )?;
+        let mut remove = transaction.prepare_cached(
+            "DELETE FROM span_latency_hourly WHERE project_id = ?1 AND dimension = ?2 AND hour_ns = ?3 AND value = ?4 AND bin = ?5",
+        )?;
+        for ((project, dimension, value, hour, bin), delta) in self.latencies.drain() {
+            if delta == 0 {
+                continue;
+            }
+            let count: i64 = upsert.query_row(
+                params![project, dimension, value, hour, bin, delta],
+                |row| row.get(0),
+            )?;
+            if count <= 0 {
+                remove.execute(params![project, dimension, hour, value, bin])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fills the rollups from the spans already stored (the v2 migration), with the writer's code.
+pub(crate) fn backfill_rollups(transaction: &Transaction<'_>) -> Result<(), SqliteError> {
+    let mut deltas = RollupDeltas::default();
+    let mut pending = 0usize;
+    let mut statement = transaction.prepare(&format!(
+        "SELECT project_id, {ROLLUP_FACT_COLUMNS} FROM spans"
+    ))?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        deltas.add(ProjectId(row.get(0)?), &RollupFacts::from_row(row, 1)?, 1);
+        pending += 1;
+        // Bound memory on big databases: the upserts add up however often they run.
+        if pending >= 200_000 {
+            deltas.flush(transaction)?;
+            pending = 0;
+        }
+    }
+    deltas.flush(transaction)
+}
+
 /// Where the rows of a metric query come from.
 struct Source {
     /// `FROM ...` with its WHERE clause and parameters, including the time range.
@@ -228,7 +316,18 @@ struct Source {
     time: &'static str,
     /// The group value of a row (NULL when absent), or `NULL` without grouping.
     group: String,
-    rollup: bool,
+    rollup: Rollup,
+}
+
+/// Which pre-aggregate a query reads, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rollup {
+    /// The spans themselves.
+    None,
+    /// `span_rollup_hourly`.
+    Sums,
+    /// `span_latency_hourly`.
+    Latency,
 }
 
 fn measure_column(measure: Measure, rollup: bool) -> &'static str {
@@ -250,13 +349,22 @@ fn measure_column(measure: Measure, rollup: bool) -> &'static str {
     }
 }
 
-/// Whether the rollup holds exactly what a request over `grid`-aligned hours needs.
-fn rollup_answers(metric: Metric, filter: &SpanFilter, group_by: Option<&GroupBy>) -> bool {
-    let additive = matches!(
-        metric.aggregation(),
-        Aggregation::Count | Aggregation::Sum(_) | Aggregation::ErrorCount | Aggregation::ErrorRate
-    );
-    additive && filter.is_empty() && !matches!(group_by, Some(GroupBy::Metadata(_)))
+/// The rollup that holds what a request over hour-aligned buckets needs, if one does.
+fn rollup_for(metric: Metric, filter: &SpanFilter, group_by: Option<&GroupBy>) -> Rollup {
+    if !filter.is_empty() || matches!(group_by, Some(GroupBy::Metadata(_))) {
+        return Rollup::None;
+    }
+    match metric.aggregation() {
+        Aggregation::Count
+        | Aggregation::Sum(_)
+        | Aggregation::ErrorCount
+        | Aggregation::ErrorRate => Rollup::Sums,
+        Aggregation::Percentile {
+            measure: Measure::Latency,
+            ..
+        } if group_by != Some(&GroupBy::Column(SpanColumn::CustomerIdentifier)) => Rollup::Latency,
+        Aggregation::DistinctTraces | Aggregation::Percentile { .. } => Rollup::None,
+    }
 }
 
 fn grid_hour_aligned(grid: &BucketGrid) -> bool {
@@ -273,10 +381,10 @@ fn source(
     group_by: Option<&GroupBy>,
     start: Timestamp,
     end: Timestamp,
-    rollup: bool,
+    rollup: Rollup,
 ) -> Source {
     let mut clause = Where::default();
-    if rollup {
+    if rollup != Rollup::None {
         let project_param = clause.bind(SqlValue::Integer(project.0));
         let dimension = match group_by {
             Some(GroupBy::Column(column)) => column.api_name(),
@@ -296,7 +404,11 @@ fn source(
         };
         return Source {
             clause,
-            from: "span_rollup_hourly r",
+            from: if rollup == Rollup::Latency {
+                "span_latency_hourly r"
+            } else {
+                "span_rollup_hourly r"
+            },
             time: "r.hour_ns",
             group,
             rollup,
@@ -402,7 +514,7 @@ fn cells(
             }
         }
     };
-    let rollup = source.rollup;
+    let rollup = source.rollup != Rollup::None;
     let (value, weight, count) = match aggregation {
         Aggregation::Count => (if rollup { "r.requests" } else { "1" }, "0", "1"),
         Aggregation::DistinctTraces => ("s.trace_id", "0", "1"),
@@ -426,7 +538,11 @@ fn cells(
             }
         }
     };
-    let count = if rollup { "r.requests" } else { count };
+    let (value, count) = match source.rollup {
+        Rollup::None => (value, count),
+        Rollup::Sums => (value, "r.requests"),
+        Rollup::Latency => ("r.bin", "r.count"),
+    };
     let mut inner = format!(
         "SELECT {bucket} AS b, {is_top} AS top, CASE WHEN {is_top} THEN {group} END AS gg, \
          {value} AS v, {weight} AS w, {count} AS n FROM {from} WHERE {where_sql}",
@@ -435,6 +551,15 @@ fn cells(
         where_sql = clause.text(),
     );
     let sql = match aggregation {
+        // Histogram rows: the bin where the running count first reaches the nearest rank.
+        Aggregation::Percentile { percent, .. } if source.rollup == Rollup::Latency => format!(
+            "SELECT b, top, gg, v, total FROM (SELECT b, top, gg, v, n, \
+             sum(n) OVER (PARTITION BY b, top, gg ORDER BY v ROWS UNBOUNDED PRECEDING) AS running, \
+             sum(n) OVER (PARTITION BY b, top, gg) AS total \
+             FROM (SELECT b, top, gg, v, sum(n) AS n FROM ({inner}) GROUP BY b, top, gg, v)) \
+             WHERE running >= max(1, (total * {percent} + 99) / 100) \
+             AND running - n < max(1, (total * {percent} + 99) / 100)"
+        ),
         Aggregation::Percentile { percent, .. } => {
             inner.push_str(&format!(" AND {value} IS NOT NULL"));
             format!(
@@ -457,8 +582,13 @@ fn cells(
     let mut statement = connection.prepare_cached(&sql)?;
     let mut rows = statement.query(rusqlite::params_from_iter(clause.params.iter()))?;
     let mut cells = Vec::new();
+    let histogram = source.rollup == Rollup::Latency;
     while let Some(row) = rows.next()? {
-        let value: Option<f64> = row.get(3)?;
+        let value: Option<f64> = if histogram {
+            row.get::<_, Option<i64>>(3)?.map(latency_of_bin)
+        } else {
+            row.get(3)?
+        };
         let requests: f64 = row.get(4)?;
         cells.push(Cell {
             bucket: row.get(0)?,
@@ -479,7 +609,7 @@ fn ranked(
     filter: &SpanFilter,
     group_by: &GroupBy,
     range: (Timestamp, Timestamp),
-    rollup: bool,
+    rollup: Rollup,
 ) -> Result<Vec<TopEntry>, SqliteError> {
     let source = source(project, filter, Some(group_by), range.0, range.1, rollup);
     let mut entries: Vec<TopEntry> = cells(connection, source, metric.aggregation(), None, None)?
@@ -506,9 +636,11 @@ pub(crate) fn top(
     query: &TopQuery,
 ) -> Result<Vec<TopEntry>, SqliteError> {
     let aligned = |t: Timestamp| t.unix_nanos().rem_euclid(NANOS_PER_HOUR) == 0;
-    let rollup = rollup_answers(query.metric, &query.filter, Some(&query.group_by))
-        && aligned(query.start)
-        && aligned(query.end);
+    let rollup = if aligned(query.start) && aligned(query.end) {
+        rollup_for(query.metric, &query.filter, Some(&query.group_by))
+    } else {
+        Rollup::None
+    };
     let mut entries = ranked(
         connection,
         project,
@@ -529,16 +661,23 @@ pub(crate) fn timeseries(
 ) -> Result<Timeseries, SqliteError> {
     let grid = &query.grid;
     let group_by = query.group_by.as_ref();
-    let rollup = rollup_answers(query.metric, &query.filter, group_by) && grid_hour_aligned(grid);
+    let aligned = grid_hour_aligned(grid);
+    let rollup = if aligned {
+        rollup_for(query.metric, &query.filter, group_by)
+    } else {
+        Rollup::None
+    };
     let range = (grid.start(), grid.end());
     let aggregation = query.metric.aggregation();
     // Keys of the series in answer order, and whether an "other" series exists.
     let (keys, named, has_other): (Vec<SeriesKey>, Vec<Option<String>>, bool) = match group_by {
         None => (vec![SeriesKey::All], Vec::new(), false),
         Some(group_by) => {
-            let ranking_rollup = rollup
-                || (rollup_answers(query.metric.ranking(), &query.filter, Some(group_by))
-                    && grid_hour_aligned(grid));
+            let ranking_rollup = if aligned {
+                rollup_for(query.metric.ranking(), &query.filter, Some(group_by))
+            } else {
+                Rollup::None
+            };
             let ranked = ranked(
                 connection,
                 project,
@@ -614,5 +753,19 @@ mod tests {
         assert_eq!(encode_value(None), "");
         assert_eq!(encode_value(Some("")), "=");
         assert_eq!(encode_value(Some("gpt-4o")), "=gpt-4o");
+    }
+
+    #[test]
+    fn latency_bins_are_two_percent_wide_and_report_within_one_percent() {
+        assert_eq!(latency_bin(0.0), 0);
+        assert_eq!(latency_bin(f64::NAN), 0);
+        for seconds in [0.00015, 0.0123, 0.5, 1.5, 3.0, 42.0, 3600.0] {
+            let reported = latency_of_bin(latency_bin(seconds));
+            assert!(
+                (reported / seconds - 1.0).abs() < 0.0101,
+                "{seconds} -> {reported}"
+            );
+        }
+        assert!(latency_bin(1.0) < latency_bin(1.03));
     }
 }

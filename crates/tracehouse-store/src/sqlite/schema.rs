@@ -1,13 +1,21 @@
 //! Versioned schema migrations: a later release opens every older database.
 
-use rusqlite_migration::{M, Migrations};
+use rusqlite_migration::{HookError, M, Migrations};
 
 /// Every migration ever shipped, in order. Never edit one that has been released: add another.
 pub(crate) fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2)])
+    Migrations::new(vec![
+        M::up(V1),
+        // The rollups of spans stored before v2 are computed by the writer's own code, so
+        // they match what ingest would have written.
+        M::up_with_hook(V2, |transaction: &rusqlite::Transaction<'_>| {
+            super::metrics::backfill_rollups(transaction)
+                .map_err(|error| HookError::Hook(error.to_string()))
+        }),
+    ])
 }
 
-/// v2: the hourly rollup of the metrics API, filled from the spans already stored.
+/// v2: the hourly rollups of the metrics API (filled from stored spans by the hook).
 const V2: &str = r#"
         -- Additive measures per project, UTC hour of span start, and group-by dimension value
         -- ('' dimension: all spans). `value` is '' when the span lacks the field and
@@ -25,46 +33,19 @@ const V2: &str = r#"
             total_tokens INTEGER NOT NULL,
             PRIMARY KEY (project_id, dimension, hour_ns, value)
         ) WITHOUT ROWID;
-        INSERT INTO span_rollup_hourly
-            SELECT project_id, '', '', start_ns - (((start_ns % 3600000000000) + 3600000000000) % 3600000000000) AS hour_ns,
-                   count(*), sum(status = 'error'), total(cost), coalesce(sum(prompt_tokens), 0),
-                   coalesce(sum(completion_tokens), 0), coalesce(sum(total_tokens), 0)
-            FROM spans GROUP BY 1, 2, 3, 4;
-        INSERT INTO span_rollup_hourly
-            SELECT project_id, 'model', CASE WHEN model IS NULL THEN '' ELSE '=' || model END, start_ns - (((start_ns % 3600000000000) + 3600000000000) % 3600000000000) AS hour_ns,
-                   count(*), sum(status = 'error'), total(cost), coalesce(sum(prompt_tokens), 0),
-                   coalesce(sum(completion_tokens), 0), coalesce(sum(total_tokens), 0)
-            FROM spans GROUP BY 1, 2, 3, 4;
-        INSERT INTO span_rollup_hourly
-            SELECT project_id, 'provider_id', CASE WHEN provider_id IS NULL THEN '' ELSE '=' || provider_id END, start_ns - (((start_ns % 3600000000000) + 3600000000000) % 3600000000000) AS hour_ns,
-                   count(*), sum(status = 'error'), total(cost), coalesce(sum(prompt_tokens), 0),
-                   coalesce(sum(completion_tokens), 0), coalesce(sum(total_tokens), 0)
-            FROM spans GROUP BY 1, 2, 3, 4;
-        INSERT INTO span_rollup_hourly
-            SELECT project_id, 'customer_identifier', CASE WHEN customer_identifier IS NULL THEN '' ELSE '=' || customer_identifier END, start_ns - (((start_ns % 3600000000000) + 3600000000000) % 3600000000000) AS hour_ns,
-                   count(*), sum(status = 'error'), total(cost), coalesce(sum(prompt_tokens), 0),
-                   coalesce(sum(completion_tokens), 0), coalesce(sum(total_tokens), 0)
-            FROM spans GROUP BY 1, 2, 3, 4;
-        INSERT INTO span_rollup_hourly
-            SELECT project_id, 'environment', CASE WHEN environment IS NULL THEN '' ELSE '=' || environment END, start_ns - (((start_ns % 3600000000000) + 3600000000000) % 3600000000000) AS hour_ns,
-                   count(*), sum(status = 'error'), total(cost), coalesce(sum(prompt_tokens), 0),
-                   coalesce(sum(completion_tokens), 0), coalesce(sum(total_tokens), 0)
-            FROM spans GROUP BY 1, 2, 3, 4;
-        INSERT INTO span_rollup_hourly
-            SELECT project_id, 'log_type', CASE WHEN log_type IS NULL THEN '' ELSE '=' || log_type END, start_ns - (((start_ns % 3600000000000) + 3600000000000) % 3600000000000) AS hour_ns,
-                   count(*), sum(status = 'error'), total(cost), coalesce(sum(prompt_tokens), 0),
-                   coalesce(sum(completion_tokens), 0), coalesce(sum(total_tokens), 0)
-            FROM spans GROUP BY 1, 2, 3, 4;
-        INSERT INTO span_rollup_hourly
-            SELECT project_id, 'span_workflow_name', CASE WHEN workflow_name IS NULL THEN '' ELSE '=' || workflow_name END, start_ns - (((start_ns % 3600000000000) + 3600000000000) % 3600000000000) AS hour_ns,
-                   count(*), sum(status = 'error'), total(cost), coalesce(sum(prompt_tokens), 0),
-                   coalesce(sum(completion_tokens), 0), coalesce(sum(total_tokens), 0)
-            FROM spans GROUP BY 1, 2, 3, 4;
-        INSERT INTO span_rollup_hourly
-            SELECT project_id, 'status', CASE WHEN status IS NULL THEN '' ELSE '=' || status END, start_ns - (((start_ns % 3600000000000) + 3600000000000) % 3600000000000) AS hour_ns,
-                   count(*), sum(status = 'error'), total(cost), coalesce(sum(prompt_tokens), 0),
-                   coalesce(sum(completion_tokens), 0), coalesce(sum(total_tokens), 0)
-            FROM spans GROUP BY 1, 2, 3, 4;
+
+        -- Span latencies per project, UTC hour, dimension value and logarithmic bin (see
+        -- `metrics::latency_bin`), for percentiles without reading spans. Customers are left
+        -- out: their number would multiply the rows and the writer's work.
+        CREATE TABLE span_latency_hourly (
+            project_id INTEGER NOT NULL,
+            dimension TEXT NOT NULL,
+            value TEXT NOT NULL,
+            hour_ns INTEGER NOT NULL,
+            bin INTEGER NOT NULL,
+            count INTEGER NOT NULL,
+            PRIMARY KEY (project_id, dimension, hour_ns, value, bin)
+        ) WITHOUT ROWID;
 "#;
 
 /// v1: spans, traces, keys and their secondary indexes.

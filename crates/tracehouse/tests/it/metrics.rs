@@ -237,13 +237,6 @@ async fn metrics_latency_percentiles_tokens_errors_and_traces_per_day() {
         ("latency_p90", 90),
         ("latency_p99", 99),
     ] {
-        let (status, answer) = server
-            .post_json(
-                "/api/metrics/timeseries/",
-                &json!({"metric": metric, "interval": "day", "start_time": start, "end_time": end}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{answer}");
         let expected: Vec<f64> = (0..4)
             .map(|d| {
                 let mut values: Vec<f64> = known
@@ -254,7 +247,30 @@ async fn metrics_latency_percentiles_tokens_errors_and_traces_per_day() {
                 percentile(&mut values, percent)
             })
             .collect();
-        close(&column(&answer, "all"), &expected, metric);
+        // With a filter the spans answer: exact nearest rank.
+        let (status, exact) = server
+            .post_json(
+                "/api/metrics/timeseries/",
+                &json!({"metric": metric, "interval": "day", "start_time": start, "end_time": end,
+                        "filters": {"latency": {"operator": "gte", "value": [0]}}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{exact}");
+        close(&column(&exact, "all"), &expected, metric);
+        // Without one the latency histogram answers, within 1 %.
+        let (status, approximate) = server
+            .post_json(
+                "/api/metrics/timeseries/",
+                &json!({"metric": metric, "interval": "day", "start_time": start, "end_time": end}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{approximate}");
+        for (a, e) in column(&approximate, "all").iter().zip(&expected) {
+            assert!(
+                (a - e).abs() <= e * 0.01,
+                "{metric}: histogram {a}, exact {e}"
+            );
+        }
     }
     let sum_per_day = |f: &dyn Fn(&Known) -> f64| -> Vec<f64> {
         let mut out = vec![0.0; 4];
@@ -502,6 +518,34 @@ async fn metrics_rollup_follows_replacements_and_deletes_like_the_spans() {
     );
     for label in series_labels(&plain) {
         close(&column(&plain, &label), &column(&raw, &label), &label);
+    }
+    // The latency histogram follows the same changes.
+    let p90 = |filters: Value| {
+        let server = &server;
+        async move {
+            server
+                .post_json(
+                    "/api/metrics/timeseries/",
+                    &json!({"metric": "latency_p90", "interval": "day", "group_by": "model",
+                            "start_time": start, "end_time": end, "filters": filters}),
+                )
+                .await
+                .1
+        }
+    };
+    let histogram = p90(json!({})).await;
+    let exact = p90(json!({"latency": {"operator": "gte", "value": [0]}})).await;
+    assert_eq!(series_labels(&histogram), series_labels(&exact));
+    for label in series_labels(&histogram) {
+        for (a, e) in column(&histogram, &label)
+            .iter()
+            .zip(column(&exact, &label))
+        {
+            assert!(
+                (a - e).abs() <= e * 0.01,
+                "{label}: histogram {a}, exact {e}"
+            );
+        }
     }
 }
 
