@@ -200,7 +200,7 @@ async fn main() {
             ),
         ),
         (
-            "latency_p50, last 24 h hourly by model (spans)",
+            "latency_p50, last 24 h hourly by model (histogram)",
             10,
             series(
                 Metric::LatencyP50,
@@ -230,13 +230,40 @@ async fn main() {
             ),
         ),
         (
-            "latency_p90, 30 days daily by model (spans)",
-            3,
+            "latency_p90, 30 days daily by model (histogram)",
+            10,
             series(
                 Metric::LatencyP90,
                 grid(start, Interval::Day, "UTC"),
                 Some("model"),
                 SpanFilter::default(),
+            ),
+        ),
+        (
+            "latency_p99, 30 days daily, no group (histogram)",
+            10,
+            series(
+                Metric::LatencyP99,
+                grid(start, Interval::Day, "UTC"),
+                None,
+                SpanFilter::default(),
+            ),
+        ),
+        (
+            "latency_p50, last 24 h hourly by model, exact (spans)",
+            5,
+            series(
+                Metric::LatencyP50,
+                grid(last_day, Interval::Hour, "UTC"),
+                Some("model"),
+                SpanFilter {
+                    conditions: vec![Condition {
+                        field: SpanField::Column(SpanColumn::Latency),
+                        operator: Operator::Gte,
+                        values: vec![FilterValue::Number(0.0)],
+                    }],
+                    ..SpanFilter::default()
+                },
             ),
         ),
     ];
