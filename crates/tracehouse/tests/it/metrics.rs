@@ -87,6 +87,10 @@ fn span_json(index: usize, known: &Known) -> Value {
     if let Some(model) = known.model {
         span["model"] = json!(model);
     }
+    // Every third span streams: half its latency before the first token.
+    if index % 3 == 0 {
+        span["ttft"] = json!(known.latency / 2.0);
+    }
     if known.error {
         span["status"] = json!("error");
         span["error_message"] = json!("boom");
@@ -272,6 +276,25 @@ async fn metrics_latency_percentiles_tokens_errors_and_traces_per_day() {
             );
         }
     }
+    // Time to first token: over the spans that report one, from the spans.
+    let (status, ttft) = server
+        .get(&format!(
+            "/api/metrics/timeseries/?metric=ttft_p50&interval=day&start_time={start}&end_time={end}"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{ttft}");
+    let expected: Vec<f64> = (0..4)
+        .map(|d| {
+            let mut values: Vec<f64> = known
+                .iter()
+                .enumerate()
+                .filter(|(i, k)| i % 3 == 0 && day(k.start) == d)
+                .map(|(_, k)| k.latency / 2.0)
+                .collect();
+            percentile(&mut values, 50)
+        })
+        .collect();
+    close(&column(&ttft, "all"), &expected, "ttft_p50");
     let sum_per_day = |f: &dyn Fn(&Known) -> f64| -> Vec<f64> {
         let mut out = vec![0.0; 4];
         for k in &known {
