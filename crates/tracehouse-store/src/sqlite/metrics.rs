@@ -454,6 +454,9 @@ struct Cell {
     requests: u64,
 }
 
+/// The bucket of cells that hold a whole range (see [`histogram_percentiles`]).
+const TOTALS: i64 = -1;
+
 /// Named groups of a timeseries, bound into the `top` expression.
 struct TopSet<'a> {
     values: &'a [Option<String>],
@@ -553,7 +556,7 @@ fn cells(
     );
     if let (Rollup::Latency, Aggregation::Percentile { percent, .. }) = (source.rollup, aggregation)
     {
-        return histogram_percentiles(connection, &inner, &clause.params, percent);
+        return histogram_percentiles(connection, &inner, &clause.params, percent, grid.is_some());
     }
     let sql = match aggregation {
         Aggregation::Percentile { percent, .. } => {
@@ -596,13 +599,16 @@ fn cells(
 /// where the running count first reaches `ceil(total * percent / 100)`.
 ///
 /// The walk runs here rather than as a SQL window: the rows arrive in index order and need no
-/// sort, which made a 30-day chart over 1M spans several times faster. (ClickHouse would use
-/// `quantileExactWeighted(p)(bin, count)` instead.)
+/// sort, which made a 30-day chart over 1M spans faster. (ClickHouse would use
+/// `quantileExactWeighted(p)(bin, count)` instead.) With `totals`, the same rows also give
+/// each group's percentile over the whole range, as cells of bucket [`TOTALS`], which saves
+/// the timeseries a second pass.
 fn histogram_percentiles(
     connection: &Connection,
     inner: &str,
     params: &[SqlValue],
     percent: u8,
+    totals: bool,
 ) -> Result<Vec<Cell>, SqliteError> {
     type CellKey = (i64, bool, Option<String>);
     let mut histograms: HashMap<CellKey, Vec<(i64, i64)>> = HashMap::new();
@@ -611,10 +617,14 @@ fn histogram_percentiles(
     let mut rows = statement.query(rusqlite::params_from_iter(params.iter()))?;
     while let Some(row) = rows.next()? {
         let key: CellKey = (row.get(0)?, row.get::<_, i64>(1)? != 0, row.get(2)?);
-        histograms
-            .entry(key)
-            .or_default()
-            .push((row.get(3)?, row.get(4)?));
+        let bin: (i64, i64) = (row.get(3)?, row.get(4)?);
+        if totals {
+            histograms
+                .entry((TOTALS, key.1, key.2.clone()))
+                .or_default()
+                .push(bin);
+        }
+        histograms.entry(key).or_default().push(bin);
     }
     Ok(histograms
         .into_iter()
@@ -764,18 +774,26 @@ pub(crate) fn timeseries(
         })
         .collect();
     let source_for = || source(project, &query.filter, group_by, range.0, range.1, rollup);
+    let mut have_totals = false;
     for cell in cells(connection, source_for(), aggregation, Some(grid), top)? {
-        let (Some(&i), Ok(bucket)) = (index.get(&key_of(&cell)), usize::try_from(cell.bucket))
-        else {
+        let Some(&i) = index.get(&key_of(&cell)) else {
             continue;
         };
-        if let Some(slot) = series[i].values.get_mut(bucket) {
+        if cell.bucket == TOTALS {
+            series[i].total = cell.value;
+            have_totals = true;
+        } else if let Some(slot) = usize::try_from(cell.bucket)
+            .ok()
+            .and_then(|bucket| series[i].values.get_mut(bucket))
+        {
             *slot = cell.value;
         }
     }
-    for cell in cells(connection, source_for(), aggregation, None, top)? {
-        if let Some(&i) = index.get(&key_of(&cell)) {
-            series[i].total = cell.value;
+    if !have_totals {
+        for cell in cells(connection, source_for(), aggregation, None, top)? {
+            if let Some(&i) = index.get(&key_of(&cell)) {
+                series[i].total = cell.value;
+            }
         }
     }
     if !has_other {

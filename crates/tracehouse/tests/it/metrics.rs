@@ -275,6 +275,15 @@ async fn metrics_latency_percentiles_tokens_errors_and_traces_per_day() {
                 "{metric}: histogram {a}, exact {e}"
             );
         }
+        // The legend's total is the percentile over the whole range, on both paths.
+        let mut everything: Vec<f64> = known.iter().map(|k| k.latency).collect();
+        let whole = percentile(&mut everything, percent);
+        assert!((exact["series"][0]["total"].as_f64().unwrap() - whole).abs() < 1e-9);
+        let total = approximate["series"][0]["total"].as_f64().unwrap();
+        assert!(
+            (total - whole).abs() <= whole * 0.01,
+            "{metric}: total {total}, exact {whole}"
+        );
     }
     // Time to first token: over the spans that report one, from the spans.
     let (status, ttft) = server
