@@ -21,6 +21,8 @@ const NANOS_PER_DAY: i64 = 24 * NANOS_PER_HOUR;
 /// Most buckets one request may ask for; a chart wider than this is unreadable anyway and the
 /// bound keeps the answer small.
 pub const MAX_BUCKETS: usize = 2000;
+/// 2200-01-01T00:00:00Z: the last instant a metrics range may touch.
+const LAST_SUPPORTED_NS: i64 = 7_258_118_400 * NANOS_PER_SECOND;
 /// Groups shown by name when none is asked for; the rest are summed up as "other".
 pub const DEFAULT_GROUP_LIMIT: usize = 5;
 /// Most named groups a timeseries or leaderboard may ask for.
@@ -449,6 +451,13 @@ impl BucketGrid {
             parameter: "end_time".to_owned(),
             message,
         };
+        // Far from the ends of i64 nanoseconds, so widening to whole weeks in any zone cannot
+        // overflow.
+        let supported =
+            Timestamp::from_unix_nanos(0)..=Timestamp::from_unix_nanos(LAST_SUPPORTED_NS);
+        if !supported.contains(&start) || !supported.contains(&end) {
+            return Err(bad_range("times must lie between 1970 and 2200".to_owned()));
+        }
         if end <= start {
             return Err(bad_range(format!(
                 "end_time {} must be after start_time {}",
@@ -839,5 +848,12 @@ mod tests {
         );
         assert_eq!(Metric::LatencyP50.ranking(), Metric::Requests);
         assert_eq!(Metric::Cost.ranking(), Metric::Cost);
+        let far = BucketGrid::new(
+            at("2261-01-01T00:00:00Z"),
+            at("2262-04-11T00:00:00Z"),
+            Interval::Week,
+            TimeZone::parse("+14:00").unwrap(),
+        );
+        assert!(matches!(far, Err(QueryError::BadParameter { .. })));
     }
 }

@@ -1251,7 +1251,7 @@
         h('strong', null, plural(totalRequests, 'span', 'spans')),
         ` · ${fmtCost((cost.series || []).reduce((sum, s) => sum + (Number(s.total) || 0), 0))}`,
         ` · ${fmtTime(parseTime(cost.start_time))} – ${fmtTime(parseTime(cost.end_time))}`,
-        ` · ${plural(buckets.length, 'bucket', 'buckets')} of a ${interval}`));
+        ` · ${plural(buckets.length, 'bucket', 'buckets')} of ${interval === 'hour' ? 'an' : 'a'} ${interval}`));
       if (projectEmpty) {
         charts.replaceChildren(dashboardEmptyState());
         tables.replaceChildren();

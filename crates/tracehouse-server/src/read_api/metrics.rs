@@ -46,10 +46,9 @@ fn parse(params: &ListParams) -> Result<MetricParams, ApiError> {
     let mut filter = params.span_filter()?;
     // The range is the grid's, not a filter condition: take the bounds out of the filter.
     let end = filter.start_to.take().unwrap_or_else(now);
-    let start = filter
-        .start_from
-        .take()
-        .unwrap_or_else(|| Timestamp::from_unix_nanos(end.unix_nanos() - DEFAULT_RANGE_NANOS));
+    let start = filter.start_from.take().unwrap_or_else(|| {
+        Timestamp::from_unix_nanos(end.unix_nanos().saturating_sub(DEFAULT_RANGE_NANOS))
+    });
     let zone = params
         .get("tz")
         .map(TimeZone::parse)

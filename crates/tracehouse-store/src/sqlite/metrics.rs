@@ -197,12 +197,19 @@ impl RollupDeltas {
                 .rows
                 .entry((project.0, dimension, value, hour))
                 .or_default();
+            // Token counts come from clients and may be absurd; saturate rather than overflow.
             delta.requests += sign;
             delta.errors += sign * i64::from(facts.error);
             delta.cost += sign as f64 * facts.cost;
-            delta.prompt_tokens += sign * facts.prompt_tokens;
-            delta.completion_tokens += sign * facts.completion_tokens;
-            delta.total_tokens += sign * facts.total_tokens;
+            delta.prompt_tokens = delta
+                .prompt_tokens
+                .saturating_add(sign.saturating_mul(facts.prompt_tokens));
+            delta.completion_tokens = delta
+                .completion_tokens
+                .saturating_add(sign.saturating_mul(facts.completion_tokens));
+            delta.total_tokens = delta
+                .total_tokens
+                .saturating_add(sign.saturating_mul(facts.total_tokens));
         }
     }
 
