@@ -539,9 +539,10 @@
     const filters = {};
     const preset = TIME_PRESETS.find(([id]) => id === state.time);
     if (preset && preset[2] > 0) body.start_time = new Date(Date.now() - preset[2]).toISOString();
-    // An absolute range (from a dashboard bucket) narrows whatever preset is chosen.
-    if (state.from) body.start_time = state.from;
-    if (state.to) body.end_time = state.to;
+    // A dashboard bucket: traces with a span that started in it (and, with a span filter,
+    // the same span matches it), which is what the bucket counted.
+    if (state.from) body.span_start_time = state.from;
+    if (state.to) body.span_end_time = state.to;
     if (state.span) {
       const split = state.span.indexOf('=');
       const field = state.span.slice(0, split);

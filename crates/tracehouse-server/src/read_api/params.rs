@@ -110,6 +110,10 @@ impl ListParams {
             });
         }
         query.spans.search = self.get("search").map(str::to_owned);
+        // Traces with a span starting in this range (and matching the span filters on that
+        // same span): what a dashboard bucket counts.
+        query.spans.start_from = self.time("span_start_time")?;
+        query.spans.start_to = self.time("span_end_time")?;
         parse_trace_filters(&self.filters, &mut query)?;
         Ok(query)
     }

@@ -225,6 +225,33 @@ async fn metrics_hourly_cost_by_model_equals_sums_with_empty_hours_zero() {
     // The hole in the data: hours without spans are present, with 0.
     let hole = ((BASE + 110 * 877 - start) / 3600) as usize;
     assert!(labels.iter().all(|l| column(&answer, l)[hole] == 0.0));
+    // What a click on the o3 bar of hour 5 lists: the traces with an o3 span starting in it.
+    let (from, to) = (start + 5 * 3600, start + 6 * 3600 - 1);
+    let (status, list) = server
+        .post_json(
+            "/api/traces/list/",
+            &json!({"span_start_time": from, "span_end_time": to, "page_size": 100,
+                    "filters": {"model": {"operator": "", "value": ["o3"]}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let mut listed: Vec<&str> = list["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["trace_unique_id"].as_str().unwrap())
+        .collect();
+    listed.sort_unstable();
+    let mut expected: Vec<&str> = known
+        .iter()
+        .filter(|k| k.model == Some("o3") && (from..=to).contains(&k.start))
+        .map(|k| k.trace.as_str())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    expected.sort_unstable();
+    assert!(!expected.is_empty());
+    assert_eq!(listed, expected);
     // The span at exactly 01:00 opens the second bucket; the one a second earlier is in the first.
     assert_eq!(column(&answer, "edge-model")[0], 1.0);
     assert_eq!(column(&answer, "edge-model")[1], 1.0);
