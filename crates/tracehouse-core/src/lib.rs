@@ -8,12 +8,14 @@
 //! - [`cost`]: the model price table.
 //! - [`trace`]: span tree assembly and trace aggregates.
 //! - [`query`]: the filter, sort and paging model shared by every list route and store.
+//! - [`metrics`]: metrics over time buckets and groups (the usage dashboard), on the same filters.
 //! - [`store`]: the `SpanStore` trait every backend implements.
 //!
 //! Architecture invariant: this crate does no IO, spawns nothing and knows no HTTP, SQL or protobuf.
 
 pub mod cost;
 pub mod ids;
+pub mod metrics;
 pub mod query;
 pub mod span;
 pub mod spanlog;

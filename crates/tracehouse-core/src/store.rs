@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::ids::{ApiKeyHash, Project, ProjectId, ProjectName, SpanId, TraceId};
+use crate::metrics::{Timeseries, TimeseriesQuery, TopEntry, TopQuery};
 use crate::query::{SpanFilter, SpanQuery, TraceQuery};
 use crate::span::Span;
 use crate::trace::TraceSummary;
@@ -195,6 +196,23 @@ pub trait SpanStore: Send + Sync + 'static {
         project: ProjectId,
         filter: &SpanFilter,
     ) -> Result<SpanStatistics, StoreError>;
+
+    /// A metric per time bucket and group over the spans matching a filter: the `limit`
+    /// groups ranked first by [`crate::metrics::Metric::ranking`] over the whole range, then
+    /// one "other" series for the rest (when there is a rest), each with a value for every
+    /// bucket of the grid (0 where no span fell).
+    async fn metric_timeseries(
+        &self,
+        project: ProjectId,
+        query: &TimeseriesQuery,
+    ) -> Result<Timeseries, StoreError>;
+
+    /// The `limit` groups with the largest metric over a range, largest first (ties by value).
+    async fn metric_top(
+        &self,
+        project: ProjectId,
+        query: &TopQuery,
+    ) -> Result<Vec<TopEntry>, StoreError>;
 
     /// Deletes a trace and its spans; `false` when the project has no such trace. Durable on `Ok`.
     async fn delete_trace(

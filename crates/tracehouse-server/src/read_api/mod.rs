@@ -1,6 +1,7 @@
 //! Read routes: traces and spans as the vendor's API returns them.
 
 pub(crate) mod export;
+mod metrics;
 pub(crate) mod model;
 mod params;
 mod rest_handler;
@@ -32,6 +33,11 @@ pub(crate) fn router() -> Router<AppState> {
         ),
         ("/request-logs/{span_id}", get(get_span)),
         ("/projects/current", get(current_project)),
+        (
+            "/metrics/timeseries",
+            get(metrics::timeseries).post(metrics::timeseries),
+        ),
+        ("/metrics/top", get(metrics::top).post(metrics::top)),
     ];
     let mut router = Router::new();
     for (path, handler) in table {

@@ -39,6 +39,14 @@ impl ListParams {
     pub(super) fn new(query: HashMap<String, String>, body: &[u8]) -> Result<Self, ApiError> {
         let mut values = query;
         let mut filters = Value::Null;
+        // GET requests carry the filters object as JSON text in `filters`.
+        if let Some(raw) = values
+            .remove("filters")
+            .filter(|raw| !raw.trim().is_empty())
+        {
+            filters = serde_json::from_str(&raw)
+                .map_err(|e| ApiError::BadRequest(format!("filters is not a JSON object: {e}")))?;
+        }
         let trimmed = body.iter().position(|b| !b.is_ascii_whitespace());
         if trimmed.is_some() {
             let parsed: Value = serde_json::from_slice(body)
@@ -48,7 +56,9 @@ impl ListParams {
                     "body must be a JSON object like {\"filters\": {...}}".to_owned(),
                 ));
             };
-            filters = object.remove("filters").unwrap_or(Value::Null);
+            if let Some(body_filters) = object.remove("filters") {
+                filters = body_filters;
+            }
             for (key, value) in object {
                 if let Some(text) = scalar_text(&value) {
                     values.entry(key).or_insert(text);
@@ -58,7 +68,7 @@ impl ListParams {
         Ok(Self { values, filters })
     }
 
-    fn get(&self, key: &str) -> Option<&str> {
+    pub(super) fn get(&self, key: &str) -> Option<&str> {
         self.values
             .get(key)
             .map(String::as_str)
@@ -100,6 +110,10 @@ impl ListParams {
             });
         }
         query.spans.search = self.get("search").map(str::to_owned);
+        // Traces with a span starting in this range (and matching the span filters on that
+        // same span): what a dashboard bucket counts.
+        query.spans.start_from = self.time("span_start_time")?;
+        query.spans.start_to = self.time("span_end_time")?;
         parse_trace_filters(&self.filters, &mut query)?;
         Ok(query)
     }

@@ -6,6 +6,7 @@
 
 mod index;
 mod keys;
+mod metrics;
 mod query;
 mod rows;
 mod schema;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 use tokio::sync::{mpsc, oneshot};
+use tracehouse_core::metrics::{Timeseries, TimeseriesQuery, TopEntry, TopQuery};
 use tracehouse_core::query::{SpanFilter, SpanQuery, TraceQuery};
 use tracehouse_core::{
     ApiKeyHash, ApiKeyInfo, Listing, NewApiKey, Project, ProjectId, ProjectName, ProjectStats,
@@ -421,6 +423,26 @@ impl SpanStore for SqliteStore {
     ) -> Result<SpanStatistics, StoreError> {
         let filter = filter.clone();
         self.read(move |connection| query::span_statistics(connection, project, &filter))
+            .await
+    }
+
+    async fn metric_timeseries(
+        &self,
+        project: ProjectId,
+        query: &TimeseriesQuery,
+    ) -> Result<Timeseries, StoreError> {
+        let query = query.clone();
+        self.read(move |connection| metrics::timeseries(connection, project, &query))
+            .await
+    }
+
+    async fn metric_top(
+        &self,
+        project: ProjectId,
+        query: &TopQuery,
+    ) -> Result<Vec<TopEntry>, StoreError> {
+        let query = query.clone();
+        self.read(move |connection| metrics::top(connection, project, &query))
             .await
     }
 

@@ -17,19 +17,19 @@ use super::rows::{SPAN_COLUMNS, TRACE_COLUMNS, span_from_row, summary_from_row};
 
 /// A WHERE clause under construction: fragments joined by AND, and their parameters.
 #[derive(Default)]
-struct Where {
-    clauses: Vec<String>,
-    params: Vec<SqlValue>,
+pub(crate) struct Where {
+    pub(crate) clauses: Vec<String>,
+    pub(crate) params: Vec<SqlValue>,
 }
 
 impl Where {
     /// Adds a parameter and returns its placeholder.
-    fn bind(&mut self, value: SqlValue) -> String {
+    pub(crate) fn bind(&mut self, value: SqlValue) -> String {
         self.params.push(value);
         format!("?{}", self.params.len())
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         if self.clauses.is_empty() {
             "1".to_owned()
         } else {
@@ -274,7 +274,7 @@ fn fts_query(text: &str) -> Option<String> {
 }
 
 /// Adds the clauses of a span filter over alias `s`.
-fn span_filter_clauses(project: ProjectId, filter: &SpanFilter, clause: &mut Where) {
+pub(crate) fn span_filter_clauses(project: ProjectId, filter: &SpanFilter, clause: &mut Where) {
     let project_param = clause.bind(SqlValue::Integer(project.0));
     // Metadata and search conditions select a few rowids from their own indexes; the `+`
     // keeps SQLite from preferring the project index and scanning every span of the project.

@@ -1,11 +1,55 @@
 //! Versioned schema migrations: a later release opens every older database.
 
-use rusqlite_migration::{M, Migrations};
+use rusqlite_migration::{HookError, M, Migrations};
 
 /// Every migration ever shipped, in order. Never edit one that has been released: add another.
 pub(crate) fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(
-        r#"
+    Migrations::new(vec![
+        M::up(V1),
+        // The rollups of spans stored before v2 are computed by the writer's own code, so
+        // they match what ingest would have written.
+        M::up_with_hook(V2, |transaction: &rusqlite::Transaction<'_>| {
+            super::metrics::backfill_rollups(transaction)
+                .map_err(|error| HookError::Hook(error.to_string()))
+        }),
+    ])
+}
+
+/// v2: the hourly rollups of the metrics API (filled from stored spans by the hook).
+const V2: &str = r#"
+        -- Additive measures per project, UTC hour of span start, and group-by dimension value
+        -- ('' dimension: all spans). `value` is '' when the span lacks the field and
+        -- '=' || value otherwise. Rewritten in the writer's transaction with the spans.
+        CREATE TABLE span_rollup_hourly (
+            project_id INTEGER NOT NULL,
+            dimension TEXT NOT NULL,
+            value TEXT NOT NULL,
+            hour_ns INTEGER NOT NULL,
+            requests INTEGER NOT NULL,
+            errors INTEGER NOT NULL,
+            cost REAL NOT NULL,
+            prompt_tokens INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL,
+            total_tokens INTEGER NOT NULL,
+            PRIMARY KEY (project_id, dimension, hour_ns, value)
+        ) WITHOUT ROWID;
+
+        -- Span latencies per project, UTC hour, dimension value and logarithmic bin (see
+        -- `metrics::latency_bin`), for percentiles without reading spans. Customers are left
+        -- out: their number would multiply the rows and the writer's work.
+        CREATE TABLE span_latency_hourly (
+            project_id INTEGER NOT NULL,
+            dimension TEXT NOT NULL,
+            value TEXT NOT NULL,
+            hour_ns INTEGER NOT NULL,
+            bin INTEGER NOT NULL,
+            count INTEGER NOT NULL,
+            PRIMARY KEY (project_id, dimension, hour_ns, value, bin)
+        ) WITHOUT ROWID;
+"#;
+
+/// v1: spans, traces, keys and their secondary indexes.
+const V1: &str = r#"
         CREATE TABLE projects (
             id INTEGER PRIMARY KEY,
             name TEXT NOT NULL UNIQUE,
@@ -120,9 +164,7 @@ pub(crate) fn migrations() -> Migrations<'static> {
         );
         CREATE INDEX trace_facets_lookup ON trace_facets (project_id, facet, value, start_ns, trace_id);
         CREATE INDEX trace_facets_by_trace ON trace_facets (project_id, trace_id);
-        "#,
-    )])
-}
+"#;
 
 #[cfg(test)]
 mod tests {

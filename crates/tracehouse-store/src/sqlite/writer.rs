@@ -12,6 +12,7 @@ use tracehouse_core::{
 };
 
 use super::index::{flush_search_index, index_span, index_trace_facets, unindex_span};
+use super::metrics::{ROLLUP_FACT_COLUMNS, RollupDeltas, RollupFacts};
 use super::rows::{SPAN_COLUMNS, span_from_row, upsert_span, upsert_trace};
 use super::{SqliteError, now_ns};
 
@@ -144,15 +145,19 @@ fn write_together(
 ) -> Result<Vec<WriteReceipt>, SqliteError> {
     let transaction = connection.transaction()?;
     let mut receipts = Vec::with_capacity(jobs.len());
+    let mut rollup = RollupDeltas::default();
     for job in jobs {
         receipts.push(match &job.op {
             WriteOp::Spans(spans) => {
-                write_spans_and_traces(&transaction, job.project, spans, ingested_ns)?
+                write_spans_and_traces(&transaction, job.project, spans, ingested_ns, &mut rollup)?
             }
-            WriteOp::DeleteTrace(trace_id) => delete_trace(&transaction, job.project, trace_id)?,
+            WriteOp::DeleteTrace(trace_id) => {
+                delete_trace(&transaction, job.project, trace_id, &mut rollup)?
+            }
         });
     }
     flush_search_index(&transaction)?;
+    rollup.flush(&transaction)?;
     transaction.commit()?;
     Ok(receipts)
 }
@@ -162,25 +167,31 @@ fn write_spans_and_traces(
     project: ProjectId,
     spans: &[Span],
     ingested_ns: i64,
+    rollup: &mut RollupDeltas,
 ) -> Result<WriteReceipt, SqliteError> {
     let mut touched: BTreeSet<&TraceId> = BTreeSet::new();
     {
         let mut insert = transaction.prepare_cached(super::rows::UPSERT_SPAN)?;
-        let mut existing = transaction.prepare_cached(
-            "SELECT rowid FROM spans WHERE project_id = ?1 AND trace_id = ?2 AND span_id = ?3",
-        )?;
+        // The replaced span's rollup facts come with the lookup that finds it anyway.
+        let mut existing = transaction.prepare_cached(&format!(
+            "SELECT rowid, {ROLLUP_FACT_COLUMNS} FROM spans WHERE project_id = ?1 AND trace_id = ?2 AND span_id = ?3"
+        ))?;
         for span in spans {
             // Only a replaced span has index rows to remove; new spans skip those deletes,
             // which FTS5 would otherwise record as tombstones.
-            let replaced: Option<i64> = existing
+            let replaced: Option<(i64, RollupFacts)> = existing
                 .query_row(
                     rusqlite::params![project.0, span.trace_id.as_str(), span.span_id.as_str()],
-                    |row| row.get(0),
+                    |row| Ok((row.get(0)?, RollupFacts::from_row(row, 1))),
                 )
-                .optional()?;
-            if let Some(rowid) = replaced {
+                .optional()?
+                .map(|(rowid, facts)| facts.map(|facts| (rowid, facts)))
+                .transpose()?;
+            if let Some((rowid, facts)) = replaced {
                 unindex_span(transaction, rowid)?;
+                rollup.add(project, &facts, -1);
             }
+            rollup.add(project, &RollupFacts::from_span(span), 1);
             let rowid = upsert_span(&mut insert, project, span, ingested_ns)?;
             index_span(transaction, rowid, project, span)?;
             touched.insert(&span.trace_id);
@@ -220,15 +231,21 @@ fn delete_trace(
     transaction: &rusqlite::Transaction<'_>,
     project: ProjectId,
     trace_id: &TraceId,
+    rollup: &mut RollupDeltas,
 ) -> Result<WriteReceipt, SqliteError> {
-    let rowids: Vec<i64> = transaction
-        .prepare_cached("SELECT rowid FROM spans WHERE project_id = ?1 AND trace_id = ?2")?
+    let stored: Vec<(i64, Result<RollupFacts, SqliteError>)> = transaction
+        .prepare_cached(&format!(
+            "SELECT rowid, {ROLLUP_FACT_COLUMNS} FROM spans WHERE project_id = ?1 AND trace_id = ?2"
+        ))?
         .query_map(rusqlite::params![project.0, trace_id.as_str()], |row| {
-            row.get(0)
+            Ok((row.get(0)?, RollupFacts::from_row(row, 1)))
         })?
         .collect::<Result<_, _>>()?;
-    for rowid in &rowids {
-        unindex_span(transaction, *rowid)?;
+    let mut rowids = Vec::with_capacity(stored.len());
+    for (rowid, facts) in stored {
+        unindex_span(transaction, rowid)?;
+        rollup.add(project, &facts?, -1);
+        rowids.push(rowid);
     }
     transaction
         .prepare_cached("DELETE FROM spans WHERE project_id = ?1 AND trace_id = ?2")?

@@ -7,6 +7,7 @@ mod corpus;
 mod crash;
 mod guard;
 mod ingest;
+mod metrics;
 mod migration;
 mod otlp;
 mod properties;
