@@ -1,0 +1,255 @@
+//! ClickHouse's HTTP interface: statements out, JSONEachRow rows back, and SQL literals.
+//!
+//! ClickHouse 18.16 (the server Debian ships) has no server-side query parameters, so every
+//! user value becomes SQL text through [`string_literal`] and the other literal functions
+//! here, and nowhere else.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use super::ClickHouseError;
+
+/// Settings sent with every read, as URL parameters (the only way 18.16 takes them).
+///
+/// Reads filter rows after `FINAL` has collapsed replaced versions. Moving a filter to
+/// PREWHERE or pushing it into the `FINAL` subquery would filter before the collapse and could
+/// let an older version of a replaced span match, so both optimisations are turned off.
+/// 64-bit integers come back as JSON numbers so they parse straight into Rust integers.
+const READ_SETTINGS: &[(&str, &str)] = &[
+    ("optimize_move_to_prewhere", "0"),
+    ("enable_optimize_predicate_expression", "0"),
+    ("output_format_json_quote_64bit_integers", "0"),
+];
+
+/// Where the server is and who we are to it.
+#[derive(Clone)]
+pub(crate) struct Client {
+    http: reqwest::Client,
+    base: String,
+    database: String,
+    user: String,
+    password: Option<String>,
+}
+
+/// ClickHouse error codes that mean "try again later" rather than "this query is wrong".
+const TRANSIENT_CODES: &[u32] = &[
+    159, // TIMEOUT_EXCEEDED
+    164, // READONLY
+    202, // TOO_MANY_SIMULTANEOUS_QUERIES
+    209, // SOCKET_TIMEOUT
+    210, // NETWORK_ERROR
+    241, // MEMORY_LIMIT_EXCEEDED
+    252, // TOO_MANY_PARTS
+    279, // ALL_CONNECTION_TRIES_FAILED
+    319, // UNKNOWN_STATUS_OF_INSERT
+];
+
+impl Client {
+    pub(crate) fn new(
+        base: &str,
+        database: &str,
+        user: &str,
+        password: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Self, ClickHouseError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2).min(timeout))
+            .timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(20))
+            .build()
+            .map_err(|e| ClickHouseError::Config(format!("cannot build HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            database: database.to_owned(),
+            user: user.to_owned(),
+            password: password.map(str::to_owned),
+        })
+    }
+
+    /// Runs `sql` with `body` as its data (inserts) and returns the answer text.
+    /// `in_database` is false only for statements that must run before the database exists.
+    async fn send(
+        &self,
+        sql: &str,
+        body: Option<String>,
+        settings: &[(&str, &str)],
+        in_database: bool,
+    ) -> Result<String, ClickHouseError> {
+        let mut params: Vec<(&str, &str)> = settings.to_vec();
+        if in_database {
+            params.push(("database", &self.database));
+        }
+        // Without a body the statement itself is the body; with one, it travels in `query`.
+        let request = match body {
+            Some(data) => {
+                params.push(("query", sql));
+                self.http.post(format!("{}/", self.base)).body(data)
+            }
+            None => self
+                .http
+                .post(format!("{}/", self.base))
+                .body(sql.to_owned()),
+        };
+        let response = request
+            .query(&params)
+            .basic_auth(&self.user, self.password.as_deref())
+            .send()
+            .await
+            .map_err(ClickHouseError::from_http)?;
+        let status = response.status();
+        let text = response.text().await.map_err(ClickHouseError::from_http)?;
+        if status.is_success() {
+            return Ok(text);
+        }
+        let code = parse_error_code(&text);
+        Err(ClickHouseError::Server {
+            status: status.as_u16(),
+            code,
+            transient: status.is_server_error()
+                && code.is_some_and(|c| TRANSIENT_CODES.contains(&c))
+                || status == reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            message: text.trim().chars().take(2000).collect(),
+        })
+    }
+
+    /// A statement with no result (DDL, ALTER).
+    pub(crate) async fn execute(&self, sql: &str) -> Result<(), ClickHouseError> {
+        self.send(sql, None, &[], true).await.map(drop)
+    }
+
+    /// A statement run outside the store's database (creating it).
+    pub(crate) async fn execute_global(&self, sql: &str) -> Result<(), ClickHouseError> {
+        self.send(sql, None, &[], false).await.map(drop)
+    }
+
+    /// Inserts rows given as JSONEachRow lines; returns only after the server answered OK,
+    /// which for a MergeTree insert means the data is written to a part on disk.
+    pub(crate) async fn insert(&self, table: &str, rows: String) -> Result<(), ClickHouseError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.send(
+            &format!("INSERT INTO {table} FORMAT JSONEachRow"),
+            Some(rows),
+            &[],
+            true,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// A SELECT whose rows deserialize into `T`; `FORMAT JSONEachRow` is appended here.
+    pub(crate) async fn rows<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+    ) -> Result<Vec<T>, ClickHouseError> {
+        let text = self
+            .send(
+                &format!("{sql} FORMAT JSONEachRow"),
+                None,
+                READ_SETTINGS,
+                true,
+            )
+            .await?;
+        text.lines()
+            .filter(|line| !line.is_empty())
+            .map(|line| serde_json::from_str(line).map_err(ClickHouseError::Decode))
+            .collect()
+    }
+
+    /// A SELECT of exactly one row.
+    pub(crate) async fn row<T: DeserializeOwned>(&self, sql: &str) -> Result<T, ClickHouseError> {
+        self.rows(sql)
+            .await?
+            .pop()
+            .ok_or_else(|| ClickHouseError::Corrupt(format!("no row from: {sql}")))
+    }
+
+    /// Whether the server answers at all (`/ping`).
+    pub(crate) async fn ping(&self) -> Result<(), ClickHouseError> {
+        let response = self
+            .http
+            .get(format!("{}/ping", self.base))
+            .send()
+            .await
+            .map_err(ClickHouseError::from_http)?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(ClickHouseError::Server {
+                status: response.status().as_u16(),
+                code: None,
+                transient: true,
+                message: "ping failed".to_owned(),
+            })
+        }
+    }
+}
+
+/// `Code: 252, e.displayText() = ...` → 252.
+fn parse_error_code(text: &str) -> Option<u32> {
+    let rest = text.trim_start().strip_prefix("Code:")?.trim_start();
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// A ClickHouse string literal holding exactly `value`.
+///
+/// Inside quotes ClickHouse interprets backslash escapes, so backslash and quote are escaped,
+/// and NUL and line breaks are written as escapes so the statement stays one clean line.
+/// Every other character, including any Unicode, stands for itself.
+pub(crate) fn string_literal(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\0' => out.push_str("\\0"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            other => out.push(other),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// A Float64 literal; exponent notation keeps huge and tiny values short and exact.
+/// Non-finite values never reach here (the query parser rejects them), but map to NULL
+/// rather than to text ClickHouse would misread.
+pub(crate) fn float_literal(value: f64) -> String {
+    if value.is_finite() {
+        format!("toFloat64({value:e})")
+    } else {
+        "NULL".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_escape_what_clickhouse_interprets() {
+        assert_eq!(string_literal("plain"), "'plain'");
+        assert_eq!(string_literal("it's"), "'it\\'s'");
+        assert_eq!(string_literal("a\\'b"), "'a\\\\\\'b'");
+        assert_eq!(string_literal("nul\0x\n"), "'nul\\0x\\n'");
+        assert_eq!(string_literal("é😀"), "'é😀'");
+        assert_eq!(float_literal(0.5), "toFloat64(5e-1)");
+        assert_eq!(float_literal(f64::NAN), "NULL");
+    }
+
+    #[test]
+    fn error_codes_are_read_from_the_answer() {
+        assert_eq!(
+            parse_error_code("Code: 252, e.displayText() = DB::Exception: Too many parts"),
+            Some(252)
+        );
+        assert_eq!(parse_error_code("garbage"), None);
+    }
+}
