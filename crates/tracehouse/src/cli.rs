@@ -247,9 +247,33 @@ pub(crate) struct StoreArgs {
     )]
     pub(crate) data_dir: PathBuf,
 
-    /// Store URL, overriding --data-dir: `sqlite:PATH` (a database file).
+    /// Store URL, overriding --data-dir: `sqlite:PATH` (a database file) or
+    /// `clickhouse://[USER[:PASSWORD]@]HOST:PORT/DATABASE` (ClickHouse's HTTP port; the
+    /// database is created if missing).
     #[arg(long, env = "TRACEHOUSE_STORE", value_name = "URL")]
     pub(crate) store: Option<String>,
+
+    /// ClickHouse user, when the store URL names none (default: `default`).
+    #[arg(long, env = "TRACEHOUSE_CLICKHOUSE_USER", value_name = "USER")]
+    pub(crate) clickhouse_user: Option<String>,
+
+    /// ClickHouse password, when the store URL carries none.
+    #[arg(
+        long,
+        env = "TRACEHOUSE_CLICKHOUSE_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub(crate) clickhouse_password: Option<String>,
+
+    /// Seconds a ClickHouse statement may take; a slower server makes writes answer 503.
+    #[arg(
+        long,
+        env = "TRACEHOUSE_CLICKHOUSE_TIMEOUT_SECS",
+        default_value_t = 30,
+        value_name = "SECS"
+    )]
+    pub(crate) clickhouse_timeout_secs: u64,
 
     /// SQLite durability: `normal` survives process crashes (kill -9); `full` also survives
     /// power loss, at the cost of an fsync per group commit.

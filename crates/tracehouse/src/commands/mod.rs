@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tracehouse_core::SpanStore;
-use tracehouse_store::SqliteStore;
+use tracehouse_store::{ClickHouseStore, SqliteStore};
 
 use crate::cli::{BenchCommand, Cli, Command};
 use crate::config::StoreConfig;
@@ -42,6 +42,14 @@ pub(crate) async fn open_store(config: &StoreConfig) -> anyhow::Result<Arc<dyn S
                 .await
                 .context("store opener panicked")?
                 .with_context(|| format!("cannot open SQLite store at {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+        StoreConfig::ClickHouse(clickhouse) => {
+            let store = ClickHouseStore::open(clickhouse.clone())
+                .await
+                .with_context(|| {
+                    format!("cannot open ClickHouse store {}", config.display_name())
+                })?;
             Ok(Arc::new(store))
         }
     }
