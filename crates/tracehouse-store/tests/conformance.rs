@@ -154,6 +154,7 @@ conformance!(
     hostile_strings_round_trip_and_match_only_themselves,
     deleted_traces_vanish_and_can_be_sent_again,
     statistics_and_span_lists_see_one_copy_per_span,
+    floats_round_trip_bit_for_bit,
 );
 
 async fn writes_read_back_with_content_and_aggregates(backend: &Backend) {
@@ -371,8 +372,14 @@ async fn projects_are_found_and_created_by_name(backend: &Backend) {
     );
     assert_eq!(
         store.find_project(&name("imports")).await.unwrap(),
-        Some(created)
+        Some(created.clone())
     );
+    let listed = store.list_projects().await.unwrap();
+    assert_eq!(
+        listed.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        vec!["acme", "imports"]
+    );
+    assert!(listed.contains(&created));
 }
 
 fn equals(column: SpanColumn, operator: Operator, value: &str) -> SpanFilter {
@@ -611,4 +618,50 @@ async fn statistics_and_span_lists_see_one_copy_per_span(backend: &Backend) {
         .unwrap();
     assert_eq!(trace.summary.total_cost, 4.0);
     assert_eq!(trace.spans.len(), 1);
+}
+
+async fn floats_round_trip_bit_for_bit(backend: &Backend) {
+    let (store, project) = open(backend).await;
+    // Values a decimal parser easily gets one ulp wrong, and a subnormal.
+    let costs = [
+        2.0000000000000002e-7,
+        0.1 + 0.2,
+        5e-324,
+        1.7976931348623157e308,
+    ];
+    let spans: Vec<Span> = costs
+        .iter()
+        .enumerate()
+        .map(|(i, cost)| {
+            span(
+                "t",
+                &format!("s{i}"),
+                None,
+                json!({"cost": cost, "latency": 0.774699}),
+            )
+        })
+        .collect();
+    store.write_spans(project, spans).await.unwrap();
+    let trace = store
+        .get_trace(project, &TraceId::try_from("t").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut stored: Vec<f64> = trace.spans.iter().map(|s| s.cost.unwrap()).collect();
+    stored.sort_by(f64::total_cmp);
+    let mut expected = costs.to_vec();
+    expected.sort_by(f64::total_cmp);
+    assert_eq!(stored, expected);
+    assert!(trace.spans.iter().all(|s| s.latency == 0.774699));
+    for cost in costs {
+        let filter = SpanFilter {
+            conditions: vec![Condition {
+                field: SpanField::Column(SpanColumn::Cost),
+                operator: Operator::Equals,
+                values: vec![FilterValue::Number(cost)],
+            }],
+            ..Default::default()
+        };
+        assert_eq!(count_spans(&*store, project, filter).await, 1, "{cost:e}");
+    }
 }

@@ -9,7 +9,7 @@ use tracehouse_core::PriceTable;
 use tracehouse_server::Limits;
 use tracehouse_store::{ClickHouseConfig, SqliteConfig, Synchronous};
 
-use crate::cli::{ServeArgs, StoreArgs, SyncMode};
+use crate::cli::{ClickHouseArgs, ServeArgs, StoreArgs, SyncMode};
 
 /// Which backend to open, and how.
 #[derive(Debug, Clone)]
@@ -55,13 +55,26 @@ impl StoreConfig {
                 let mut config = ClickHouseConfig::new(base, database);
                 // Credentials in the URL win over the environment, which keeps them out of
                 // shell history and process listings when preferred.
-                if let Some(user) = user.or_else(|| args.clickhouse_user.clone()) {
+                if let Some(user) = user.or_else(|| args.clickhouse.clickhouse_user.clone()) {
                     config.user = user;
                 }
-                config.password = password.or_else(|| args.clickhouse_password.clone());
-                config.timeout = Duration::from_secs(args.clickhouse_timeout_secs.max(1));
+                config.password = password.or_else(|| args.clickhouse.clickhouse_password.clone());
+                config.timeout =
+                    Duration::from_secs(args.clickhouse.clickhouse_timeout_secs.max(1));
                 StoreConfig::ClickHouse(config)
             }
+        })
+    }
+
+    /// A store given as one word, as `migrate` takes it: a store URL (`sqlite:PATH`,
+    /// `clickhouse://...`) or else a data directory.
+    pub(crate) fn from_location(raw: &str, clickhouse: &ClickHouseArgs) -> anyhow::Result<Self> {
+        let is_url = raw.starts_with("sqlite:") || raw.starts_with("clickhouse:");
+        Self::from_args(&StoreArgs {
+            data_dir: PathBuf::from(if is_url { "." } else { raw }),
+            store: is_url.then(|| raw.to_owned()),
+            clickhouse: clickhouse.clone(),
+            sqlite_synchronous: SyncMode::Normal,
         })
     }
 

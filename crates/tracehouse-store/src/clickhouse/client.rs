@@ -73,7 +73,7 @@ impl Client {
     async fn send(
         &self,
         sql: &str,
-        body: Option<String>,
+        body: Option<Vec<u8>>,
         settings: &[(&str, &str)],
         in_database: bool,
     ) -> Result<String, ClickHouseError> {
@@ -124,14 +124,36 @@ impl Client {
         self.send(sql, None, &[], false).await.map(drop)
     }
 
-    /// Inserts rows given as JSONEachRow lines; returns only after the server answered OK,
-    /// which for a MergeTree insert means the data is written to a part on disk.
+    /// Inserts rows given as JSONEachRow lines (rows without floats: ClickHouse 18.16 parses
+    /// decimal floats inexactly); returns only after the server answered OK, which for a
+    /// MergeTree insert means the data is written to a part on disk.
     pub(crate) async fn insert(&self, table: &str, rows: String) -> Result<(), ClickHouseError> {
         if rows.is_empty() {
             return Ok(());
         }
         self.send(
             &format!("INSERT INTO {table} FORMAT JSONEachRow"),
+            Some(rows.into_bytes()),
+            &[],
+            true,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Inserts rows encoded as RowBinary for `columns`, in their order. Binary carries every
+    /// Float64 bit for bit, which text formats parsed by 18.16 do not.
+    pub(crate) async fn insert_binary(
+        &self,
+        table: &str,
+        columns: &str,
+        rows: Vec<u8>,
+    ) -> Result<(), ClickHouseError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.send(
+            &format!("INSERT INTO {table} ({columns}) FORMAT RowBinary"),
             Some(rows),
             &[],
             true,
@@ -218,14 +240,79 @@ pub(crate) fn string_literal(value: &str) -> String {
     out
 }
 
-/// A Float64 literal; exponent notation keeps huge and tiny values short and exact.
-/// Non-finite values never reach here (the query parser rejects them), but map to NULL
-/// rather than to text ClickHouse would misread.
+/// A Float64 literal holding exactly `value`: its IEEE bits, since ClickHouse 18.16 parses
+/// decimal literals inexactly (off by an ulp) and rejects subnormal ones. Non-finite values
+/// never reach here (the query parser rejects them), but map to NULL rather than to a number.
 pub(crate) fn float_literal(value: f64) -> String {
     if value.is_finite() {
-        format!("toFloat64({value:e})")
+        format!(
+            "reinterpretAsFloat64(unhex('{}'))",
+            hex::encode(value.to_le_bytes())
+        )
     } else {
         "NULL".to_owned()
+    }
+}
+
+/// Builds RowBinary rows: little-endian numbers, LEB128-prefixed strings and arrays, a NULL
+/// flag byte before every Nullable value.
+#[derive(Default)]
+pub(crate) struct RowBinary(Vec<u8>);
+
+impl RowBinary {
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    fn length(&mut self, mut n: usize) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                self.0.push(byte);
+                return;
+            }
+            self.0.push(byte | 0x80);
+        }
+    }
+
+    pub(crate) fn u8(&mut self, value: u8) {
+        self.0.push(value);
+    }
+
+    pub(crate) fn i64(&mut self, value: i64) {
+        self.0.extend_from_slice(&value.to_le_bytes());
+    }
+
+    pub(crate) fn u64(&mut self, value: u64) {
+        self.0.extend_from_slice(&value.to_le_bytes());
+    }
+
+    pub(crate) fn f64(&mut self, value: f64) {
+        self.0.extend_from_slice(&value.to_le_bytes());
+    }
+
+    pub(crate) fn str(&mut self, value: &str) {
+        self.length(value.len());
+        self.0.extend_from_slice(value.as_bytes());
+    }
+
+    /// A Nullable value: the flag, then the value when present.
+    pub(crate) fn nullable<T>(&mut self, value: Option<T>, write: impl FnOnce(&mut Self, T)) {
+        match value {
+            None => self.0.push(1),
+            Some(value) => {
+                self.0.push(0);
+                write(self, value);
+            }
+        }
+    }
+
+    pub(crate) fn array<T>(&mut self, values: &[T], mut write: impl FnMut(&mut Self, &T)) {
+        self.length(values.len());
+        for value in values {
+            write(self, value);
+        }
     }
 }
 
@@ -240,8 +327,22 @@ mod tests {
         assert_eq!(string_literal("a\\'b"), "'a\\\\\\'b'");
         assert_eq!(string_literal("nul\0x\n"), "'nul\\0x\\n'");
         assert_eq!(string_literal("é😀"), "'é😀'");
-        assert_eq!(float_literal(0.5), "toFloat64(5e-1)");
+        assert_eq!(
+            float_literal(0.5),
+            "reinterpretAsFloat64(unhex('000000000000e03f'))"
+        );
         assert_eq!(float_literal(f64::NAN), "NULL");
+    }
+
+    #[test]
+    fn row_binary_encodes_lengths_as_leb128_and_nulls_as_flags() {
+        let mut row = RowBinary::default();
+        row.str(&"x".repeat(300));
+        row.nullable(None::<i64>, RowBinary::i64);
+        row.nullable(Some(1u8), RowBinary::u8);
+        let bytes = row.into_bytes();
+        assert_eq!(&bytes[..2], &[0xac, 0x02]);
+        assert_eq!(&bytes[302..], &[1, 0, 1]);
     }
 
     #[test]

@@ -84,6 +84,20 @@ pub(crate) async fn find_project(
     }))
 }
 
+pub(crate) async fn list_projects(client: &Client) -> Result<Vec<Project>, ClickHouseError> {
+    let rows: Vec<ProjectRow> = client
+        .rows("SELECT id, name, created_at_ns FROM projects FINAL ORDER BY name")
+        .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(Project {
+                id: ProjectId(row.id),
+                name: parse_name(&row.name)?,
+            })
+        })
+        .collect()
+}
+
 pub(crate) async fn create_project(
     client: &Client,
     name: &ProjectName,

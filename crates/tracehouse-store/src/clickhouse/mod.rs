@@ -531,6 +531,10 @@ impl SpanStore for ClickHouseStore {
         Ok(keys::find_project(&self.client, name).await?)
     }
 
+    async fn list_projects(&self) -> Result<Vec<Project>, StoreError> {
+        Ok(keys::list_projects(&self.client).await?)
+    }
+
     async fn create_project(&self, name: &ProjectName) -> Result<Project, StoreError> {
         Ok(keys::create_project(&self.client, name).await?)
     }

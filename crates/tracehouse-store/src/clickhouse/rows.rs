@@ -8,6 +8,7 @@ use tracehouse_core::{
 };
 
 use super::ClickHouseError;
+use super::client::RowBinary;
 
 /// Deepest metadata nesting that is indexed; deeper values stay in the content, unindexed.
 const MAX_METADATA_DEPTH: usize = 8;
@@ -28,8 +29,18 @@ pub(crate) const TRACE_COLUMNS: &str = "project_id, trace_id, root_span_id, name
      environment, customer_identifier, session_identifier, thread_identifier, trace_group_identifier, models, \
      first_seen_ns, version, deleted";
 
+/// Columns a [`SpanInsert`] is encoded with, in [`SpanInsert::encode`]'s order.
+pub(crate) const SPAN_INSERT_COLUMNS: &str = "project_id, trace_id, span_id, parent_id, name, log_type, start_ns, end_ns, \
+     latency, times_inferred, model, provider_id, status, status_code, error_message, prompt_tokens, completion_tokens, \
+     total_tokens, cost, customer_identifier, session_identifier, thread_identifier, trace_group_identifier, \
+     environment, workflow_name, path, content, trace_name, search_text, meta_keys, meta_text, meta_num, meta_is_num, \
+     ingested_ns, first_seen_ns, version, deleted";
+
+/// Columns of a span tombstone, in [`encode_span_tombstone`]'s order.
+pub(crate) const SPAN_TOMBSTONE_COLUMNS: &str =
+    "project_id, trace_id, span_id, start_ns, version, deleted";
+
 /// A span as inserted: the span's fields plus what filters need precomputed.
-#[derive(Serialize)]
 pub(crate) struct SpanInsert<'a> {
     project_id: i64,
     trace_id: &'a str,
@@ -203,6 +214,68 @@ impl<'a> SpanInsert<'a> {
     }
 }
 
+impl SpanInsert<'_> {
+    /// Appends this row as RowBinary in [`SPAN_INSERT_COLUMNS`] order.
+    pub(crate) fn encode(&self, row: &mut RowBinary) {
+        let text = |row: &mut RowBinary, value: Option<&str>| row.nullable(value, RowBinary::str);
+        row.i64(self.project_id);
+        row.str(self.trace_id);
+        row.str(self.span_id);
+        text(row, self.parent_id);
+        row.str(self.name);
+        row.str(self.log_type);
+        row.i64(self.start_ns);
+        row.i64(self.end_ns);
+        row.f64(self.latency);
+        row.u8(self.times_inferred);
+        text(row, self.model);
+        text(row, self.provider_id);
+        row.str(self.status);
+        row.nullable(self.status_code, RowBinary::i64);
+        text(row, self.error_message);
+        row.nullable(self.prompt_tokens, RowBinary::u64);
+        row.nullable(self.completion_tokens, RowBinary::u64);
+        row.nullable(self.total_tokens, RowBinary::u64);
+        row.nullable(self.cost, RowBinary::f64);
+        text(row, self.customer_identifier);
+        text(row, self.session_identifier);
+        text(row, self.thread_identifier);
+        text(row, self.trace_group_identifier);
+        text(row, self.environment);
+        text(row, self.workflow_name);
+        text(row, self.path);
+        row.str(&self.content);
+        text(row, self.trace_name);
+        row.str(&self.search_text);
+        row.array(&self.meta_keys, |row, key| row.str(key));
+        row.array(&self.meta_text, |row, text| row.str(text));
+        row.array(&self.meta_num, |row, number| row.f64(*number));
+        row.array(&self.meta_is_num, |row, flag| row.u8(*flag));
+        row.i64(self.ingested_ns);
+        row.i64(self.first_seen_ns);
+        row.u64(self.version);
+        row.u8(self.deleted);
+    }
+}
+
+/// A tombstone hiding every earlier version of one span, in [`SPAN_TOMBSTONE_COLUMNS`] order.
+/// It carries the span's start so it lands in the span's partition, where merges drop both.
+pub(crate) fn encode_span_tombstone(
+    row: &mut RowBinary,
+    project: ProjectId,
+    trace_id: &str,
+    span_id: &str,
+    start_ns: i64,
+    version: u64,
+) {
+    row.i64(project.0);
+    row.str(trace_id);
+    row.str(span_id);
+    row.i64(start_ns);
+    row.u64(version);
+    row.u8(1);
+}
+
 /// The replacing version of a row written at `ns`: later writes win.
 pub(crate) fn version_of(ns: i64) -> u64 {
     u64::try_from(ns).unwrap_or(0)
@@ -298,8 +371,8 @@ impl SpanRead {
     }
 }
 
-/// A trace row, as inserted and as selected with [`TRACE_COLUMNS`].
-#[derive(Serialize, Deserialize)]
+/// A trace row, as inserted (RowBinary, [`TRACE_COLUMNS`] order) and as selected.
+#[derive(Deserialize)]
 pub(crate) struct TraceRow {
     pub(crate) project_id: i64,
     pub(crate) trace_id: String,
@@ -390,6 +463,36 @@ impl TraceRow {
             version,
             deleted: 1,
         }
+    }
+
+    /// Appends this row as RowBinary in [`TRACE_COLUMNS`] order.
+    pub(crate) fn encode(&self, row: &mut RowBinary) {
+        let text = |row: &mut RowBinary, value: &Option<String>| {
+            row.nullable(value.as_deref(), RowBinary::str);
+        };
+        row.i64(self.project_id);
+        row.str(&self.trace_id);
+        text(row, &self.root_span_id);
+        row.str(&self.name);
+        row.i64(self.start_ns);
+        row.i64(self.end_ns);
+        row.f64(self.duration);
+        row.u64(self.span_count);
+        row.u64(self.llm_call_count);
+        row.u64(self.error_count);
+        row.u64(self.total_prompt_tokens);
+        row.u64(self.total_completion_tokens);
+        row.u64(self.total_tokens);
+        row.f64(self.total_cost);
+        text(row, &self.environment);
+        text(row, &self.customer_identifier);
+        text(row, &self.session_identifier);
+        text(row, &self.thread_identifier);
+        text(row, &self.trace_group_identifier);
+        row.array(&self.models, |row, model| row.str(model));
+        row.i64(self.first_seen_ns);
+        row.u64(self.version);
+        row.u8(self.deleted);
     }
 
     pub(crate) fn root_span_id(&self) -> Option<&str> {

@@ -8,10 +8,11 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 use tracehouse_core::{ProjectId, Span, TraceId, WriteReceipt, summarize};
 
-use super::client::Client;
+use super::client::{Client, RowBinary};
 use super::query::{in_list, live_spans, live_traces};
 use super::rows::{
-    SPAN_COLUMNS, SpanInsert, SpanRead, TRACE_COLUMNS, TraceRow, json_lines, version_of,
+    SPAN_COLUMNS, SPAN_INSERT_COLUMNS, SPAN_TOMBSTONE_COLUMNS, SpanInsert, SpanRead, TRACE_COLUMNS,
+    TraceRow, encode_span_tombstone, version_of,
 };
 use super::{ClickHouseError, now_ns};
 
@@ -180,7 +181,7 @@ async fn write_spans(
         }
     }
 
-    let mut rows = Vec::new();
+    let mut rows = RowBinary::default();
     for (project, spans) in parts {
         for span in *spans {
             let first_seen = span_first_seen
@@ -191,15 +192,17 @@ async fn write_spans(
                 ))
                 .copied()
                 .unwrap_or(ingested_ns);
-            rows.push(SpanInsert::new(*project, span, ingested_ns, first_seen)?);
+            SpanInsert::new(*project, span, ingested_ns, first_seen)?.encode(&mut rows);
         }
     }
-    client.insert("spans", json_lines(&rows)?).await?;
+    client
+        .insert_binary("spans", SPAN_INSERT_COLUMNS, rows.into_bytes())
+        .await?;
 
     // Recompute each touched trace from its stored spans with core's one definition. The
     // version is the instant this read started: of two servers writing to one trace, the
     // later reader saw every span the earlier one inserted, and its row wins.
-    let mut traces = Vec::new();
+    let mut traces = RowBinary::default();
     for (project, ids) in &touched {
         let ids: Vec<&str> = ids.iter().copied().collect();
         for chunk in ids.chunks(IDS_PER_QUERY) {
@@ -225,12 +228,14 @@ async fn write_spans(
                         .get(&(*project, trace_id))
                         .copied()
                         .unwrap_or(ingested_ns);
-                    traces.push(TraceRow::new(*project, &summary, first_seen, version));
+                    TraceRow::new(*project, &summary, first_seen, version).encode(&mut traces);
                 }
             }
         }
     }
-    client.insert("traces", json_lines(&traces)?).await
+    client
+        .insert_binary("traces", TRACE_COLUMNS, traces.into_bytes())
+        .await
 }
 
 #[derive(Deserialize)]
@@ -261,27 +266,25 @@ async fn delete_trace(
             live_spans(project, &filter)
         ))
         .await?;
-    let now = now_ns();
-    let tombstones = spans
-        .iter()
-        .map(|span| {
-            serde_json::json!({
-                "project_id": project.0,
-                "trace_id": trace_id.as_str(),
-                "span_id": span.span_id,
-                // The tombstone sits in the span's partition, so merges can drop both.
-                "start_ns": span.start_ns,
-                "version": version_of(now),
-                "deleted": 1,
-            })
-        })
-        .collect::<Vec<_>>();
-    client.insert("spans", json_lines(&tombstones)?).await?;
+    let version = version_of(now_ns());
+    let mut tombstones = RowBinary::default();
+    for span in &spans {
+        encode_span_tombstone(
+            &mut tombstones,
+            project,
+            trace_id.as_str(),
+            &span.span_id,
+            span.start_ns,
+            version,
+        );
+    }
     client
-        .insert(
-            "traces",
-            json_lines(&[TraceRow::tombstone(project, trace_id, version_of(now))])?,
-        )
+        .insert_binary("spans", SPAN_TOMBSTONE_COLUMNS, tombstones.into_bytes())
+        .await?;
+    let mut trace = RowBinary::default();
+    TraceRow::tombstone(project, trace_id, version).encode(&mut trace);
+    client
+        .insert_binary("traces", TRACE_COLUMNS, trace.into_bytes())
         .await?;
     Ok(WriteReceipt {
         spans_written: spans.len() as u64,

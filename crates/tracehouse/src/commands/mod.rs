@@ -4,6 +4,7 @@ mod bench;
 mod export;
 mod import;
 mod keys;
+mod migrate;
 mod serve;
 
 use std::process::ExitCode;
@@ -28,6 +29,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Bench(BenchCommand::Ingest(args)) => bench::run_ingest(args).await,
             Command::Import(args) => import::run(args).await,
             Command::Export(args) => export::run(args).await,
+            Command::Migrate(args) => migrate::run(args).await,
         }
     })
 }
