@@ -1,6 +1,9 @@
-//! The store conformance suite: the same test functions run against every backend, SQLite
-//! on a real file in a temporary directory and ClickHouse on the server named by
-//! `TRACEHOUSE_CLICKHOUSE_URL` (each test in a fresh database of its own).
+//! The store conformance suite: the same test functions run against every backend: SQLite
+//! on a real file in a temporary directory, ClickHouse on the server named by
+//! `TRACEHOUSE_CLICKHOUSE_URL`, and a 2-shard ClickHouse cluster (`Distributed` tables) on the
+//! nodes named by `TRACEHOUSE_CLICKHOUSE_CLUSTER_URLS`, whose `remote_servers` call the
+//! cluster `tracehouse` (as `scripts/clickhouse start-cluster` configures it). Each
+//! ClickHouse test uses a fresh database of its own.
 // Test helpers outside #[test] functions may panic on broken test setup; that is their job.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -40,7 +43,11 @@ fn span(trace: &str, id: &str, parent: Option<&str>, extra: serde_json::Value) -
 enum Backend {
     Sqlite(tempfile::TempDir),
     ClickHouse { url: String, database: String },
+    Cluster { urls: Vec<String>, database: String },
 }
+
+/// The cluster name in the nodes' `remote_servers`.
+const CLUSTER: &str = "tracehouse";
 
 impl Backend {
     fn sqlite() -> Option<Self> {
@@ -55,6 +62,17 @@ impl Backend {
         Some(Backend::ClickHouse { url, database })
     }
 
+    /// A fresh database on the test cluster, or `None` (with a skip line).
+    fn cluster() -> Option<Self> {
+        let urls = env_or_skip("TRACEHOUSE_CLICKHOUSE_CLUSTER_URLS")?;
+        let urls: Vec<String> = urls
+            .split(',')
+            .map(|url| url.trim().trim_end_matches('/').to_owned())
+            .collect();
+        let database = format!("th_test_{}_{}", std::process::id(), fastrand::u64(..));
+        Some(Backend::Cluster { urls, database })
+    }
+
     async fn open(&self) -> Arc<dyn SpanStore> {
         match self {
             Backend::Sqlite(dir) => {
@@ -65,12 +83,23 @@ impl Backend {
                     .await
                     .unwrap(),
             ),
+            Backend::Cluster { urls, database } => {
+                let mut config = ClickHouseConfig::new(urls[0].clone(), database.clone());
+                config.cluster = Some(CLUSTER.to_owned());
+                config.other_nodes = urls[1..].to_vec();
+                Arc::new(ClickHouseStore::open(config).await.unwrap())
+            }
         }
     }
 
     /// Drops a ClickHouse test database; a failed test leaves it for inspection.
     async fn cleanup(self) {
-        if let Backend::ClickHouse { url, database } = self {
+        let (urls, database) = match self {
+            Backend::Sqlite(_) => return,
+            Backend::ClickHouse { url, database } => (vec![url], database),
+            Backend::Cluster { urls, database } => (urls, database),
+        };
+        for url in urls {
             let _ = reqwest::Client::new()
                 .post(format!("{url}/"))
                 .body(format!("DROP DATABASE IF EXISTS {database}"))
@@ -80,13 +109,17 @@ impl Backend {
     }
 }
 
-/// The ClickHouse server's URL from `TRACEHOUSE_CLICKHOUSE_URL`. Without it the ClickHouse
-/// half of the suite is skipped with a line on stderr, except under CI (`CI=true`) or
-/// `TRACEHOUSE_CLICKHOUSE_TESTS=required`, where a missing server fails the test.
+/// The ClickHouse server's URL from `TRACEHOUSE_CLICKHOUSE_URL`.
 fn clickhouse_url() -> Option<String> {
-    if let Ok(url) = std::env::var("TRACEHOUSE_CLICKHOUSE_URL") {
-        if !url.trim().is_empty() {
-            return Some(url.trim().trim_end_matches('/').to_owned());
+    env_or_skip("TRACEHOUSE_CLICKHOUSE_URL").map(|url| url.trim_end_matches('/').to_owned())
+}
+
+/// The value of `variable`. Without it the test is skipped with a line on stderr, except
+/// under CI (`CI=true`) or `TRACEHOUSE_CLICKHOUSE_TESTS=required`, where it fails.
+fn env_or_skip(variable: &str) -> Option<String> {
+    if let Ok(value) = std::env::var(variable) {
+        if !value.trim().is_empty() {
+            return Some(value.trim().to_owned());
         }
     }
     let required = std::env::var("CI").is_ok_and(|v| v == "true")
@@ -115,7 +148,8 @@ async fn open(backend: &Backend) -> (Arc<dyn SpanStore>, tracehouse_core::Projec
     (store, project.id)
 }
 
-/// Runs each listed test function once per backend, as `sqlite::name` and `clickhouse::name`.
+/// Runs each listed test function once per backend, as `sqlite::name`, `clickhouse::name`
+/// and `cluster::name`.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -134,6 +168,17 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $name() {
                     if let Some(backend) = super::Backend::clickhouse() {
+                        super::$name(&backend).await;
+                        backend.cleanup().await;
+                    }
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(backend) = super::Backend::cluster() {
                         super::$name(&backend).await;
                         backend.cleanup().await;
                     }
@@ -664,4 +709,49 @@ async fn floats_round_trip_bit_for_bit(backend: &Backend) {
         };
         assert_eq!(count_spans(&*store, project, filter).await, 1, "{cost:e}");
     }
+}
+
+/// The cluster backend really shards: traces land on both nodes, and each trace's spans on one.
+#[tokio::test]
+async fn cluster_spreads_traces_over_both_shards() {
+    let Some(backend) = Backend::cluster() else {
+        return;
+    };
+    let (store, project) = open(&backend).await;
+    let spans: Vec<Span> = (0..40)
+        .flat_map(|trace| {
+            (0..3)
+                .map(move |index| span(&format!("t{trace}"), &format!("s{index}"), None, json!({})))
+        })
+        .collect();
+    store.write_spans(project, spans).await.unwrap();
+    let Backend::Cluster { urls, database } = &backend else {
+        unreachable!()
+    };
+    let mut per_node = Vec::new();
+    for url in urls {
+        let answer = reqwest::Client::new()
+            .post(format!("{url}/?database={database}"))
+            .body("SELECT count(), uniqExact(trace_id) FROM spans_local FINAL WHERE deleted = 0 FORMAT TSV")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let numbers: Vec<u64> = answer
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        per_node.push((numbers[0], numbers[1]));
+    }
+    assert!(per_node.iter().all(|(spans, _)| *spans > 0), "{per_node:?}");
+    assert_eq!(per_node.iter().map(|(spans, _)| spans).sum::<u64>(), 120);
+    assert_eq!(
+        per_node.iter().map(|(_, traces)| traces).sum::<u64>(),
+        40,
+        "no trace split"
+    );
+    assert_eq!(store.project_stats(project).await.unwrap().spans, 120);
+    backend.cleanup().await;
 }

@@ -23,11 +23,13 @@ pub(crate) enum StoreConfig {
 enum StoreUrl {
     Sqlite(PathBuf),
     ClickHouse {
-        /// `http://host:port` of the HTTP interface.
-        base: String,
+        /// `http://host:port` of each node's HTTP interface; queries go to the first.
+        bases: Vec<String>,
         database: String,
         user: Option<String>,
         password: Option<String>,
+        /// `?cluster=NAME`: shard over this `remote_servers` cluster.
+        cluster: Option<String>,
     },
 }
 
@@ -47,12 +49,16 @@ impl StoreConfig {
                 StoreConfig::Sqlite(config)
             }
             StoreUrl::ClickHouse {
-                base,
+                mut bases,
                 database,
                 user,
                 password,
+                cluster,
             } => {
-                let mut config = ClickHouseConfig::new(base, database);
+                let first = bases.remove(0);
+                let mut config = ClickHouseConfig::new(first, database);
+                config.other_nodes = bases;
+                config.cluster = cluster;
                 // Credentials in the URL win over the environment, which keeps them out of
                 // shell history and process listings when preferred.
                 if let Some(user) = user.or_else(|| args.clickhouse.clickhouse_user.clone()) {
@@ -82,9 +88,13 @@ impl StoreConfig {
     pub(crate) fn display_name(&self) -> String {
         match self {
             StoreConfig::Sqlite(sqlite) => format!("sqlite:{}", sqlite.path.display()),
-            StoreConfig::ClickHouse(clickhouse) => {
-                format!("clickhouse:{}/{}", clickhouse.url, clickhouse.database)
-            }
+            StoreConfig::ClickHouse(clickhouse) => match &clickhouse.cluster {
+                None => format!("clickhouse:{}/{}", clickhouse.url, clickhouse.database),
+                Some(cluster) => format!(
+                    "clickhouse:{}/{} (cluster {cluster})",
+                    clickhouse.url, clickhouse.database
+                ),
+            },
         }
     }
 }
@@ -111,36 +121,53 @@ fn percent_decode(raw: &str) -> anyhow::Result<String> {
 }
 
 fn parse_clickhouse_url(url: &str, rest: &str) -> anyhow::Result<StoreUrl> {
-    let usage =
-        "use clickhouse://[USER[:PASSWORD]@]HOST:PORT/DATABASE (the HTTP port, 8123 by default)";
+    let usage = "use clickhouse://[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]/DATABASE[?cluster=NAME] (HTTP ports, 8123 by default)";
     let Some(rest) = rest.strip_prefix("//") else {
         bail!("store URL {url:?} is not a ClickHouse URL: {usage}");
     };
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
     let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
-    let (userinfo, host) = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => (Some(userinfo), host),
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (Some(userinfo), hosts),
         None => (None, authority),
     };
-    if host.is_empty() {
-        bail!("store URL has no host: {usage}");
+    let mut bases = Vec::new();
+    for host in hosts.split(',') {
+        if host.is_empty() {
+            bail!("store URL has an empty host: {usage}");
+        }
+        let host = if host.contains(':') {
+            host.to_owned()
+        } else {
+            format!("{host}:8123")
+        };
+        bases.push(format!("http://{host}"));
     }
-    let host = if host.contains(':') && !host.ends_with(']') {
-        host.to_owned()
-    } else {
-        format!("{host}:8123")
-    };
     let database = database.trim_end_matches('/');
     let database = if database.is_empty() {
         "tracehouse"
     } else {
         database
     };
-    if !database
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        || database.starts_with(|c: char| c.is_ascii_digit())
-    {
+    let plain_name = |name: &str| {
+        !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+    };
+    if !plain_name(database) {
         bail!("ClickHouse database name {database:?} must be letters, digits and underscores");
+    }
+    let mut cluster = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("cluster", name)) if plain_name(name) => cluster = Some(name.to_owned()),
+            _ => bail!("store URL parameter {pair:?} is not understood: {usage}"),
+        }
+    }
+    if bases.len() > 1 && cluster.is_none() {
+        bail!(
+            "several ClickHouse hosts need ?cluster=NAME (their remote_servers cluster): {usage}"
+        );
     }
     let (user, password) = match userinfo {
         None => (None, None),
@@ -152,10 +179,11 @@ fn parse_clickhouse_url(url: &str, rest: &str) -> anyhow::Result<StoreUrl> {
         },
     };
     Ok(StoreUrl::ClickHouse {
-        base: format!("http://{host}"),
+        bases,
         database: database.to_owned(),
         user: user.filter(|u| !u.is_empty()),
         password,
+        cluster,
     })
 }
 
@@ -254,21 +282,36 @@ mod tests {
         assert_eq!(
             parse_store_url("clickhouse://127.0.0.1:8123/tracehouse").unwrap(),
             StoreUrl::ClickHouse {
-                base: "http://127.0.0.1:8123".to_owned(),
+                bases: vec!["http://127.0.0.1:8123".to_owned()],
                 database: "tracehouse".to_owned(),
                 user: None,
                 password: None,
+                cluster: None,
             }
         );
         assert_eq!(
             parse_store_url("clickhouse://ann:p%40ss%3Aw@ch.local/traces/").unwrap(),
             StoreUrl::ClickHouse {
-                base: "http://ch.local:8123".to_owned(),
+                bases: vec!["http://ch.local:8123".to_owned()],
                 database: "traces".to_owned(),
                 user: Some("ann".to_owned()),
                 password: Some("p@ss:w".to_owned()),
+                cluster: None,
             }
         );
+        assert_eq!(
+            parse_store_url("clickhouse://a:1,b:2/db?cluster=two").unwrap(),
+            StoreUrl::ClickHouse {
+                bases: vec!["http://a:1".to_owned(), "http://b:2".to_owned()],
+                database: "db".to_owned(),
+                user: None,
+                password: None,
+                cluster: Some("two".to_owned()),
+            }
+        );
+        assert!(parse_store_url("clickhouse://a:1,b:2/db").is_err());
+        assert!(parse_store_url("clickhouse://a:1/db?cluster=x;y").is_err());
+        assert!(parse_store_url("clickhouse://a:1/db?colour=red").is_err());
         assert!(parse_store_url("clickhouse:h/db").is_err());
         assert!(parse_store_url("clickhouse:///db").is_err());
         assert!(parse_store_url("clickhouse://h:8123/bad-name").is_err());

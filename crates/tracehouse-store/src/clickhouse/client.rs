@@ -22,6 +22,12 @@ const READ_SETTINGS: &[(&str, &str)] = &[
     ("output_format_json_quote_64bit_integers", "0"),
 ];
 
+/// Settings sent with every insert. On a cluster, an insert into a `Distributed` table
+/// returns only once every shard has written its rows; by default it would return after
+/// queueing them locally, which would acknowledge data the shards may not have and break
+/// reading one's own writes. Single servers ignore the setting.
+const INSERT_SETTINGS: &[(&str, &str)] = &[("insert_distributed_sync", "1")];
+
 /// Where the server is and who we are to it.
 #[derive(Clone)]
 pub(crate) struct Client {
@@ -66,6 +72,14 @@ impl Client {
             user: user.to_owned(),
             password: password.map(str::to_owned),
         })
+    }
+
+    /// The same client speaking to another server (a further node of a cluster).
+    pub(crate) fn for_node(&self, base: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            ..self.clone()
+        }
     }
 
     /// Runs `sql` with `body` as its data (inserts) and returns the answer text.
@@ -134,7 +148,7 @@ impl Client {
         self.send(
             &format!("INSERT INTO {table} FORMAT JSONEachRow"),
             Some(rows.into_bytes()),
-            &[],
+            INSERT_SETTINGS,
             true,
         )
         .await
@@ -155,7 +169,7 @@ impl Client {
         self.send(
             &format!("INSERT INTO {table} ({columns}) FORMAT RowBinary"),
             Some(rows),
-            &[],
+            INSERT_SETTINGS,
             true,
         )
         .await

@@ -55,6 +55,10 @@ pub struct ClickHouseConfig {
     pub max_batch_spans: usize,
     /// How long a request waits for room in a full queue.
     pub enqueue_timeout: Duration,
+    /// The cluster (a `remote_servers` entry) to shard over; `None` for a single server.
+    pub cluster: Option<String>,
+    /// The cluster's other nodes (HTTP URLs): the schema is created on each; queries go to `url`.
+    pub other_nodes: Vec<String>,
 }
 
 impl std::fmt::Debug for ClickHouseConfig {
@@ -66,6 +70,8 @@ impl std::fmt::Debug for ClickHouseConfig {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("timeout", &self.timeout)
+            .field("cluster", &self.cluster)
+            .field("other_nodes", &self.other_nodes)
             .finish_non_exhaustive()
     }
 }
@@ -82,6 +88,8 @@ impl ClickHouseConfig {
             write_queue_depth: 1024,
             max_batch_spans: 20_000,
             enqueue_timeout: Duration::from_secs(5),
+            cluster: None,
+            other_nodes: Vec::new(),
         }
     }
 }
@@ -176,7 +184,7 @@ pub(crate) fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
-/// Whether `name` is usable as a database name without quoting.
+/// Whether `name` is usable as a database or cluster name without quoting.
 fn valid_database_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -189,6 +197,7 @@ pub struct ClickHouseStore {
     client: Client,
     url: String,
     database: String,
+    cluster: Option<String>,
     writer: mpsc::Sender<WriteJob>,
     enqueue_timeout: Duration,
 }
@@ -219,8 +228,22 @@ impl ClickHouseStore {
             config.password.as_deref(),
             config.timeout,
         )?;
+        if let Some(cluster) = &config.cluster {
+            if !valid_database_name(cluster) {
+                return Err(ClickHouseError::Config(format!(
+                    "cluster name {cluster:?} must be letters, digits and underscores"
+                )));
+            }
+        }
         client.ping().await?;
-        schema::migrate(&client, &config.database).await?;
+        // Every node gets the tables (its shard and the Distributed tables), so any node
+        // can serve queries.
+        schema::migrate(&client, &config.database, config.cluster.as_deref()).await?;
+        for node in &config.other_nodes {
+            let node = client.for_node(node);
+            node.ping().await?;
+            schema::migrate(&node, &config.database, config.cluster.as_deref()).await?;
+        }
         let (sender, receiver) = mpsc::channel(config.write_queue_depth.max(1));
         tokio::spawn(writer::run(
             client.clone(),
@@ -231,6 +254,7 @@ impl ClickHouseStore {
             client,
             url: config.url,
             database: config.database,
+            cluster: config.cluster,
             writer: sender,
             enqueue_timeout: config.enqueue_timeout,
         })
@@ -292,7 +316,13 @@ struct RootContent {
 #[async_trait]
 impl SpanStore for ClickHouseStore {
     fn describe(&self) -> String {
-        format!("clickhouse:{}/{}", self.url, self.database)
+        match &self.cluster {
+            None => format!("clickhouse:{}/{}", self.url, self.database),
+            Some(cluster) => format!(
+                "clickhouse:{}/{} (cluster {cluster})",
+                self.url, self.database
+            ),
+        }
     }
 
     async fn write_spans(

@@ -7,20 +7,40 @@
 use super::ClickHouseError;
 use super::client::Client;
 
-/// Every migration ever shipped, in order; each is a list of statements. Never edit one that
-/// has been released: add another. Statements are idempotent (`IF NOT EXISTS`) so two servers
+/// A table a migration creates.
+///
+/// On a single server it is created as `name`. On a cluster, each node gets the data table
+/// `name_local` and a `Distributed` table `name` over the cluster's `name_local`s, sharded by
+/// `shard_key`; every query names `name`, so the code is the same in both modes. Every version
+/// of a row has the same shard key, so replaced versions meet on one shard and `FINAL` (run per
+/// shard) collapses them.
+struct Table {
+    name: &'static str,
+    /// Everything after the table name: columns, engine, keys.
+    body: &'static str,
+    shard_key: &'static str,
+}
+
+/// Every migration ever shipped, in order; each is a list of tables. Never edit one that has
+/// been released: add another. Statements are idempotent (`IF NOT EXISTS`) so two servers
 /// starting at once against an empty database both succeed.
-const MIGRATIONS: &[&[&str]] = &[&[
+const MIGRATIONS: &[&[Table]] = &[&[
     // Project ids are derived from the name (see `keys::project_id`), so the same name gets
     // the same id on every server without coordination.
-    "CREATE TABLE IF NOT EXISTS projects (
+    Table {
+        name: "projects",
+        body: "(
         id Int64,
         name String,
         created_at_ns Int64
     ) ENGINE = ReplacingMergeTree ORDER BY name",
+        shard_key: "cityHash64(name)",
+    },
     // A key row is rewritten with a higher version to revoke it. It carries its project's name
     // so authenticating a request is one lookup.
-    "CREATE TABLE IF NOT EXISTS api_keys (
+    Table {
+        name: "api_keys",
+        body: "(
         id Int64,
         project_id Int64,
         project_name String,
@@ -31,11 +51,15 @@ const MIGRATIONS: &[&[&str]] = &[&[
         revoked_at_ns Nullable(Int64),
         version UInt64
     ) ENGINE = ReplacingMergeTree(version) ORDER BY key_hash",
+        shard_key: "cityHash64(key_hash)",
+    },
     // One row per (project, trace, span) after merges; a re-sent span is a new row with a
     // higher version and a deleted span a tombstone row (`deleted = 1`). Reads use FINAL, so
     // replaced versions never show even before a merge. The sort key is the access path of
     // trace assembly; partitions by month of the span's start bound time-range scans.
-    "CREATE TABLE IF NOT EXISTS spans (
+    Table {
+        name: "spans",
+        body: "(
         project_id Int64,
         trace_id String,
         span_id String,
@@ -76,9 +100,13 @@ const MIGRATIONS: &[&[&str]] = &[&[
     ) ENGINE = ReplacingMergeTree(version)
     PARTITION BY toYYYYMM(toDateTime(intDiv(start_ns, 1000000000)))
     ORDER BY (project_id, trace_id, span_id)",
+        shard_key: "cityHash64(trace_id)",
+    },
     // Aggregates per trace, recomputed from the stored spans after every write that touches
     // the trace (core's `summarize`), so listing traces never scans spans.
-    "CREATE TABLE IF NOT EXISTS traces (
+    Table {
+        name: "traces",
+        body: "(
         project_id Int64,
         trace_id String,
         root_span_id Nullable(String),
@@ -105,10 +133,39 @@ const MIGRATIONS: &[&[&str]] = &[&[
     ) ENGINE = ReplacingMergeTree(version)
     PARTITION BY toYYYYMM(toDateTime(intDiv(start_ns, 1000000000)))
     ORDER BY (project_id, trace_id)",
+        shard_key: "cityHash64(trace_id)",
+    },
 ]];
 
-/// Creates the database if needed and applies every migration it has not seen yet.
-pub(crate) async fn migrate(client: &Client, database: &str) -> Result<(), ClickHouseError> {
+/// The statements creating `table`, for a single server or for a node of `cluster`.
+fn create_statements(table: &Table, database: &str, cluster: Option<&str>) -> Vec<String> {
+    match cluster {
+        None => vec![format!(
+            "CREATE TABLE IF NOT EXISTS {} {}",
+            table.name, table.body
+        )],
+        Some(cluster) => vec![
+            format!(
+                "CREATE TABLE IF NOT EXISTS {}_local {}",
+                table.name, table.body
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {name} AS {name}_local \
+                 ENGINE = Distributed({cluster}, {database}, {name}_local, {key})",
+                name = table.name,
+                key = table.shard_key
+            ),
+        ],
+    }
+}
+
+/// Creates the database if needed and applies every migration this node has not seen yet.
+/// On a cluster it runs once per node, each node keeping its own `schema_migrations`.
+pub(crate) async fn migrate(
+    client: &Client,
+    database: &str,
+    cluster: Option<&str>,
+) -> Result<(), ClickHouseError> {
     client
         .execute_global(&format!("CREATE DATABASE IF NOT EXISTS {database}"))
         .await?;
@@ -125,13 +182,22 @@ pub(crate) async fn migrate(client: &Client, database: &str) -> Result<(), Click
     let applied: Applied = client
         .row("SELECT max(version) AS version FROM schema_migrations")
         .await?;
-    for (index, statements) in MIGRATIONS.iter().enumerate() {
+    if usize::try_from(applied.version).unwrap_or(usize::MAX) > MIGRATIONS.len() {
+        return Err(ClickHouseError::Config(format!(
+            "database {database} has schema version {}, newer than this build knows ({}): upgrade tracehouse",
+            applied.version,
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, tables) in MIGRATIONS.iter().enumerate() {
         let version = u32::try_from(index + 1).unwrap_or(u32::MAX);
         if version <= applied.version {
             continue;
         }
-        for statement in *statements {
-            client.execute(statement).await?;
+        for table in *tables {
+            for statement in create_statements(table, database, cluster) {
+                client.execute(&statement).await?;
+            }
         }
         client
             .insert(
@@ -143,12 +209,22 @@ pub(crate) async fn migrate(client: &Client, database: &str) -> Result<(), Click
             )
             .await?;
     }
-    if usize::try_from(applied.version).unwrap_or(usize::MAX) > MIGRATIONS.len() {
-        return Err(ClickHouseError::Config(format!(
-            "database {database} has schema version {}, newer than this build knows ({}): upgrade tracehouse",
-            applied.version,
-            MIGRATIONS.len()
-        )));
-    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_tables_are_local_plus_distributed() {
+        let table = &MIGRATIONS[0][2];
+        assert_eq!(table.name, "spans");
+        let single = create_statements(table, "db", None);
+        assert_eq!(single.len(), 1);
+        assert!(single[0].starts_with("CREATE TABLE IF NOT EXISTS spans ("));
+        let cluster = create_statements(table, "db", Some("two"));
+        assert!(cluster[0].starts_with("CREATE TABLE IF NOT EXISTS spans_local ("));
+        assert!(cluster[1].ends_with("Distributed(two, db, spans_local, cityHash64(trace_id))"));
+    }
 }
