@@ -61,17 +61,22 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        let (spans, deletes): (Vec<WriteJob>, Vec<WriteJob>) = batch
-            .into_iter()
-            .partition(|job| matches!(job.op, WriteOp::Spans(_)));
-        commit_spans(&client, spans).await;
-        for job in deletes {
-            if let WriteOp::DeleteTrace(trace_id) = &job.op {
-                let result = delete_trace(&client, job.project, trace_id).await;
-                // A dropped receiver means the client went away; the change is committed anyway.
-                let _ = job.reply.send(result);
+        // Jobs take effect in arrival order: consecutive span writes share one insert, and a
+        // delete first flushes the writes queued before it, so a write sent after a delete
+        // is never deleted by it.
+        let mut spans = Vec::new();
+        for job in batch {
+            match &job.op {
+                WriteOp::Spans(_) => spans.push(job),
+                WriteOp::DeleteTrace(trace_id) => {
+                    commit_spans(&client, std::mem::take(&mut spans)).await;
+                    let result = delete_trace(&client, job.project, trace_id).await;
+                    // A dropped receiver means the client went away; the change is made anyway.
+                    let _ = job.reply.send(result);
+                }
             }
         }
+        commit_spans(&client, spans).await;
     }
 }
 
