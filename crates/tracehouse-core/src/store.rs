@@ -228,6 +228,9 @@ pub trait SpanStore: Send + Sync + 'static {
     /// `export` address projects by name rather than by key).
     async fn find_project(&self, name: &ProjectName) -> Result<Option<Project>, StoreError>;
 
+    /// Every project, ordered by name (offline `migrate` copies them all).
+    async fn list_projects(&self) -> Result<Vec<Project>, StoreError>;
+
     /// A project by name, created when it does not exist yet (offline `import`).
     async fn create_project(&self, name: &ProjectName) -> Result<Project, StoreError>;
 

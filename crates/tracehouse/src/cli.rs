@@ -39,6 +39,10 @@ pub(crate) enum Command {
     /// span id) order with constant memory. `export --format jsonl` imported into an empty data
     /// directory and exported again gives the same bytes.
     Export(ExportArgs),
+    /// Copy every project's spans from one store to another (a SQLite data directory into
+    /// ClickHouse, or back), streaming in bounded batches with a progress bar, then verify
+    /// that span and trace counts and every trace's aggregates match. API keys are not copied.
+    Migrate(MigrateArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -247,14 +251,73 @@ pub(crate) struct StoreArgs {
     )]
     pub(crate) data_dir: PathBuf,
 
-    /// Store URL, overriding --data-dir: `sqlite:PATH` (a database file).
+    /// Store URL, overriding --data-dir: `sqlite:PATH` (a database file) or
+    /// `clickhouse://[USER[:PASSWORD]@]HOST:PORT/DATABASE` (ClickHouse's HTTP port; the
+    /// database is created if missing).
     #[arg(long, env = "TRACEHOUSE_STORE", value_name = "URL")]
     pub(crate) store: Option<String>,
+
+    #[command(flatten)]
+    pub(crate) clickhouse: ClickHouseArgs,
 
     /// SQLite durability: `normal` survives process crashes (kill -9); `full` also survives
     /// power loss, at the cost of an fsync per group commit.
     #[arg(long, env = "TRACEHOUSE_SQLITE_SYNCHRONOUS", value_enum, default_value_t = SyncMode::Normal)]
     pub(crate) sqlite_synchronous: SyncMode,
+}
+
+/// Credentials and limits for `clickhouse://` stores.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ClickHouseArgs {
+    /// ClickHouse user, when the store URL names none (default: `default`).
+    #[arg(long, env = "TRACEHOUSE_CLICKHOUSE_USER", value_name = "USER")]
+    pub(crate) clickhouse_user: Option<String>,
+
+    /// ClickHouse password, when the store URL carries none.
+    #[arg(
+        long,
+        env = "TRACEHOUSE_CLICKHOUSE_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub(crate) clickhouse_password: Option<String>,
+
+    /// Seconds a ClickHouse statement may take; a slower server makes writes answer 503.
+    #[arg(
+        long,
+        env = "TRACEHOUSE_CLICKHOUSE_TIMEOUT_SECS",
+        default_value_t = 30,
+        value_name = "SECS"
+    )]
+    pub(crate) clickhouse_timeout_secs: u64,
+}
+
+/// `tracehouse migrate`.
+#[derive(Debug, Args)]
+pub(crate) struct MigrateArgs {
+    /// The store to copy from: a data directory, `sqlite:PATH` or
+    /// `clickhouse://[USER[:PASSWORD]@]HOST:PORT/DATABASE`.
+    #[arg(long, value_name = "STORE")]
+    pub(crate) from: String,
+
+    /// The store to copy into (same forms); created if missing, best empty.
+    #[arg(long, value_name = "STORE")]
+    pub(crate) to: String,
+
+    /// Only this project (repeat for several); by default every project.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) project: Vec<String>,
+
+    /// Spans read and written per batch: what the migration holds in memory.
+    #[arg(long, default_value_t = 5000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub(crate) batch_size: u32,
+
+    /// No progress bar or summary (the bar is also hidden when stderr is not a terminal).
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
+
+    #[command(flatten)]
+    pub(crate) clickhouse: ClickHouseArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -7,34 +7,191 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tracehouse_core::PriceTable;
 use tracehouse_server::Limits;
-use tracehouse_store::{SqliteConfig, Synchronous};
+use tracehouse_store::{ClickHouseConfig, SqliteConfig, Synchronous};
 
-use crate::cli::{ServeArgs, StoreArgs, SyncMode};
+use crate::cli::{ClickHouseArgs, ServeArgs, StoreArgs, SyncMode};
 
 /// Which backend to open, and how.
 #[derive(Debug, Clone)]
 pub(crate) enum StoreConfig {
     Sqlite(SqliteConfig),
+    ClickHouse(ClickHouseConfig),
+}
+
+/// A store URL, parsed.
+#[derive(Debug, PartialEq, Eq)]
+enum StoreUrl {
+    Sqlite(PathBuf),
+    ClickHouse {
+        /// `http://host:port` of each node's HTTP interface; queries go to the first.
+        bases: Vec<String>,
+        database: String,
+        user: Option<String>,
+        password: Option<String>,
+        /// `?cluster=NAME`: shard over this `remote_servers` cluster.
+        cluster: Option<String>,
+    },
 }
 
 impl StoreConfig {
     pub(crate) fn from_args(args: &StoreArgs) -> anyhow::Result<Self> {
-        let path = match &args.store {
-            None => args.data_dir.join(tracehouse_store::sqlite::DATABASE_FILE),
+        let url = match &args.store {
+            None => StoreUrl::Sqlite(args.data_dir.join(tracehouse_store::sqlite::DATABASE_FILE)),
             Some(url) => parse_store_url(url)?,
         };
-        let mut config = SqliteConfig::new(path);
-        config.synchronous = match args.sqlite_synchronous {
-            SyncMode::Normal => Synchronous::Normal,
-            SyncMode::Full => Synchronous::Full,
-        };
-        Ok(StoreConfig::Sqlite(config))
+        Ok(match url {
+            StoreUrl::Sqlite(path) => {
+                let mut config = SqliteConfig::new(path);
+                config.synchronous = match args.sqlite_synchronous {
+                    SyncMode::Normal => Synchronous::Normal,
+                    SyncMode::Full => Synchronous::Full,
+                };
+                StoreConfig::Sqlite(config)
+            }
+            StoreUrl::ClickHouse {
+                mut bases,
+                database,
+                user,
+                password,
+                cluster,
+            } => {
+                let first = bases.remove(0);
+                let mut config = ClickHouseConfig::new(first, database);
+                config.other_nodes = bases;
+                config.cluster = cluster;
+                // Credentials in the URL win over the environment, which keeps them out of
+                // shell history and process listings when preferred.
+                if let Some(user) = user.or_else(|| args.clickhouse.clickhouse_user.clone()) {
+                    config.user = user;
+                }
+                config.password = password.or_else(|| args.clickhouse.clickhouse_password.clone());
+                config.timeout =
+                    Duration::from_secs(args.clickhouse.clickhouse_timeout_secs.max(1));
+                StoreConfig::ClickHouse(config)
+            }
+        })
+    }
+
+    /// A store given as one word, as `migrate` takes it: a store URL (`sqlite:PATH`,
+    /// `clickhouse://...`) or else a data directory.
+    pub(crate) fn from_location(raw: &str, clickhouse: &ClickHouseArgs) -> anyhow::Result<Self> {
+        let is_url = raw.starts_with("sqlite:") || raw.starts_with("clickhouse:");
+        Self::from_args(&StoreArgs {
+            data_dir: PathBuf::from(if is_url { "." } else { raw }),
+            store: is_url.then(|| raw.to_owned()),
+            clickhouse: clickhouse.clone(),
+            sqlite_synchronous: SyncMode::Normal,
+        })
+    }
+
+    /// The store as a user should see it in messages: never the password.
+    pub(crate) fn display_name(&self) -> String {
+        match self {
+            StoreConfig::Sqlite(sqlite) => format!("sqlite:{}", sqlite.path.display()),
+            StoreConfig::ClickHouse(clickhouse) => match &clickhouse.cluster {
+                None => format!("clickhouse:{}/{}", clickhouse.url, clickhouse.database),
+                Some(cluster) => format!(
+                    "clickhouse:{}/{} (cluster {cluster})",
+                    clickhouse.url, clickhouse.database
+                ),
+            },
+        }
     }
 }
 
-fn parse_store_url(url: &str) -> anyhow::Result<PathBuf> {
+/// Undoes `%XX` escapes in URL userinfo (a password may contain `@` or `:`).
+fn percent_decode(raw: &str) -> anyhow::Result<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' {
+            let hex = raw
+                .get(index + 1..index + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .context("invalid %-escape in store URL credentials")?;
+            out.push(hex);
+            index += 3;
+        } else {
+            out.push(bytes[index]);
+            index += 1;
+        }
+    }
+    String::from_utf8(out).context("store URL credentials are not UTF-8")
+}
+
+fn parse_clickhouse_url(url: &str, rest: &str) -> anyhow::Result<StoreUrl> {
+    let usage = "use clickhouse://[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]/DATABASE[?cluster=NAME] (HTTP ports, 8123 by default)";
+    let Some(rest) = rest.strip_prefix("//") else {
+        bail!("store URL {url:?} is not a ClickHouse URL: {usage}");
+    };
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (Some(userinfo), hosts),
+        None => (None, authority),
+    };
+    let mut bases = Vec::new();
+    for host in hosts.split(',') {
+        if host.is_empty() {
+            bail!("store URL has an empty host: {usage}");
+        }
+        let host = if host.contains(':') {
+            host.to_owned()
+        } else {
+            format!("{host}:8123")
+        };
+        bases.push(format!("http://{host}"));
+    }
+    let database = database.trim_end_matches('/');
+    let database = if database.is_empty() {
+        "tracehouse"
+    } else {
+        database
+    };
+    let plain_name = |name: &str| {
+        !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+    };
+    if !plain_name(database) {
+        bail!("ClickHouse database name {database:?} must be letters, digits and underscores");
+    }
+    let mut cluster = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("cluster", name)) if plain_name(name) => cluster = Some(name.to_owned()),
+            _ => bail!("store URL parameter {pair:?} is not understood: {usage}"),
+        }
+    }
+    if bases.len() > 1 && cluster.is_none() {
+        bail!(
+            "several ClickHouse hosts need ?cluster=NAME (their remote_servers cluster): {usage}"
+        );
+    }
+    let (user, password) = match userinfo {
+        None => (None, None),
+        Some(info) => match info.split_once(':') {
+            Some((user, password)) => {
+                (Some(percent_decode(user)?), Some(percent_decode(password)?))
+            }
+            None => (Some(percent_decode(info)?), None),
+        },
+    };
+    Ok(StoreUrl::ClickHouse {
+        bases,
+        database: database.to_owned(),
+        user: user.filter(|u| !u.is_empty()),
+        password,
+        cluster,
+    })
+}
+
+fn parse_store_url(url: &str) -> anyhow::Result<StoreUrl> {
     let Some((scheme, rest)) = url.split_once(':') else {
-        bail!("store URL {url:?} has no scheme: use sqlite:PATH");
+        bail!(
+            "store URL {url:?} has no scheme: use sqlite:PATH or clickhouse://HOST:PORT/DATABASE"
+        );
     };
     match scheme {
         "sqlite" => {
@@ -44,10 +201,13 @@ fn parse_store_url(url: &str) -> anyhow::Result<PathBuf> {
                     "store URL {url:?} has no path: use sqlite:PATH, e.g. sqlite:./data/tracehouse.db"
                 );
             }
-            Ok(PathBuf::from(path))
+            Ok(StoreUrl::Sqlite(PathBuf::from(path)))
         }
+        "clickhouse" => parse_clickhouse_url(url, rest),
         other => {
-            bail!("store URL scheme {other:?} is not supported by this build: use sqlite:PATH")
+            bail!(
+                "store URL scheme {other:?} is not supported: use sqlite:PATH or clickhouse://HOST:PORT/DATABASE"
+            )
         }
     }
 }
@@ -97,6 +257,10 @@ impl ServeConfig {
         let mut store = StoreConfig::from_args(&args.store)?;
         match &mut store {
             StoreConfig::Sqlite(sqlite) => sqlite.max_database_bytes = args.max_db_bytes,
+            StoreConfig::ClickHouse(_) if args.max_db_bytes.is_some() => {
+                bail!("--max-db-bytes caps the SQLite store only; size ClickHouse on its side")
+            }
+            StoreConfig::ClickHouse(_) => {}
         }
         let cors_origins: Vec<String> = args
             .cors_origin
@@ -133,14 +297,55 @@ mod tests {
     fn store_urls() {
         assert_eq!(
             parse_store_url("sqlite:/tmp/x.db").unwrap(),
-            PathBuf::from("/tmp/x.db")
+            StoreUrl::Sqlite(PathBuf::from("/tmp/x.db"))
         );
         assert_eq!(
             parse_store_url("sqlite://rel/x.db").unwrap(),
-            PathBuf::from("rel/x.db")
+            StoreUrl::Sqlite(PathBuf::from("rel/x.db"))
         );
         assert!(parse_store_url("sqlite:").is_err());
         assert!(parse_store_url("/tmp/x.db").is_err());
         assert!(parse_store_url("postgres://h/db").is_err());
+    }
+
+    #[test]
+    fn clickhouse_urls() {
+        assert_eq!(
+            parse_store_url("clickhouse://127.0.0.1:8123/tracehouse").unwrap(),
+            StoreUrl::ClickHouse {
+                bases: vec!["http://127.0.0.1:8123".to_owned()],
+                database: "tracehouse".to_owned(),
+                user: None,
+                password: None,
+                cluster: None,
+            }
+        );
+        assert_eq!(
+            parse_store_url("clickhouse://ann:p%40ss%3Aw@ch.local/traces/").unwrap(),
+            StoreUrl::ClickHouse {
+                bases: vec!["http://ch.local:8123".to_owned()],
+                database: "traces".to_owned(),
+                user: Some("ann".to_owned()),
+                password: Some("p@ss:w".to_owned()),
+                cluster: None,
+            }
+        );
+        assert_eq!(
+            parse_store_url("clickhouse://a:1,b:2/db?cluster=two").unwrap(),
+            StoreUrl::ClickHouse {
+                bases: vec!["http://a:1".to_owned(), "http://b:2".to_owned()],
+                database: "db".to_owned(),
+                user: None,
+                password: None,
+                cluster: Some("two".to_owned()),
+            }
+        );
+        assert!(parse_store_url("clickhouse://a:1,b:2/db").is_err());
+        assert!(parse_store_url("clickhouse://a:1/db?cluster=x;y").is_err());
+        assert!(parse_store_url("clickhouse://a:1/db?colour=red").is_err());
+        assert!(parse_store_url("clickhouse:h/db").is_err());
+        assert!(parse_store_url("clickhouse:///db").is_err());
+        assert!(parse_store_url("clickhouse://h:8123/bad-name").is_err());
+        assert!(parse_store_url("clickhouse://h:8123/x;drop").is_err());
     }
 }

@@ -54,6 +54,22 @@ pub(super) fn find_project(
     }))
 }
 
+pub(super) fn list_projects(connection: &Connection) -> Result<Vec<Project>, SqliteError> {
+    let mut statement = connection.prepare_cached("SELECT id, name FROM projects ORDER BY name")?;
+    let mut rows = statement.query([])?;
+    let mut projects = Vec::new();
+    while let Some(row) = rows.next()? {
+        let name: String = row.get(1)?;
+        projects.push(Project {
+            id: ProjectId(row.get(0)?),
+            name: name
+                .parse()
+                .map_err(|e| SqliteError::Corrupt(format!("stored project name: {e}")))?,
+        });
+    }
+    Ok(projects)
+}
+
 pub(super) fn create_project(
     connection: &Connection,
     name: &ProjectName,

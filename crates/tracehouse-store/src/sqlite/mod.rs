@@ -490,6 +490,10 @@ impl SpanStore for SqliteStore {
             .await
     }
 
+    async fn list_projects(&self) -> Result<Vec<Project>, StoreError> {
+        self.read(keys::list_projects).await
+    }
+
     async fn create_project(&self, name: &ProjectName) -> Result<Project, StoreError> {
         let name = name.clone();
         self.read(move |connection| keys::create_project(connection, &name))

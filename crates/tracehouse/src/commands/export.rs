@@ -134,7 +134,7 @@ pub(super) async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         StoreConfig::Sqlite(sqlite) if !sqlite.path.exists() => {
             bail!("no tracehouse store at {}", sqlite.path.display())
         }
-        StoreConfig::Sqlite(_) => {}
+        StoreConfig::Sqlite(_) | StoreConfig::ClickHouse(_) => {}
     }
     let store = open_store(&config).await?;
     let project = store

@@ -349,9 +349,21 @@ pub(super) async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
         }
         None => {
             let config = StoreConfig::from_args(&args.store)?;
-            let database = match &config {
-                StoreConfig::Sqlite(sqlite) => std::path::absolute(&sqlite.path)
-                    .with_context(|| format!("invalid store path {}", sqlite.path.display()))?,
+            // The checkpoint lives beside a SQLite database; a ClickHouse store has no local
+            // directory, so its checkpoint goes to the current directory as with `--url`.
+            let (target, directory) = match &config {
+                StoreConfig::Sqlite(sqlite) => {
+                    let database = std::path::absolute(&sqlite.path)
+                        .with_context(|| format!("invalid store path {}", sqlite.path.display()))?;
+                    let directory = database
+                        .parent()
+                        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+                    (format!("sqlite:{}", database.display()), directory)
+                }
+                StoreConfig::ClickHouse(_) => (
+                    config.display_name(),
+                    std::env::current_dir().context("cannot read the current directory")?,
+                ),
             };
             let project: ProjectName = args.project.parse().context("invalid --project")?;
             let store = open_store(&config).await?;
@@ -359,15 +371,12 @@ pub(super) async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
                 .create_project(&project)
                 .await
                 .context("cannot create the project")?;
-            let directory = database
-                .parent()
-                .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
             (
                 Sink::Local {
                     store,
                     project: project.id,
                 },
-                format!("sqlite:{} project:{}", database.display(), project.name),
+                format!("{target} project:{}", project.name),
                 directory,
             )
         }

@@ -4,6 +4,7 @@ mod bench;
 mod export;
 mod import;
 mod keys;
+mod migrate;
 mod serve;
 
 use std::process::ExitCode;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tracehouse_core::SpanStore;
-use tracehouse_store::SqliteStore;
+use tracehouse_store::{ClickHouseStore, SqliteStore};
 
 use crate::cli::{BenchCommand, Cli, Command};
 use crate::config::StoreConfig;
@@ -28,6 +29,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Bench(BenchCommand::Ingest(args)) => bench::run_ingest(args).await,
             Command::Import(args) => import::run(args).await,
             Command::Export(args) => export::run(args).await,
+            Command::Migrate(args) => migrate::run(args).await,
         }
     })
 }
@@ -42,6 +44,14 @@ pub(crate) async fn open_store(config: &StoreConfig) -> anyhow::Result<Arc<dyn S
                 .await
                 .context("store opener panicked")?
                 .with_context(|| format!("cannot open SQLite store at {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+        StoreConfig::ClickHouse(clickhouse) => {
+            let store = ClickHouseStore::open(clickhouse.clone())
+                .await
+                .with_context(|| {
+                    format!("cannot open ClickHouse store {}", config.display_name())
+                })?;
             Ok(Arc::new(store))
         }
     }

@@ -20,6 +20,9 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         StoreConfig::Sqlite(sqlite) => {
             sqlite.observer = Some(Arc::clone(&metrics) as Arc<dyn StoreObserver>);
         }
+        StoreConfig::ClickHouse(clickhouse) => {
+            clickhouse.observer = Some(Arc::clone(&metrics) as Arc<dyn StoreObserver>);
+        }
     }
     let store = open_store(&store_config).await?;
     let first_key = create_first_key(store.as_ref()).await?;

@@ -5,7 +5,26 @@ use serde_json::{Value, json};
 use tracehouse_core::{PriceTable, TokenUsage};
 use tracehouse_server::Limits;
 
-use crate::util::{TestServer, find_node, fixture_bytes, fixture_json, flatten_tree, gzip};
+use crate::util::{
+    Backend, TestServer, find_node, fixture_bytes, fixture_json, flatten_tree, gzip, on_every_store,
+};
+
+on_every_store!(
+    sample_fixture_builds_the_trace_with_exact_aggregates,
+    data_wrapper_fixture_with_children_first_and_untimed_root,
+    partial_success_is_207_with_rejected_indexes_and_fields,
+    malformed_bodies_are_400_with_position,
+    keys_are_required_and_checked,
+    another_projects_key_sees_nothing,
+    resending_spans_replaces_them,
+    children_first_across_requests_then_parent_arrives,
+    parent_cycles_are_shown_not_looped,
+    disable_log_keeps_metrics_and_drops_content,
+    unknown_and_legacy_fields_are_kept,
+    gzip_bodies_and_every_route_spelling,
+    concurrent_requests_are_all_committed,
+    a_span_sent_twice_in_one_batch_is_stored_and_searchable_once,
+);
 
 const SAMPLE_TRACE: &str = "4fd81b946f97464789a28b50dd253a90";
 
@@ -13,9 +32,8 @@ fn sum_u64(items: &[Value], field: &str) -> u64 {
     items.iter().filter_map(|i| i[field].as_u64()).sum()
 }
 
-#[tokio::test]
-async fn sample_fixture_builds_the_trace_with_exact_aggregates() {
-    let server = TestServer::start().await;
+async fn sample_fixture_builds_the_trace_with_exact_aggregates(backend: Backend) {
+    let server = TestServer::start_on(backend).await;
     let sample = fixture_json("respan-logs-sample.json");
     let (status, body) = server.ingest(&sample).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -135,9 +153,8 @@ async fn sample_fixture_builds_the_trace_with_exact_aggregates() {
     assert!((embedding["cost"].as_f64().unwrap() - 10.0 * 0.02 / 1e6).abs() < 1e-15);
 }
 
-#[tokio::test]
-async fn data_wrapper_fixture_with_children_first_and_untimed_root() {
-    let server = TestServer::start().await;
+async fn data_wrapper_fixture_with_children_first_and_untimed_root(backend: Backend) {
+    let server = TestServer::start_on(backend).await;
     let (status, body) = server
         .post_raw(
             "/api/openai/v1/traces/ingest",
@@ -172,9 +189,8 @@ async fn data_wrapper_fixture_with_children_first_and_untimed_root() {
     assert_eq!(tool["status"], "success");
 }
 
-#[tokio::test]
-async fn partial_success_is_207_with_rejected_indexes_and_fields() {
-    let server = TestServer::start().await;
+async fn partial_success_is_207_with_rejected_indexes_and_fields(backend: Backend) {
+    let server = TestServer::start_on(backend).await;
     let (status, body) = server
         .ingest(&json!([
             {"trace_unique_id": "t", "span_unique_id": "ok-1"},
@@ -219,9 +235,8 @@ async fn partial_success_is_207_with_rejected_indexes_and_fields() {
     assert_eq!(body["rejected"][1]["index"], 1);
 }
 
-#[tokio::test]
-async fn malformed_bodies_are_400_with_position() {
-    let server = TestServer::start().await;
+async fn malformed_bodies_are_400_with_position(backend: Backend) {
+    let server = TestServer::start_on(backend).await;
     let (status, body) = server
         .post_raw(
             "/api/v1/traces/ingest",
@@ -254,9 +269,8 @@ async fn malformed_bodies_are_400_with_position() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
-#[tokio::test]
-async fn keys_are_required_and_checked() {
-    let server = TestServer::start().await;
+async fn keys_are_required_and_checked(backend: Backend) {
+    let server = TestServer::start_on(backend).await;
     let body =
         serde_json::to_vec(&json!([{"trace_unique_id": "t", "span_unique_id": "s"}])).unwrap();
     for auth in [
@@ -290,9 +304,8 @@ async fn keys_are_required_and_checked() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
-#[tokio::test]
-async fn another_projects_key_sees_nothing() {
-    let server = TestServer::start().await;
+async fn another_projects_key_sees_nothing(backend: Backend) {
+    let server = TestServer::start_on(backend).await;
     server
         .ingest(&fixture_json("respan-logs-sample.json"))
         .await;
@@ -319,9 +332,8 @@ async fn another_projects_key_sees_nothing() {
     assert_eq!(server.trace(SAMPLE_TRACE).await["span_count"], 18);
 }
 
-#[tokio::test]
-async fn resending_spans_replaces_them() {
-    let server = TestServer::start().await;
+async fn resending_spans_replaces_them(backend: Backend) {
+    let server = TestServer::start_on(backend).await;
     let sample = fixture_json("respan-logs-sample.json");
     server.ingest(&sample).await;
     let before = server.trace(SAMPLE_TRACE).await;
@@ -345,9 +357,8 @@ async fn resending_spans_replaces_them() {
     );
 }
 
-#[tokio::test]
-async fn children_first_across_requests_then_parent_arrives() {
-    let server = TestServer::start().await;
+async fn children_first_across_requests_then_parent_arrives(backend: Backend) {
+    let server = TestServer::start_on(backend).await;
     let child = json!({"trace_unique_id": "late", "span_unique_id": "child", "span_parent_id": "root",
         "span_name": "step.task", "start_time": "2025-01-01T00:00:01Z", "latency": 1});
     server.ingest(&json!([child])).await;
@@ -369,9 +380,8 @@ async fn children_first_across_requests_then_parent_arrives() {
     assert_eq!(whole["duration"], 5.0);
 }
 
-#[tokio::test]
-async fn parent_cycles_are_shown_not_looped() {
-    let server = TestServer::start().await;
+async fn parent_cycles_are_shown_not_looped(backend: Backend) {
+    let server = TestServer::start_on(backend).await;
     server
         .ingest(&json!([
             {"trace_unique_id": "cyc", "span_unique_id": "a", "span_parent_id": "b", "start_time": "2025-01-01T00:00:00Z"},
@@ -386,9 +396,8 @@ async fn parent_cycles_are_shown_not_looped() {
     assert_eq!(trace["span_count"], 2);
 }
 
-#[tokio::test]
-async fn disable_log_keeps_metrics_and_drops_content() {
-    let server = TestServer::start().await;
+async fn disable_log_keeps_metrics_and_drops_content(backend: Backend) {
+    let server = TestServer::start_on(backend).await;
     server
         .ingest(
             &json!([{"trace_unique_id": "private", "span_unique_id": "s", "disable_log": true,
@@ -411,9 +420,8 @@ async fn disable_log_keeps_metrics_and_drops_content() {
     assert!(!trace.to_string().contains("secret"));
 }
 
-#[tokio::test]
-async fn unknown_and_legacy_fields_are_kept() {
-    let server = TestServer::start().await;
+async fn unknown_and_legacy_fields_are_kept(backend: Backend) {
+    let server = TestServer::start_on(backend).await;
     server
         .ingest(
             &json!({"data": [{"trace_unique_id": "u", "span_unique_id": "s",
@@ -435,9 +443,8 @@ async fn unknown_and_legacy_fields_are_kept() {
     assert_eq!(trace["environment"], "staging");
 }
 
-#[tokio::test]
-async fn gzip_bodies_and_every_route_spelling() {
-    let server = TestServer::start().await;
+async fn gzip_bodies_and_every_route_spelling(backend: Backend) {
+    let server = TestServer::start_on(backend).await;
     let sample = fixture_bytes("respan-logs-sample.json");
     let (status, body) = server
         .post_raw(
@@ -542,9 +549,8 @@ async fn limits_and_content_types() {
     assert!(body["store"].as_str().unwrap().starts_with("sqlite:"));
 }
 
-#[tokio::test]
-async fn concurrent_requests_are_all_committed() {
-    let server = std::sync::Arc::new(TestServer::start().await);
+async fn concurrent_requests_are_all_committed(backend: Backend) {
+    let server = std::sync::Arc::new(TestServer::start_on(backend).await);
     let mut tasks = Vec::new();
     for request in 0..40 {
         let server = std::sync::Arc::clone(&server);
@@ -563,9 +569,8 @@ async fn concurrent_requests_are_all_committed() {
     }
 }
 
-#[tokio::test]
-async fn a_span_sent_twice_in_one_batch_is_stored_and_searchable_once() {
-    let server = TestServer::start().await;
+async fn a_span_sent_twice_in_one_batch_is_stored_and_searchable_once(backend: Backend) {
+    let server = TestServer::start_on(backend).await;
     let (status, body) = server
         .ingest(&json!([
             {"trace_unique_id": "dup", "span_unique_id": "s", "output": "alpha words"},

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod clickhouse;
 mod corpus;
 mod crash;
 mod guard;

@@ -6,7 +6,15 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tracehouse_ingest::otlp::{OtlpEncoding, encode_export_response};
 
-use crate::util::{TestServer, find_node, fixture_bytes, flatten_tree, gzip};
+use crate::util::{
+    Backend, TestServer, find_node, fixture_bytes, flatten_tree, gzip, on_every_store,
+};
+
+on_every_store!(
+    vendor_otlp_json_sample,
+    otlp_and_span_log_routes_store_alike_and_filter_alike,
+    partial_success_and_bad_bodies,
+);
 
 const SDK_TRACE: &str = "877eb7b28574d72d7edf47ab7e423a4b";
 const SAMPLE_TRACE: &str = "aaaabbbbccccdddd1111222233334444";
@@ -166,9 +174,8 @@ fn chat_span_id(trace: &Value) -> String {
     panic!("no chat span in {trace}");
 }
 
-#[tokio::test]
-async fn vendor_otlp_json_sample() {
-    let server = TestServer::start().await;
+async fn vendor_otlp_json_sample(backend: Backend) {
+    let server = TestServer::start_on(backend).await;
     let (status, _, _) = server
         .post_otlp(
             "/api/v1/traces",
@@ -210,9 +217,8 @@ async fn vendor_otlp_json_sample() {
     );
 }
 
-#[tokio::test]
-async fn otlp_and_span_log_routes_store_alike_and_filter_alike() {
-    let server = TestServer::start().await;
+async fn otlp_and_span_log_routes_store_alike_and_filter_alike(backend: Backend) {
+    let server = TestServer::start_on(backend).await;
     server
         .post_otlp(
             "/api/v2/traces",
@@ -247,9 +253,8 @@ async fn otlp_and_span_log_routes_store_alike_and_filter_alike() {
     assert_eq!(list["count"], 1);
 }
 
-#[tokio::test]
-async fn partial_success_and_bad_bodies() {
-    let server = TestServer::start().await;
+async fn partial_success_and_bad_bodies(backend: Backend) {
+    let server = TestServer::start_on(backend).await;
     let request = json!({"resourceSpans": [{"scopeSpans": [{"spans": [
         {"traceId": "0102030405060708090a0b0c0d0e0f10", "spanId": "0102030405060708", "name": "good",
          "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000001000000000"},

@@ -1,16 +1,30 @@
-//! The vendor-compatible read API over a data set built here with known values.
+//! The vendor-compatible read API over a data set built here with known values, on every store.
 
 use std::collections::HashSet;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::util::TestServer;
+use crate::util::{Backend, TestServer, on_every_store};
 
 const TRACES: usize = 40;
 const SPANS_PER_TRACE: usize = 8;
 const MODELS: [&str; 3] = ["gpt-4o", "gpt-4o-mini", "claude-3-5-sonnet"];
 const CUSTOMERS: [&str; 3] = ["acme", "globex", "initech"];
+
+on_every_store!(
+    lists_traces_newest_first_with_aggregates,
+    pagination_walk_equals_the_full_set_and_is_stable_under_ingest,
+    sorts_ascending_and_descending_with_stable_ties,
+    every_operator_filters_traces,
+    span_list_filters_sorts_and_returns_every_field,
+    summary_equals_sums_computed_here,
+    search_finds_a_word_in_one_output,
+    delete_removes_the_trace_everywhere,
+    another_project_sees_none_of_it,
+    malformed_filters_are_400_naming_the_problem,
+    hostile_filter_values_stay_values
+);
 
 /// Every span of the data set, as sent. Trace `i` starts at minute `i`; its spans are a
 /// workflow root, five chat calls, a tool and a final step that fails for every fifth trace.
@@ -73,8 +87,8 @@ fn dataset() -> Vec<Value> {
     spans
 }
 
-async fn loaded() -> (TestServer, Vec<Value>) {
-    let server = TestServer::start().await;
+async fn loaded(backend: Backend) -> (TestServer, Vec<Value>) {
+    let server = TestServer::start_on(backend).await;
     let spans = dataset();
     // Send in several requests, children before parents, to exercise assembly too.
     for chunk in spans.chunks(37).rev() {
@@ -118,9 +132,8 @@ fn trace_cost(i: usize) -> f64 {
     (1..=5).map(|j| 0.001 * (i + j) as f64).sum()
 }
 
-#[tokio::test]
-async fn lists_traces_newest_first_with_aggregates() {
-    let (server, _) = loaded().await;
+async fn lists_traces_newest_first_with_aggregates(backend: Backend) {
+    let (server, _) = loaded(backend).await;
     let (status, list) = server.get("/api/traces/list/").await;
     assert_eq!(status, StatusCode::OK, "{list}");
     assert_eq!(list["count"], TRACES);
@@ -148,9 +161,8 @@ async fn lists_traces_newest_first_with_aggregates() {
     );
 }
 
-#[tokio::test]
-async fn pagination_walk_equals_the_full_set_and_is_stable_under_ingest() {
-    let (server, _) = loaded().await;
+async fn pagination_walk_equals_the_full_set_and_is_stable_under_ingest(backend: Backend) {
+    let (server, _) = loaded(backend).await;
     let (_, mut page) = server.get("/api/traces/list/?page_size=7").await;
     assert_eq!(page["count"], TRACES);
     let mut seen = ids(&page, "trace_unique_id");
@@ -202,9 +214,8 @@ async fn pagination_walk_equals_the_full_set_and_is_stable_under_ingest() {
     }
 }
 
-#[tokio::test]
-async fn sorts_ascending_and_descending_with_stable_ties() {
-    let (server, _) = loaded().await;
+async fn sorts_ascending_and_descending_with_stable_ties(backend: Backend) {
+    let (server, _) = loaded(backend).await;
     for (sort, descending) in [
         ("total_cost", false),
         ("-total_cost", true),
@@ -237,9 +248,8 @@ async fn sorts_ascending_and_descending_with_stable_ties() {
     assert_eq!(ids(&list, "trace_unique_id"), vec!["trace-00", "trace-01"]);
 }
 
-#[tokio::test]
-async fn every_operator_filters_traces() {
-    let (server, _) = loaded().await;
+async fn every_operator_filters_traces(backend: Backend) {
+    let (server, _) = loaded(backend).await;
     let cases: Vec<(Value, Vec<String>)> = vec![
         (
             json!({"customer_identifier": {"operator": "", "value": ["acme"]}}),
@@ -372,9 +382,8 @@ async fn every_operator_filters_traces() {
     assert_eq!(list["count"], 10);
 }
 
-#[tokio::test]
-async fn span_list_filters_sorts_and_returns_every_field() {
-    let (server, spans) = loaded().await;
+async fn span_list_filters_sorts_and_returns_every_field(backend: Backend) {
+    let (server, spans) = loaded(backend).await;
     let expected: usize = spans.iter().filter(|s| s["model"] == "gpt-4o").count();
     let (status, list) = server
         .post_json(
@@ -418,9 +427,8 @@ async fn span_list_filters_sorts_and_returns_every_field() {
     );
 }
 
-#[tokio::test]
-async fn summary_equals_sums_computed_here() {
-    let (server, spans) = loaded().await;
+async fn summary_equals_sums_computed_here(backend: Backend) {
+    let (server, spans) = loaded(backend).await;
     let chosen: Vec<&Value> = spans
         .iter()
         .filter(|s| s["model"] == "gpt-4o-mini")
@@ -482,9 +490,8 @@ async fn summary_equals_sums_computed_here() {
     assert_eq!(nothing["avg_latency"], Value::Null);
 }
 
-#[tokio::test]
-async fn search_finds_a_word_in_one_output() {
-    let (server, _) = loaded().await;
+async fn search_finds_a_word_in_one_output(backend: Backend) {
+    let (server, _) = loaded(backend).await;
     let (_, spans) = server.get("/api/request-logs/list/?search=zebra").await;
     assert_eq!(spans["count"], 1);
     assert_eq!(spans["results"][0]["span_unique_id"], "trace-07-s3");
@@ -503,9 +510,8 @@ async fn search_finds_a_word_in_one_output() {
     assert_eq!(by_name["count"], TRACES);
 }
 
-#[tokio::test]
-async fn delete_removes_the_trace_everywhere() {
-    let (server, _) = loaded().await;
+async fn delete_removes_the_trace_everywhere(backend: Backend) {
+    let (server, _) = loaded(backend).await;
     let delete = |path: &'static str| {
         let request = server
             .client
@@ -537,9 +543,8 @@ async fn delete_removes_the_trace_everywhere() {
     assert_eq!(project["name"], "default");
 }
 
-#[tokio::test]
-async fn another_project_sees_none_of_it() {
-    let (server, _) = loaded().await;
+async fn another_project_sees_none_of_it(backend: Backend) {
+    let (server, _) = loaded(backend).await;
     let other = server.key_for("elsewhere").await;
     for path in ["/api/traces/list/", "/api/request-logs/list/"] {
         let (status, list) = server.get_with_key(path, &other).await;
@@ -571,9 +576,8 @@ async fn another_project_sees_none_of_it() {
     );
 }
 
-#[tokio::test]
-async fn malformed_filters_are_400_naming_the_problem() {
-    let (server, _) = loaded().await;
+async fn malformed_filters_are_400_naming_the_problem(backend: Backend) {
+    let (server, _) = loaded(backend).await;
     let cases = [
         (
             json!({"filters": {"colour": {"operator": "", "value": ["red"]}}}),
@@ -619,9 +623,8 @@ async fn malformed_filters_are_400_naming_the_problem() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 }
 
-#[tokio::test]
-async fn hostile_filter_values_stay_values() {
-    let (server, _) = loaded().await;
+async fn hostile_filter_values_stay_values(backend: Backend) {
+    let (server, _) = loaded(backend).await;
     // None of these occur in the data; unescaped, the wildcards among them would match everything.
     for hostile in [
         "' OR 1=1 --",

@@ -1,4 +1,5 @@
-//! Shared test harness: a real server on an ephemeral port over a temporary SQLite store.
+//! Shared test harness: a real server on an ephemeral port over a temporary SQLite store, or
+//! over a fresh database on the ClickHouse server named by `TRACEHOUSE_CLICKHOUSE_URL`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tracehouse_core::{ProjectName, SpanStore, StoreObserver};
 use tracehouse_server::{AppState, Limits, Metrics};
-use tracehouse_store::{SqliteConfig, SqliteStore};
+use tracehouse_store::{ClickHouseConfig, ClickHouseStore, SqliteConfig, SqliteStore};
 
 /// Path of a shared fixture captured from the vendor's clients.
 pub(crate) fn fixture_path(name: &str) -> PathBuf {
@@ -31,6 +32,91 @@ pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
+/// The ClickHouse server's URL from `TRACEHOUSE_CLICKHOUSE_URL`. Without it ClickHouse tests
+/// are skipped with a line on stderr, except under CI (`CI=true`) or
+/// `TRACEHOUSE_CLICKHOUSE_TESTS=required` (as `scripts/test` sets), where they fail.
+pub(crate) fn clickhouse_url() -> Option<String> {
+    if let Ok(url) = std::env::var("TRACEHOUSE_CLICKHOUSE_URL") {
+        if !url.trim().is_empty() {
+            return Some(url.trim().trim_end_matches('/').to_owned());
+        }
+    }
+    let required = std::env::var("CI").is_ok_and(|v| v == "true")
+        || std::env::var("TRACEHOUSE_CLICKHOUSE_TESTS").is_ok_and(|v| v == "required");
+    assert!(
+        !required,
+        "TRACEHOUSE_CLICKHOUSE_URL is not set but ClickHouse tests are required (CI=true or TRACEHOUSE_CLICKHOUSE_TESTS=required); run scripts/test, or scripts/clickhouse start DIR"
+    );
+    eprintln!(
+        "skipping ClickHouse test: TRACEHOUSE_CLICKHOUSE_URL is not set (scripts/clickhouse start DIR starts a server)"
+    );
+    None
+}
+
+/// A database name no other test uses, so tests run in parallel on one server.
+pub(crate) fn fresh_database() -> String {
+    format!("th_it_{}_{}", std::process::id(), fastrand::u64(..))
+}
+
+/// Drops a ClickHouse database, best effort; plain HTTP/1.0 over a socket so it can run in
+/// `Drop` without a runtime.
+pub(crate) fn drop_database(url: &str, database: &str) {
+    use std::io::Read;
+    let Some(address) = url.strip_prefix("http://") else {
+        return;
+    };
+    if let Ok(mut stream) = std::net::TcpStream::connect(address) {
+        let body = format!("DROP DATABASE IF EXISTS {database}");
+        let request = format!(
+            "POST / HTTP/1.0\r\nHost: {address}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = stream.write_all(request.as_bytes());
+        let _ = stream.read_to_end(&mut Vec::new());
+    }
+}
+
+/// Which store a test server runs on.
+#[derive(Debug, Clone)]
+pub(crate) enum Backend {
+    Sqlite,
+    /// A fresh database on this ClickHouse server (HTTP URL).
+    ClickHouse(String),
+}
+
+impl Backend {
+    /// ClickHouse at `TRACEHOUSE_CLICKHOUSE_URL`, or `None` when the test is to be skipped.
+    pub(crate) fn clickhouse() -> Option<Self> {
+        clickhouse_url().map(Backend::ClickHouse)
+    }
+}
+
+/// Runs each listed `async fn name(backend: Backend)` once per backend, as `sqlite::name`
+/// and `clickhouse::name`: the same assertions hold for both stores.
+macro_rules! on_every_store {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(crate::util::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod clickhouse {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(backend) = crate::util::Backend::clickhouse() {
+                        super::$name(backend).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_every_store;
+
 /// An in-process server; dropped, it shuts down.
 pub(crate) struct TestServer {
     pub(crate) base: String,
@@ -38,6 +124,8 @@ pub(crate) struct TestServer {
     pub(crate) store: Arc<dyn SpanStore>,
     pub(crate) client: reqwest::Client,
     _dir: tempfile::TempDir,
+    /// The ClickHouse server and database to drop afterwards.
+    clickhouse: Option<(String, String)>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -46,12 +134,44 @@ impl TestServer {
         Self::start_with_limits(Limits::default()).await
     }
 
+    pub(crate) async fn start_on(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => Self::start().await,
+            Backend::ClickHouse(url) => {
+                let database = fresh_database();
+                let store =
+                    ClickHouseStore::open(ClickHouseConfig::new(url.clone(), database.clone()))
+                        .await
+                        .unwrap();
+                let mut server = Self::start_with_store(Arc::new(store), Limits::default()).await;
+                server.clickhouse = Some((url, database));
+                server
+            }
+        }
+    }
+
     pub(crate) async fn start_with_limits(limits: Limits) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let metrics = Arc::new(Metrics::new());
         let mut config = SqliteConfig::in_data_dir(dir.path());
         config.observer = Some(Arc::clone(&metrics) as Arc<dyn StoreObserver>);
         let store: Arc<dyn SpanStore> = Arc::new(SqliteStore::open(config).unwrap());
+        let mut server = Self::start_with_store_and_metrics(store, limits, metrics).await;
+        server._dir = dir;
+        server
+    }
+
+    /// A server over any store.
+    pub(crate) async fn start_with_store(store: Arc<dyn SpanStore>, limits: Limits) -> Self {
+        Self::start_with_store_and_metrics(store, limits, Arc::new(Metrics::new())).await
+    }
+
+    async fn start_with_store_and_metrics(
+        store: Arc<dyn SpanStore>,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
         let key = store
             .create_key(&ProjectName::default_project(), "test")
             .await
@@ -70,6 +190,7 @@ impl TestServer {
             store,
             client: reqwest::Client::new(),
             _dir: dir,
+            clickhouse: None,
             shutdown: Some(shutdown),
         }
     }
@@ -152,6 +273,9 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
+        }
+        if let Some((url, database)) = self.clickhouse.take() {
+            drop_database(&url, &database);
         }
     }
 }

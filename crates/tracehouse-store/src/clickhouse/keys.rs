@@ -1,0 +1,222 @@
+//! API keys and projects in ClickHouse, so tracehouse servers in front of one cluster share
+//! them and keep no state of their own. Keys are stored only as SHA-256 hashes.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tracehouse_core::ids::api_key_from_random;
+use tracehouse_core::{
+    ApiKeyHash, ApiKeyInfo, NewApiKey, Project, ProjectId, ProjectName, Timestamp,
+};
+
+use super::client::{Client, string_literal};
+use super::rows::{json_lines, version_of};
+use super::{ClickHouseError, now_ns};
+
+/// Characters of the secret kept in clear to recognise a key in listings.
+const VISIBLE_PREFIX_LEN: usize = 10;
+
+/// The id of a project, derived from its name: every server computes the same id without
+/// coordination, where a counter would need a transaction ClickHouse does not have.
+pub(crate) fn project_id(name: &ProjectName) -> ProjectId {
+    let digest = Sha256::digest(format!("tracehouse-project\0{}", name.as_str()).as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    // Positive, so ids print like the SQLite store's.
+    ProjectId(i64::from_be_bytes(first) & i64::MAX)
+}
+
+#[derive(Serialize, Deserialize)]
+struct ProjectRow {
+    id: i64,
+    name: String,
+    created_at_ns: i64,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct KeyRow {
+    id: i64,
+    project_id: i64,
+    project_name: String,
+    key_hash: String,
+    prefix: String,
+    label: String,
+    created_at_ns: i64,
+    revoked_at_ns: Option<i64>,
+    version: u64,
+}
+
+const KEY_COLUMNS: &str =
+    "id, project_id, project_name, key_hash, prefix, label, created_at_ns, revoked_at_ns, version";
+
+fn parse_name(raw: &str) -> Result<ProjectName, ClickHouseError> {
+    raw.parse()
+        .map_err(|e| ClickHouseError::Corrupt(format!("stored project name: {e}")))
+}
+
+impl KeyRow {
+    fn info(&self) -> Result<ApiKeyInfo, ClickHouseError> {
+        Ok(ApiKeyInfo {
+            id: self.id,
+            project: parse_name(&self.project_name)?,
+            label: self.label.clone(),
+            prefix: self.prefix.clone(),
+            created_at: Timestamp::from_unix_nanos(self.created_at_ns).to_rfc3339(),
+            revoked_at: self
+                .revoked_at_ns
+                .map(|ns| Timestamp::from_unix_nanos(ns).to_rfc3339()),
+        })
+    }
+}
+
+pub(crate) async fn find_project(
+    client: &Client,
+    name: &ProjectName,
+) -> Result<Option<Project>, ClickHouseError> {
+    let rows: Vec<ProjectRow> = client
+        .rows(&format!(
+            "SELECT id, name, created_at_ns FROM projects FINAL WHERE name = {}",
+            string_literal(name.as_str())
+        ))
+        .await?;
+    Ok(rows.into_iter().next().map(|row| Project {
+        id: ProjectId(row.id),
+        name: name.clone(),
+    }))
+}
+
+pub(crate) async fn list_projects(client: &Client) -> Result<Vec<Project>, ClickHouseError> {
+    let rows: Vec<ProjectRow> = client
+        .rows("SELECT id, name, created_at_ns FROM projects FINAL ORDER BY name")
+        .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(Project {
+                id: ProjectId(row.id),
+                name: parse_name(&row.name)?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn create_project(
+    client: &Client,
+    name: &ProjectName,
+) -> Result<Project, ClickHouseError> {
+    if let Some(project) = find_project(client, name).await? {
+        return Ok(project);
+    }
+    let id = project_id(name);
+    // Two servers creating the same project insert the same row; the table keeps one.
+    client
+        .insert(
+            "projects",
+            json_lines(&[ProjectRow {
+                id: id.0,
+                name: name.as_str().to_owned(),
+                created_at_ns: now_ns(),
+            }])?,
+        )
+        .await?;
+    Ok(Project {
+        id,
+        name: name.clone(),
+    })
+}
+
+pub(crate) async fn authenticate(
+    client: &Client,
+    key: &ApiKeyHash,
+) -> Result<Option<Project>, ClickHouseError> {
+    let rows: Vec<KeyRow> = client
+        .rows(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys FINAL WHERE key_hash = {}",
+            string_literal(&hex::encode(key.as_bytes()))
+        ))
+        .await?;
+    rows.into_iter()
+        .find(|row| row.revoked_at_ns.is_none())
+        .map(|row| {
+            Ok(Project {
+                id: ProjectId(row.project_id),
+                name: parse_name(&row.project_name)?,
+            })
+        })
+        .transpose()
+}
+
+pub(crate) async fn create(
+    client: &Client,
+    project: &ProjectName,
+    label: &str,
+) -> Result<NewApiKey, ClickHouseError> {
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| ClickHouseError::Randomness(e.to_string()))?;
+    let secret = api_key_from_random(&random);
+    let hash = ApiKeyHash::of_secret(&secret);
+    let project = create_project(client, project).await?;
+    #[derive(Deserialize)]
+    struct Next {
+        id: i64,
+    }
+    // Key ids are small counters, as in SQLite, because users type them into `keys revoke`.
+    // Two keys created at the same instant on two servers could share an id; key creation
+    // is a rare administrative act, and the secret (hash) stays unique regardless.
+    let next: Next = client.row("SELECT max(id) + 1 AS id FROM api_keys").await?;
+    let now = now_ns();
+    let row = KeyRow {
+        id: next.id.max(1),
+        project_id: project.id.0,
+        project_name: project.name.as_str().to_owned(),
+        key_hash: hex::encode(hash.as_bytes()),
+        prefix: secret.chars().take(VISIBLE_PREFIX_LEN).collect(),
+        label: label.to_owned(),
+        created_at_ns: now,
+        revoked_at_ns: None,
+        version: version_of(now),
+    };
+    client
+        .insert("api_keys", json_lines(std::slice::from_ref(&row))?)
+        .await?;
+    Ok(NewApiKey {
+        info: row.info()?,
+        secret,
+    })
+}
+
+pub(crate) async fn list(client: &Client) -> Result<Vec<ApiKeyInfo>, ClickHouseError> {
+    let rows: Vec<KeyRow> = client
+        .rows(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys FINAL ORDER BY id, created_at_ns"
+        ))
+        .await?;
+    rows.iter().map(KeyRow::info).collect()
+}
+
+pub(crate) async fn revoke(
+    client: &Client,
+    id: i64,
+) -> Result<Option<ApiKeyInfo>, ClickHouseError> {
+    let rows: Vec<KeyRow> = client
+        .rows(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys FINAL WHERE id = {id}"
+        ))
+        .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let now = now_ns();
+    let revoked: Vec<KeyRow> = rows
+        .iter()
+        .filter(|row| row.revoked_at_ns.is_none())
+        .map(|row| KeyRow {
+            revoked_at_ns: Some(now),
+            version: version_of(now).max(row.version + 1),
+            ..row.clone()
+        })
+        .collect();
+    if revoked.is_empty() {
+        return first.info().map(Some);
+    }
+    client.insert("api_keys", json_lines(&revoked)?).await?;
+    revoked.first().map(KeyRow::info).transpose()
+}

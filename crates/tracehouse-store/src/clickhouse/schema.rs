@@ -1,0 +1,230 @@
+//! Versioned schema migrations for ClickHouse: a later release upgrades every older database.
+//!
+//! Only what ClickHouse 18.16 and current releases both run: integer nanosecond timestamps,
+//! `Nullable` and `Array` columns, `ReplacingMergeTree`; no Map/JSON/Bool/DateTime64, skip
+//! indexes, TTL or CODEC clauses.
+
+use super::ClickHouseError;
+use super::client::Client;
+
+/// A table a migration creates.
+///
+/// On a single server it is created as `name`. On a cluster, each node gets the data table
+/// `name_local` and a `Distributed` table `name` over the cluster's `name_local`s, sharded by
+/// `shard_key`; every query names `name`, so the code is the same in both modes. Every version
+/// of a row has the same shard key, so replaced versions meet on one shard and `FINAL` (run per
+/// shard) collapses them.
+struct Table {
+    name: &'static str,
+    /// Everything after the table name: columns, engine, keys.
+    body: &'static str,
+    shard_key: &'static str,
+}
+
+/// Every migration ever shipped, in order; each is a list of tables. Never edit one that has
+/// been released: add another. Statements are idempotent (`IF NOT EXISTS`) so two servers
+/// starting at once against an empty database both succeed.
+const MIGRATIONS: &[&[Table]] = &[&[
+    // Project ids are derived from the name (see `keys::project_id`), so the same name gets
+    // the same id on every server without coordination.
+    Table {
+        name: "projects",
+        body: "(
+        id Int64,
+        name String,
+        created_at_ns Int64
+    ) ENGINE = ReplacingMergeTree ORDER BY name",
+        shard_key: "cityHash64(name)",
+    },
+    // A key row is rewritten with a higher version to revoke it. It carries its project's name
+    // so authenticating a request is one lookup.
+    Table {
+        name: "api_keys",
+        body: "(
+        id Int64,
+        project_id Int64,
+        project_name String,
+        key_hash String,
+        prefix String,
+        label String,
+        created_at_ns Int64,
+        revoked_at_ns Nullable(Int64),
+        version UInt64
+    ) ENGINE = ReplacingMergeTree(version) ORDER BY key_hash",
+        shard_key: "cityHash64(key_hash)",
+    },
+    // One row per (project, trace, span) after merges; a re-sent span is a new row with a
+    // higher version and a deleted span a tombstone row (`deleted = 1`). Reads use FINAL, so
+    // replaced versions never show even before a merge. The sort key is the access path of
+    // trace assembly; partitions by month of the span's start bound time-range scans.
+    Table {
+        name: "spans",
+        body: "(
+        project_id Int64,
+        trace_id String,
+        span_id String,
+        parent_id Nullable(String),
+        name String,
+        log_type String,
+        start_ns Int64,
+        end_ns Int64,
+        latency Float64,
+        times_inferred UInt8,
+        model Nullable(String),
+        provider_id Nullable(String),
+        status String,
+        status_code Nullable(Int64),
+        error_message Nullable(String),
+        prompt_tokens Nullable(UInt64),
+        completion_tokens Nullable(UInt64),
+        total_tokens Nullable(UInt64),
+        cost Nullable(Float64),
+        customer_identifier Nullable(String),
+        session_identifier Nullable(String),
+        thread_identifier Nullable(String),
+        trace_group_identifier Nullable(String),
+        environment Nullable(String),
+        workflow_name Nullable(String),
+        path Nullable(String),
+        content String,
+        trace_name Nullable(String),
+        search_text String,
+        meta_keys Array(String),
+        meta_text Array(String),
+        meta_num Array(Float64),
+        meta_is_num Array(UInt8),
+        ingested_ns Int64,
+        first_seen_ns Int64,
+        version UInt64,
+        deleted UInt8
+    ) ENGINE = ReplacingMergeTree(version)
+    PARTITION BY toYYYYMM(toDateTime(intDiv(start_ns, 1000000000)))
+    ORDER BY (project_id, trace_id, span_id)",
+        shard_key: "cityHash64(trace_id)",
+    },
+    // Aggregates per trace, recomputed from the stored spans after every write that touches
+    // the trace (core's `summarize`), so listing traces never scans spans.
+    Table {
+        name: "traces",
+        body: "(
+        project_id Int64,
+        trace_id String,
+        root_span_id Nullable(String),
+        name String,
+        start_ns Int64,
+        end_ns Int64,
+        duration Float64,
+        span_count UInt64,
+        llm_call_count UInt64,
+        error_count UInt64,
+        total_prompt_tokens UInt64,
+        total_completion_tokens UInt64,
+        total_tokens UInt64,
+        total_cost Float64,
+        environment Nullable(String),
+        customer_identifier Nullable(String),
+        session_identifier Nullable(String),
+        thread_identifier Nullable(String),
+        trace_group_identifier Nullable(String),
+        models Array(String),
+        first_seen_ns Int64,
+        version UInt64,
+        deleted UInt8
+    ) ENGINE = ReplacingMergeTree(version)
+    PARTITION BY toYYYYMM(toDateTime(intDiv(start_ns, 1000000000)))
+    ORDER BY (project_id, trace_id)",
+        shard_key: "cityHash64(trace_id)",
+    },
+]];
+
+/// The statements creating `table`, for a single server or for a node of `cluster`.
+fn create_statements(table: &Table, database: &str, cluster: Option<&str>) -> Vec<String> {
+    match cluster {
+        None => vec![format!(
+            "CREATE TABLE IF NOT EXISTS {} {}",
+            table.name, table.body
+        )],
+        Some(cluster) => vec![
+            format!(
+                "CREATE TABLE IF NOT EXISTS {}_local {}",
+                table.name, table.body
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {name} AS {name}_local \
+                 ENGINE = Distributed({cluster}, {database}, {name}_local, {key})",
+                name = table.name,
+                key = table.shard_key
+            ),
+        ],
+    }
+}
+
+/// Creates the database if needed and applies every migration this node has not seen yet.
+/// On a cluster it runs once per node, each node keeping its own `schema_migrations`.
+pub(crate) async fn migrate(
+    client: &Client,
+    database: &str,
+    cluster: Option<&str>,
+) -> Result<(), ClickHouseError> {
+    client
+        .execute_global(&format!("CREATE DATABASE IF NOT EXISTS {database}"))
+        .await?;
+    client
+        .execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, applied_ns Int64) \
+             ENGINE = MergeTree ORDER BY version",
+        )
+        .await?;
+    #[derive(serde::Deserialize)]
+    struct Applied {
+        version: u32,
+    }
+    let applied: Applied = client
+        .row("SELECT max(version) AS version FROM schema_migrations")
+        .await?;
+    if usize::try_from(applied.version).unwrap_or(usize::MAX) > MIGRATIONS.len() {
+        return Err(ClickHouseError::Config(format!(
+            "database {database} has schema version {}, newer than this build knows ({}): upgrade tracehouse",
+            applied.version,
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, tables) in MIGRATIONS.iter().enumerate() {
+        let version = u32::try_from(index + 1).unwrap_or(u32::MAX);
+        if version <= applied.version {
+            continue;
+        }
+        for table in *tables {
+            for statement in create_statements(table, database, cluster) {
+                client.execute(&statement).await?;
+            }
+        }
+        client
+            .insert(
+                "schema_migrations",
+                format!(
+                    "{{\"version\":{version},\"applied_ns\":{}}}\n",
+                    super::now_ns()
+                ),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_tables_are_local_plus_distributed() {
+        let table = &MIGRATIONS[0][2];
+        assert_eq!(table.name, "spans");
+        let single = create_statements(table, "db", None);
+        assert_eq!(single.len(), 1);
+        assert!(single[0].starts_with("CREATE TABLE IF NOT EXISTS spans ("));
+        let cluster = create_statements(table, "db", Some("two"));
+        assert!(cluster[0].starts_with("CREATE TABLE IF NOT EXISTS spans_local ("));
+        assert!(cluster[1].ends_with("Distributed(two, db, spans_local, cityHash64(trace_id))"));
+    }
+}

@@ -1,0 +1,757 @@
+//! The store conformance suite: the same test functions run against every backend: SQLite
+//! on a real file in a temporary directory, ClickHouse on the server named by
+//! `TRACEHOUSE_CLICKHOUSE_URL`, and a 2-shard ClickHouse cluster (`Distributed` tables) on the
+//! nodes named by `TRACEHOUSE_CLICKHOUSE_CLUSTER_URLS`, whose `remote_servers` call the
+//! cluster `tracehouse` (as `scripts/clickhouse start-cluster` configures it). Each
+//! ClickHouse test uses a fresh database of its own.
+// Test helpers outside #[test] functions may panic on broken test setup; that is their job.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use serde_json::json;
+use tracehouse_core::query::{
+    Condition, FilterValue, Operator, SpanColumn, SpanField, SpanFilter, SpanQuery,
+};
+use tracehouse_core::{
+    IngestContext, PriceTable, ProjectName, Span, SpanStore, StoreError, Timestamp, TraceId,
+    span_from_log,
+};
+use tracehouse_store::{ClickHouseConfig, ClickHouseStore, SqliteConfig, SqliteStore};
+
+fn span(trace: &str, id: &str, parent: Option<&str>, extra: serde_json::Value) -> Span {
+    let prices = PriceTable::builtin();
+    let mut item = json!({"trace_unique_id": trace, "span_unique_id": id,
+        "start_time": "2025-01-01T00:00:00Z", "latency": 1.0});
+    if let Some(parent) = parent {
+        item["span_parent_id"] = json!(parent);
+    }
+    if let (Some(item), serde_json::Value::Object(extra)) = (item.as_object_mut(), extra) {
+        item.extend(extra);
+    }
+    span_from_log(
+        item,
+        IngestContext {
+            received_at: Timestamp::from_unix_nanos(0),
+            prices: &prices,
+        },
+    )
+    .unwrap()
+}
+
+/// Where a test's store lives; opening the same place twice reopens the same data.
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    ClickHouse { url: String, database: String },
+    Cluster { urls: Vec<String>, database: String },
+}
+
+/// The cluster name in the nodes' `remote_servers`.
+const CLUSTER: &str = "tracehouse";
+
+impl Backend {
+    fn sqlite() -> Option<Self> {
+        Some(Backend::Sqlite(tempfile::tempdir().unwrap()))
+    }
+
+    /// A fresh database on the test ClickHouse server, or `None` (with a skip line) when no
+    /// server is configured and none is required.
+    fn clickhouse() -> Option<Self> {
+        let url = clickhouse_url()?;
+        let database = format!("th_test_{}_{}", std::process::id(), fastrand::u64(..));
+        Some(Backend::ClickHouse { url, database })
+    }
+
+    /// A fresh database on the test cluster, or `None` (with a skip line).
+    fn cluster() -> Option<Self> {
+        let urls = env_or_skip("TRACEHOUSE_CLICKHOUSE_CLUSTER_URLS")?;
+        let urls: Vec<String> = urls
+            .split(',')
+            .map(|url| url.trim().trim_end_matches('/').to_owned())
+            .collect();
+        let database = format!("th_test_{}_{}", std::process::id(), fastrand::u64(..));
+        Some(Backend::Cluster { urls, database })
+    }
+
+    async fn open(&self) -> Arc<dyn SpanStore> {
+        match self {
+            Backend::Sqlite(dir) => {
+                Arc::new(SqliteStore::open(SqliteConfig::in_data_dir(dir.path())).unwrap())
+            }
+            Backend::ClickHouse { url, database } => Arc::new(
+                ClickHouseStore::open(ClickHouseConfig::new(url.clone(), database.clone()))
+                    .await
+                    .unwrap(),
+            ),
+            Backend::Cluster { urls, database } => {
+                let mut config = ClickHouseConfig::new(urls[0].clone(), database.clone());
+                config.cluster = Some(CLUSTER.to_owned());
+                config.other_nodes = urls[1..].to_vec();
+                Arc::new(ClickHouseStore::open(config).await.unwrap())
+            }
+        }
+    }
+
+    /// Drops a ClickHouse test database; a failed test leaves it for inspection.
+    async fn cleanup(self) {
+        let (urls, database) = match self {
+            Backend::Sqlite(_) => return,
+            Backend::ClickHouse { url, database } => (vec![url], database),
+            Backend::Cluster { urls, database } => (urls, database),
+        };
+        for url in urls {
+            let _ = reqwest::Client::new()
+                .post(format!("{url}/"))
+                .body(format!("DROP DATABASE IF EXISTS {database}"))
+                .send()
+                .await;
+        }
+    }
+}
+
+/// The ClickHouse server's URL from `TRACEHOUSE_CLICKHOUSE_URL`.
+fn clickhouse_url() -> Option<String> {
+    env_or_skip("TRACEHOUSE_CLICKHOUSE_URL").map(|url| url.trim_end_matches('/').to_owned())
+}
+
+/// The value of `variable`. Without it the test is skipped with a line on stderr, except
+/// under CI (`CI=true`) or `TRACEHOUSE_CLICKHOUSE_TESTS=required`, where it fails.
+fn env_or_skip(variable: &str) -> Option<String> {
+    if let Ok(value) = std::env::var(variable) {
+        if !value.trim().is_empty() {
+            return Some(value.trim().to_owned());
+        }
+    }
+    let required = std::env::var("CI").is_ok_and(|v| v == "true")
+        || std::env::var("TRACEHOUSE_CLICKHOUSE_TESTS").is_ok_and(|v| v == "required");
+    assert!(
+        !required,
+        "TRACEHOUSE_CLICKHOUSE_URL is not set but ClickHouse tests are required (CI=true or TRACEHOUSE_CLICKHOUSE_TESTS=required); run scripts/test, or scripts/clickhouse start DIR"
+    );
+    eprintln!(
+        "skipping ClickHouse test: TRACEHOUSE_CLICKHOUSE_URL is not set (scripts/clickhouse start DIR starts a server)"
+    );
+    None
+}
+
+async fn open(backend: &Backend) -> (Arc<dyn SpanStore>, tracehouse_core::ProjectId) {
+    let store = backend.open().await;
+    let key = store
+        .create_key(&"acme".parse::<ProjectName>().unwrap(), "test")
+        .await
+        .unwrap();
+    let project = store
+        .authenticate(&tracehouse_core::ApiKeyHash::of_secret(&key.secret))
+        .await
+        .unwrap()
+        .unwrap();
+    (store, project.id)
+}
+
+/// Runs each listed test function once per backend, as `sqlite::name`, `clickhouse::name`
+/// and `cluster::name`.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(backend) = super::Backend::sqlite() {
+                        super::$name(&backend).await;
+                        backend.cleanup().await;
+                    }
+                }
+            )*
+        }
+        mod clickhouse {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(backend) = super::Backend::clickhouse() {
+                        super::$name(&backend).await;
+                        backend.cleanup().await;
+                    }
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(backend) = super::Backend::cluster() {
+                        super::$name(&backend).await;
+                        backend.cleanup().await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    writes_read_back_with_content_and_aggregates,
+    resending_replaces_and_keeps_aggregates_right,
+    concurrent_writers_are_grouped_and_all_committed,
+    projects_are_isolated_and_data_survives_reopen,
+    revoked_keys_stop_authenticating,
+    scanning_in_key_order_reads_every_match_once,
+    projects_are_found_and_created_by_name,
+    hostile_strings_round_trip_and_match_only_themselves,
+    deleted_traces_vanish_and_can_be_sent_again,
+    statistics_and_span_lists_see_one_copy_per_span,
+    floats_round_trip_bit_for_bit,
+);
+
+async fn writes_read_back_with_content_and_aggregates(backend: &Backend) {
+    let (store, project) = open(backend).await;
+    let receipt = store
+        .write_spans(
+            project,
+            vec![
+                span("t1", "root", None, json!({"span_name": "agent.workflow", "metadata": {"k": [1, 2]}})),
+                span("t1", "llm", Some("root"), json!({"model": "gpt-4o-mini", "prompt_tokens": 25, "completion_tokens": 19, "input": "hi"})),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!((receipt.spans_written, receipt.traces_touched), (2, 1));
+
+    let trace = store
+        .get_trace(project, &TraceId::try_from("t1").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(trace.summary.span_count, 2);
+    assert_eq!(trace.summary.llm_call_count, 1);
+    assert_eq!(trace.summary.total_tokens, 44);
+    assert!((trace.summary.total_cost - 1.515e-5).abs() < 1e-12);
+    assert_eq!(trace.summary.name, "agent.workflow");
+    let root = trace
+        .spans
+        .iter()
+        .find(|s| s.span_id.as_str() == "root")
+        .unwrap();
+    assert_eq!(root.content.get("metadata"), Some(&json!({"k": [1, 2]})));
+    let llm = trace
+        .spans
+        .iter()
+        .find(|s| s.span_id.as_str() == "llm")
+        .unwrap();
+    assert_eq!(llm.content.get("input"), Some(&json!("hi")));
+    assert_eq!(llm.log_type.as_str(), "chat");
+}
+
+async fn resending_replaces_and_keeps_aggregates_right(backend: &Backend) {
+    let (store, project) = open(backend).await;
+    let first = span("t", "a", None, json!({"cost": 1.0}));
+    store
+        .write_spans(project, vec![first.clone()])
+        .await
+        .unwrap();
+    store.write_spans(project, vec![first]).await.unwrap();
+    store
+        .write_spans(project, vec![span("t", "a", None, json!({"cost": 2.5}))])
+        .await
+        .unwrap();
+    let trace = store
+        .get_trace(project, &TraceId::try_from("t").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(trace.summary.span_count, 1);
+    assert_eq!(trace.summary.total_cost, 2.5);
+}
+
+async fn concurrent_writers_are_grouped_and_all_committed(backend: &Backend) {
+    let (store, project) = open(backend).await;
+    let mut tasks = Vec::new();
+    for request in 0..50 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let spans = (0..20)
+                .map(|i| {
+                    span(
+                        &format!("t{request}"),
+                        &format!("s{i}"),
+                        (i > 0).then_some("s0"),
+                        json!({}),
+                    )
+                })
+                .collect();
+            store.write_spans(project, spans).await
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap().spans_written, 20);
+    }
+    for request in 0..50 {
+        let trace = store
+            .get_trace(project, &TraceId::try_from(format!("t{request}")).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(trace.summary.span_count, 20);
+    }
+}
+
+async fn projects_are_isolated_and_data_survives_reopen(backend: &Backend) {
+    let (store, project) = open(backend).await;
+    let other = store
+        .create_key(&"other".parse::<ProjectName>().unwrap(), "")
+        .await
+        .unwrap();
+    let other = store
+        .authenticate(&tracehouse_core::ApiKeyHash::of_secret(&other.secret))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(other.id, project);
+    store
+        .write_spans(project, vec![span("t", "a", None, json!({}))])
+        .await
+        .unwrap();
+    let id = TraceId::try_from("t").unwrap();
+    assert!(store.get_trace(other.id, &id).await.unwrap().is_none());
+    drop(store);
+
+    let reopened = backend.open().await;
+    assert_eq!(
+        reopened
+            .get_trace(project, &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .spans
+            .len(),
+        1
+    );
+    assert_eq!(reopened.list_keys().await.unwrap().len(), 2);
+}
+
+async fn revoked_keys_stop_authenticating(backend: &Backend) {
+    let (store, _) = open(backend).await;
+    let key = store
+        .create_key(&ProjectName::default_project(), "ci")
+        .await
+        .unwrap();
+    let hash = tracehouse_core::ApiKeyHash::of_secret(&key.secret);
+    assert!(store.authenticate(&hash).await.unwrap().is_some());
+    assert!(key.secret.starts_with(&key.info.prefix));
+    let revoked = store.revoke_key(key.info.id).await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert!(store.authenticate(&hash).await.unwrap().is_none());
+    assert!(matches!(
+        store.revoke_key(9999).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(
+        store
+            .authenticate(&tracehouse_core::ApiKeyHash::of_secret("th_wrong"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn scanning_in_key_order_reads_every_match_once(backend: &Backend) {
+    let (store, project) = open(backend).await;
+    let spans: Vec<Span> = (0..25)
+        .flat_map(|trace| {
+            (0..4).map(move |index| {
+                let model = if index % 2 == 0 { "gpt-4o" } else { "other" };
+                span(
+                    &format!("t{trace:02}"),
+                    &format!("s{index}"),
+                    None,
+                    json!({"model": model}),
+                )
+            })
+        })
+        .collect();
+    store.write_spans(project, spans).await.unwrap();
+    let filter = tracehouse_core::query::SpanFilter {
+        conditions: vec![tracehouse_core::query::Condition {
+            field: tracehouse_core::query::SpanField::Column(
+                tracehouse_core::query::SpanColumn::Model,
+            ),
+            operator: tracehouse_core::query::Operator::Equals,
+            values: vec![tracehouse_core::query::FilterValue::Text(
+                "gpt-4o".to_owned(),
+            )],
+        }],
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .scan_spans(project, &filter, after.clone(), 7)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some((last.trace_id.clone(), last.span_id.clone()));
+        seen.extend(page.iter().map(|s| format!("{}/{}", s.trace_id, s.span_id)));
+    }
+    assert_eq!(seen.len(), 50);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, seen, "strictly increasing, no repeats");
+    assert_eq!(seen[0], "t00/s0");
+    assert_eq!(seen[49], "t24/s2");
+}
+
+async fn projects_are_found_and_created_by_name(backend: &Backend) {
+    let (store, acme) = open(backend).await;
+    let name = |raw: &str| raw.parse::<ProjectName>().unwrap();
+    let found = store.find_project(&name("acme")).await.unwrap().unwrap();
+    assert_eq!(found.id, acme);
+    assert_eq!(store.find_project(&name("imports")).await.unwrap(), None);
+    let created = store.create_project(&name("imports")).await.unwrap();
+    assert_ne!(created.id, acme);
+    assert_eq!(created.name, name("imports"));
+    // Creating again is a lookup.
+    assert_eq!(
+        store.create_project(&name("imports")).await.unwrap(),
+        created
+    );
+    assert_eq!(
+        store.find_project(&name("imports")).await.unwrap(),
+        Some(created.clone())
+    );
+    let listed = store.list_projects().await.unwrap();
+    assert_eq!(
+        listed.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        vec!["acme", "imports"]
+    );
+    assert!(listed.contains(&created));
+}
+
+fn equals(column: SpanColumn, operator: Operator, value: &str) -> SpanFilter {
+    SpanFilter {
+        conditions: vec![Condition {
+            field: SpanField::Column(column),
+            operator,
+            values: vec![FilterValue::Text(value.to_owned())],
+        }],
+        ..Default::default()
+    }
+}
+
+async fn count_spans(
+    store: &dyn SpanStore,
+    project: tracehouse_core::ProjectId,
+    filter: SpanFilter,
+) -> u64 {
+    store
+        .list_spans(
+            project,
+            &SpanQuery {
+                filter,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .total
+}
+
+async fn hostile_strings_round_trip_and_match_only_themselves(backend: &Backend) {
+    let (store, project) = open(backend).await;
+    let hostile = [
+        "' OR 1=1 --",
+        "a\\'b\\",
+        "\"); DROP TABLE spans; --",
+        "%_%*[",
+        "nul\0byte\ttab\nline",
+        "трасса 😀 é",
+    ];
+    let spans: Vec<Span> = hostile
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            span(
+                &format!("t'{i}\\\""),
+                &format!("s{i}'😀"),
+                None,
+                json!({"span_name": text, "customer_identifier": text, "input": text,
+                       "metadata": {"k": text}, "output": {"nested": [text]}}),
+            )
+        })
+        .collect();
+    store.write_spans(project, spans.clone()).await.unwrap();
+    for (i, text) in hostile.iter().enumerate() {
+        let trace = store
+            .get_trace(project, &TraceId::try_from(format!("t'{i}\\\"")).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(trace.spans, vec![spans[i].clone()], "{text:?}");
+        assert_eq!(trace.summary.name, *text);
+        for operator in [
+            Operator::Equals,
+            Operator::Contains,
+            Operator::StartsWith,
+            Operator::EndsWith,
+        ] {
+            assert_eq!(
+                count_spans(
+                    &*store,
+                    project,
+                    equals(SpanColumn::CustomerIdentifier, operator, text)
+                )
+                .await,
+                1,
+                "{text:?} {operator:?}"
+            );
+        }
+        let metadata = SpanFilter {
+            conditions: vec![Condition {
+                field: SpanField::Metadata(vec!["k".to_owned()]),
+                operator: Operator::Equals,
+                values: vec![FilterValue::Text((*text).to_owned())],
+            }],
+            ..Default::default()
+        };
+        assert_eq!(count_spans(&*store, project, metadata).await, 1, "{text:?}");
+        assert_eq!(
+            count_spans(
+                &*store,
+                project,
+                equals(SpanColumn::CustomerIdentifier, Operator::NotIn, text)
+            )
+            .await,
+            hostile.len() as u64 - 1
+        );
+    }
+    assert_eq!(
+        count_spans(
+            &*store,
+            project,
+            equals(SpanColumn::Name, Operator::Contains, "'")
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        count_spans(
+            &*store,
+            project,
+            equals(SpanColumn::Name, Operator::Contains, "\\")
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count_spans(
+            &*store,
+            project,
+            equals(SpanColumn::Name, Operator::Equals, "%")
+        )
+        .await,
+        0
+    );
+    let search = SpanFilter {
+        search: Some("ТРАССА".to_owned()),
+        ..Default::default()
+    };
+    assert_eq!(count_spans(&*store, project, search).await, 1);
+}
+
+async fn deleted_traces_vanish_and_can_be_sent_again(backend: &Backend) {
+    let (store, project) = open(backend).await;
+    let id = TraceId::try_from("gone").unwrap();
+    store
+        .write_spans(
+            project,
+            vec![
+                span("gone", "a", None, json!({"cost": 1.0})),
+                span("gone", "b", Some("a"), json!({"cost": 2.0})),
+                span("kept", "a", None, json!({})),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(store.delete_trace(project, &id).await.unwrap());
+    assert!(store.get_trace(project, &id).await.unwrap().is_none());
+    assert!(!store.delete_trace(project, &id).await.unwrap());
+    assert_eq!(
+        store.project_stats(project).await.unwrap(),
+        tracehouse_core::ProjectStats {
+            traces: 1,
+            spans: 1
+        }
+    );
+    assert_eq!(
+        count_spans(&*store, project, SpanFilter::default()).await,
+        1
+    );
+    assert!(
+        store
+            .get_span(project, &"b".parse().unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A span sent again after the delete is new data; its deleted sibling stays deleted.
+    store
+        .write_spans(project, vec![span("gone", "b", None, json!({"cost": 5.0}))])
+        .await
+        .unwrap();
+    let trace = store.get_trace(project, &id).await.unwrap().unwrap();
+    assert_eq!(trace.summary.span_count, 1);
+    assert_eq!(trace.summary.total_cost, 5.0);
+}
+
+async fn statistics_and_span_lists_see_one_copy_per_span(backend: &Backend) {
+    let (store, project) = open(backend).await;
+    for cost in [1.0, 2.0] {
+        store
+            .write_spans(
+                project,
+                vec![span("t", "a", None, json!({"cost": cost, "latency": 3.0}))],
+            )
+            .await
+            .unwrap();
+    }
+    // The same span twice in one request: the last copy wins.
+    store
+        .write_spans(
+            project,
+            vec![
+                span("t", "a", None, json!({"cost": 3.0, "latency": 3.0})),
+                span("t", "a", None, json!({"cost": 4.0, "latency": 3.0})),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.project_stats(project).await.unwrap(),
+        tracehouse_core::ProjectStats {
+            traces: 1,
+            spans: 1
+        }
+    );
+    let listed = store
+        .list_spans(project, &SpanQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.total, 1);
+    assert_eq!(listed.items[0].cost, Some(4.0));
+    let statistics = store
+        .span_statistics(project, &SpanFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(statistics.number_of_requests, 1);
+    assert_eq!(statistics.total_cost, 4.0);
+    assert_eq!(statistics.p50_latency, Some(3.0));
+    assert_eq!(statistics.p99_latency, Some(3.0));
+    let empty = store
+        .span_statistics(
+            project,
+            &equals(SpanColumn::Model, Operator::Equals, "none"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(empty.number_of_requests, 0);
+    assert_eq!(empty.avg_latency, None);
+    assert_eq!(empty.p50_latency, None);
+    let trace = store
+        .get_trace(project, &TraceId::try_from("t").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(trace.summary.total_cost, 4.0);
+    assert_eq!(trace.spans.len(), 1);
+}
+
+async fn floats_round_trip_bit_for_bit(backend: &Backend) {
+    let (store, project) = open(backend).await;
+    // Values a decimal parser easily gets one ulp wrong, and a subnormal.
+    let costs = [
+        2.0000000000000002e-7,
+        0.1 + 0.2,
+        5e-324,
+        1.7976931348623157e308,
+    ];
+    let spans: Vec<Span> = costs
+        .iter()
+        .enumerate()
+        .map(|(i, cost)| {
+            span(
+                "t",
+                &format!("s{i}"),
+                None,
+                json!({"cost": cost, "latency": 0.774699}),
+            )
+        })
+        .collect();
+    store.write_spans(project, spans).await.unwrap();
+    let trace = store
+        .get_trace(project, &TraceId::try_from("t").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut stored: Vec<f64> = trace.spans.iter().map(|s| s.cost.unwrap()).collect();
+    stored.sort_by(f64::total_cmp);
+    let mut expected = costs.to_vec();
+    expected.sort_by(f64::total_cmp);
+    assert_eq!(stored, expected);
+    assert!(trace.spans.iter().all(|s| s.latency == 0.774699));
+    for cost in costs {
+        let filter = SpanFilter {
+            conditions: vec![Condition {
+                field: SpanField::Column(SpanColumn::Cost),
+                operator: Operator::Equals,
+                values: vec![FilterValue::Number(cost)],
+            }],
+            ..Default::default()
+        };
+        assert_eq!(count_spans(&*store, project, filter).await, 1, "{cost:e}");
+    }
+}
+
+/// The cluster backend really shards: traces land on both nodes, and each trace's spans on one.
+#[tokio::test]
+async fn cluster_spreads_traces_over_both_shards() {
+    let Some(backend) = Backend::cluster() else {
+        return;
+    };
+    let (store, project) = open(&backend).await;
+    let spans: Vec<Span> = (0..40)
+        .flat_map(|trace| {
+            (0..3)
+                .map(move |index| span(&format!("t{trace}"), &format!("s{index}"), None, json!({})))
+        })
+        .collect();
+    store.write_spans(project, spans).await.unwrap();
+    let Backend::Cluster { urls, database } = &backend else {
+        unreachable!()
+    };
+    let mut per_node = Vec::new();
+    for url in urls {
+        let answer = reqwest::Client::new()
+            .post(format!("{url}/?database={database}"))
+            .body("SELECT count(), uniqExact(trace_id) FROM spans_local FINAL WHERE deleted = 0 FORMAT TSV")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let numbers: Vec<u64> = answer
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        per_node.push((numbers[0], numbers[1]));
+    }
+    assert!(per_node.iter().all(|(spans, _)| *spans > 0), "{per_node:?}");
+    assert_eq!(per_node.iter().map(|(spans, _)| spans).sum::<u64>(), 120);
+    assert_eq!(
+        per_node.iter().map(|(_, traces)| traces).sum::<u64>(),
+        40,
+        "no trace split"
+    );
+    assert_eq!(store.project_stats(project).await.unwrap().spans, 120);
+    backend.cleanup().await;
+}
