@@ -9,6 +9,7 @@
 //! nothing above this crate names rusqlite or ClickHouse.
 
 pub mod clickhouse;
+mod series;
 pub mod sqlite;
 
 pub use clickhouse::{ClickHouseConfig, ClickHouseError, ClickHouseStore};

@@ -10,22 +10,25 @@
 
 mod client;
 mod keys;
+mod metrics;
 mod query;
 mod rows;
 mod schema;
 mod writer;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
+use tracehouse_core::metrics::{Timeseries, TimeseriesQuery, TopEntry, TopQuery};
 use tracehouse_core::query::{SpanFilter, SpanQuery, TraceQuery};
 use tracehouse_core::{
     ApiKeyHash, ApiKeyInfo, Listing, NewApiKey, Project, ProjectId, ProjectName, ProjectStats,
-    Span, SpanId, SpanStatistics, SpanStore, StoreError, StoredTrace, TraceId, TraceListItem,
-    WriteReceipt,
+    Span, SpanId, SpanStatistics, SpanStore, StoreError, StoreObserver, StoredTrace, TraceId,
+    TraceListItem, WriteReceipt,
 };
 
 use self::client::{Client, string_literal};
@@ -59,6 +62,8 @@ pub struct ClickHouseConfig {
     pub cluster: Option<String>,
     /// The cluster's other nodes (HTTP URLs): the schema is created on each; queries go to `url`.
     pub other_nodes: Vec<String>,
+    /// Told about every group commit (the server's metrics).
+    pub observer: Option<Arc<dyn StoreObserver>>,
 }
 
 impl std::fmt::Debug for ClickHouseConfig {
@@ -90,6 +95,7 @@ impl ClickHouseConfig {
             enqueue_timeout: Duration::from_secs(5),
             cluster: None,
             other_nodes: Vec::new(),
+            observer: None,
         }
     }
 }
@@ -249,6 +255,7 @@ impl ClickHouseStore {
             client.clone(),
             receiver,
             config.max_batch_spans.max(1),
+            config.observer.clone(),
         ));
         Ok(Self {
             client,
@@ -528,6 +535,22 @@ impl SpanStore for ClickHouseStore {
             p99_latency: present(row.p99),
             error_count: row.errors,
         })
+    }
+
+    async fn metric_timeseries(
+        &self,
+        project: ProjectId,
+        query: &TimeseriesQuery,
+    ) -> Result<Timeseries, StoreError> {
+        Ok(metrics::timeseries(&self.client, project, query).await?)
+    }
+
+    async fn metric_top(
+        &self,
+        project: ProjectId,
+        query: &TopQuery,
+    ) -> Result<Vec<TopEntry>, StoreError> {
+        Ok(metrics::top(&self.client, project, query).await?)
     }
 
     async fn delete_trace(

@@ -41,7 +41,7 @@ pub(crate) fn in_list<'a>(column: &str, values: impl Iterator<Item = &'a str>) -
     }
 }
 
-fn span_column(column: SpanColumn) -> &'static str {
+pub(crate) fn span_column(column: SpanColumn) -> &'static str {
     match column {
         SpanColumn::TraceId => "trace_id",
         SpanColumn::SpanId => "span_id",

@@ -3,10 +3,14 @@
 //! ClickHouse answered OK to both.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
-use tracehouse_core::{ProjectId, Span, TraceId, WriteReceipt, summarize};
+use tracehouse_core::{
+    GroupCommit, ProjectId, Span, StoreObserver, TraceId, WriteReceipt, summarize,
+};
 
 use super::client::{Client, RowBinary};
 use super::query::{in_list, live_spans, live_traces};
@@ -48,8 +52,10 @@ pub(crate) async fn run(
     client: Client,
     mut jobs: mpsc::Receiver<WriteJob>,
     max_batch_spans: usize,
+    observer: Option<Arc<dyn StoreObserver>>,
 ) {
     while let Some(first) = jobs.recv().await {
+        let started = Instant::now();
         let mut batch = vec![first];
         let mut weight = batch[0].op.weight();
         while weight < max_batch_spans {
@@ -64,27 +70,42 @@ pub(crate) async fn run(
         // Jobs take effect in arrival order: consecutive span writes share one insert, and a
         // delete first flushes the writes queued before it, so a write sent after a delete
         // is never deleted by it.
+        let requests = batch.len();
+        let mut committed = true;
         let mut spans = Vec::new();
         for job in batch {
             match &job.op {
                 WriteOp::Spans(_) => spans.push(job),
                 WriteOp::DeleteTrace(trace_id) => {
-                    commit_spans(&client, std::mem::take(&mut spans)).await;
+                    committed &= commit_spans(&client, std::mem::take(&mut spans)).await;
                     let result = delete_trace(&client, job.project, trace_id).await;
+                    committed &= result.is_ok();
                     // A dropped receiver means the client went away; the change is made anyway.
                     let _ = job.reply.send(result);
                 }
             }
         }
-        commit_spans(&client, spans).await;
+        committed &= commit_spans(&client, spans).await;
+        if let Some(observer) = &observer {
+            observer.group_committed(&GroupCommit {
+                requests,
+                spans: weight,
+                seconds: started.elapsed().as_secs_f64(),
+                failed: !committed,
+                queued_after: jobs.len(),
+                // ClickHouse sizes its parts in the background; asking per commit would cost a query.
+                database_bytes: None,
+            });
+        }
     }
 }
 
 /// Writes every span job together; when that fails for a reason that is not transient, each
 /// job is retried alone so only the failing one sees the error.
-async fn commit_spans(client: &Client, jobs: Vec<WriteJob>) {
+/// Returns whether the jobs were written together.
+async fn commit_spans(client: &Client, jobs: Vec<WriteJob>) -> bool {
     if jobs.is_empty() {
-        return;
+        return true;
     }
     let together = {
         let parts: Vec<(ProjectId, &[Span])> = jobs
@@ -102,6 +123,7 @@ async fn commit_spans(client: &Client, jobs: Vec<WriteJob>) {
                 let receipt = receipt_of(&job.op);
                 let _ = job.reply.send(Ok(receipt));
             }
+            true
         }
         Err(error) if jobs.len() > 1 && !error.is_transient() => {
             tracing::warn!(error = %error, jobs = jobs.len(), "group insert failed; retrying jobs one by one");
@@ -116,11 +138,13 @@ async fn commit_spans(client: &Client, jobs: Vec<WriteJob>) {
                 };
                 let _ = job.reply.send(result);
             }
+            false
         }
         Err(error) => {
             for job in jobs {
                 let _ = job.reply.send(Err(error.duplicate()));
             }
+            false
         }
     }
 }

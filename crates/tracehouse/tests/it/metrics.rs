@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::util::TestServer;
+use crate::util::{Backend, TestServer, on_every_store};
 
 /// 2025-03-29T00:00:00Z: the data set spans the night Paris moves to summer time (30 March).
 const BASE: i64 = 1_743_206_400;
@@ -31,6 +31,15 @@ struct Known {
     error: bool,
     tier: &'static str,
 }
+
+on_every_store!(
+    metrics_hourly_cost_by_model_equals_sums_with_empty_hours_zero,
+    metrics_latency_percentiles_tokens_errors_and_traces_per_day,
+    metrics_top_groups_and_other_add_up_with_filters_applied,
+    metrics_day_buckets_follow_the_callers_time_zone,
+    metrics_rollup_follows_replacements_and_deletes_like_the_spans,
+    metrics_bad_parameters_are_400_naming_them,
+);
 
 /// Span `k` starts `k * 877` s after [`BASE`] (about every 15 minutes for 73 hours), except
 /// for a ten-hour hole; three spans per trace; two extra spans sit on either side of the
@@ -98,8 +107,8 @@ fn span_json(index: usize, known: &Known) -> Value {
     span
 }
 
-async fn seeded() -> (TestServer, Vec<Known>) {
-    let server = TestServer::start().await;
+async fn seeded(backend: Backend) -> (TestServer, Vec<Known>) {
+    let server = TestServer::start_on(backend).await;
     let known = dataset();
     let body: Vec<Value> = known
         .iter()
@@ -184,9 +193,8 @@ fn hourly_buckets(start: i64, end: i64) -> usize {
     ((end - start) / 3600 + 1) as usize
 }
 
-#[tokio::test]
-async fn metrics_hourly_cost_by_model_equals_sums_with_empty_hours_zero() {
-    let (server, known) = seeded().await;
+async fn metrics_hourly_cost_by_model_equals_sums_with_empty_hours_zero(backend: Backend) {
+    let (server, known) = seeded(backend).await;
     let start = BASE;
     let end = BASE + 80 * 3600;
     let (status, answer) = server
@@ -257,9 +265,8 @@ async fn metrics_hourly_cost_by_model_equals_sums_with_empty_hours_zero() {
     assert_eq!(column(&answer, "edge-model")[1], 1.0);
 }
 
-#[tokio::test]
-async fn metrics_latency_percentiles_tokens_errors_and_traces_per_day() {
-    let (server, known) = seeded().await;
+async fn metrics_latency_percentiles_tokens_errors_and_traces_per_day(backend: Backend) {
+    let (server, known) = seeded(backend).await;
     let start = BASE;
     let end = BASE + 4 * 86_400 - 1;
     let day = |t: i64| ((t - start) / 86_400) as usize;
@@ -383,9 +390,8 @@ async fn metrics_latency_percentiles_tokens_errors_and_traces_per_day() {
     close(&column(&rate, "all"), &expected, "error_rate");
 }
 
-#[tokio::test]
-async fn metrics_top_groups_and_other_add_up_with_filters_applied() {
-    let (server, known) = seeded().await;
+async fn metrics_top_groups_and_other_add_up_with_filters_applied(backend: Backend) {
+    let (server, known) = seeded(backend).await;
     let start = BASE;
     let end = BASE + 4 * 86_400 - 1;
     let mut per_customer: BTreeMap<&str, f64> = BTreeMap::new();
@@ -461,9 +467,8 @@ async fn metrics_top_groups_and_other_add_up_with_filters_applied() {
     }
 }
 
-#[tokio::test]
-async fn metrics_day_buckets_follow_the_callers_time_zone() {
-    let (server, known) = seeded().await;
+async fn metrics_day_buckets_follow_the_callers_time_zone(backend: Backend) {
+    let (server, known) = seeded(backend).await;
     // Local days in Paris; 30 March has 23 hours.
     let boundaries = [
         1_743_202_800, // 2025-03-29T00:00+01:00
@@ -530,9 +535,8 @@ async fn metrics_day_buckets_follow_the_callers_time_zone() {
     close(&column(&answer, "all"), &expected, "+05:30 hours");
 }
 
-#[tokio::test]
-async fn metrics_rollup_follows_replacements_and_deletes_like_the_spans() {
-    let (server, _) = seeded().await;
+async fn metrics_rollup_follows_replacements_and_deletes_like_the_spans(backend: Backend) {
+    let (server, _) = seeded(backend).await;
     let start = BASE;
     let end = BASE + 4 * 86_400 - 1;
     // No filter: answered from the hourly rollup. A filter that matches every span: from the
@@ -608,9 +612,8 @@ async fn metrics_rollup_follows_replacements_and_deletes_like_the_spans() {
     }
 }
 
-#[tokio::test]
-async fn metrics_bad_parameters_are_400_naming_them() {
-    let server = TestServer::start().await;
+async fn metrics_bad_parameters_are_400_naming_them(backend: Backend) {
+    let server = TestServer::start_on(backend).await;
     for (query, named) in [
         ("metric=speed", "metric"),
         ("metric=cost&group_by=colour", "group_by"),
