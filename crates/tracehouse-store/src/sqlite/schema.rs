@@ -35,8 +35,8 @@ const V2: &str = r#"
         ) WITHOUT ROWID;
 
         -- Span latencies per project, UTC hour, dimension value and logarithmic bin (see
-        -- `metrics::latency_bin`), for percentiles without reading spans. Customers are left
-        -- out: their number would multiply the rows and the writer's work.
+        -- `metrics::latency_bin`), for percentiles without reading spans. Kept for the model
+        -- dimension only (`metrics::LATENCY_DIMENSION`), which also answers ungrouped ones.
         CREATE TABLE span_latency_hourly (
             project_id INTEGER NOT NULL,
             dimension TEXT NOT NULL,
