@@ -35,14 +35,15 @@ use std::collections::HashMap;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, Row, Transaction, params};
 use tracehouse_core::metrics::{
-    Aggregation, BucketGrid, GroupBy, Measure, Metric, Series, SeriesKey, Timeseries,
-    TimeseriesQuery, TopEntry, TopQuery,
+    Aggregation, BucketGrid, GroupBy, Measure, Metric, Timeseries, TimeseriesQuery, TopEntry,
+    TopQuery,
 };
 use tracehouse_core::query::{SpanColumn, SpanFilter};
 use tracehouse_core::{ProjectId, Span, Timestamp};
 
 use super::SqliteError;
 use super::query::{Where, span_filter_clauses};
+use crate::series::{Cell, SeriesPlan, TOTALS, ranked as ranked_cells};
 
 const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
 /// The one dimension the latency histogram is kept for. Every span has a model value (absent
@@ -458,18 +459,6 @@ fn source(
     }
 }
 
-/// One aggregated cell: a bucket (0 without buckets) and a group.
-struct Cell {
-    bucket: i64,
-    top: bool,
-    group: Option<String>,
-    value: f64,
-    requests: u64,
-}
-
-/// The bucket of cells that hold a whole range (see [`histogram_percentiles`]).
-const TOTALS: i64 = -1;
-
 /// Named groups of a timeseries, bound into the `top` expression.
 struct TopSet<'a> {
     values: &'a [Option<String>],
@@ -675,22 +664,13 @@ fn ranked(
     rollup: Rollup,
 ) -> Result<Vec<TopEntry>, SqliteError> {
     let source = source(project, filter, Some(group_by), range.0, range.1, rollup);
-    let mut entries: Vec<TopEntry> = cells(connection, source, metric.aggregation(), None, None)?
-        .into_iter()
-        .filter(|cell| cell.requests > 0)
-        .map(|cell| TopEntry {
-            value: cell.group,
-            metric: cell.value,
-            requests: cell.requests,
-        })
-        .collect();
-    entries.sort_by(|a, b| {
-        b.metric
-            .total_cmp(&a.metric)
-            .then_with(|| b.requests.cmp(&a.requests))
-            .then_with(|| a.value.cmp(&b.value))
-    });
-    Ok(entries)
+    Ok(ranked_cells(cells(
+        connection,
+        source,
+        metric.aggregation(),
+        None,
+        None,
+    )?))
 }
 
 pub(crate) fn top(
@@ -732,16 +712,15 @@ pub(crate) fn timeseries(
     };
     let range = (grid.start(), grid.end());
     let aggregation = query.metric.aggregation();
-    // Keys of the series in answer order, and whether an "other" series exists.
-    let (keys, named, has_other): (Vec<SeriesKey>, Vec<Option<String>>, bool) = match group_by {
-        None => (vec![SeriesKey::All], Vec::new(), false),
+    let plan = match group_by {
+        None => SeriesPlan::ungrouped(),
         Some(group_by) => {
             let ranking_rollup = if aligned {
                 rollup_for(query.metric.ranking(), &query.filter, Some(group_by))
             } else {
                 Rollup::None
             };
-            let ranked = ranked(
+            let ranking = ranked(
                 connection,
                 project,
                 query.metric.ranking(),
@@ -750,69 +729,27 @@ pub(crate) fn timeseries(
                 range,
                 ranking_rollup,
             )?;
-            let has_other = ranked.len() > query.limit;
-            let named: Vec<Option<String>> = ranked
-                .into_iter()
-                .take(query.limit)
-                .map(|entry| entry.value)
-                .collect();
-            let mut keys: Vec<SeriesKey> = named.iter().cloned().map(SeriesKey::Value).collect();
-            if has_other {
-                keys.push(SeriesKey::Other);
-            }
-            (keys, named, has_other)
+            SeriesPlan::grouped(ranking, query.limit)
         }
     };
+    let named = plan.named.clone();
     let top = TopSet { values: &named };
     let top = group_by.is_some().then_some(&top);
-    let key_of = |cell: &Cell| -> SeriesKey {
-        match (group_by, cell.top) {
-            (None, _) => SeriesKey::All,
-            (Some(_), true) => SeriesKey::Value(cell.group.clone()),
-            (Some(_), false) => SeriesKey::Other,
-        }
-    };
-    let index: HashMap<SeriesKey, usize> = keys
-        .iter()
-        .cloned()
-        .enumerate()
-        .map(|(i, key)| (key, i))
-        .collect();
-    let mut series: Vec<Series> = keys
-        .into_iter()
-        .map(|key| Series {
-            key,
-            values: vec![0.0; grid.len()],
-            total: 0.0,
-        })
-        .collect();
     let source_for = || source(project, &query.filter, group_by, range.0, range.1, rollup);
-    let mut have_totals = false;
-    for cell in cells(connection, source_for(), aggregation, Some(grid), top)? {
-        let Some(&i) = index.get(&key_of(&cell)) else {
-            continue;
-        };
-        if cell.bucket == TOTALS {
-            series[i].total = cell.value;
-            have_totals = true;
-        } else if let Some(slot) = usize::try_from(cell.bucket)
-            .ok()
-            .and_then(|bucket| series[i].values.get_mut(bucket))
-        {
-            *slot = cell.value;
-        }
-    }
-    if !have_totals {
-        for cell in cells(connection, source_for(), aggregation, None, top)? {
-            if let Some(&i) = index.get(&key_of(&cell)) {
-                series[i].total = cell.value;
-            }
-        }
-    }
-    if !has_other {
-        series.retain(|s| s.key != SeriesKey::Other);
-    }
-    Ok(Timeseries { series })
+    let buckets = cells(connection, source_for(), aggregation, Some(grid), top)?;
+    // The histogram path computes whole-range totals in the same pass as the buckets.
+    let totals = if buckets.iter().any(|cell| cell.bucket == TOTALS) {
+        Vec::new()
+    } else {
+        cells(connection, source_for(), aggregation, None, top)?
+            .into_iter()
+            .map(|cell| Cell {
+                bucket: TOTALS,
+                ..cell
+            })
+            .collect()
+    };
+    Ok(plan.fill(grid.len(), buckets, totals))
 }
 
 #[cfg(test)]
