@@ -65,7 +65,9 @@ pub(crate) fn run(
         }
         let requests = batch.len();
         let started = Instant::now();
-        let committed = commit_batch(&mut connection, batch);
+        let (committed, answers) = commit_batch(&mut connection, batch);
+        // Reported before answering, so a client that has its answer also sees the commit in
+        // the metrics.
         if let Some(observer) = &observer {
             observer.group_committed(&GroupCommit {
                 requests,
@@ -75,6 +77,10 @@ pub(crate) fn run(
                 queued_after: jobs.len(),
                 database_bytes: database_bytes(&connection),
             });
+        }
+        for (reply, result) in answers {
+            // A dropped receiver means the client went away; its data is committed anyway.
+            let _ = reply.send(result);
         }
         since_optimize += span_total;
         if since_optimize >= SPANS_BETWEEN_OPTIMIZE {
@@ -100,40 +106,52 @@ fn database_bytes(connection: &Connection) -> Option<u64> {
     Some(pages * page_size)
 }
 
-/// Writes every job in one transaction and answers all of them after the commit; returns
-/// whether the batch committed as a whole.
+/// A request's answer channel and its outcome, sent once the commit is reported.
+type Answer = (
+    oneshot::Sender<Result<WriteReceipt, SqliteError>>,
+    Result<WriteReceipt, SqliteError>,
+);
+
+/// Writes every job in one transaction; returns whether the batch committed as a whole and
+/// every job's outcome, to be answered after the commit.
 ///
 /// Jobs are not isolated by savepoints: a savepoint per job made SQLite copy pages into a
 /// statement journal and made FTS5 flush its pending index per job, which together cost
 /// about a third of the writer's time. Validation happens before a job gets here, so a job
 /// failing inside SQLite is rare; when it happens the batch is rolled back and its jobs are
 /// retried one transaction each, so only the failing job sees the error.
-fn commit_batch(connection: &mut Connection, batch: Vec<WriteJob>) -> bool {
+fn commit_batch(connection: &mut Connection, batch: Vec<WriteJob>) -> (bool, Vec<Answer>) {
     let ingested_ns = now_ns();
     let together = write_together(connection, &batch, ingested_ns);
     match together {
-        Ok(receipts) => {
-            for (job, receipt) in batch.into_iter().zip(receipts) {
-                // A dropped receiver means the client went away; its data is committed anyway.
-                let _ = job.reply.send(Ok(receipt));
-            }
-            true
-        }
+        Ok(receipts) => (
+            true,
+            batch
+                .into_iter()
+                .zip(receipts)
+                .map(|(job, receipt)| (job.reply, Ok(receipt)))
+                .collect(),
+        ),
         Err(error) if batch.len() > 1 => {
             tracing::warn!(error = %error, jobs = batch.len(), "group commit failed; retrying jobs one by one");
-            for job in batch {
-                let result = write_together(connection, std::slice::from_ref(&job), ingested_ns)
-                    .map(|mut receipts| receipts.pop().unwrap_or_default());
-                let _ = job.reply.send(result);
-            }
-            false
+            let answers = batch
+                .into_iter()
+                .map(|job| {
+                    let result =
+                        write_together(connection, std::slice::from_ref(&job), ingested_ns)
+                            .map(|mut receipts| receipts.pop().unwrap_or_default());
+                    (job.reply, result)
+                })
+                .collect();
+            (false, answers)
         }
-        Err(error) => {
-            for job in batch {
-                let _ = job.reply.send(Err(error.duplicate()));
-            }
-            false
-        }
+        Err(error) => (
+            false,
+            batch
+                .into_iter()
+                .map(|job| (job.reply, Err(error.duplicate())))
+                .collect(),
+        ),
     }
 }
 

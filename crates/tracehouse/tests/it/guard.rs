@@ -35,6 +35,10 @@ const DATA_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/request-logs/summary/"),
     ("POST", "/api/request-logs/summary/"),
     ("GET", "/api/projects/current/"),
+    ("GET", "/api/metrics/timeseries/"),
+    ("POST", "/api/metrics/timeseries/"),
+    ("GET", "/api/metrics/top/"),
+    ("POST", "/api/metrics/top/"),
 ];
 
 fn concrete(path: &str) -> String {
