@@ -137,6 +137,11 @@ mod tests {
             decode(r#"{"items": []}"#),
             Err(DecodeError::WrongShape(_))
         ));
-        assert!(matches!(decode(""), Err(DecodeError::InvalidJson { .. })));
+        match decode(" \n") {
+            Err(DecodeError::WrongShape(message)) => {
+                assert_eq!(message, "body is empty: send a JSON array of span logs")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 }
