@@ -53,6 +53,8 @@ pub struct ClickHouseConfig {
     pub write_queue_depth: usize,
     /// Most spans one group commit gathers into one insert.
     pub max_batch_spans: usize,
+    /// Group commits in flight at once (writer tasks sharing the queue).
+    pub writers: usize,
     /// How long a request waits for room in a full queue.
     pub enqueue_timeout: Duration,
     /// The cluster (a `remote_servers` entry) to shard over; `None` for a single server.
@@ -87,6 +89,7 @@ impl ClickHouseConfig {
             timeout: Duration::from_secs(30),
             write_queue_depth: 1024,
             max_batch_spans: 20_000,
+            writers: 4,
             enqueue_timeout: Duration::from_secs(5),
             cluster: None,
             other_nodes: Vec::new(),
@@ -245,11 +248,14 @@ impl ClickHouseStore {
             schema::migrate(&node, &config.database, config.cluster.as_deref()).await?;
         }
         let (sender, receiver) = mpsc::channel(config.write_queue_depth.max(1));
-        tokio::spawn(writer::run(
-            client.clone(),
-            receiver,
-            config.max_batch_spans.max(1),
-        ));
+        let receiver = std::sync::Arc::new(tokio::sync::Mutex::new(receiver));
+        for _ in 0..config.writers.max(1) {
+            tokio::spawn(writer::run(
+                client.clone(),
+                std::sync::Arc::clone(&receiver),
+                config.max_batch_spans.max(1),
+            ));
+        }
         Ok(Self {
             client,
             url: config.url,

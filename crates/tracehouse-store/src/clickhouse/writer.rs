@@ -1,11 +1,13 @@
-//! Group commit for ClickHouse: one task gathers every waiting write request into one insert
-//! of spans and one insert of recomputed trace aggregates, and answers the requests only after
+//! Group commit for ClickHouse: writer tasks gather the waiting write requests into one insert
+//! of spans and one insert of recomputed trace aggregates, and answer the requests only after
 //! ClickHouse answered OK to both.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde::Deserialize;
-use tokio::sync::{mpsc, oneshot};
+
+use tokio::sync::{Mutex, mpsc, oneshot};
 use tracehouse_core::{ProjectId, Span, TraceId, WriteReceipt, summarize};
 
 use super::client::{Client, RowBinary};
@@ -44,23 +46,36 @@ pub(crate) struct WriteJob {
 }
 
 /// Runs until every sender is dropped.
+///
+/// Several writers share one queue: each takes whatever is waiting as its batch, so while one
+/// waits for ClickHouse the next batch is already on its way. That is safe because every
+/// writer recomputes a trace after its own insert and versions the result by the instant its
+/// read started: of two writers touching one trace, the later reader saw both inserts and its
+/// row wins (the same argument covers several tracehouse servers).
 pub(crate) async fn run(
     client: Client,
-    mut jobs: mpsc::Receiver<WriteJob>,
+    jobs: Arc<Mutex<mpsc::Receiver<WriteJob>>>,
     max_batch_spans: usize,
 ) {
-    while let Some(first) = jobs.recv().await {
-        let mut batch = vec![first];
-        let mut weight = batch[0].op.weight();
-        while weight < max_batch_spans {
-            match jobs.try_recv() {
-                Ok(job) => {
-                    weight += job.op.weight();
-                    batch.push(job);
+    loop {
+        let batch = {
+            let mut jobs = jobs.lock().await;
+            let Some(first) = jobs.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            let mut weight = batch[0].op.weight();
+            while weight < max_batch_spans {
+                match jobs.try_recv() {
+                    Ok(job) => {
+                        weight += job.op.weight();
+                        batch.push(job);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
-        }
+            batch
+        };
         // Jobs take effect in arrival order: consecutive span writes share one insert, and a
         // delete first flushes the writes queued before it, so a write sent after a delete
         // is never deleted by it.
