@@ -24,11 +24,19 @@ impl ServeProcess {
     /// Starts the binary on a free port and waits until it prints its address (and, on a fresh
     /// store, its first key).
     pub(crate) fn start(data_dir: &Path) -> Self {
-        let addr_file = data_dir.with_extension("addr");
+        Self::start_with(
+            &[std::ffi::OsStr::new("--data-dir"), data_dir.as_os_str()],
+            &data_dir.with_extension("addr"),
+        )
+    }
+
+    /// Starts the binary with these store arguments, writing its address to `addr_file`.
+    pub(crate) fn start_with(store_args: &[&std::ffi::OsStr], addr_file: &Path) -> Self {
+        let addr_file = addr_file.to_path_buf();
         let _ = std::fs::remove_file(&addr_file);
         let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(store_args)
             .arg("--addr-file")
             .arg(&addr_file)
             .env_remove("TRACEHOUSE_DATA_DIR")
