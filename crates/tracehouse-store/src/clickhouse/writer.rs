@@ -180,21 +180,20 @@ async fn write_spans(
         let traces: Vec<&str> = traces.iter().copied().collect();
         for chunk in traces.chunks(IDS_PER_QUERY) {
             let filter = in_list("trace_id", chunk.iter().copied());
-            let spans: Vec<FirstSeen> = client
-                .rows(&format!(
-                    "SELECT trace_id, span_id, first_seen_ns FROM {}",
-                    live_spans(*project, &filter)
-                ))
-                .await?;
+            // Independent reads, so they travel together: one round trip less per commit.
+            let spans_sql = format!(
+                "SELECT trace_id, span_id, first_seen_ns FROM {}",
+                live_spans(*project, &filter)
+            );
+            let traces_sql = format!(
+                "SELECT {TRACE_COLUMNS} FROM {}",
+                live_traces(*project, &filter)
+            );
+            let (spans, rows): (Vec<FirstSeen>, Vec<TraceRow>) =
+                tokio::try_join!(client.rows(&spans_sql), client.rows(&traces_sql))?;
             for row in spans {
                 span_first_seen.insert((*project, row.trace_id, row.span_id), row.first_seen_ns);
             }
-            let rows: Vec<TraceRow> = client
-                .rows(&format!(
-                    "SELECT {TRACE_COLUMNS} FROM {}",
-                    live_traces(*project, &filter)
-                ))
-                .await?;
             for row in rows {
                 trace_first_seen.insert((*project, row.trace_id.clone()), row.first_seen_ns);
             }
