@@ -16,10 +16,13 @@ use super::ClickHouseError;
 /// PREWHERE or pushing it into the `FINAL` subquery would filter before the collapse and could
 /// let an older version of a replaced span match, so both optimisations are turned off.
 /// 64-bit integers come back as JSON numbers so they parse straight into Rust integers.
+/// Key lists of a page of up to 1000 traces with ids of up to 256 bytes can pass the default
+/// 256 KiB query size, so reads allow 16 MiB.
 const READ_SETTINGS: &[(&str, &str)] = &[
     ("optimize_move_to_prewhere", "0"),
     ("enable_optimize_predicate_expression", "0"),
     ("output_format_json_quote_64bit_integers", "0"),
+    ("max_query_size", "16777216"),
 ];
 
 /// Settings sent with every insert. On a cluster, an insert into a `Distributed` table

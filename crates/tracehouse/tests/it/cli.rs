@@ -24,19 +24,26 @@ impl ServeProcess {
     /// Starts the binary on a free port and waits until it prints its address (and, on a fresh
     /// store, its first key).
     pub(crate) fn start(data_dir: &Path) -> Self {
-        Self::start_with(data_dir, &[])
+        Self::start_with_flags(data_dir, &[])
     }
 
     /// As [`Self::start`], with more `serve` flags.
-    pub(crate) fn start_with(data_dir: &Path, flags: &[&str]) -> Self {
-        let addr_file = data_dir.with_extension("addr");
+    pub(crate) fn start_with_flags(data_dir: &Path, flags: &[&str]) -> Self {
+        let mut args = vec![std::ffi::OsStr::new("--data-dir"), data_dir.as_os_str()];
+        args.extend(flags.iter().map(std::ffi::OsStr::new));
+        Self::start_with(&args, &data_dir.with_extension("addr"))
+    }
+
+    /// Starts the binary with these store (and other `serve`) arguments, writing its address
+    /// to `addr_file`.
+    pub(crate) fn start_with(store_args: &[&std::ffi::OsStr], addr_file: &Path) -> Self {
+        let addr_file = addr_file.to_path_buf();
         let _ = std::fs::remove_file(&addr_file);
         let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(store_args)
             .arg("--addr-file")
             .arg(&addr_file)
-            .args(flags)
             .env_remove("TRACEHOUSE_DATA_DIR")
             .env_remove("TRACEHOUSE_STORE")
             .stdout(Stdio::piped())

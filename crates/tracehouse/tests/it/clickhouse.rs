@@ -245,3 +245,74 @@ async fn migrate_sqlite_to_clickhouse_and_back_exports_identically() {
     assert!(ok, "migrating the same spans again replaces them: {stderr}");
     drop_database(&url, &database);
 }
+
+#[tokio::test]
+async fn the_binary_serves_and_manages_keys_on_a_clickhouse_store() {
+    let Some(url) = clickhouse_url() else { return };
+    let database = fresh_database();
+    let store = format!(
+        "clickhouse://{}/{database}",
+        url.trim_start_matches("http://")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::cli::ServeProcess::start_with(
+        &[
+            std::ffi::OsStr::new("--store"),
+            std::ffi::OsStr::new(&store),
+        ],
+        &dir.path().join("addr"),
+    );
+    let key = server
+        .printed_key()
+        .expect("a fresh ClickHouse store gets a first key");
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{}/api/v1/traces/ingest", server.base))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body(crate::util::fixture_bytes("respan-logs-sample.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let list = crate::util::answer(
+        client
+            .get(format!("{}/api/traces/list/", server.base))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(list.0, StatusCode::OK);
+    assert_eq!(list.1["results"][0]["span_count"], 18);
+
+    // Keys live in ClickHouse: created and revoked offline, seen by the running server at once.
+    let (ok, stdout, stderr) =
+        tracehouse(&["keys", "create", "--project", "team", "--store", &store]);
+    assert!(ok, "{stderr}");
+    let second = String::from_utf8(stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
+    let status = |key: String| {
+        let request = client
+            .get(format!("{}/api/traces/list/", server.base))
+            .bearer_auth(key);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(status(second.clone()).await, StatusCode::OK);
+    let (ok, listing, _) = tracehouse(&["keys", "list", "--store", &store]);
+    assert!(ok);
+    let listing = String::from_utf8(listing).unwrap();
+    let row = listing.lines().find(|l| l.contains("team")).unwrap();
+    let id = row.split_whitespace().next().unwrap().to_owned();
+    let (ok, _, stderr) = tracehouse(&["keys", "revoke", &id, "--store", &store]);
+    assert!(ok, "{stderr}");
+    assert_eq!(status(second).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(key).await, StatusCode::OK);
+    drop(server);
+    drop_database(&url, &database);
+}

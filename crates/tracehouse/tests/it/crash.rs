@@ -145,7 +145,7 @@ async fn post_batch(base: &str, key: &str, body: &Value) -> reqwest::Response {
 async fn a_full_database_answers_503_and_keeps_serving_reads() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let server = ServeProcess::start_with(&data_dir, &["--max-db-bytes", "2000000"]);
+    let server = ServeProcess::start_with_flags(&data_dir, &["--max-db-bytes", "2000000"]);
     let key = server.printed_key().unwrap();
     let mut acknowledged = 0u64;
     let mut refused = None;
@@ -255,7 +255,7 @@ async fn sigterm_finishes_and_commits_in_flight_requests() {
 async fn a_flood_of_large_requests_keeps_memory_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let server = ServeProcess::start_with(
+    let server = ServeProcess::start_with_flags(
         &data_dir,
         &["--max-body-bytes", "4194304", "--max-in-flight", "4"],
     );

@@ -36,19 +36,33 @@ pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
 /// are skipped with a line on stderr, except under CI (`CI=true`) or
 /// `TRACEHOUSE_CLICKHOUSE_TESTS=required` (as `scripts/test` sets), where they fail.
 pub(crate) fn clickhouse_url() -> Option<String> {
-    if let Ok(url) = std::env::var("TRACEHOUSE_CLICKHOUSE_URL") {
-        if !url.trim().is_empty() {
-            return Some(url.trim().trim_end_matches('/').to_owned());
+    env_or_skip("TRACEHOUSE_CLICKHOUSE_URL").map(|url| url.trim_end_matches('/').to_owned())
+}
+
+/// The nodes of the 2-shard test cluster `tracehouse`, from `TRACEHOUSE_CLICKHOUSE_CLUSTER_URLS`
+/// (comma-separated HTTP URLs), with the same skip-or-fail rule.
+pub(crate) fn cluster_urls() -> Option<Vec<String>> {
+    env_or_skip("TRACEHOUSE_CLICKHOUSE_CLUSTER_URLS").map(|urls| {
+        urls.split(',')
+            .map(|url| url.trim().trim_end_matches('/').to_owned())
+            .collect()
+    })
+}
+
+fn env_or_skip(variable: &str) -> Option<String> {
+    if let Ok(value) = std::env::var(variable) {
+        if !value.trim().is_empty() {
+            return Some(value.trim().to_owned());
         }
     }
     let required = std::env::var("CI").is_ok_and(|v| v == "true")
         || std::env::var("TRACEHOUSE_CLICKHOUSE_TESTS").is_ok_and(|v| v == "required");
     assert!(
         !required,
-        "TRACEHOUSE_CLICKHOUSE_URL is not set but ClickHouse tests are required (CI=true or TRACEHOUSE_CLICKHOUSE_TESTS=required); run scripts/test, or scripts/clickhouse start DIR"
+        "{variable} is not set but ClickHouse tests are required (CI=true or TRACEHOUSE_CLICKHOUSE_TESTS=required); run scripts/test, or start servers with scripts/clickhouse"
     );
     eprintln!(
-        "skipping ClickHouse test: TRACEHOUSE_CLICKHOUSE_URL is not set (scripts/clickhouse start DIR starts a server)"
+        "skipping ClickHouse test: {variable} is not set (scripts/clickhouse start DIR / start-cluster DIR start servers)"
     );
     None
 }
@@ -82,6 +96,8 @@ pub(crate) enum Backend {
     Sqlite,
     /// A fresh database on this ClickHouse server (HTTP URL).
     ClickHouse(String),
+    /// A fresh database on the 2-shard cluster `tracehouse` of these nodes.
+    Cluster(Vec<String>),
 }
 
 impl Backend {
@@ -89,10 +105,15 @@ impl Backend {
     pub(crate) fn clickhouse() -> Option<Self> {
         clickhouse_url().map(Backend::ClickHouse)
     }
+
+    /// The cluster at `TRACEHOUSE_CLICKHOUSE_CLUSTER_URLS`, or `None` when skipped.
+    pub(crate) fn cluster() -> Option<Self> {
+        cluster_urls().map(Backend::Cluster)
+    }
 }
 
-/// Runs each listed `async fn name(backend: Backend)` once per backend, as `sqlite::name`
-/// and `clickhouse::name`: the same assertions hold for both stores.
+/// Runs each listed `async fn name(backend: Backend)` once per backend, as `sqlite::name`,
+/// `clickhouse::name` and `cluster::name`: the same assertions hold for every store.
 macro_rules! on_every_store {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -113,6 +134,16 @@ macro_rules! on_every_store {
                 }
             )*
         }
+        mod cluster {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(backend) = crate::util::Backend::cluster() {
+                        super::$name(backend).await;
+                    }
+                }
+            )*
+        }
     };
 }
 pub(crate) use on_every_store;
@@ -124,8 +155,8 @@ pub(crate) struct TestServer {
     pub(crate) store: Arc<dyn SpanStore>,
     pub(crate) client: reqwest::Client,
     _dir: tempfile::TempDir,
-    /// The ClickHouse server and database to drop afterwards.
-    clickhouse: Option<(String, String)>,
+    /// The ClickHouse nodes and database to drop afterwards.
+    clickhouse: Option<(Vec<String>, String)>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -144,7 +175,17 @@ impl TestServer {
                         .await
                         .unwrap();
                 let mut server = Self::start_with_store(Arc::new(store), Limits::default()).await;
-                server.clickhouse = Some((url, database));
+                server.clickhouse = Some((vec![url], database));
+                server
+            }
+            Backend::Cluster(urls) => {
+                let database = fresh_database();
+                let mut config = ClickHouseConfig::new(urls[0].clone(), database.clone());
+                config.cluster = Some("tracehouse".to_owned());
+                config.other_nodes = urls[1..].to_vec();
+                let store = ClickHouseStore::open(config).await.unwrap();
+                let mut server = Self::start_with_store(Arc::new(store), Limits::default()).await;
+                server.clickhouse = Some((urls, database));
                 server
             }
         }
@@ -274,8 +315,10 @@ impl Drop for TestServer {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
-        if let Some((url, database)) = self.clickhouse.take() {
-            drop_database(&url, &database);
+        if let Some((urls, database)) = self.clickhouse.take() {
+            for url in urls {
+                drop_database(&url, &database);
+            }
         }
     }
 }
