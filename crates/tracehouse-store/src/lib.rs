@@ -9,8 +9,17 @@
 //! nothing above this crate names rusqlite or ClickHouse.
 
 pub mod clickhouse;
+mod indexing;
 mod series;
 pub mod sqlite;
 
 pub use clickhouse::{ClickHouseConfig, ClickHouseError, ClickHouseStore};
 pub use sqlite::{SqliteConfig, SqliteError, SqliteStore, Synchronous};
+
+/// Nanoseconds since the Unix epoch, now (0 before 1970, saturated after 2262).
+pub(crate) fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

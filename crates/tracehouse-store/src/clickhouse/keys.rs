@@ -8,9 +8,10 @@ use tracehouse_core::{
     ApiKeyHash, ApiKeyInfo, NewApiKey, Project, ProjectId, ProjectName, Timestamp,
 };
 
+use super::ClickHouseError;
 use super::client::{Client, string_literal};
 use super::rows::{json_lines, version_of};
-use super::{ClickHouseError, now_ns};
+use crate::now_ns;
 
 /// Characters of the secret kept in clear to recognise a key in listings.
 const VISIBLE_PREFIX_LEN: usize = 10;

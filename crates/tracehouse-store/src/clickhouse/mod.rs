@@ -190,13 +190,6 @@ impl From<ClickHouseError> for StoreError {
     }
 }
 
-pub(crate) fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// Whether `name` is usable as a database or cluster name without quoting.
 fn valid_database_name(name: &str) -> bool {
     !name.is_empty()

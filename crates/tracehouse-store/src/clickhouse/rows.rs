@@ -9,13 +9,7 @@ use tracehouse_core::{
 
 use super::ClickHouseError;
 use super::client::RowBinary;
-
-/// Deepest metadata nesting that is indexed; deeper values stay in the content, unindexed.
-const MAX_METADATA_DEPTH: usize = 8;
-/// Most metadata entries indexed per span, so one span cannot bloat a row unboundedly.
-const MAX_METADATA_ROWS: usize = 256;
-/// Characters of each of input and output kept for search.
-const MAX_SEARCH_CHARS: usize = 64 * 1024;
+use crate::indexing::{MetadataScalar, flatten_metadata, searchable};
 
 /// Columns a [`SpanRead`] is selected with.
 pub(crate) const SPAN_COLUMNS: &str = "trace_id, span_id, parent_id, name, log_type, start_ns, end_ns, latency, \
@@ -81,49 +75,6 @@ pub(crate) struct SpanInsert<'a> {
     deleted: u8,
 }
 
-/// Metadata flattened to one entry per scalar: nested keys joined with `__`, array elements
-/// under their array's key, booleans as text, nulls left out (as the SQLite index does).
-fn flatten(prefix: &str, value: &Value, depth: usize, out: &mut Vec<(String, Value)>) {
-    if out.len() >= MAX_METADATA_ROWS || depth > MAX_METADATA_DEPTH {
-        return;
-    }
-    match value {
-        Value::Object(object) => {
-            for (key, nested) in object {
-                let path = if prefix.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{prefix}__{key}")
-                };
-                flatten(&path, nested, depth + 1, out);
-            }
-        }
-        Value::Array(items) => {
-            for item in items {
-                flatten(prefix, item, depth + 1, out);
-            }
-        }
-        Value::Null => {}
-        scalar => {
-            if !prefix.is_empty() {
-                out.push((prefix.to_owned(), scalar.clone()));
-            }
-        }
-    }
-}
-
-fn searchable(value: Option<&Value>) -> String {
-    let text = match value {
-        None | Some(Value::Null) => return String::new(),
-        Some(Value::String(text)) => text.clone(),
-        Some(other) => other.to_string(),
-    };
-    match text.char_indices().nth(MAX_SEARCH_CHARS) {
-        Some((cut, _)) => text[..cut].to_owned(),
-        None => text,
-    }
-}
-
 impl<'a> SpanInsert<'a> {
     pub(crate) fn new(
         project: ProjectId,
@@ -131,10 +82,11 @@ impl<'a> SpanInsert<'a> {
         ingested_ns: i64,
         first_seen_ns: i64,
     ) -> Result<Self, ClickHouseError> {
-        let mut metadata = Vec::new();
-        if let Some(value) = span.content.get("metadata") {
-            flatten("", value, 0, &mut metadata);
-        }
+        let metadata = span
+            .content
+            .get("metadata")
+            .map(flatten_metadata)
+            .unwrap_or_default();
         let mut meta_keys = Vec::with_capacity(metadata.len());
         let mut meta_text = Vec::with_capacity(metadata.len());
         let mut meta_num = Vec::with_capacity(metadata.len());
@@ -142,18 +94,13 @@ impl<'a> SpanInsert<'a> {
         for (key, value) in metadata {
             meta_keys.push(key);
             match value {
-                Value::Number(number) => {
+                MetadataScalar::Number(number) => {
                     meta_text.push(String::new());
-                    meta_num.push(number.as_f64().unwrap_or(0.0));
+                    meta_num.push(number);
                     meta_is_num.push(1);
                 }
-                Value::String(text) => {
+                MetadataScalar::Text(text) => {
                     meta_text.push(text);
-                    meta_num.push(0.0);
-                    meta_is_num.push(0);
-                }
-                other => {
-                    meta_text.push(other.to_string());
                     meta_num.push(0.0);
                     meta_is_num.push(0);
                 }
@@ -535,31 +482,4 @@ pub(crate) fn json_lines<T: Serialize>(rows: &[T]) -> Result<String, ClickHouseE
         out.push('\n');
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn flattens_nested_objects_and_arrays() {
-        let mut rows = Vec::new();
-        flatten(
-            "",
-            &json!({"user": {"tier": 3}, "tags": ["a", "b"], "ok": true, "none": null}),
-            0,
-            &mut rows,
-        );
-        assert_eq!(
-            rows,
-            vec![
-                ("user__tier".to_owned(), json!(3)),
-                ("tags".to_owned(), json!("a")),
-                ("tags".to_owned(), json!("b")),
-                ("ok".to_owned(), json!(true)),
-            ]
-        );
-    }
 }

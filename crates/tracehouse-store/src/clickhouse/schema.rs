@@ -204,7 +204,7 @@ pub(crate) async fn migrate(
                 "schema_migrations",
                 format!(
                     "{{\"version\":{version},\"applied_ns\":{}}}\n",
-                    super::now_ns()
+                    crate::now_ns()
                 ),
             )
             .await?;

@@ -12,13 +12,14 @@ use tracehouse_core::{
     GroupCommit, ProjectId, Span, StoreObserver, TraceId, WriteReceipt, summarize,
 };
 
+use super::ClickHouseError;
 use super::client::{Client, RowBinary};
 use super::query::{in_list, live_spans, live_traces};
 use super::rows::{
     SPAN_COLUMNS, SPAN_INSERT_COLUMNS, SPAN_TOMBSTONE_COLUMNS, SpanInsert, SpanRead, TRACE_COLUMNS,
     TraceRow, encode_span_tombstone, version_of,
 };
-use super::{ClickHouseError, now_ns};
+use crate::now_ns;
 
 /// Trace ids per key-filter list, so no statement outgrows the server's query size limit.
 const IDS_PER_QUERY: usize = 1000;

@@ -1,61 +1,11 @@
 //! Secondary indexes maintained beside each span: flattened metadata and full-text search.
 
 use rusqlite::{Transaction, params};
-use serde_json::Value;
 use tracehouse_core::query::SpanColumn;
 use tracehouse_core::{ProjectId, Span, TraceId, TraceSummary};
 
 use super::SqliteError;
-
-/// Deepest metadata nesting that is indexed; deeper values stay in the content, unindexed.
-const MAX_METADATA_DEPTH: usize = 8;
-/// Most metadata rows indexed per span, so one span cannot bloat the index unboundedly.
-const MAX_METADATA_ROWS: usize = 256;
-/// Characters of each of input and output indexed for search.
-const MAX_SEARCH_CHARS: usize = 64 * 1024;
-
-/// A scalar of flattened metadata: `(key path joined by "__", text, number)`.
-type MetadataRow = (String, Option<String>, Option<f64>);
-
-fn flatten(prefix: &str, value: &Value, depth: usize, out: &mut Vec<MetadataRow>) {
-    if out.len() >= MAX_METADATA_ROWS || depth > MAX_METADATA_DEPTH {
-        return;
-    }
-    match value {
-        Value::Object(object) => {
-            for (key, nested) in object {
-                let path = if prefix.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{prefix}__{key}")
-                };
-                flatten(&path, nested, depth + 1, out);
-            }
-        }
-        Value::Array(items) => {
-            for item in items {
-                flatten(prefix, item, depth + 1, out);
-            }
-        }
-        Value::String(text) => out.push((prefix.to_owned(), Some(text.clone()), None)),
-        Value::Number(number) => out.push((prefix.to_owned(), None, number.as_f64())),
-        Value::Bool(flag) => out.push((prefix.to_owned(), Some(flag.to_string()), None)),
-        Value::Null => {}
-    }
-}
-
-/// Text of a content field for the search index: strings as they are, other JSON as JSON.
-fn searchable(value: Option<&Value>) -> String {
-    let text = match value {
-        None | Some(Value::Null) => return String::new(),
-        Some(Value::String(text)) => text.clone(),
-        Some(other) => other.to_string(),
-    };
-    match text.char_indices().nth(MAX_SEARCH_CHARS) {
-        Some((cut, _)) => text[..cut].to_owned(),
-        None => text,
-    }
-}
+use crate::indexing::{MetadataScalar, flatten_metadata, searchable};
 
 /// Adds the index rows of the span stored at `rowid` (which has none: see [`unindex_span`]).
 pub(crate) fn index_span(
@@ -65,12 +15,15 @@ pub(crate) fn index_span(
     span: &Span,
 ) -> Result<(), SqliteError> {
     if let Some(metadata) = span.content.get("metadata") {
-        let mut rows = Vec::new();
-        flatten("", metadata, 0, &mut rows);
+        let rows = flatten_metadata(metadata);
         let mut insert = transaction.prepare_cached(
             "INSERT INTO span_metadata (span_rowid, project_id, key, text_value, num_value) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
-        for (key, text, number) in rows.iter().filter(|(key, _, _)| !key.is_empty()) {
+        for (key, value) in &rows {
+            let (text, number) = match value {
+                MetadataScalar::Text(text) => (Some(text.as_str()), None),
+                MetadataScalar::Number(number) => (None, Some(*number)),
+            };
             insert.execute(params![rowid, project.0, key, text, number])?;
         }
     }
@@ -195,40 +148,4 @@ pub(crate) fn index_trace_facets(
         ])?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn flattens_nested_objects_and_arrays() {
-        let mut rows = Vec::new();
-        flatten(
-            "",
-            &json!({"user": {"tier": 3, "name": "ann"}, "tags": ["a", "b"], "ok": true, "none": null}),
-            0,
-            &mut rows,
-        );
-        assert_eq!(
-            rows,
-            vec![
-                ("user__tier".to_owned(), None, Some(3.0)),
-                ("user__name".to_owned(), Some("ann".to_owned()), None),
-                ("tags".to_owned(), Some("a".to_owned()), None),
-                ("tags".to_owned(), Some("b".to_owned()), None),
-                ("ok".to_owned(), Some("true".to_owned()), None),
-            ]
-        );
-    }
-
-    #[test]
-    fn search_text_is_bounded() {
-        let long = "x".repeat(MAX_SEARCH_CHARS + 10);
-        assert_eq!(searchable(Some(&json!(long))).len(), MAX_SEARCH_CHARS);
-        assert_eq!(searchable(Some(&json!({"a": 1}))), "{\"a\":1}");
-        assert_eq!(searchable(None), "");
-    }
 }

@@ -6,7 +6,8 @@ use tracehouse_core::{
     ApiKeyHash, ApiKeyInfo, NewApiKey, Project, ProjectId, ProjectName, Timestamp,
 };
 
-use super::{SqliteError, now_ns};
+use super::SqliteError;
+use crate::now_ns;
 
 const INFO_SELECT: &str = "SELECT k.id, p.name, k.label, k.prefix, k.created_at_ns, k.revoked_at_ns \
      FROM api_keys k JOIN projects p ON p.id = k.project_id";

@@ -11,10 +11,11 @@ use tracehouse_core::{
     GroupCommit, ProjectId, Span, StoreObserver, TraceId, WriteReceipt, summarize,
 };
 
+use super::SqliteError;
 use super::index::{flush_search_index, index_span, index_trace_facets, unindex_span};
 use super::metrics::{ROLLUP_FACT_COLUMNS, RollupDeltas, RollupFacts};
 use super::rows::{SPAN_COLUMNS, span_from_row, upsert_span, upsert_trace};
-use super::{SqliteError, now_ns};
+use crate::now_ns;
 
 /// A change to commit.
 pub(crate) enum WriteOp {
