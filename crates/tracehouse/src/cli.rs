@@ -328,6 +328,12 @@ pub(crate) enum SyncMode {
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
+    /// A TOML file of these settings, keyed by flag name (`listen = "0.0.0.0:8080"`,
+    /// `store = "clickhouse://..."`, `cors-origin = ["https://..."]`). The command line and
+    /// environment variables override it.
+    #[arg(long, env = "TRACEHOUSE_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
     /// Address to listen on (use port 0 for any free port).
     #[arg(
         long,

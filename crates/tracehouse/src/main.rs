@@ -3,13 +3,21 @@
 mod cli;
 mod commands;
 mod config;
+mod config_file;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let args = match config_file::apply(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = cli::Cli::parse_from(args);
     // The server logs what it does; offline tools print their own summaries and only warn.
     let default_filter = match cli.command {
         cli::Command::Serve(_) => "info,rusqlite_migration=warn",

@@ -46,6 +46,7 @@ impl ServeProcess {
             .arg(&addr_file)
             .env_remove("TRACEHOUSE_DATA_DIR")
             .env_remove("TRACEHOUSE_STORE")
+            .env_remove("TRACEHOUSE_CONFIG")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -311,4 +312,60 @@ fn help_and_bad_config_are_explained() {
     ]);
     assert!(!ok);
     assert!(stderr.contains("not supported"), "{stderr}");
+}
+
+/// `serve --config FILE`: settings from a TOML file apply; the command line overrides them;
+/// a misspelt setting stops the server before it starts, naming the setting.
+#[tokio::test]
+async fn serve_reads_settings_from_a_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let config = dir.path().join("tracehouse.toml");
+    std::fs::write(
+        &config,
+        "# limits for this test\nmax-body-bytes = 2000\nmax_inflated_bytes = 4000\nlisten = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    // The harness passes --listen 127.0.0.1:0 on the command line, which wins over the file.
+    let server = ServeProcess::start_with_flags(&data_dir, &["--config", config.to_str().unwrap()]);
+    let key = server.printed_key().unwrap();
+    let client = reqwest::Client::new();
+    let big = serde_json::json!([{"trace_unique_id": "t", "span_unique_id": "s", "input": "x".repeat(3000)}]);
+    let response = client
+        .post(format!("{}/api/v1/traces/ingest", server.base))
+        .bearer_auth(&key)
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "the file's limit applies"
+    );
+    let small = serde_json::json!([{"trace_unique_id": "t", "span_unique_id": "s"}]);
+    let response = client
+        .post(format!("{}/api/v1/traces/ingest", server.base))
+        .bearer_auth(&key)
+        .json(&small)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    drop(server);
+
+    std::fs::write(&config, "max_body_byts = 2000\n").unwrap();
+    let output = std::process::Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env_remove("TRACEHOUSE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("unknown setting \"max_body_byts\""),
+        "{stderr}"
+    );
+    assert!(stderr.contains("tracehouse.toml"), "{stderr}");
 }
