@@ -12,6 +12,7 @@ pub mod clickhouse;
 mod indexing;
 mod series;
 pub mod sqlite;
+mod write_queue;
 
 pub use clickhouse::{ClickHouseConfig, ClickHouseError, ClickHouseStore};
 pub use sqlite::{SqliteConfig, SqliteError, SqliteStore, Synchronous};

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracehouse_core::metrics::{Timeseries, TimeseriesQuery, TopEntry, TopQuery};
 use tracehouse_core::query::{SpanFilter, SpanQuery, TraceQuery};
 use tracehouse_core::{
@@ -37,7 +37,8 @@ use self::query::{
     trace_order,
 };
 use self::rows::{SPAN_COLUMNS, SpanRead, TRACE_COLUMNS, TraceRow};
-use self::writer::{WriteJob, WriteOp};
+use self::writer::WriteJob;
+use crate::write_queue::{self, WriteOp};
 
 /// Spans fetched by key per statement: 250 keys of at most 2 x 256 bytes of ids stay well
 /// under ClickHouse's default 256 KiB query size.
@@ -272,17 +273,15 @@ impl ClickHouseStore {
 
     /// Hands a change to the writer and waits until ClickHouse acknowledged it.
     async fn submit(&self, project: ProjectId, op: WriteOp) -> Result<WriteReceipt, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let job = WriteJob { project, op, reply };
-        match tokio::time::timeout(self.enqueue_timeout, self.writer.send(job)).await {
-            Err(_) => return Err(ClickHouseError::QueueFull.into()),
-            Ok(Err(_)) => return Err(ClickHouseError::WriterStopped.into()),
-            Ok(Ok(())) => {}
-        }
-        match answer.await {
-            Ok(result) => result.map_err(StoreError::from),
-            Err(_) => Err(ClickHouseError::WriterStopped.into()),
-        }
+        write_queue::submit(
+            &self.writer,
+            self.enqueue_timeout,
+            project,
+            op,
+            || ClickHouseError::QueueFull,
+            || ClickHouseError::WriterStopped,
+        )
+        .await
     }
 
     async fn count(&self, sql: &str) -> Result<u64, StoreError> {

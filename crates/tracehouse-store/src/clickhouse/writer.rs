@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Deserialize;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc};
 use tracehouse_core::{
     GroupCommit, ProjectId, Span, StoreObserver, TraceId, WriteReceipt, summarize,
 };
@@ -20,33 +20,13 @@ use super::rows::{
     TraceRow, encode_span_tombstone, version_of,
 };
 use crate::now_ns;
+use crate::write_queue::{WriteOp, gather};
 
 /// Trace ids per key-filter list, so no statement outgrows the server's query size limit.
 const IDS_PER_QUERY: usize = 1000;
 
-/// A change to commit.
-pub(crate) enum WriteOp {
-    /// Insert or replace spans.
-    Spans(Vec<Span>),
-    /// Delete a trace and its spans.
-    DeleteTrace(TraceId),
-}
-
-impl WriteOp {
-    fn weight(&self) -> usize {
-        match self {
-            WriteOp::Spans(spans) => spans.len(),
-            WriteOp::DeleteTrace(_) => 1,
-        }
-    }
-}
-
-/// One request's change and the channel its answer goes back on.
-pub(crate) struct WriteJob {
-    pub(crate) project: ProjectId,
-    pub(crate) op: WriteOp,
-    pub(crate) reply: oneshot::Sender<Result<WriteReceipt, ClickHouseError>>,
-}
+/// One request's change, answered with this backend's error.
+pub(crate) type WriteJob = crate::write_queue::WriteJob<ClickHouseError>;
 
 /// Runs until every sender is dropped.
 ///
@@ -67,18 +47,7 @@ pub(crate) async fn run(
             let Some(first) = jobs.recv().await else {
                 return;
             };
-            let mut batch = vec![first];
-            let mut weight = batch[0].op.weight();
-            while weight < max_batch_spans {
-                match jobs.try_recv() {
-                    Ok(job) => {
-                        weight += job.op.weight();
-                        batch.push(job);
-                    }
-                    Err(_) => break,
-                }
-            }
-            (batch, weight)
+            gather(first, &mut jobs, max_batch_spans)
         };
         let started = Instant::now();
         let requests = batch.len();

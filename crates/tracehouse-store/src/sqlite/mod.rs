@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OpenFlags, params};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracehouse_core::metrics::{Timeseries, TimeseriesQuery, TopEntry, TopQuery};
 use tracehouse_core::query::{SpanFilter, SpanQuery, TraceQuery};
 use tracehouse_core::{
@@ -28,7 +28,8 @@ use tracehouse_core::{
 };
 
 use self::rows::{SPAN_COLUMNS, TRACE_COLUMNS, span_from_row, summary_from_row};
-use self::writer::{WriteJob, WriteOp};
+use self::writer::WriteJob;
+use crate::write_queue::{self, WriteOp};
 
 /// File name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "tracehouse.db";
@@ -323,17 +324,15 @@ impl SqliteStore {
     /// Hands a change to the writer and waits for its commit. A queue that stays full for
     /// the enqueue timeout is reported as unavailable instead of buffering without bound.
     async fn submit(&self, project: ProjectId, op: WriteOp) -> Result<WriteReceipt, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let job = WriteJob { project, op, reply };
-        match tokio::time::timeout(self.enqueue_timeout, self.writer.send(job)).await {
-            Err(_) => return Err(SqliteError::QueueFull.into()),
-            Ok(Err(_)) => return Err(SqliteError::WriterStopped.into()),
-            Ok(Ok(())) => {}
-        }
-        match answer.await {
-            Ok(result) => result.map_err(StoreError::from),
-            Err(_) => Err(SqliteError::WriterStopped.into()),
-        }
+        write_queue::submit(
+            &self.writer,
+            self.enqueue_timeout,
+            project,
+            op,
+            || SqliteError::QueueFull,
+            || SqliteError::WriterStopped,
+        )
+        .await
     }
 }
 

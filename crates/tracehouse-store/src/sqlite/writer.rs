@@ -16,30 +16,10 @@ use super::index::{flush_search_index, index_span, index_trace_facets, unindex_s
 use super::metrics::{ROLLUP_FACT_COLUMNS, RollupDeltas, RollupFacts};
 use super::rows::{SPAN_COLUMNS, span_from_row, upsert_span, upsert_trace};
 use crate::now_ns;
+use crate::write_queue::{WriteOp, gather};
 
-/// A change to commit.
-pub(crate) enum WriteOp {
-    /// Insert or replace spans.
-    Spans(Vec<Span>),
-    /// Delete a trace and its spans.
-    DeleteTrace(TraceId),
-}
-
-impl WriteOp {
-    fn weight(&self) -> usize {
-        match self {
-            WriteOp::Spans(spans) => spans.len(),
-            WriteOp::DeleteTrace(_) => 1,
-        }
-    }
-}
-
-/// One request's change and the channel its answer goes back on.
-pub(crate) struct WriteJob {
-    pub(crate) project: ProjectId,
-    pub(crate) op: WriteOp,
-    pub(crate) reply: oneshot::Sender<Result<WriteReceipt, SqliteError>>,
-}
+/// One request's change, answered with this backend's error.
+pub(crate) type WriteJob = crate::write_queue::WriteJob<SqliteError>;
 
 /// Spans written between two refreshes of the query planner's statistics.
 const SPANS_BETWEEN_OPTIMIZE: usize = 250_000;
@@ -53,17 +33,7 @@ pub(crate) fn run(
 ) {
     let mut since_optimize = 0usize;
     while let Some(first) = jobs.blocking_recv() {
-        let mut batch = vec![first];
-        let mut span_total = batch[0].op.weight();
-        while span_total < max_batch_spans {
-            match jobs.try_recv() {
-                Ok(job) => {
-                    span_total += job.op.weight();
-                    batch.push(job);
-                }
-                Err(_) => break,
-            }
-        }
+        let (batch, span_total) = gather(first, &mut jobs, max_batch_spans);
         let requests = batch.len();
         let started = Instant::now();
         let (committed, answers) = commit_batch(&mut connection, batch);

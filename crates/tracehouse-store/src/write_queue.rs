@@ -1,0 +1,78 @@
+//! The bounded queue between request handlers and a backend's writer, the same for every
+//! backend: what a request asks to change, how a handler waits for its commit, and how a
+//! writer gathers the waiting requests into one group commit.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tracehouse_core::{ProjectId, Span, StoreError, TraceId, WriteReceipt};
+
+/// A change to commit.
+pub(crate) enum WriteOp {
+    /// Insert or replace spans.
+    Spans(Vec<Span>),
+    /// Delete a trace and its spans.
+    DeleteTrace(TraceId),
+}
+
+impl WriteOp {
+    /// What the change counts for against a group commit's span bound.
+    pub(crate) fn weight(&self) -> usize {
+        match self {
+            WriteOp::Spans(spans) => spans.len(),
+            WriteOp::DeleteTrace(_) => 1,
+        }
+    }
+}
+
+/// One request's change and the channel its answer goes back on; `E` is the backend's error.
+pub(crate) struct WriteJob<E> {
+    pub(crate) project: ProjectId,
+    pub(crate) op: WriteOp,
+    pub(crate) reply: oneshot::Sender<Result<WriteReceipt, E>>,
+}
+
+/// Hands a change to the writer and waits for its commit. A queue that stays full for
+/// `enqueue_timeout` is reported as `queue_full` instead of buffering without bound; a writer
+/// that is gone, as `stopped`.
+pub(crate) async fn submit<E: Into<StoreError>>(
+    writer: &mpsc::Sender<WriteJob<E>>,
+    enqueue_timeout: Duration,
+    project: ProjectId,
+    op: WriteOp,
+    queue_full: fn() -> E,
+    stopped: fn() -> E,
+) -> Result<WriteReceipt, StoreError> {
+    let (reply, answer) = oneshot::channel();
+    let job = WriteJob { project, op, reply };
+    match tokio::time::timeout(enqueue_timeout, writer.send(job)).await {
+        Err(_) => return Err(queue_full().into()),
+        Ok(Err(_)) => return Err(stopped().into()),
+        Ok(Ok(())) => {}
+    }
+    match answer.await {
+        Ok(result) => result.map_err(Into::into),
+        Err(_) => Err(stopped().into()),
+    }
+}
+
+/// `first` and whatever else is already waiting, up to `max_batch_spans` of weight: one group
+/// commit's jobs, with their total weight.
+pub(crate) fn gather<E>(
+    first: WriteJob<E>,
+    jobs: &mut mpsc::Receiver<WriteJob<E>>,
+    max_batch_spans: usize,
+) -> (Vec<WriteJob<E>>, usize) {
+    let mut weight = first.op.weight();
+    let mut batch = vec![first];
+    while weight < max_batch_spans {
+        match jobs.try_recv() {
+            Ok(job) => {
+                weight += job.op.weight();
+                batch.push(job);
+            }
+            Err(_) => break,
+        }
+    }
+    (batch, weight)
+}
