@@ -7,37 +7,17 @@
 // Test helpers outside #[test] functions may panic on broken test setup; that is their job.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 
+use common::span;
 use serde_json::json;
 use tracehouse_core::query::{
     Condition, FilterValue, Operator, SpanColumn, SpanField, SpanFilter, SpanQuery,
 };
-use tracehouse_core::{
-    IngestContext, PriceTable, ProjectName, Span, SpanStore, StoreError, Timestamp, TraceId,
-    span_from_log,
-};
+use tracehouse_core::{ProjectName, Span, SpanStore, StoreError, TraceId};
 use tracehouse_store::{ClickHouseConfig, ClickHouseStore, SqliteConfig, SqliteStore};
-
-fn span(trace: &str, id: &str, parent: Option<&str>, extra: serde_json::Value) -> Span {
-    let prices = PriceTable::builtin();
-    let mut item = json!({"trace_unique_id": trace, "span_unique_id": id,
-        "start_time": "2025-01-01T00:00:00Z", "latency": 1.0});
-    if let Some(parent) = parent {
-        item["span_parent_id"] = json!(parent);
-    }
-    if let (Some(item), serde_json::Value::Object(extra)) = (item.as_object_mut(), extra) {
-        item.extend(extra);
-    }
-    span_from_log(
-        item,
-        IngestContext {
-            received_at: Timestamp::from_unix_nanos(0),
-            prices: &prices,
-        },
-    )
-    .unwrap()
-}
 
 /// Where a test's store lives; opening the same place twice reopens the same data.
 enum Backend {

@@ -3,31 +3,12 @@
 // Test helpers outside #[test] functions may panic on broken test setup; that is their job.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use serde_json::json;
-use tracehouse_core::{
-    IngestContext, PriceTable, ProjectName, Span, SpanStore, Timestamp, span_from_log,
-};
-use tracehouse_store::{SqliteConfig, SqliteStore};
+mod common;
 
-fn span(trace: &str, id: &str, parent: Option<&str>, extra: serde_json::Value) -> Span {
-    let prices = PriceTable::builtin();
-    let mut item = json!({"trace_unique_id": trace, "span_unique_id": id,
-        "start_time": "2025-01-01T00:00:00Z", "latency": 1.0});
-    if let Some(parent) = parent {
-        item["span_parent_id"] = json!(parent);
-    }
-    if let (Some(item), serde_json::Value::Object(extra)) = (item.as_object_mut(), extra) {
-        item.extend(extra);
-    }
-    span_from_log(
-        item,
-        IngestContext {
-            received_at: Timestamp::from_unix_nanos(0),
-            prices: &prices,
-        },
-    )
-    .unwrap()
-}
+use common::span;
+use serde_json::json;
+use tracehouse_core::{ProjectName, Span, SpanStore, Timestamp};
+use tracehouse_store::{SqliteConfig, SqliteStore};
 
 async fn open(dir: &tempfile::TempDir) -> (SqliteStore, tracehouse_core::ProjectId) {
     let store = SqliteStore::open(SqliteConfig::in_data_dir(dir.path())).unwrap();
