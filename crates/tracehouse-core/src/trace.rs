@@ -1,5 +1,6 @@
 //! Trace assembly: the span tree of a trace and the aggregates that summarize it.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 
 use crate::ids::{SpanId, TraceId};
@@ -24,21 +25,24 @@ pub struct TreeNode {
 /// never arrived). Spans caught in a parent cycle are unreachable from any root; the earliest
 /// of each cycle is promoted to an orphan root so every span appears exactly once and the
 /// read never loops. If a span id occurs more than once, the last occurrence wins.
-pub fn build_tree(spans: &[Span]) -> Vec<TreeNode> {
+///
+/// Takes spans or references to them, so a caller holding scattered spans need not copy them.
+pub fn build_tree<S: Borrow<Span>>(spans: &[S]) -> Vec<TreeNode> {
+    let spans: Vec<&Span> = spans.iter().map(Borrow::borrow).collect();
     let mut index_of: HashMap<&SpanId, usize> = HashMap::with_capacity(spans.len());
     for (index, span) in spans.iter().enumerate() {
         index_of.insert(&span.span_id, index);
     }
     let live: Vec<usize> = {
         let mut live: Vec<usize> = index_of.values().copied().collect();
-        live.sort_by(|a, b| order_key(&spans[*a]).cmp(&order_key(&spans[*b])));
+        live.sort_by(|a, b| order_key(spans[*a]).cmp(&order_key(spans[*b])));
         live
     };
 
     let mut children: Vec<Vec<usize>> = vec![Vec::new(); spans.len()];
     let mut roots: Vec<(usize, bool)> = Vec::new();
     for &index in &live {
-        let span = &spans[index];
+        let span = spans[index];
         match span
             .parent_id
             .as_ref()
@@ -71,7 +75,7 @@ pub fn build_tree(spans: &[Span]) -> Vec<TreeNode> {
             mark_reachable(&mut stack, &children, &mut reached);
         }
     }
-    roots.sort_by(|a, b| order_key(&spans[a.0]).cmp(&order_key(&spans[b.0])));
+    roots.sort_by(|a, b| order_key(spans[a.0]).cmp(&order_key(spans[b.0])));
 
     // Build nodes bottom-up with an explicit stack so a 100k-deep chain cannot overflow ours.
     let mut built: Vec<Option<TreeNode>> = vec![None; spans.len()];
@@ -173,17 +177,18 @@ pub struct TraceSummary {
 ///
 /// This is the single definition of every aggregate: the stores call it on write so that
 /// listing reads stored values, and tests call it to know what to expect.
-pub fn summarize(spans: &[Span]) -> Option<TraceSummary> {
-    let first = spans.first()?;
-    let tree = build_tree(spans);
+pub fn summarize<S: Borrow<Span>>(spans: &[S]) -> Option<TraceSummary> {
+    let spans: Vec<&Span> = spans.iter().map(Borrow::borrow).collect();
+    let first = *spans.first()?;
+    let tree = build_tree(&spans);
     // Prefer a real root over an orphan: an orphan root only means its parent is late.
     let root = tree
         .iter()
         .find(|node| !node.orphan)
         .or_else(|| tree.first())
-        .map(|node| &spans[node.span]);
+        .map(|node| spans[node.span]);
 
-    let mut by_start: Vec<&Span> = spans.iter().collect();
+    let mut by_start: Vec<&Span> = spans.clone();
     by_start.sort_by(|a, b| order_key(a).cmp(&order_key(b)));
     let pick = |get: fn(&Span) -> Option<&String>| -> Option<String> {
         fn present(span: &Span, get: fn(&Span) -> Option<&String>) -> Option<&String> {
@@ -198,10 +203,11 @@ pub fn summarize(spans: &[Span]) -> Option<TraceSummary> {
     // range only when no span of the trace carried a real time.
     let timed: Vec<&Span> = match spans
         .iter()
+        .copied()
         .filter(|s| !s.times_inferred)
         .collect::<Vec<_>>()
     {
-        timed if timed.is_empty() => spans.iter().collect(),
+        timed if timed.is_empty() => spans.clone(),
         timed => timed,
     };
     let start = timed.iter().map(|s| s.start).min().unwrap_or(first.start);
@@ -389,7 +395,7 @@ mod tests {
         );
         assert!((summary.total_cost - 0.25).abs() < 1e-12);
         assert_eq!(summary.customer_identifier.as_deref(), Some("acme"));
-        assert_eq!(summarize(&[]), None);
+        assert_eq!(summarize::<Span>(&[]), None);
     }
 
     #[test]

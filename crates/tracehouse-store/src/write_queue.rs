@@ -7,39 +7,52 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tracehouse_core::{ProjectId, Span, StoreError, TraceId, WriteReceipt};
 
+/// Spans to write, in whatever form a backend's writer wants them (plain spans, or spans
+/// with work done ahead on the request's thread).
+pub(crate) trait SpanBatch {
+    /// How many spans the batch writes.
+    fn span_count(&self) -> usize;
+}
+
+impl SpanBatch for Vec<Span> {
+    fn span_count(&self) -> usize {
+        self.len()
+    }
+}
+
 /// A change to commit.
-pub(crate) enum WriteOp {
+pub(crate) enum WriteOp<B = Vec<Span>> {
     /// Insert or replace spans.
-    Spans(Vec<Span>),
+    Spans(B),
     /// Delete a trace and its spans.
     DeleteTrace(TraceId),
 }
 
-impl WriteOp {
+impl<B: SpanBatch> WriteOp<B> {
     /// What the change counts for against a group commit's span bound.
     pub(crate) fn weight(&self) -> usize {
         match self {
-            WriteOp::Spans(spans) => spans.len(),
+            WriteOp::Spans(spans) => spans.span_count(),
             WriteOp::DeleteTrace(_) => 1,
         }
     }
 }
 
 /// One request's change and the channel its answer goes back on; `E` is the backend's error.
-pub(crate) struct WriteJob<E> {
+pub(crate) struct WriteJob<E, B = Vec<Span>> {
     pub(crate) project: ProjectId,
-    pub(crate) op: WriteOp,
+    pub(crate) op: WriteOp<B>,
     pub(crate) reply: oneshot::Sender<Result<WriteReceipt, E>>,
 }
 
 /// Hands a change to the writer and waits for its commit. A queue that stays full for
 /// `enqueue_timeout` is reported as `queue_full` instead of buffering without bound; a writer
 /// that is gone, as `stopped`.
-pub(crate) async fn submit<E: Into<StoreError>>(
-    writer: &mpsc::Sender<WriteJob<E>>,
+pub(crate) async fn submit<E: Into<StoreError>, B>(
+    writer: &mpsc::Sender<WriteJob<E, B>>,
     enqueue_timeout: Duration,
     project: ProjectId,
-    op: WriteOp,
+    op: WriteOp<B>,
     queue_full: fn() -> E,
     stopped: fn() -> E,
 ) -> Result<WriteReceipt, StoreError> {
@@ -58,11 +71,11 @@ pub(crate) async fn submit<E: Into<StoreError>>(
 
 /// `first` and whatever else is already waiting, up to `max_batch_spans` of weight: one group
 /// commit's jobs, with their total weight.
-pub(crate) fn gather<E>(
-    first: WriteJob<E>,
-    jobs: &mut mpsc::Receiver<WriteJob<E>>,
+pub(crate) fn gather<E, B: SpanBatch>(
+    first: WriteJob<E, B>,
+    jobs: &mut mpsc::Receiver<WriteJob<E, B>>,
     max_batch_spans: usize,
-) -> (Vec<WriteJob<E>>, usize) {
+) -> (Vec<WriteJob<E, B>>, usize) {
     let mut weight = first.op.weight();
     let mut batch = vec![first];
     while weight < max_batch_spans {

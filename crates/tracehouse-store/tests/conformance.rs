@@ -14,7 +14,7 @@ use std::sync::Arc;
 use common::span;
 use serde_json::json;
 use tracehouse_core::query::{
-    Condition, FilterValue, Operator, SpanColumn, SpanField, SpanFilter, SpanQuery,
+    Condition, FilterValue, Operator, SpanColumn, SpanField, SpanFilter, SpanQuery, TraceQuery,
 };
 use tracehouse_core::{ProjectName, Span, SpanStore, StoreError, TraceId};
 use tracehouse_store::{ClickHouseConfig, ClickHouseStore, SqliteConfig, SqliteStore};
@@ -180,6 +180,7 @@ conformance!(
     deleted_traces_vanish_and_can_be_sent_again,
     statistics_and_span_lists_see_one_copy_per_span,
     floats_round_trip_bit_for_bit,
+    a_trace_reads_the_same_however_its_spans_arrived,
 );
 
 async fn writes_read_back_with_content_and_aggregates(backend: &Backend) {
@@ -734,4 +735,105 @@ async fn cluster_spreads_traces_over_both_shards() {
     );
     assert_eq!(store.project_stats(project).await.unwrap().spans, 120);
     backend.cleanup().await;
+}
+
+/// The SQLite writer summarizes a trace new in a request from the spans in hand and an
+/// existing one from what is stored; both must give what one fresh computation gives, and
+/// a span replaced within the same request must leave no trace of its first version.
+async fn a_trace_reads_the_same_however_its_spans_arrived(backend: &Backend) {
+    let (store, project) = open(backend).await;
+    let spans = |trace: &str, first_answer: &str| {
+        vec![
+            span(
+                trace,
+                "root",
+                None,
+                json!({"span_name": "agent.workflow", "cost": 1.0}),
+            ),
+            span(
+                trace,
+                "llm",
+                Some("root"),
+                json!({"model": "gpt-4o", "cost": 0.25, "output": first_answer}),
+            ),
+            span(
+                trace,
+                "tool",
+                Some("root"),
+                json!({"span_name": "lookup.tool", "customer_identifier": "ann"}),
+            ),
+            // The same span again: it replaces the one above.
+            span(
+                trace,
+                "llm",
+                Some("root"),
+                json!({"model": "claude-3-5-sonnet", "cost": 0.5, "output": "walrus"}),
+            ),
+        ]
+    };
+    // "whole" arrives in one request; "split" in two, the second replacing and adding.
+    store
+        .write_spans(project, spans("whole", "narwhal"))
+        .await
+        .unwrap();
+    let split = spans("split", "narwhal");
+    store
+        .write_spans(project, split[..2].to_vec())
+        .await
+        .unwrap();
+    store
+        .write_spans(project, split[2..].to_vec())
+        .await
+        .unwrap();
+
+    for trace in ["whole", "split"] {
+        let stored = store
+            .get_trace(project, &TraceId::try_from(trace).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let summary = &stored.summary;
+        assert_eq!(summary.span_count, 3, "{trace}");
+        assert_eq!(summary.total_cost, 1.5, "{trace}");
+        assert_eq!(summary.name, "agent.workflow", "{trace}");
+        assert_eq!(summary.root_span_id.as_ref().unwrap().as_str(), "root");
+        assert_eq!(
+            summary.models,
+            vec!["claude-3-5-sonnet".to_owned()],
+            "{trace}"
+        );
+        assert_eq!(
+            summary.customer_identifier.as_deref(),
+            Some("ann"),
+            "{trace}"
+        );
+        assert_eq!(summary.llm_call_count, 1, "{trace}");
+    }
+
+    // The replaced version is gone from search and from the trace filters; the new one is in.
+    let search = |text: &str| SpanFilter {
+        search: Some(text.to_owned()),
+        ..Default::default()
+    };
+    assert_eq!(count_spans(&*store, project, search("narwhal")).await, 0);
+    assert_eq!(count_spans(&*store, project, search("walrus")).await, 2);
+    let traces_with_model = |model: &str| {
+        let store = Arc::clone(&store);
+        let filter = equals(SpanColumn::Model, Operator::Equals, model);
+        async move {
+            store
+                .list_traces(
+                    project,
+                    &TraceQuery {
+                        spans: filter,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap()
+                .total
+        }
+    };
+    assert_eq!(traces_with_model("gpt-4o").await, 0);
+    assert_eq!(traces_with_model("claude-3-5-sonnet").await, 2);
 }

@@ -86,3 +86,48 @@ async fn upgrading_a_v1_database_fills_the_metrics_rollups() {
     assert_eq!(answers(upgraded).await, maintained);
     assert!(maintained[0].series.iter().all(|s| s.total > 0.0));
 }
+
+/// The writer leaves WAL checkpoints to a thread of its own: while the store stays open,
+/// committed pages still reach the database file, and the WAL is restarted from its start
+/// instead of growing with every commit.
+#[tokio::test]
+async fn committed_pages_reach_the_database_file_while_the_store_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, project) = open(&dir).await;
+    let database = dir.path().join(tracehouse_store::sqlite::DATABASE_FILE);
+    let wal = dir
+        .path()
+        .join(format!("{}-wal", tracehouse_store::sqlite::DATABASE_FILE));
+    let before = std::fs::metadata(&database).unwrap().len();
+    let text = "lorem ipsum dolor sit amet ".repeat(40);
+    for request in 0..40 {
+        let spans: Vec<Span> = (0..50)
+            .map(|i| {
+                span(
+                    &format!("t{request}"),
+                    &format!("s{i}"),
+                    None,
+                    json!({"input": text, "output": text}),
+                )
+            })
+            .collect();
+        store.write_spans(project, spans).await.unwrap();
+    }
+    // 2,000 spans of ~2 KB: ~4 MB written. The writer's own checkpoint would wait for
+    // 256 MB of WAL, so only the checkpoint thread can have moved pages into the file.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let grown = loop {
+        let size = std::fs::metadata(&database).unwrap().len();
+        if size >= before + 3_000_000 || std::time::Instant::now() > deadline {
+            break size;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        grown >= before + 3_000_000,
+        "database file grew from {before} to only {grown} bytes"
+    );
+    // The WAL is reused from its start after a checkpoint, so it stays below what was written.
+    let wal_bytes = std::fs::metadata(&wal).unwrap().len();
+    assert!(wal_bytes < 8_000_000, "WAL holds {wal_bytes} bytes");
+}

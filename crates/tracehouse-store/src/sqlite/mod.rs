@@ -4,9 +4,11 @@
 //! transaction; reads use a small pool of connections on tokio's blocking threads. WAL mode
 //! lets readers proceed while the writer commits.
 
+mod checkpoint;
 mod index;
 mod keys;
 mod metrics;
+mod prepared;
 mod query;
 mod rows;
 mod schema;
@@ -27,9 +29,13 @@ use tracehouse_core::{
     TraceListItem, WriteReceipt,
 };
 
+use self::prepared::PreparedBatch;
 use self::rows::{SPAN_COLUMNS, TRACE_COLUMNS, span_from_row, summary_from_row};
 use self::writer::WriteJob;
 use crate::write_queue::{self, WriteOp};
+
+/// The writer connection's page cache, in KiB (SQLite's negative `cache_size` unit).
+const WRITER_CACHE_KIB: i64 = -65_536;
 
 /// File name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "tracehouse.db";
@@ -145,6 +151,9 @@ pub enum SqliteError {
     /// The operating system could not provide randomness for a new key.
     #[error("no randomness for a new key: {0}")]
     Randomness(String),
+    /// The operating system would not start one of the store's threads.
+    #[error("{0}")]
+    Thread(String),
     /// A copy of a batch-wide failure, handed to every request of the batch.
     #[error("{message}")]
     BatchFailed {
@@ -273,7 +282,15 @@ impl SqliteStore {
             let pages = (limit / page_size.max(1)).max(1);
             connection.pragma_update(None, "max_page_count", pages)?;
         }
-        index::prepare_search_staging(&connection)?;
+        // SQLite's default 2 MiB cache holds a fraction of the indexes' hot pages once the
+        // database has grown, and the writer then re-reads them from the OS on every commit.
+        connection.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
+        connection.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            checkpoint::WRITER_FALLBACK_PAGES,
+        )?;
+        let commit_signal = checkpoint::start(&config.path, config.synchronous)?;
         // Gather planner statistics for a database that has data but none yet. Statistics of
         // an empty database would mislead the planner into scans as it fills, so a young
         // database gets them from the writer's periodic `optimize` instead.
@@ -291,8 +308,16 @@ impl SqliteStore {
         let observer = config.observer.clone();
         std::thread::Builder::new()
             .name("tracehouse-sqlite-writer".to_owned())
-            .spawn(move || writer::run(connection, receiver, max_batch_spans, observer))
-            .map_err(|e| SqliteError::Randomness(format!("cannot start writer thread: {e}")))?;
+            .spawn(move || {
+                writer::run(
+                    connection,
+                    receiver,
+                    max_batch_spans,
+                    observer,
+                    &commit_signal,
+                );
+            })
+            .map_err(|e| SqliteError::Thread(format!("cannot start writer thread: {e}")))?;
         Ok(Self {
             readers: Arc::new(ReadPool {
                 path: config.path.clone(),
@@ -323,7 +348,11 @@ impl SqliteStore {
 
     /// Hands a change to the writer and waits for its commit. A queue that stays full for
     /// the enqueue timeout is reported as unavailable instead of buffering without bound.
-    async fn submit(&self, project: ProjectId, op: WriteOp) -> Result<WriteReceipt, StoreError> {
+    async fn submit(
+        &self,
+        project: ProjectId,
+        op: WriteOp<Arc<PreparedBatch>>,
+    ) -> Result<WriteReceipt, StoreError> {
         write_queue::submit(
             &self.writer,
             self.enqueue_timeout,
@@ -350,7 +379,13 @@ impl SpanStore for SqliteStore {
         if spans.is_empty() {
             return Ok(WriteReceipt::default());
         }
-        self.submit(project, WriteOp::Spans(spans)).await
+        let batch = PreparedBatch::new(spans).map_err(StoreError::from)?;
+        // This reference outlives the writer's, so the spans are freed here, not on the writer.
+        let result = self
+            .submit(project, WriteOp::Spans(Arc::clone(&batch)))
+            .await;
+        drop(batch);
+        result
     }
 
     async fn delete_trace(

@@ -65,9 +65,9 @@ pub(crate) fn upsert_span(
     statement: &mut Statement<'_>,
     project: ProjectId,
     span: &Span,
+    content_json: &str,
     ingested_ns: i64,
 ) -> Result<i64, SqliteError> {
-    let content = serde_json::to_string(&span.content)?;
     let rowid = statement.query_row(
         params![
             project.0,
@@ -96,7 +96,7 @@ pub(crate) fn upsert_span(
             span.grouping.environment,
             span.workflow_name,
             span.path,
-            content,
+            content_json,
             ingested_ns,
         ],
         |row| row.get(0),

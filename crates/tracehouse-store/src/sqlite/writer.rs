@@ -1,7 +1,7 @@
 //! The single writer: one thread owns the write connection and commits whatever requests are
 //! waiting in one transaction (group commit), so concurrent requests share one fsync.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,14 +12,18 @@ use tracehouse_core::{
 };
 
 use super::SqliteError;
-use super::index::{flush_search_index, index_span, index_trace_facets, unindex_span};
+use super::checkpoint::CommitSignal;
+use super::index::{
+    SearchRows, index_span, insert_trace_facets, replace_trace_facets, unindex_span,
+};
 use super::metrics::{ROLLUP_FACT_COLUMNS, RollupDeltas, RollupFacts};
+use super::prepared::PreparedBatch;
 use super::rows::{SPAN_COLUMNS, span_from_row, upsert_span, upsert_trace};
 use crate::now_ns;
 use crate::write_queue::{WriteOp, gather};
 
 /// One request's change, answered with this backend's error.
-pub(crate) type WriteJob = crate::write_queue::WriteJob<SqliteError>;
+pub(crate) type WriteJob = crate::write_queue::WriteJob<SqliteError, Arc<PreparedBatch>>;
 
 /// Spans written between two refreshes of the query planner's statistics.
 const SPANS_BETWEEN_OPTIMIZE: usize = 250_000;
@@ -30,6 +34,7 @@ pub(crate) fn run(
     mut jobs: mpsc::Receiver<WriteJob>,
     max_batch_spans: usize,
     observer: Option<Arc<dyn StoreObserver>>,
+    commit_signal: &CommitSignal,
 ) {
     let mut since_optimize = 0usize;
     while let Some(first) = jobs.blocking_recv() {
@@ -37,6 +42,7 @@ pub(crate) fn run(
         let requests = batch.len();
         let started = Instant::now();
         let (committed, answers) = commit_batch(&mut connection, batch);
+        commit_signal.committed();
         // Reported before answering, so a client that has its answer also sees the commit in
         // the metrics.
         if let Some(observer) = &observer {
@@ -135,37 +141,61 @@ fn write_together(
     let transaction = connection.transaction()?;
     let mut receipts = Vec::with_capacity(jobs.len());
     let mut rollup = RollupDeltas::default();
+    let mut search = SearchRows::default();
     for job in jobs {
         receipts.push(match &job.op {
-            WriteOp::Spans(spans) => {
-                write_spans_and_traces(&transaction, job.project, spans, ingested_ns, &mut rollup)?
-            }
-            WriteOp::DeleteTrace(trace_id) => {
-                delete_trace(&transaction, job.project, trace_id, &mut rollup)?
-            }
+            WriteOp::Spans(batch) => write_spans_and_traces(
+                &transaction,
+                job.project,
+                batch,
+                ingested_ns,
+                &mut rollup,
+                &mut search,
+            )?,
+            WriteOp::DeleteTrace(trace_id) => delete_trace(
+                &transaction,
+                job.project,
+                trace_id,
+                &mut rollup,
+                &mut search,
+            )?,
         });
     }
-    flush_search_index(&transaction)?;
+    search.flush(&transaction)?;
     rollup.flush(&transaction)?;
     transaction.commit()?;
     Ok(receipts)
 }
 
-fn write_spans_and_traces(
+fn write_spans_and_traces<'a>(
     transaction: &rusqlite::Transaction<'_>,
     project: ProjectId,
-    spans: &[Span],
+    batch: &'a PreparedBatch,
     ingested_ns: i64,
     rollup: &mut RollupDeltas,
+    search: &mut SearchRows<'a>,
 ) -> Result<WriteReceipt, SqliteError> {
-    let mut touched: BTreeSet<&TraceId> = BTreeSet::new();
+    let spans = &batch.spans;
+    // Each touched trace, and whether it had spans before this request.
+    let mut touched: BTreeMap<&TraceId, bool> = BTreeMap::new();
     {
         let mut insert = transaction.prepare_cached(super::rows::UPSERT_SPAN)?;
         // The replaced span's rollup facts come with the lookup that finds it anyway.
         let mut existing = transaction.prepare_cached(&format!(
             "SELECT rowid, {ROLLUP_FACT_COLUMNS} FROM spans WHERE project_id = ?1 AND trace_id = ?2 AND span_id = ?3"
         ))?;
-        for span in spans {
+        let mut trace_exists = transaction
+            .prepare_cached("SELECT 1 FROM traces WHERE project_id = ?1 AND trace_id = ?2")?;
+        for (span, prepared) in batch.iter() {
+            if !touched.contains_key(&span.trace_id) {
+                let existed = trace_exists
+                    .query_row(rusqlite::params![project.0, span.trace_id.as_str()], |_| {
+                        Ok(())
+                    })
+                    .optional()?
+                    .is_some();
+                touched.insert(&span.trace_id, existed);
+            }
             // Only a replaced span has index rows to remove; new spans skip those deletes,
             // which FTS5 would otherwise record as tombstones.
             let replaced: Option<(i64, RollupFacts)> = existing
@@ -177,17 +207,54 @@ fn write_spans_and_traces(
                 .map(|(rowid, facts)| facts.map(|facts| (rowid, facts)))
                 .transpose()?;
             if let Some((rowid, facts)) = replaced {
-                unindex_span(transaction, rowid)?;
+                unindex_span(transaction, rowid, search)?;
                 rollup.add(project, &facts, -1);
             }
-            rollup.add(project, &RollupFacts::from_span(span), 1);
-            let rowid = upsert_span(&mut insert, project, span, ingested_ns)?;
-            index_span(transaction, rowid, project, span)?;
-            touched.insert(&span.trace_id);
+            rollup.add(project, &prepared.facts, 1);
+            let rowid = upsert_span(
+                &mut insert,
+                project,
+                span,
+                &prepared.content_json,
+                ingested_ns,
+            )?;
+            index_span(transaction, rowid, project, span, prepared, search)?;
         }
     }
-    // Recompute each touched trace from its stored spans: replacements and late parents then
-    // give exactly the aggregates a fresh computation would, with one definition (core's).
+    let mut save = transaction.prepare_cached(super::rows::UPSERT_TRACE)?;
+    for (trace_id, existed) in &touched {
+        let summary;
+        if *existed {
+            // Recompute from every stored span: replacements and late parents then give
+            // exactly the aggregates a fresh computation would, with one definition (core's).
+            let stored = load_trace_for_summary(transaction, project, trace_id)?;
+            summary = summarize(&stored);
+            replace_trace_facets(transaction, project, trace_id, &stored, summary.as_ref())?;
+        } else {
+            // A trace new in this request has only the spans in hand: summarize those instead
+            // of reading them back (which parsed every span's stored JSON).
+            let fresh = latest_spans_of_trace(spans, trace_id);
+            summary = summarize(&fresh);
+            if let Some(summary) = &summary {
+                insert_trace_facets(transaction, project, trace_id, &fresh, summary)?;
+            }
+        }
+        if let Some(summary) = &summary {
+            upsert_trace(&mut save, project, summary, ingested_ns)?;
+        }
+    }
+    Ok(WriteReceipt {
+        spans_written: spans.len() as u64,
+        traces_touched: touched.len() as u64,
+    })
+}
+
+/// The stored spans of a trace, with only what [`summarize`] and the facets read.
+fn load_trace_for_summary(
+    transaction: &rusqlite::Transaction<'_>,
+    project: ProjectId,
+    trace_id: &TraceId,
+) -> Result<Vec<Span>, SqliteError> {
     let select = format!(
         "SELECT {} FROM spans WHERE project_id = ?1 AND trace_id = ?2",
         SPAN_COLUMNS.replace(
@@ -195,24 +262,22 @@ fn write_spans_and_traces(
             "json_object('trace_name', json_extract(content, '$.trace_name'))"
         )
     );
-    let mut load = transaction.prepare_cached(&select)?;
-    let mut save = transaction.prepare_cached(super::rows::UPSERT_TRACE)?;
-    for trace_id in &touched {
-        let stored = load
-            .query_map(rusqlite::params![project.0, trace_id.as_str()], |row| {
-                Ok(span_from_row(row))
-            })?
-            .collect::<Result<Result<Vec<Span>, SqliteError>, rusqlite::Error>>()??;
-        let summary = summarize(&stored);
-        if let Some(summary) = &summary {
-            upsert_trace(&mut save, project, summary, ingested_ns)?;
-        }
-        index_trace_facets(transaction, project, trace_id, &stored, summary.as_ref())?;
+    transaction
+        .prepare_cached(&select)?
+        .query_map(rusqlite::params![project.0, trace_id.as_str()], |row| {
+            Ok(span_from_row(row))
+        })?
+        .collect::<Result<Result<Vec<Span>, SqliteError>, rusqlite::Error>>()?
+}
+
+/// The spans of `trace_id` in a request as they are now stored: the last of each span id
+/// (a later one replaced the earlier), in span id order like a read of the stored trace.
+fn latest_spans_of_trace<'a>(spans: &'a [Span], trace_id: &TraceId) -> Vec<&'a Span> {
+    let mut latest: BTreeMap<&str, &Span> = BTreeMap::new();
+    for span in spans.iter().filter(|span| span.trace_id == *trace_id) {
+        latest.insert(span.span_id.as_str(), span);
     }
-    Ok(WriteReceipt {
-        spans_written: spans.len() as u64,
-        traces_touched: touched.len() as u64,
-    })
+    latest.into_values().collect()
 }
 
 /// Removes a trace, its spans and their index rows. `traces_touched` is 0 when there was none.
@@ -221,6 +286,7 @@ fn delete_trace(
     project: ProjectId,
     trace_id: &TraceId,
     rollup: &mut RollupDeltas,
+    search: &mut SearchRows<'_>,
 ) -> Result<WriteReceipt, SqliteError> {
     let stored: Vec<(i64, Result<RollupFacts, SqliteError>)> = transaction
         .prepare_cached(&format!(
@@ -232,14 +298,14 @@ fn delete_trace(
         .collect::<Result<_, _>>()?;
     let mut rowids = Vec::with_capacity(stored.len());
     for (rowid, facts) in stored {
-        unindex_span(transaction, rowid)?;
+        unindex_span(transaction, rowid, search)?;
         rollup.add(project, &facts?, -1);
         rowids.push(rowid);
     }
     transaction
         .prepare_cached("DELETE FROM spans WHERE project_id = ?1 AND trace_id = ?2")?
         .execute(rusqlite::params![project.0, trace_id.as_str()])?;
-    index_trace_facets(transaction, project, trace_id, &[], None)?;
+    replace_trace_facets(transaction, project, trace_id, &[], None)?;
     let traces = transaction
         .prepare_cached("DELETE FROM traces WHERE project_id = ?1 AND trace_id = ?2")?
         .execute(rusqlite::params![project.0, trace_id.as_str()])?;

@@ -1,0 +1,85 @@
+//! Work on a request's spans that needs no database: done on the request's thread before the
+//! spans join the write queue, so the single writer thread only writes.
+//!
+//! Under ingest load the writer is the bottleneck and the request threads have a core to
+//! spare; serializing content, cutting search text, flattening metadata and freeing the spans
+//! afterwards took about a tenth of the writer's time when it did them itself.
+
+use std::sync::Arc;
+
+use tracehouse_core::Span;
+
+use super::SqliteError;
+use super::metrics::RollupFacts;
+use crate::indexing::{MetadataScalar, flatten_metadata, searchable};
+use crate::write_queue::SpanBatch;
+
+/// What the writer stores for one span besides its columns.
+pub(crate) struct PreparedSpan {
+    /// The span's content as stored.
+    pub(crate) content_json: String,
+    /// Text indexed for search: the input (or prompt messages) and the output (or completion).
+    pub(crate) search_input: String,
+    pub(crate) search_output: String,
+    /// Flattened metadata, for the metadata index.
+    pub(crate) metadata: Vec<(String, MetadataScalar)>,
+    /// What the span adds to the metrics rollups.
+    pub(crate) facts: RollupFacts,
+}
+
+impl PreparedSpan {
+    fn new(span: &Span) -> Result<Self, SqliteError> {
+        // Chat spans from OTLP carry their text in messages rather than input/output; index
+        // the messages then, so search finds what a user sees in the conversation view.
+        let input = span
+            .content
+            .get("input")
+            .or_else(|| span.content.get("prompt_messages"));
+        let output = span
+            .content
+            .get("output")
+            .or_else(|| span.content.get("completion_message"))
+            .or_else(|| span.content.get("completion_messages"));
+        Ok(Self {
+            content_json: serde_json::to_string(&span.content)?,
+            search_input: searchable(input),
+            search_output: searchable(output),
+            metadata: span
+                .content
+                .get("metadata")
+                .map(flatten_metadata)
+                .unwrap_or_default(),
+            facts: RollupFacts::from_span(span),
+        })
+    }
+}
+
+/// A request's spans with their prepared parts, index for index.
+///
+/// Shared between the request and the writer: the request holds the last reference once the
+/// writer has answered, so the spans are freed on the request's thread, not the writer's.
+pub(crate) struct PreparedBatch {
+    pub(crate) spans: Vec<Span>,
+    pub(crate) prepared: Vec<PreparedSpan>,
+}
+
+impl PreparedBatch {
+    pub(crate) fn new(spans: Vec<Span>) -> Result<Arc<Self>, SqliteError> {
+        let prepared = spans
+            .iter()
+            .map(PreparedSpan::new)
+            .collect::<Result<_, _>>()?;
+        Ok(Arc::new(Self { spans, prepared }))
+    }
+
+    /// Each span with its prepared parts.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Span, &PreparedSpan)> {
+        self.spans.iter().zip(&self.prepared)
+    }
+}
+
+impl SpanBatch for Arc<PreparedBatch> {
+    fn span_count(&self) -> usize {
+        self.spans.len()
+    }
+}
