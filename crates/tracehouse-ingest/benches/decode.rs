@@ -72,6 +72,18 @@ fn benches(c: &mut Criterion) {
     group.bench_function("serde_json parse only", |b| {
         b.iter(|| serde_json::from_slice::<Value>(&json_body).unwrap())
     });
+    // The issue asked whether a SIMD parser pays: both read into the same `serde_json::Value`
+    // the decoder works on, which is where the time goes (allocating maps and strings).
+    group.bench_function("sonic-rs parse only (into serde_json::Value)", |b| {
+        b.iter(|| sonic_rs::from_slice::<Value>(&json_body).unwrap())
+    });
+    group.bench_function("simd-json parse only (into serde_json::Value)", |b| {
+        b.iter_batched(
+            || json_body.clone(),
+            |mut body| simd_json::serde::from_slice::<Value>(&mut body).unwrap(),
+            criterion::BatchSize::SmallInput,
+        )
+    });
     group.bench_function("span-log decode (parse + validate)", |b| {
         b.iter(|| decode_span_logs(&json_body, context).unwrap())
     });
