@@ -352,7 +352,7 @@ fn measure_column(measure: Measure, rollup: bool) -> &'static str {
         (Measure::TotalTokens, false) => "s.total_tokens",
         (Measure::Latency, false) => "s.latency",
         (Measure::TimeToFirstToken, false) => {
-            "CAST(json_extract(s.content, '$.time_to_first_token') AS REAL)"
+            "CAST(json_extract(span_content(s.content), '$.time_to_first_token') AS REAL)"
         }
         (Measure::Cost, true) => "r.cost",
         (Measure::PromptTokens, true) => "r.prompt_tokens",

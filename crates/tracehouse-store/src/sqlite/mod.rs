@@ -5,6 +5,7 @@
 //! lets readers proceed while the writer commits.
 
 mod checkpoint;
+mod content;
 mod index;
 mod keys;
 mod metrics;
@@ -151,6 +152,9 @@ pub enum SqliteError {
     /// The operating system could not provide randomness for a new key.
     #[error("no randomness for a new key: {0}")]
     Randomness(String),
+    /// Span content could not be compressed.
+    #[error("cannot compress span content: {0}")]
+    Content(String),
     /// The operating system would not start one of the store's threads.
     #[error("{0}")]
     Thread(String),
@@ -235,6 +239,7 @@ impl ReadPool {
                     OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
                 connection.busy_timeout(Duration::from_secs(5))?;
+                content::register_sql_function(&connection)?;
                 connection
             }
         };
@@ -276,6 +281,7 @@ impl SqliteStore {
         }
         let mut connection = Connection::open(&config.path)?;
         configure(&connection, config.synchronous)?;
+        content::register_sql_function(&connection)?;
         schema::migrations().to_latest(&mut connection)?;
         if let Some(limit) = config.max_database_bytes {
             let page_size: u64 = connection.query_row("PRAGMA page_size", [], |row| row.get(0))?;

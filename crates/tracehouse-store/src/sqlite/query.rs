@@ -463,7 +463,7 @@ pub(crate) fn list_traces(
 
     let order = direction(query.sort.direction);
     let sql = format!(
-        "SELECT {columns}, r.content -> '$.input', r.content -> '$.output', r.content -> '$.metadata' \
+        "SELECT {columns}, span_content(r.content) -> '$.input', span_content(r.content) -> '$.output', span_content(r.content) -> '$.metadata' \
          FROM traces t LEFT JOIN spans r \
            ON r.project_id = t.project_id AND r.trace_id = t.trace_id AND r.span_id = t.root_span_id \
          WHERE {where_sql} ORDER BY {sort} {order}, t.trace_id {order} {page}",

@@ -8,6 +8,7 @@ use tracehouse_core::{
 };
 
 use super::SqliteError;
+use super::content::{StoredContent, decode as decode_content};
 
 /// Column list of `spans` in the order [`span_from_row`] reads it.
 pub(crate) const SPAN_COLUMNS: &str = "trace_id, span_id, parent_id, name, log_type, start_ns, end_ns, latency, \
@@ -65,7 +66,7 @@ pub(crate) fn upsert_span(
     statement: &mut Statement<'_>,
     project: ProjectId,
     span: &Span,
-    content_json: &str,
+    content: &StoredContent,
     ingested_ns: i64,
 ) -> Result<i64, SqliteError> {
     let rowid = statement.query_row(
@@ -96,7 +97,7 @@ pub(crate) fn upsert_span(
             span.grouping.environment,
             span.workflow_name,
             span.path,
-            content_json,
+            content,
             ingested_ns,
         ],
         |row| row.get(0),
@@ -109,9 +110,9 @@ fn id<T: TryFrom<String>>(raw: String, column: &str) -> Result<T, SqliteError> {
 }
 
 /// Reads a span from a row selected with [`SPAN_COLUMNS`]. `content` may be any JSON object
-/// text; queries that only need aggregates select a smaller object in its place.
+/// text or stored content (see `content`); queries that only need aggregates select a smaller object in its place.
 pub(crate) fn span_from_row(row: &Row<'_>) -> Result<Span, SqliteError> {
-    let content_text: String = row.get(25)?;
+    let content_text = decode_content(row.get_ref(25)?)?;
     let content = match serde_json::from_str::<Value>(&content_text)? {
         Value::Object(map) => map,
         _ => Map::new(),

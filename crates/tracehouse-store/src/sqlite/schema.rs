@@ -12,8 +12,14 @@ pub(crate) fn migrations() -> Migrations<'static> {
             super::metrics::backfill_rollups(transaction)
                 .map_err(|error| HookError::Hook(error.to_string()))
         }),
+        M::up(V3),
     ])
 }
+
+/// v3: `spans.content` may hold zstd-compressed JSON (a BLOB) beside JSON text. Nothing to
+/// convert (old rows stay text and read as before); the version only makes a release that
+/// cannot read compressed content refuse to open the database instead of failing on reads.
+const V3: &str = "SELECT 1;";
 
 /// v2: the hourly rollups of the metrics API (filled from stored spans by the hook).
 const V2: &str = r#"

@@ -211,13 +211,7 @@ fn write_spans_and_traces<'a>(
                 rollup.add(project, &facts, -1);
             }
             rollup.add(project, &prepared.facts, 1);
-            let rowid = upsert_span(
-                &mut insert,
-                project,
-                span,
-                &prepared.content_json,
-                ingested_ns,
-            )?;
+            let rowid = upsert_span(&mut insert, project, span, &prepared.content, ingested_ns)?;
             index_span(transaction, rowid, project, span, prepared, search)?;
         }
     }
@@ -259,7 +253,7 @@ fn load_trace_for_summary(
         "SELECT {} FROM spans WHERE project_id = ?1 AND trace_id = ?2",
         SPAN_COLUMNS.replace(
             "content",
-            "json_object('trace_name', json_extract(content, '$.trace_name'))"
+            "json_object('trace_name', json_extract(span_content(content), '$.trace_name'))"
         )
     );
     transaction

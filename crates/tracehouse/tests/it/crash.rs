@@ -117,11 +117,14 @@ async fn acknowledged_spans_survive_kill_9() {
     assert_eq!(integrity, "ok");
 }
 
+/// `count` spans with `text_bytes` of random letters each: the store compresses content, and
+/// these must still take about their size on disk.
 fn batch_of(prefix: &str, count: usize, text_bytes: usize) -> Value {
-    let filler = "x".repeat(text_bytes);
+    let mut random = fastrand::Rng::with_seed(count as u64);
     Value::Array(
         (0..count)
             .map(|i| {
+                let filler: String = (0..text_bytes).map(|_| random.alphanumeric()).collect();
                 json!({"trace_unique_id": format!("{prefix}-t{}", i / 10), "span_unique_id": format!("{prefix}-{i}"),
                        "start_time": "2025-01-01T00:00:00Z", "latency": 0.5, "input": filler})
             })
