@@ -8,7 +8,7 @@
 
 use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
@@ -49,17 +49,25 @@ pub(crate) fn start(path: &Path, synchronous: Synchronous) -> Result<CommitSigna
     Ok(CommitSignal(signal))
 }
 
+/// Least time between two warnings of failed checkpoints: on a full disk every checkpoint
+/// fails, ten times a second, and one line a minute says as much.
+const WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
 fn run(connection: &Connection, commits: &Receiver<()>) {
+    let mut last_warning: Option<Instant> = None;
     while commits.recv().is_ok() {
-        checkpoint(connection);
+        checkpoint(connection, &mut last_warning);
         std::thread::sleep(CHECKPOINT_INTERVAL);
     }
-    checkpoint(connection);
+    checkpoint(connection, &mut last_warning);
 }
 
-fn checkpoint(connection: &Connection) {
+fn checkpoint(connection: &Connection, last_warning: &mut Option<Instant>) {
     // PASSIVE never waits for readers or the writer: what it cannot copy now, the next one will.
     if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-        tracing::warn!(error = %error, "WAL checkpoint failed");
+        if last_warning.is_none_or(|at| at.elapsed() >= WARNING_INTERVAL) {
+            *last_warning = Some(Instant::now());
+            tracing::warn!(error = %error, "WAL checkpoint failed; the WAL grows until one succeeds");
+        }
     }
 }
