@@ -219,6 +219,24 @@ impl RollupDeltas {
         }
     }
 
+    /// Adds another set of changes to these.
+    pub(crate) fn merge(&mut self, other: &RollupDeltas) {
+        for (key, delta) in &other.rows {
+            let sum = self.rows.entry(key.clone()).or_default();
+            sum.requests += delta.requests;
+            sum.errors += delta.errors;
+            sum.cost += delta.cost;
+            sum.prompt_tokens = sum.prompt_tokens.saturating_add(delta.prompt_tokens);
+            sum.completion_tokens = sum
+                .completion_tokens
+                .saturating_add(delta.completion_tokens);
+            sum.total_tokens = sum.total_tokens.saturating_add(delta.total_tokens);
+        }
+        for (key, count) in &other.latencies {
+            *self.latencies.entry(key.clone()).or_default() += count;
+        }
+    }
+
     /// Applies the changes; rows whose spans all went away are removed.
     pub(crate) fn flush(&mut self, transaction: &Transaction<'_>) -> Result<(), SqliteError> {
         self.flush_latencies(transaction)?;

@@ -385,7 +385,7 @@ impl SpanStore for SqliteStore {
         if spans.is_empty() {
             return Ok(WriteReceipt::default());
         }
-        let batch = PreparedBatch::new(spans).map_err(StoreError::from)?;
+        let batch = PreparedBatch::new(project, spans).map_err(StoreError::from)?;
         // This reference outlives the writer's, so the spans are freed here, not on the writer.
         let result = self
             .submit(project, WriteOp::Spans(Arc::clone(&batch)))

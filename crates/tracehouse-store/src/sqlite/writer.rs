@@ -1,14 +1,14 @@
 //! The single writer: one thread owns the write connection and commits whatever requests are
 //! waiting in one transaction (group commit), so concurrent requests share one fsync.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 use tracehouse_core::{
-    GroupCommit, ProjectId, Span, StoreObserver, TraceId, WriteReceipt, summarize,
+    GroupCommit, ProjectId, Span, SpanId, StoreObserver, TraceId, WriteReceipt, summarize,
 };
 
 use super::SqliteError;
@@ -176,8 +176,12 @@ fn write_spans_and_traces<'a>(
     search: &mut SearchRows<'a>,
 ) -> Result<WriteReceipt, SqliteError> {
     let spans = &batch.spans;
+    rollup.merge(&batch.rollup);
     // Each touched trace, and whether it had spans before this request.
     let mut touched: BTreeMap<&TraceId, bool> = BTreeMap::new();
+    // Span ids met so far in traces that had no spans before this request: a span of such a
+    // trace can only replace one of these, so the others skip the lookup for a stored copy.
+    let mut in_new_traces: HashSet<(&TraceId, &SpanId)> = HashSet::new();
     {
         let mut insert = transaction.prepare_cached(super::rows::UPSERT_SPAN)?;
         // The replaced span's rollup facts come with the lookup that finds it anyway.
@@ -196,21 +200,27 @@ fn write_spans_and_traces<'a>(
                     .is_some();
                 touched.insert(&span.trace_id, existed);
             }
+            let trace_is_new = touched.get(&span.trace_id) == Some(&false);
+            let may_be_stored =
+                !trace_is_new || !in_new_traces.insert((&span.trace_id, &span.span_id));
             // Only a replaced span has index rows to remove; new spans skip those deletes,
             // which FTS5 would otherwise record as tombstones.
-            let replaced: Option<(i64, RollupFacts)> = existing
-                .query_row(
-                    rusqlite::params![project.0, span.trace_id.as_str(), span.span_id.as_str()],
-                    |row| Ok((row.get(0)?, RollupFacts::from_row(row, 1))),
-                )
-                .optional()?
-                .map(|(rowid, facts)| facts.map(|facts| (rowid, facts)))
-                .transpose()?;
+            let replaced: Option<(i64, RollupFacts)> = if may_be_stored {
+                existing
+                    .query_row(
+                        rusqlite::params![project.0, span.trace_id.as_str(), span.span_id.as_str()],
+                        |row| Ok((row.get(0)?, RollupFacts::from_row(row, 1))),
+                    )
+                    .optional()?
+                    .map(|(rowid, facts)| facts.map(|facts| (rowid, facts)))
+                    .transpose()?
+            } else {
+                None
+            };
             if let Some((rowid, facts)) = replaced {
                 unindex_span(transaction, rowid, search)?;
                 rollup.add(project, &facts, -1);
             }
-            rollup.add(project, &prepared.facts, 1);
             let rowid = upsert_span(&mut insert, project, span, &prepared.content, ingested_ns)?;
             index_span(transaction, rowid, project, span, prepared, search)?;
         }
