@@ -1,14 +1,14 @@
 //! The single writer: one thread owns the write connection and commits whatever requests are
 //! waiting in one transaction (group commit), so concurrent requests share one fsync.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
 use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 use tracehouse_core::{
-    GroupCommit, ProjectId, Span, SpanId, StoreObserver, TraceId, WriteReceipt, summarize,
+    GroupCommit, ProjectId, Span, StoreObserver, TraceId, WriteReceipt, summarize,
 };
 
 use super::SqliteError;
@@ -175,13 +175,13 @@ fn write_spans_and_traces<'a>(
     rollup: &mut RollupDeltas,
     search: &mut SearchRows<'a>,
 ) -> Result<WriteReceipt, SqliteError> {
-    let spans = &batch.spans;
     rollup.merge(&batch.rollup);
     // Each touched trace, and whether it had spans before this request.
     let mut touched: BTreeMap<&TraceId, bool> = BTreeMap::new();
-    // Span ids met so far in traces that had no spans before this request: a span of such a
-    // trace can only replace one of these, so the others skip the lookup for a stored copy.
-    let mut in_new_traces: HashSet<(&TraceId, &SpanId)> = HashSet::new();
+    // The spans of traces that had none before this request, by span id, a later copy in the
+    // request replacing an earlier one: their summary and facets come from here, and only a
+    // span id met before in the request can have a stored copy to look up.
+    let mut fresh: HashMap<&TraceId, BTreeMap<&str, &Span>> = HashMap::new();
     {
         let mut insert = transaction.prepare_cached(super::rows::UPSERT_SPAN)?;
         // The replaced span's rollup facts come with the lookup that finds it anyway.
@@ -191,18 +191,25 @@ fn write_spans_and_traces<'a>(
         let mut trace_exists = transaction
             .prepare_cached("SELECT 1 FROM traces WHERE project_id = ?1 AND trace_id = ?2")?;
         for (span, prepared) in batch.iter() {
-            if !touched.contains_key(&span.trace_id) {
-                let existed = trace_exists
-                    .query_row(rusqlite::params![project.0, span.trace_id.as_str()], |_| {
-                        Ok(())
-                    })
-                    .optional()?
+            let existed = match touched.get(&span.trace_id) {
+                Some(existed) => *existed,
+                None => {
+                    let existed = trace_exists
+                        .query_row(rusqlite::params![project.0, span.trace_id.as_str()], |_| {
+                            Ok(())
+                        })
+                        .optional()?
+                        .is_some();
+                    touched.insert(&span.trace_id, existed);
+                    existed
+                }
+            };
+            let may_be_stored = existed
+                || fresh
+                    .entry(&span.trace_id)
+                    .or_default()
+                    .insert(span.span_id.as_str(), span)
                     .is_some();
-                touched.insert(&span.trace_id, existed);
-            }
-            let trace_is_new = touched.get(&span.trace_id) == Some(&false);
-            let may_be_stored =
-                !trace_is_new || !in_new_traces.insert((&span.trace_id, &span.span_id));
             // Only a replaced span has index rows to remove; new spans skip those deletes,
             // which FTS5 would otherwise record as tombstones.
             let replaced: Option<(i64, RollupFacts)> = if may_be_stored {
@@ -236,11 +243,15 @@ fn write_spans_and_traces<'a>(
             replace_trace_facets(transaction, project, trace_id, &stored, summary.as_ref())?;
         } else {
             // A trace new in this request has only the spans in hand: summarize those instead
-            // of reading them back (which parsed every span's stored JSON).
-            let fresh = latest_spans_of_trace(spans, trace_id);
-            summary = summarize(&fresh);
+            // of reading them back (which parsed every span's stored JSON). In span id order,
+            // like a read of the stored trace.
+            let spans_of_trace: Vec<&Span> = fresh
+                .remove(trace_id)
+                .map(|by_id| by_id.into_values().collect())
+                .unwrap_or_default();
+            summary = summarize(&spans_of_trace);
             if let Some(summary) = &summary {
-                insert_trace_facets(transaction, project, trace_id, &fresh, summary)?;
+                insert_trace_facets(transaction, project, trace_id, &spans_of_trace, summary)?;
             }
         }
         if let Some(summary) = &summary {
@@ -248,7 +259,7 @@ fn write_spans_and_traces<'a>(
         }
     }
     Ok(WriteReceipt {
-        spans_written: spans.len() as u64,
+        spans_written: batch.spans.len() as u64,
         traces_touched: touched.len() as u64,
     })
 }
@@ -272,16 +283,6 @@ fn load_trace_for_summary(
             Ok(span_from_row(row))
         })?
         .collect::<Result<Result<Vec<Span>, SqliteError>, rusqlite::Error>>()?
-}
-
-/// The spans of `trace_id` in a request as they are now stored: the last of each span id
-/// (a later one replaced the earlier), in span id order like a read of the stored trace.
-fn latest_spans_of_trace<'a>(spans: &'a [Span], trace_id: &TraceId) -> Vec<&'a Span> {
-    let mut latest: BTreeMap<&str, &Span> = BTreeMap::new();
-    for span in spans.iter().filter(|span| span.trace_id == *trace_id) {
-        latest.insert(span.span_id.as_str(), span);
-    }
-    latest.into_values().collect()
 }
 
 /// Removes a trace, its spans and their index rows. `traces_touched` is 0 when there was none.
