@@ -116,16 +116,8 @@ fn env_or_skip(variable: &str) -> Option<String> {
 
 async fn open(backend: &Backend) -> (Arc<dyn SpanStore>, tracehouse_core::ProjectId) {
     let store = backend.open().await;
-    let key = store
-        .create_key(&"acme".parse::<ProjectName>().unwrap(), "test")
-        .await
-        .unwrap();
-    let project = store
-        .authenticate(&tracehouse_core::ApiKeyHash::of_secret(&key.secret))
-        .await
-        .unwrap()
-        .unwrap();
-    (store, project.id)
+    let project = common::acme_project(&*store).await;
+    (store, project)
 }
 
 /// Runs each listed test function once per backend, as `sqlite::name`, `clickhouse::name`

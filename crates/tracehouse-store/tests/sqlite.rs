@@ -7,21 +7,13 @@ mod common;
 
 use common::span;
 use serde_json::json;
-use tracehouse_core::{ProjectName, Span, SpanStore, Timestamp};
+use tracehouse_core::{Span, SpanStore, Timestamp};
 use tracehouse_store::{SqliteConfig, SqliteStore};
 
 async fn open(dir: &tempfile::TempDir) -> (SqliteStore, tracehouse_core::ProjectId) {
     let store = SqliteStore::open(SqliteConfig::in_data_dir(dir.path())).unwrap();
-    let key = store
-        .create_key(&"acme".parse::<ProjectName>().unwrap(), "test")
-        .await
-        .unwrap();
-    let project = store
-        .authenticate(&tracehouse_core::ApiKeyHash::of_secret(&key.secret))
-        .await
-        .unwrap()
-        .unwrap();
-    (store, project.id)
+    let project = common::acme_project(&store).await;
+    (store, project)
 }
 
 /// A database written before the metrics rollups existed gets them filled on upgrade, equal

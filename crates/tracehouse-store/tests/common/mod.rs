@@ -1,7 +1,24 @@
 //! Helpers shared by the store test binaries.
 
 use serde_json::json;
-use tracehouse_core::{IngestContext, PriceTable, Span, Timestamp, span_from_log};
+use tracehouse_core::{
+    ApiKeyHash, IngestContext, PriceTable, ProjectId, ProjectName, Span, SpanStore, Timestamp,
+    span_from_log,
+};
+
+/// Creates a key for project "acme" in `store` and returns the project it authenticates as.
+pub(crate) async fn acme_project(store: &dyn SpanStore) -> ProjectId {
+    let key = store
+        .create_key(&"acme".parse::<ProjectName>().unwrap(), "test")
+        .await
+        .unwrap();
+    store
+        .authenticate(&ApiKeyHash::of_secret(&key.secret))
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+}
 
 /// A validated span of `trace` with `id` (and `parent`), starting 2025-01-01 and lasting a
 /// second, with `extra` span-log fields on top.
