@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tracehouse_server::Limits;
 use tracehouse_store::{ClickHouseConfig, ClickHouseStore};
 
-use crate::util::{TestServer, clickhouse_url, drop_database, fresh_database};
+use crate::util::{TestServer, clickhouse_url, cluster_urls, drop_database, fresh_database};
 
 /// A TCP proxy in front of ClickHouse that can be cut and restored, standing in for a
 /// ClickHouse that stops and restarts (without stopping the server other tests share).
@@ -139,6 +139,69 @@ async fn a_store_that_cannot_be_reached_at_start_is_an_error_not_a_hang() {
     config.timeout = std::time::Duration::from_secs(2);
     let error = ClickHouseStore::open(config).await.unwrap_err();
     assert!(error.is_transient(), "{error}");
+}
+
+/// `engine_full` of every table in `database` on the node at `url`, by table name.
+async fn engines(url: &str, database: &str) -> std::collections::BTreeMap<String, String> {
+    let body = reqwest::Client::new()
+        .post(format!("{url}/"))
+        .body(format!(
+            "SELECT name, engine_full FROM system.tables WHERE database = '{database}' FORMAT JSONEachRow"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    body.lines()
+        .map(|line| {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            (
+                row["name"].as_str().unwrap().to_owned(),
+                row["engine_full"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn span_and_trace_tables_are_created_with_small_granules() {
+    // Trace fetches and the writer's re-reads of touched traces read whole granules.
+    let Some(url) = clickhouse_url() else { return };
+    let database = fresh_database();
+    let store = ClickHouseStore::open(ClickHouseConfig::new(url.clone(), database.clone()))
+        .await
+        .unwrap();
+    drop(store);
+    let tables = engines(&url, &database).await;
+    for table in ["spans", "traces"] {
+        assert!(
+            tables[table].ends_with("SETTINGS index_granularity = 1024"),
+            "{table}: {}",
+            tables[table]
+        );
+    }
+    drop_database(&url, &database);
+
+    let Some(nodes) = cluster_urls() else { return };
+    let database = fresh_database();
+    let mut config = ClickHouseConfig::new(nodes[0].clone(), database.clone());
+    config.cluster = Some("tracehouse".to_owned());
+    config.other_nodes = nodes[1..].to_vec();
+    drop(ClickHouseStore::open(config).await.unwrap());
+    for node in &nodes {
+        let tables = engines(node, &database).await;
+        for table in ["spans_local", "traces_local"] {
+            assert!(
+                tables[table].ends_with("SETTINGS index_granularity = 1024"),
+                "{node} {table}: {}",
+                tables[table]
+            );
+        }
+        assert!(tables["spans"].starts_with("Distributed("), "{}", tables["spans"]);
+        drop_database(node, &database);
+    }
 }
 
 /// Runs the built binary; (success, stdout, stderr).
