@@ -199,7 +199,11 @@ async fn span_and_trace_tables_are_created_with_small_granules() {
                 tables[table]
             );
         }
-        assert!(tables["spans"].starts_with("Distributed("), "{}", tables["spans"]);
+        assert!(
+            tables["spans"].starts_with("Distributed("),
+            "{}",
+            tables["spans"]
+        );
         drop_database(node, &database);
     }
 }
