@@ -25,7 +25,7 @@ struct Table {
 /// or keys of one that has been released: add another. Statements are idempotent (`IF NOT
 /// EXISTS`) so two servers starting at once against an empty database both succeed, which also
 /// means a storage `SETTINGS` change reaches new databases only (reads and writes are the same
-/// on both; `export` then `import` rebuilds an old one).
+/// on both; `tracehouse migrate` into a new database rebuilds an old one).
 const MIGRATIONS: &[&[Table]] = &[&[
     // Project ids are derived from the name (see `keys::project_id`), so the same name gets
     // the same id on every server without coordination.
