@@ -13,7 +13,9 @@ use tokio::task::JoinHandle;
 use tracehouse_server::Limits;
 use tracehouse_store::{ClickHouseConfig, ClickHouseStore};
 
-use crate::util::{TestServer, clickhouse_url, cluster_urls, drop_database, fresh_database};
+use crate::util::{
+    Backend, TestServer, clickhouse_url, cluster_urls, drop_database, fresh_database,
+};
 
 /// A TCP proxy in front of ClickHouse that can be cut and restored, standing in for a
 /// ClickHouse that stops and restarts (without stopping the server other tests share).
@@ -168,43 +170,36 @@ async fn engines(url: &str, database: &str) -> std::collections::BTreeMap<String
 #[tokio::test]
 async fn span_and_trace_tables_are_created_with_small_granules() {
     // Trace fetches and the writer's re-reads of touched traces read whole granules.
-    let Some(url) = clickhouse_url() else { return };
-    let database = fresh_database();
-    let store = ClickHouseStore::open(ClickHouseConfig::new(url.clone(), database.clone()))
-        .await
-        .unwrap();
-    drop(store);
-    let tables = engines(&url, &database).await;
-    for table in ["spans", "traces"] {
-        assert!(
-            tables[table].ends_with("SETTINGS index_granularity = 1024"),
-            "{table}: {}",
-            tables[table]
-        );
-    }
-    drop_database(&url, &database);
-
-    let Some(nodes) = cluster_urls() else { return };
-    let database = fresh_database();
-    let mut config = ClickHouseConfig::new(nodes[0].clone(), database.clone());
-    config.cluster = Some("tracehouse".to_owned());
-    config.other_nodes = nodes[1..].to_vec();
-    drop(ClickHouseStore::open(config).await.unwrap());
-    for node in &nodes {
-        let tables = engines(node, &database).await;
-        for table in ["spans_local", "traces_local"] {
-            assert!(
-                tables[table].ends_with("SETTINGS index_granularity = 1024"),
-                "{node} {table}: {}",
-                tables[table]
-            );
+    let backends = [
+        clickhouse_url().map(Backend::ClickHouse),
+        cluster_urls().map(Backend::Cluster),
+    ];
+    for backend in backends.into_iter().flatten() {
+        let cluster = matches!(backend, Backend::Cluster(_));
+        let server = TestServer::start_on(backend).await;
+        let (nodes, database) = server.clickhouse_database().unwrap();
+        for node in nodes {
+            let tables = engines(node, database).await;
+            let data_tables = if cluster {
+                ["spans_local", "traces_local"]
+            } else {
+                ["spans", "traces"]
+            };
+            for table in data_tables {
+                assert!(
+                    tables[table].ends_with("SETTINGS index_granularity = 1024"),
+                    "{node} {table}: {}",
+                    tables[table]
+                );
+            }
+            if cluster {
+                assert!(
+                    tables["spans"].starts_with("Distributed("),
+                    "{}",
+                    tables["spans"]
+                );
+            }
         }
-        assert!(
-            tables["spans"].starts_with("Distributed("),
-            "{}",
-            tables["spans"]
-        );
-        drop_database(node, &database);
     }
 }
 

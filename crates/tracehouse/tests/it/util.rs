@@ -240,6 +240,13 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// The ClickHouse nodes and the database of this server's store, if it is ClickHouse.
+    pub(crate) fn clickhouse_database(&self) -> Option<(&[String], &str)> {
+        self.clickhouse
+            .as_ref()
+            .map(|(nodes, database)| (nodes.as_slice(), database.as_str()))
+    }
+
     /// A key of another project, for isolation tests.
     pub(crate) async fn key_for(&self, project: &str) -> String {
         self.store
