@@ -10,6 +10,7 @@
 //! - [`query`]: the filter, sort and paging model shared by every list route and store.
 //! - [`metrics`]: metrics over time buckets and groups (the usage dashboard), on the same filters.
 //! - [`store`]: the `SpanStore` trait every backend implements.
+//! - `testing` (feature `testing`): spans for other crates' tests, built through validation.
 //!
 //! Architecture invariant: this crate does no IO, spawns nothing and knows no HTTP, SQL or protobuf.
 
@@ -20,6 +21,8 @@ pub mod query;
 pub mod span;
 pub mod spanlog;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod time;
 pub mod trace;
 

@@ -262,25 +262,15 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::cost::PriceTable;
-    use crate::spanlog::{IngestContext, span_from_log};
 
     fn span(id: &str, parent: Option<&str>, start_second: u32) -> Span {
-        let prices = PriceTable::builtin();
-        let mut item = json!({"trace_unique_id": "t", "span_unique_id": id,
-            "span_name": format!("{id}.task"),
-            "start_time": format!("2025-01-01T00:00:{start_second:02}Z"), "latency": 1.0});
-        if let Some(parent) = parent {
-            item["span_parent_id"] = json!(parent);
-        }
-        span_from_log(
-            item,
-            IngestContext {
-                received_at: Timestamp::from_unix_nanos(0),
-                prices: &prices,
-            },
+        crate::testing::span(
+            "t",
+            id,
+            parent,
+            json!({"span_name": format!("{id}.task"),
+                "start_time": format!("2025-01-01T00:00:{start_second:02}Z")}),
         )
-        .unwrap()
     }
 
     /// Renders a tree as `id(child,child)` with `!` marking orphans, for compact assertions.

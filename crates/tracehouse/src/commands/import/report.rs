@@ -407,29 +407,9 @@ pub(super) fn print_summary(summary: &Value) {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use tracehouse_core::{IngestContext, PriceTable, span_from_log};
+    use tracehouse_core::testing::span;
 
     use super::*;
-
-    fn span(trace: &str, id: &str, parent: Option<&str>, extra: Value) -> Span {
-        let prices = PriceTable::builtin();
-        let mut item = json!({"trace_unique_id": trace, "span_unique_id": id,
-            "start_time": "2025-01-01T00:00:00Z", "latency": 1.0});
-        if let Some(parent) = parent {
-            item["span_parent_id"] = json!(parent);
-        }
-        if let (Some(item), Value::Object(extra)) = (item.as_object_mut(), extra) {
-            item.extend(extra);
-        }
-        span_from_log(
-            item,
-            IngestContext {
-                received_at: Timestamp::from_unix_nanos(0),
-                prices: &prices,
-            },
-        )
-        .unwrap()
-    }
 
     #[test]
     fn finds_duplicates_orphans_cycles_and_several_roots() {
