@@ -369,3 +369,88 @@ async fn serve_reads_settings_from_a_config_file() {
     );
     assert!(stderr.contains("tracehouse.toml"), "{stderr}");
 }
+
+/// The load generator end to end in both wire formats: every span it sends is acknowledged,
+/// its own verification counts them back, and a trace has the promised shape (an agent root
+/// over a chain with four chat calls and three tools, and a retriever task).
+#[tokio::test]
+async fn bench_ingest_sends_ten_span_traces_and_counts_them_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServeProcess::start(&dir.path().join("data"));
+    let key = server.printed_key().unwrap();
+    for format in ["span-log", "otlp"] {
+        let (base, key_arg) = (server.base.clone(), key.clone());
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new(BIN)
+                .args(["bench", "ingest", "--url", &base, "--key", &key_arg])
+                .args([
+                    "--format",
+                    format,
+                    "--spans",
+                    "300",
+                    "--spans-per-request",
+                    "50",
+                ])
+                .args(["--connections", "2", "--json"])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{format}: {stderr}");
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(report["spans_sent"], 300, "{format}: {report}");
+        assert_eq!(report["spans_accepted"], 300, "{format}: {report}");
+        assert_eq!(report["verified_readable"], 300, "{format}: {report}");
+        assert_eq!(report["requests"], 6, "{format}: {report}");
+        assert_eq!(
+            report["errors_by_status"],
+            serde_json::json!({}),
+            "{format}"
+        );
+
+        let run_id = report["run_id"].as_str().unwrap();
+        let (status, trace) = get_trace(&server.base, &key, &format!("{run_id}{:024x}", 0)).await;
+        assert_eq!(status, StatusCode::OK, "{format}: {trace}");
+        assert_eq!(trace["span_count"], 10, "{format}");
+        let tree = &trace["span_tree"];
+        assert_eq!(tree.as_array().map(Vec::len), Some(1), "{format}: one root");
+        let root = &tree[0];
+        assert_eq!(root["span_name"], "support_agent.agent", "{format}");
+        assert_eq!(root["log_type"], "agent", "{format}");
+        let mut under_root: Vec<String> = root["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|child| format!("{}:{}", child["span_name"], child["log_type"]))
+            .collect();
+        under_root.sort();
+        assert_eq!(
+            under_root,
+            [
+                "\"answer.chain\":\"workflow\"",
+                "\"retrieve_docs.task\":\"task\""
+            ],
+            "{format}"
+        );
+        let chain = root["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|child| child["span_name"] == "answer.chain")
+            .unwrap();
+        let mut under_chain: Vec<&str> = chain["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|child| child["log_type"].as_str().unwrap())
+            .collect();
+        under_chain.sort_unstable();
+        assert_eq!(
+            under_chain,
+            ["chat", "chat", "chat", "chat", "tool", "tool", "tool"],
+            "{format}"
+        );
+    }
+}
