@@ -193,9 +193,12 @@ pub(crate) struct ExportArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
-    /// Send generated traces (10 spans each: agent, chain, 4 chat calls, 3 tools, a retriever;
-    /// 1-2 KB of text per span) and report spans/s, request latency, errors, and whether every
-    /// acknowledged span is readable afterwards. All bodies are built before the clock starts.
+    /// Send generated agent traces and report spans/s, latency, errors and readability.
+    ///
+    /// Reports spans/s, request latency, errors, trace-fetch latency under load, and whether
+    /// every acknowledged span is readable afterwards. Spans carry 1-2 KB of text each. By
+    /// default they arrive as OpenTelemetry SDKs export them (`--shape realistic`). All bodies
+    /// are built before the clock starts.
     Ingest(BenchIngestArgs),
 }
 
@@ -205,6 +208,27 @@ pub(crate) enum WireFormat {
     SpanLog,
     /// OTLP protobuf to /v1/traces.
     Otlp,
+}
+
+/// How `bench ingest` groups spans into traces and requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum BenchShape {
+    /// As OpenTelemetry SDKs (BatchSpanProcessor) export: each span sent when it ends, children
+    /// before parents and the root last, many traces in flight at once, so one trace arrives
+    /// across many requests; random 128-bit trace and 64-bit span ids.
+    Realistic,
+    /// Whole 10-span traces one after another with sequential ids (agent, chain, 4 chat calls,
+    /// 3 tools, a retriever), the load of earlier releases, for comparison.
+    WholeTraces,
+}
+
+/// A `--seed`: the 8 hex digits of a run id.
+fn parse_seed(text: &str) -> Result<u32, String> {
+    let hex = !text.is_empty() && text.len() <= 8 && text.bytes().all(|b| b.is_ascii_hexdigit());
+    match u32::from_str_radix(text, 16) {
+        Ok(seed) if hex => Ok(seed),
+        _ => Err("expected 1 to 8 hex digits, such as 1a2b3c4d".to_owned()),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -218,13 +242,28 @@ pub(crate) struct BenchIngestArgs {
     /// Wire format of the requests.
     #[arg(long, value_enum, default_value_t = WireFormat::SpanLog)]
     pub(crate) format: WireFormat,
+    /// How spans are grouped into traces and requests.
+    #[arg(long, value_enum, default_value_t = BenchShape::Realistic)]
+    pub(crate) shape: BenchShape,
+    /// Spans per trace (at least 2; default 50): an agent root over steps that each hold a chat
+    /// call and tool calls, and a final chat call. Only with `--shape realistic`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..=100_000))]
+    pub(crate) trace_len: Option<u64>,
+    /// Traces open at once (default 200): their spans interleave in the order they end, and a
+    /// new trace starts whenever one ends. Only with `--shape realistic`.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub(crate) in_flight: Option<u64>,
     /// Spans to send in total (rounded up to whole traces). Bodies are built in memory first,
     /// about 2 KB per span.
     #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..=5_000_000))]
     pub(crate) spans: u64,
-    /// Spans per request.
+    /// Spans per request: the generated stream of spans is cut into requests of this many.
     #[arg(long, default_value_t = 100)]
     pub(crate) spans_per_request: usize,
+    /// Seed of the generator, as 8 hex digits (default: random). It is also the run id the
+    /// report prints, so a run's ids and texts can be generated again.
+    #[arg(long, value_name = "HEX", value_parser = parse_seed)]
+    pub(crate) seed: Option<u32>,
     /// Concurrent keep-alive connections.
     #[arg(long, default_value_t = 4)]
     pub(crate) connections: usize,
