@@ -370,48 +370,65 @@ async fn serve_reads_settings_from_a_config_file() {
     assert!(stderr.contains("tracehouse.toml"), "{stderr}");
 }
 
-/// The load generator end to end in both wire formats: every span it sends is acknowledged,
-/// its own verification counts them back, and a trace has the promised shape (an agent root
-/// over a chain with four chat calls and three tools, and a retriever task).
+/// Runs `bench ingest --json` against `base` with these flags and returns its report, after
+/// checking that it succeeded and that every span it sent was acknowledged and read back.
+async fn bench_ingest(base: &str, key: &str, flags: &[&str], spans: u64) -> Value {
+    let (base, key) = (base.to_owned(), key.to_owned());
+    let flags: Vec<String> = flags.iter().map(|flag| (*flag).to_owned()).collect();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["bench", "ingest", "--url", &base, "--key", &key])
+            .args(&flags)
+            .args(["--connections", "2", "--json"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["spans_sent"], spans, "{report}");
+    assert_eq!(report["spans_accepted"], spans, "{report}");
+    assert_eq!(report["verified_readable"], spans, "{report}");
+    assert_eq!(
+        report["errors_by_status"],
+        serde_json::json!({}),
+        "{report}"
+    );
+    report
+}
+
+/// The load generator end to end in both wire formats, whole-traces shape: every span it sends
+/// is acknowledged, its own verification counts them back, and a trace has the promised shape
+/// (an agent root over a chain with four chat calls and three tools, and a retriever task).
 #[tokio::test]
 async fn bench_ingest_sends_ten_span_traces_and_counts_them_back() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServeProcess::start(&dir.path().join("data"));
     let key = server.printed_key().unwrap();
     for format in ["span-log", "otlp"] {
-        let (base, key_arg) = (server.base.clone(), key.clone());
-        let output = tokio::task::spawn_blocking(move || {
-            Command::new(BIN)
-                .args(["bench", "ingest", "--url", &base, "--key", &key_arg])
-                .args([
-                    "--format",
-                    format,
-                    "--spans",
-                    "300",
-                    "--spans-per-request",
-                    "50",
-                ])
-                .args(["--connections", "2", "--json"])
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "{format}: {stderr}");
-        let report: Value = serde_json::from_slice(&output.stdout).unwrap();
-        assert_eq!(report["spans_sent"], 300, "{format}: {report}");
-        assert_eq!(report["spans_accepted"], 300, "{format}: {report}");
-        assert_eq!(report["verified_readable"], 300, "{format}: {report}");
+        let flags = [
+            "--shape",
+            "whole-traces",
+            "--format",
+            format,
+            "--spans",
+            "300",
+            "--spans-per-request",
+            "50",
+        ];
+        let report = bench_ingest(&server.base, &key, &flags, 300).await;
         assert_eq!(report["requests"], 6, "{format}: {report}");
-        assert_eq!(
-            report["errors_by_status"],
-            serde_json::json!({}),
-            "{format}"
-        );
+        assert_eq!(report["shape"], "whole-traces", "{format}");
+        assert_eq!(report["trace_len"], 10, "{format}");
+        assert_eq!(report["in_flight"], 1, "{format}");
+        assert_eq!(report["requests_per_trace"], 1.0, "{format}");
 
         let run_id = report["run_id"].as_str().unwrap();
-        let (status, trace) = get_trace(&server.base, &key, &format!("{run_id}{:024x}", 0)).await;
+        let first = format!("{run_id}{:024x}", 0);
+        assert_eq!(report["probe_trace_id"], first.as_str(), "{format}");
+        let (status, trace) = get_trace(&server.base, &key, &first).await;
         assert_eq!(status, StatusCode::OK, "{format}: {trace}");
         assert_eq!(trace["span_count"], 10, "{format}");
         let tree = &trace["span_tree"];
@@ -453,4 +470,83 @@ async fn bench_ingest_sends_ten_span_traces_and_counts_them_back() {
             "{format}"
         );
     }
+}
+
+/// The default, realistic shape end to end in both wire formats: traces sent as SDKs export
+/// them (children first, the root last, 8 traces interleaved, each across several requests)
+/// are all acknowledged and counted back by the run id in their metadata, and the trace the
+/// fetch probe reads is a complete tree of the promised length.
+#[tokio::test]
+async fn bench_ingest_sends_interleaved_traces_as_they_end_and_counts_them_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServeProcess::start(&dir.path().join("data"));
+    let key = server.printed_key().unwrap();
+    for format in ["span-log", "otlp"] {
+        let flags = [
+            "--format",
+            format,
+            "--spans",
+            "300",
+            "--trace-len",
+            "15",
+            "--in-flight",
+            "8",
+            "--spans-per-request",
+            "30",
+        ];
+        let report = bench_ingest(&server.base, &key, &flags, 300).await;
+        assert_eq!(report["shape"], "realistic", "{format}: {report}");
+        assert_eq!(report["trace_len"], 15, "{format}");
+        assert_eq!(report["in_flight"], 8, "{format}");
+        assert_eq!(report["traces"], 20, "{format}");
+        assert_eq!(report["requests"], 10, "{format}");
+        assert!(
+            report["requests_per_trace"].as_f64().unwrap() > 1.5,
+            "{format}: {report}"
+        );
+
+        let probe = report["probe_trace_id"].as_str().unwrap();
+        assert_eq!(probe.len(), 32, "{format}");
+        let (status, trace) = get_trace(&server.base, &key, probe).await;
+        assert_eq!(status, StatusCode::OK, "{format}: {trace}");
+        assert_eq!(trace["span_count"], 15, "{format}");
+        let tree = &trace["span_tree"];
+        assert_eq!(tree.as_array().map(Vec::len), Some(1), "{format}: one root");
+        let root = &tree[0];
+        assert_eq!(root["span_name"], "support_agent.agent", "{format}");
+        assert_eq!(root["log_type"], "agent", "{format}");
+        assert_eq!(trace["metadata"]["bench_run"], report["run_id"], "{format}");
+        // Steps hold the chat and tool calls; the agent's last child writes the answer.
+        let children = root["children"].as_array().unwrap();
+        assert!(
+            children
+                .iter()
+                .filter(|child| child["log_type"] == "workflow")
+                .all(|step| step["children"].as_array().is_some_and(|c| !c.is_empty())),
+            "{format}: {root}"
+        );
+        let kinds = |span: &Value| -> Vec<String> {
+            let mut out = Vec::new();
+            let mut stack = vec![span.clone()];
+            while let Some(span) = stack.pop() {
+                out.push(span["log_type"].as_str().unwrap_or("").to_owned());
+                stack.extend(span["children"].as_array().cloned().unwrap_or_default());
+            }
+            out
+        };
+        let all = kinds(root);
+        assert_eq!(all.len(), 15, "{format}");
+        assert!(all.iter().any(|k| k == "chat"), "{format}: {all:?}");
+        assert!(all.iter().any(|k| k == "workflow"), "{format}: {all:?}");
+    }
+
+    // The realistic knobs do not apply to whole traces.
+    let output = Command::new(BIN)
+        .args(["bench", "ingest", "--url", &server.base, "--key", &key])
+        .args(["--shape", "whole-traces", "--trace-len", "20"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--shape realistic only"), "{stderr}");
 }
