@@ -7,6 +7,7 @@
 //! - [`spanlog`]: validation of one span-log object into a `Span` (time derivation, aliases, cost).
 //! - [`cost`]: the model price table.
 //! - [`trace`]: span tree assembly and trace aggregates.
+//! - [`trace_state`]: trace aggregates kept one span at a time, as stores update them on write.
 //! - [`query`]: the filter, sort and paging model shared by every list route and store.
 //! - [`metrics`]: metrics over time buckets and groups (the usage dashboard), on the same filters.
 //! - [`store`]: the `SpanStore` trait every backend implements.
@@ -25,6 +26,7 @@ pub mod store;
 pub mod testing;
 pub mod time;
 pub mod trace;
+pub mod trace_state;
 
 pub use cost::PriceTable;
 pub use ids::{ApiKeyHash, Project, ProjectId, ProjectName, SpanId, TraceId};

@@ -4,8 +4,9 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 
 use crate::ids::{SpanId, TraceId};
-use crate::span::{Span, SpanStatus};
+use crate::span::Span;
 use crate::time::Timestamp;
+use crate::trace_state::{RootInfo, SpanFacts, TraceState, root_of};
 
 /// One node of a span tree: an index into the spans it was built from, and its children.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,86 +176,14 @@ pub struct TraceSummary {
 
 /// Computes a trace's aggregates from its spans; `None` for no spans.
 ///
-/// This is the single definition of every aggregate: the stores call it on write so that
-/// listing reads stored values, and tests call it to know what to expect.
+/// This is the single definition of every aggregate: the fold of [`TraceState`] over the spans'
+/// facts, with the root chosen by [`root_of`]. Stores keep the same fold incrementally on write,
+/// so listing reads stored values, and tests call this to know what to expect.
 pub fn summarize<S: Borrow<Span>>(spans: &[S]) -> Option<TraceSummary> {
-    let spans: Vec<&Span> = spans.iter().map(Borrow::borrow).collect();
-    let first = *spans.first()?;
-    let tree = build_tree(&spans);
-    // Prefer a real root over an orphan: an orphan root only means its parent is late.
-    let root = tree
-        .iter()
-        .find(|node| !node.orphan)
-        .or_else(|| tree.first())
-        .map(|node| spans[node.span]);
-
-    let mut by_start: Vec<&Span> = spans.clone();
-    by_start.sort_by(|a, b| order_key(a).cmp(&order_key(b)));
-    let pick = |get: fn(&Span) -> Option<&String>| -> Option<String> {
-        fn present(span: &Span, get: fn(&Span) -> Option<&String>) -> Option<&String> {
-            get(span).filter(|value| !value.is_empty())
-        }
-        root.and_then(|root| present(root, get))
-            .or_else(|| by_start.iter().find_map(|span| present(span, get)))
-            .cloned()
-    };
-
-    // A span that carried no time only says when it was received; let it set the trace's
-    // range only when no span of the trace carried a real time.
-    let timed: Vec<&Span> = match spans
-        .iter()
-        .copied()
-        .filter(|s| !s.times_inferred)
-        .collect::<Vec<_>>()
-    {
-        timed if timed.is_empty() => spans.clone(),
-        timed => timed,
-    };
-    let start = timed.iter().map(|s| s.start).min().unwrap_or(first.start);
-    let end = timed.iter().map(|s| s.end).max().unwrap_or(first.end);
-    let name = root
-        .map(|root| {
-            root.content
-                .get("trace_name")
-                .and_then(serde_json::Value::as_str)
-                .filter(|name| !name.is_empty())
-                .unwrap_or(&root.name)
-                .to_owned()
-        })
-        .unwrap_or_default();
-    Some(TraceSummary {
-        trace_id: first.trace_id.clone(),
-        root_span_id: root.map(|root| root.span_id.clone()),
-        name,
-        start,
-        end,
-        duration: end.seconds_since(start),
-        span_count: spans.len() as u64,
-        llm_call_count: spans.iter().filter(|s| s.log_type.is_llm_call()).count() as u64,
-        error_count: spans
-            .iter()
-            .filter(|s| s.status == SpanStatus::Error)
-            .count() as u64,
-        total_prompt_tokens: spans.iter().filter_map(|s| s.usage.prompt_tokens).sum(),
-        total_completion_tokens: spans.iter().filter_map(|s| s.usage.completion_tokens).sum(),
-        total_tokens: spans.iter().filter_map(|s| s.usage.total_tokens).sum(),
-        total_cost: spans.iter().filter_map(|s| s.cost).sum(),
-        environment: pick(|s| s.grouping.environment.as_ref()),
-        customer_identifier: pick(|s| s.grouping.customer_identifier.as_ref()),
-        session_identifier: pick(|s| s.grouping.session_identifier.as_ref()),
-        thread_identifier: pick(|s| s.grouping.thread_identifier.as_ref()),
-        trace_group_identifier: pick(|s| s.grouping.trace_group_identifier.as_ref()),
-        models: {
-            let mut models: Vec<String> = spans
-                .iter()
-                .filter_map(|s| s.model.clone())
-                .filter(|m| !m.is_empty())
-                .collect();
-            models.sort_unstable();
-            models.dedup();
-            models
-        },
-    })
+    let first = spans.first()?.borrow();
+    let mut state = TraceState::from_facts(spans.iter().map(|span| SpanFacts::of(span.borrow())));
+    state.set_root(root_of(spans).map(RootInfo::of));
+    state.summary(&first.trace_id)
 }
 
 #[cfg(test)]
@@ -262,6 +191,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::span::SpanStatus;
 
     fn span(id: &str, parent: Option<&str>, start_second: u32) -> Span {
         crate::testing::span(

@@ -12,7 +12,7 @@ use tracehouse_core::{ProjectId, Span};
 
 use super::SqliteError;
 use super::content::StoredContent;
-use super::metrics::{RollupDeltas, RollupFacts};
+use super::rollup::{RollupDeltas, RollupFacts};
 use crate::indexing::{MetadataScalar, flatten_metadata, searchable};
 use crate::write_queue::SpanBatch;
 

@@ -12,8 +12,8 @@ use tracehouse_core::{
 };
 
 use super::SqliteError;
-use super::index::FACET_COLUMNS;
 use super::rows::{SPAN_COLUMNS, TRACE_COLUMNS, span_from_row, summary_from_row};
+use super::schema::FACET_COLUMNS;
 
 /// A WHERE clause under construction: fragments joined by AND, and their parameters.
 #[derive(Default)]

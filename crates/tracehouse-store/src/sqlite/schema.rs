@@ -1,6 +1,14 @@
 //! Versioned schema migrations: a later release opens every older database.
 
 use rusqlite_migration::{HookError, M, Migrations};
+use tracehouse_core::query::SpanColumn;
+use tracehouse_core::trace_state::DISTINCT_FIELDS;
+
+/// Span fields kept as trace facets (`trace_facets.facet` is the field's API name): every
+/// field whose distinct values a trace's state counts, so the writer adds and removes facet
+/// rows as those counts go from and to zero. `query` answers equality filters on them from
+/// the facets.
+pub(crate) const FACET_COLUMNS: [SpanColumn; 6] = DISTINCT_FIELDS;
 
 /// Every migration ever shipped, in order. Never edit one that has been released: add another.
 pub(crate) fn migrations() -> Migrations<'static> {
@@ -9,12 +17,47 @@ pub(crate) fn migrations() -> Migrations<'static> {
         // The rollups of spans stored before v2 are computed by the writer's own code, so
         // they match what ingest would have written.
         M::up_with_hook(V2, |transaction: &rusqlite::Transaction<'_>| {
-            super::metrics::backfill_rollups(transaction)
+            super::rollup::backfill_rollups(transaction)
                 .map_err(|error| HookError::Hook(error.to_string()))
         }),
         M::up(V3),
+        M::up(V4),
     ])
 }
+
+/// v4: trace aggregates kept by deltas. `traces.state` holds each trace's
+/// `tracehouse_core::trace_state::TraceState` as JSON (NULL for traces written before: the
+/// writer rebuilds it from the stored spans the first time such a trace is touched), and
+/// `trace_roots` indexes the spans that can be a trace's root, so a write finds the root
+/// without reading the trace.
+const V4: &str = r#"
+        ALTER TABLE traces ADD COLUMN state TEXT;
+
+        -- The root candidates of each trace: kind 0 for spans that name no parent (or
+        -- themselves), kind 1 for spans whose parent is not stored (yet), with that parent's
+        -- id. The root is the first row in key order, else the trace's earliest span.
+        CREATE TABLE trace_roots (
+            project_id INTEGER NOT NULL,
+            trace_id TEXT NOT NULL,
+            kind INTEGER NOT NULL,
+            start_ns INTEGER NOT NULL,
+            span_id TEXT NOT NULL,
+            parent_id TEXT,
+            PRIMARY KEY (project_id, trace_id, kind, start_ns, span_id)
+        ) WITHOUT ROWID;
+        -- A span that arrives adopts the orphans that name it as their parent.
+        CREATE INDEX trace_roots_by_parent ON trace_roots (project_id, trace_id, parent_id)
+            WHERE kind = 1;
+
+        INSERT INTO trace_roots (project_id, trace_id, kind, start_ns, span_id, parent_id)
+            SELECT project_id, trace_id, 0, start_ns, span_id, NULL FROM spans
+            WHERE parent_id IS NULL OR parent_id = span_id;
+        INSERT INTO trace_roots (project_id, trace_id, kind, start_ns, span_id, parent_id)
+            SELECT s.project_id, s.trace_id, 1, s.start_ns, s.span_id, s.parent_id FROM spans s
+            WHERE s.parent_id IS NOT NULL AND s.parent_id <> s.span_id
+              AND NOT EXISTS (SELECT 1 FROM spans p WHERE p.project_id = s.project_id
+                              AND p.trace_id = s.trace_id AND p.span_id = s.parent_id);
+"#;
 
 /// v3: `spans.content` may hold zstd-compressed JSON (a BLOB) beside JSON text. Nothing to
 /// convert (old rows stay text and read as before); the version only makes a release that
@@ -41,8 +84,8 @@ const V2: &str = r#"
         ) WITHOUT ROWID;
 
         -- Span latencies per project, UTC hour, dimension value and logarithmic bin (see
-        -- `metrics::latency_bin`), for percentiles without reading spans. Kept for the model
-        -- dimension only (`metrics::LATENCY_DIMENSION`), which also answers ungrouped ones.
+        -- `rollup::latency_bin`), for percentiles without reading spans. Kept for the model
+        -- dimension only (`rollup::LATENCY_DIMENSION`), which also answers ungrouped ones.
         CREATE TABLE span_latency_hourly (
             project_id INTEGER NOT NULL,
             dimension TEXT NOT NULL,
