@@ -1,11 +1,9 @@
 //! Secondary indexes maintained beside each span: flattened metadata and full-text search.
 
-use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use rusqlite::{Transaction, params};
-use tracehouse_core::query::SpanColumn;
-use tracehouse_core::{ProjectId, Span, TraceId, TraceSummary};
+use tracehouse_core::{ProjectId, Span};
 
 use super::SqliteError;
 use super::prepared::PreparedSpan;
@@ -98,76 +96,4 @@ impl SearchRows<'_> {
         }
         Ok(())
     }
-}
-
-/// Span fields kept as trace facets; `query` answers equality filters on them from the facets.
-pub(crate) const FACET_COLUMNS: [SpanColumn; 6] = [
-    SpanColumn::Model,
-    SpanColumn::LogType,
-    SpanColumn::Status,
-    SpanColumn::ProviderId,
-    SpanColumn::Environment,
-    SpanColumn::CustomerIdentifier,
-];
-
-fn facet_value(span: &Span, column: SpanColumn) -> Option<&str> {
-    match column {
-        SpanColumn::Model => span.model.as_deref(),
-        SpanColumn::LogType => Some(span.log_type.as_str()),
-        SpanColumn::Status => Some(span.status.as_str()),
-        SpanColumn::ProviderId => span.provider_id.as_deref(),
-        SpanColumn::Environment => span.grouping.environment.as_deref(),
-        SpanColumn::CustomerIdentifier => span.grouping.customer_identifier.as_deref(),
-        _ => None,
-    }
-}
-
-/// Rewrites the facets of a trace from its spans; `summary` is `None` when the trace is gone.
-pub(crate) fn replace_trace_facets(
-    transaction: &Transaction<'_>,
-    project: ProjectId,
-    trace_id: &TraceId,
-    spans: &[Span],
-    summary: Option<&TraceSummary>,
-) -> Result<(), SqliteError> {
-    transaction
-        .prepare_cached("DELETE FROM trace_facets INDEXED BY trace_facets_by_trace WHERE project_id = ?1 AND trace_id = ?2")?
-        .execute(params![project.0, trace_id.as_str()])?;
-    match summary {
-        Some(summary) => insert_trace_facets(transaction, project, trace_id, spans, summary),
-        None => Ok(()),
-    }
-}
-
-/// Writes the facets of a trace that has none stored yet.
-pub(crate) fn insert_trace_facets<S: Borrow<Span>>(
-    transaction: &Transaction<'_>,
-    project: ProjectId,
-    trace_id: &TraceId,
-    spans: &[S],
-    summary: &TraceSummary,
-) -> Result<(), SqliteError> {
-    let mut values: Vec<(&'static str, &str)> = Vec::new();
-    for column in FACET_COLUMNS {
-        for span in spans {
-            if let Some(value) = facet_value(span.borrow(), column) {
-                values.push((column.api_name(), value));
-            }
-        }
-    }
-    values.sort_unstable();
-    values.dedup();
-    let mut insert = transaction.prepare_cached(
-        "INSERT INTO trace_facets (project_id, facet, value, start_ns, trace_id) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    for (facet, value) in values {
-        insert.execute(params![
-            project.0,
-            facet,
-            value,
-            summary.start.unix_nanos(),
-            trace_id.as_str()
-        ])?;
-    }
-    Ok(())
 }

@@ -11,8 +11,10 @@ mod keys;
 mod metrics;
 mod prepared;
 mod query;
+mod rollup;
 mod rows;
 mod schema;
+mod trace_write;
 mod writer;
 
 use std::path::{Path, PathBuf};

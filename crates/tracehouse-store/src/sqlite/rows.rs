@@ -7,6 +7,8 @@ use tracehouse_core::{
     TraceSummary,
 };
 
+use tracehouse_core::trace_state::{SpanFacts, TraceState};
+
 use super::SqliteError;
 use super::content::{StoredContent, decode as decode_content};
 
@@ -37,8 +39,8 @@ pub(crate) const UPSERT_SPAN: &str = "INSERT INTO spans (project_id, trace_id, s
 pub(crate) const UPSERT_TRACE: &str = "INSERT INTO traces (project_id, trace_id, root_span_id, name, \
      start_ns, end_ns, duration, span_count, llm_call_count, error_count, total_prompt_tokens, \
      total_completion_tokens, total_tokens, total_cost, environment, customer_identifier, session_identifier, \
-     thread_identifier, trace_group_identifier, models, updated_ns, first_seen_ns) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?21) \
+     thread_identifier, trace_group_identifier, models, updated_ns, first_seen_ns, state) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?21, ?22) \
      ON CONFLICT (project_id, trace_id) DO UPDATE SET root_span_id = excluded.root_span_id, name = excluded.name, \
      start_ns = excluded.start_ns, end_ns = excluded.end_ns, duration = excluded.duration, \
      span_count = excluded.span_count, llm_call_count = excluded.llm_call_count, error_count = excluded.error_count, \
@@ -46,7 +48,7 @@ pub(crate) const UPSERT_TRACE: &str = "INSERT INTO traces (project_id, trace_id,
      total_tokens = excluded.total_tokens, total_cost = excluded.total_cost, environment = excluded.environment, \
      customer_identifier = excluded.customer_identifier, session_identifier = excluded.session_identifier, \
      thread_identifier = excluded.thread_identifier, trace_group_identifier = excluded.trace_group_identifier, \
-     models = excluded.models, updated_ns = excluded.updated_ns";
+     models = excluded.models, updated_ns = excluded.updated_ns, state = excluded.state";
 
 pub(crate) const TRACE_COLUMNS: &str = "trace_id, root_span_id, name, start_ns, end_ns, duration, span_count, \
      llm_call_count, error_count, total_prompt_tokens, total_completion_tokens, total_tokens, total_cost, \
@@ -158,6 +160,7 @@ pub(crate) fn upsert_trace(
     statement: &mut Statement<'_>,
     project: ProjectId,
     summary: &TraceSummary,
+    state: &TraceState,
     updated_ns: i64,
 ) -> Result<(), SqliteError> {
     let total = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
@@ -183,6 +186,7 @@ pub(crate) fn upsert_trace(
         summary.trace_group_identifier,
         serde_json::to_string(&summary.models)?,
         updated_ns,
+        serde_json::to_string(state)?,
     ])?;
     Ok(())
 }
@@ -216,4 +220,95 @@ pub(crate) fn summary_from_row(row: &Row<'_>) -> Result<TraceSummary, SqliteErro
         trace_group_identifier: row.get(17)?,
         models: serde_json::from_str(&row.get::<_, String>(18)?)?,
     })
+}
+
+/// Columns of `spans` that [`StoredFacts::from_row`] reads, in order: what a stored span
+/// contributed to its trace's state and to the rollups, without its content.
+pub(crate) const FACT_COLUMNS: &str = "rowid, span_id, parent_id, start_ns, end_ns, times_inferred, \
+     log_type, status, prompt_tokens, completion_tokens, total_tokens, cost, environment, \
+     customer_identifier, session_identifier, thread_identifier, trace_group_identifier, model, \
+     provider_id, workflow_name, latency";
+
+/// Number of columns in [`FACT_COLUMNS`].
+pub(crate) const FACT_COLUMN_COUNT: usize = 21;
+
+/// A stored span's columns, as the writer reads them back when the span is replaced or deleted.
+pub(crate) struct StoredFacts {
+    pub(crate) rowid: i64,
+    pub(crate) span_id: String,
+    pub(crate) parent_id: Option<String>,
+    pub(crate) start_ns: i64,
+    pub(crate) end_ns: i64,
+    pub(crate) times_inferred: bool,
+    pub(crate) log_type: String,
+    pub(crate) status: String,
+    pub(crate) prompt_tokens: Option<i64>,
+    pub(crate) completion_tokens: Option<i64>,
+    pub(crate) total_tokens: Option<i64>,
+    pub(crate) cost: Option<f64>,
+    /// Environment, customer, session, thread and trace group, as in `GROUPING_FIELDS`.
+    pub(crate) grouping: [Option<String>; 5],
+    pub(crate) model: Option<String>,
+    pub(crate) provider_id: Option<String>,
+    pub(crate) workflow_name: Option<String>,
+    pub(crate) latency: f64,
+}
+
+impl StoredFacts {
+    /// Reads a row selected with [`FACT_COLUMNS`].
+    pub(crate) fn from_row(row: &Row<'_>) -> Result<Self, rusqlite::Error> {
+        Ok(Self {
+            rowid: row.get(0)?,
+            span_id: row.get(1)?,
+            parent_id: row.get(2)?,
+            start_ns: row.get(3)?,
+            end_ns: row.get(4)?,
+            times_inferred: row.get(5)?,
+            log_type: row.get(6)?,
+            status: row.get(7)?,
+            prompt_tokens: row.get(8)?,
+            completion_tokens: row.get(9)?,
+            total_tokens: row.get(10)?,
+            cost: row.get(11)?,
+            grouping: [
+                row.get(12)?,
+                row.get(13)?,
+                row.get(14)?,
+                row.get(15)?,
+                row.get(16)?,
+            ],
+            model: row.get(17)?,
+            provider_id: row.get(18)?,
+            workflow_name: row.get(19)?,
+            latency: row.get(20)?,
+        })
+    }
+
+    /// What the span contributes to its trace's state: the same values `SpanFacts::of` takes
+    /// from the span it was stored from, since both follow the columns [`upsert_span`] writes.
+    pub(crate) fn facts(&self) -> SpanFacts<'_> {
+        let grouping = self.grouping.each_ref().map(Option::as_deref);
+        SpanFacts {
+            span_id: &self.span_id,
+            parent_id: self.parent_id.as_deref(),
+            start: Timestamp::from_unix_nanos(self.start_ns),
+            end: Timestamp::from_unix_nanos(self.end_ns),
+            times_inferred: self.times_inferred,
+            llm_call: SpanFacts::is_llm_call_kind(&self.log_type),
+            error: SpanStatus::from_api(&self.status) == SpanStatus::Error,
+            prompt_tokens: count_from_sql(self.prompt_tokens),
+            completion_tokens: count_from_sql(self.completion_tokens),
+            total_tokens: count_from_sql(self.total_tokens),
+            cost: self.cost,
+            grouping,
+            distinct: [
+                self.model.as_deref(),
+                Some(&self.log_type),
+                Some(&self.status),
+                self.provider_id.as_deref(),
+                grouping[0],
+                grouping[1],
+            ],
+        }
+    }
 }

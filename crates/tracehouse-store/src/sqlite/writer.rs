@@ -1,24 +1,21 @@
 //! The single writer: one thread owns the write connection and commits whatever requests are
 //! waiting in one transaction (group commit), so concurrent requests share one fsync.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
-use tracehouse_core::{
-    GroupCommit, ProjectId, Span, StoreObserver, TraceId, WriteReceipt, summarize,
-};
+use tracehouse_core::{GroupCommit, ProjectId, StoreObserver, TraceId, WriteReceipt};
 
 use super::SqliteError;
 use super::checkpoint::CommitSignal;
-use super::index::{
-    SearchRows, index_span, insert_trace_facets, replace_trace_facets, unindex_span,
-};
-use super::metrics::{ROLLUP_FACT_COLUMNS, RollupDeltas, RollupFacts};
+use super::index::{SearchRows, index_span, unindex_span};
 use super::prepared::PreparedBatch;
-use super::rows::{SPAN_COLUMNS, span_from_row, upsert_span, upsert_trace};
+use super::rollup::{RollupDeltas, RollupFacts};
+use super::rows::{FACT_COLUMNS, StoredFacts, upsert_span};
+use super::trace_write::TraceWrites;
 use crate::now_ns;
 use crate::write_queue::{WriteOp, gather};
 
@@ -142,147 +139,81 @@ fn write_together(
     let mut receipts = Vec::with_capacity(jobs.len());
     let mut rollup = RollupDeltas::default();
     let mut search = SearchRows::default();
+    let mut traces = TraceWrites::default();
     for job in jobs {
         receipts.push(match &job.op {
-            WriteOp::Spans(batch) => write_spans_and_traces(
+            WriteOp::Spans(batch) => write_spans(
                 &transaction,
                 job.project,
                 batch,
                 ingested_ns,
                 &mut rollup,
                 &mut search,
+                &mut traces,
             )?,
-            WriteOp::DeleteTrace(trace_id) => delete_trace(
-                &transaction,
-                job.project,
-                trace_id,
-                &mut rollup,
-                &mut search,
-            )?,
+            WriteOp::DeleteTrace(trace_id) => {
+                traces.discard(job.project, trace_id);
+                delete_trace(
+                    &transaction,
+                    job.project,
+                    trace_id,
+                    &mut rollup,
+                    &mut search,
+                )?
+            }
         });
     }
+    traces.flush(&transaction, ingested_ns)?;
     search.flush(&transaction)?;
     rollup.flush(&transaction)?;
     transaction.commit()?;
     Ok(receipts)
 }
 
-fn write_spans_and_traces<'a>(
+/// Writes a request's spans with their index rows; their traces are settled at the end of the
+/// commit by [`TraceWrites::flush`].
+fn write_spans<'a>(
     transaction: &rusqlite::Transaction<'_>,
     project: ProjectId,
     batch: &'a PreparedBatch,
     ingested_ns: i64,
     rollup: &mut RollupDeltas,
     search: &mut SearchRows<'a>,
+    traces: &mut TraceWrites<'a>,
 ) -> Result<WriteReceipt, SqliteError> {
     rollup.merge(&batch.rollup);
-    // Each touched trace, and whether it had spans before this request.
-    let mut touched: BTreeMap<&TraceId, bool> = BTreeMap::new();
-    // The spans of traces that had none before this request, by span id, a later copy in the
-    // request replacing an earlier one: their summary and facets come from here, and only a
-    // span id met before in the request can have a stored copy to look up.
-    let mut fresh: HashMap<&TraceId, BTreeMap<&str, &Span>> = HashMap::new();
-    {
-        let mut insert = transaction.prepare_cached(super::rows::UPSERT_SPAN)?;
-        // The replaced span's rollup facts come with the lookup that finds it anyway.
-        let mut existing = transaction.prepare_cached(&format!(
-            "SELECT rowid, {ROLLUP_FACT_COLUMNS} FROM spans WHERE project_id = ?1 AND trace_id = ?2 AND span_id = ?3"
-        ))?;
-        let mut trace_exists = transaction
-            .prepare_cached("SELECT 1 FROM traces WHERE project_id = ?1 AND trace_id = ?2")?;
-        for (span, prepared) in batch.iter() {
-            let existed = match touched.get(&span.trace_id) {
-                Some(existed) => *existed,
-                None => {
-                    let existed = trace_exists
-                        .query_row(rusqlite::params![project.0, span.trace_id.as_str()], |_| {
-                            Ok(())
-                        })
-                        .optional()?
-                        .is_some();
-                    touched.insert(&span.trace_id, existed);
-                    existed
-                }
-            };
-            let may_be_stored = existed
-                || fresh
-                    .entry(&span.trace_id)
-                    .or_default()
-                    .insert(span.span_id.as_str(), span)
-                    .is_some();
-            // Only a replaced span has index rows to remove; new spans skip those deletes,
-            // which FTS5 would otherwise record as tombstones.
-            let replaced: Option<(i64, RollupFacts)> = if may_be_stored {
-                existing
-                    .query_row(
-                        rusqlite::params![project.0, span.trace_id.as_str(), span.span_id.as_str()],
-                        |row| Ok((row.get(0)?, RollupFacts::from_row(row, 1))),
-                    )
-                    .optional()?
-                    .map(|(rowid, facts)| facts.map(|facts| (rowid, facts)))
-                    .transpose()?
-            } else {
-                None
-            };
-            if let Some((rowid, facts)) = replaced {
-                unindex_span(transaction, rowid, search)?;
-                rollup.add(project, &facts, -1);
-            }
-            let rowid = upsert_span(&mut insert, project, span, &prepared.content, ingested_ns)?;
-            index_span(transaction, rowid, project, span, prepared, search)?;
-        }
-    }
-    let mut save = transaction.prepare_cached(super::rows::UPSERT_TRACE)?;
-    for (trace_id, existed) in &touched {
-        let summary;
-        if *existed {
-            // Recompute from every stored span: replacements and late parents then give
-            // exactly the aggregates a fresh computation would, with one definition (core's).
-            let stored = load_trace_for_summary(transaction, project, trace_id)?;
-            summary = summarize(&stored);
-            replace_trace_facets(transaction, project, trace_id, &stored, summary.as_ref())?;
+    let mut insert = transaction.prepare_cached(super::rows::UPSERT_SPAN)?;
+    // The replaced copy's facts come with the lookup that finds it anyway.
+    let mut existing = transaction.prepare_cached(&format!(
+        "SELECT {FACT_COLUMNS} FROM spans WHERE project_id = ?1 AND trace_id = ?2 AND span_id = ?3"
+    ))?;
+    let mut trace_ids: HashSet<&TraceId> = HashSet::new();
+    for (span, prepared) in batch.iter() {
+        trace_ids.insert(&span.trace_id);
+        // Only a replaced span has index rows to remove; new spans skip those deletes,
+        // which FTS5 would otherwise record as tombstones.
+        let replaced: Option<StoredFacts> = if traces.may_be_stored(transaction, project, span)? {
+            existing
+                .query_row(
+                    rusqlite::params![project.0, span.trace_id.as_str(), span.span_id.as_str()],
+                    StoredFacts::from_row,
+                )
+                .optional()?
         } else {
-            // A trace new in this request has only the spans in hand: summarize those instead
-            // of reading them back (which parsed every span's stored JSON). In span id order,
-            // like a read of the stored trace.
-            let spans_of_trace: Vec<&Span> = fresh
-                .remove(trace_id)
-                .map(|by_id| by_id.into_values().collect())
-                .unwrap_or_default();
-            summary = summarize(&spans_of_trace);
-            if let Some(summary) = &summary {
-                insert_trace_facets(transaction, project, trace_id, &spans_of_trace, summary)?;
-            }
+            None
+        };
+        if let Some(stored) = &replaced {
+            unindex_span(transaction, stored.rowid, search)?;
+            rollup.add(project, &RollupFacts::from_stored(stored), -1);
         }
-        if let Some(summary) = &summary {
-            upsert_trace(&mut save, project, summary, ingested_ns)?;
-        }
+        let rowid = upsert_span(&mut insert, project, span, &prepared.content, ingested_ns)?;
+        index_span(transaction, rowid, project, span, prepared, search)?;
+        traces.written(transaction, project, span, replaced.as_ref())?;
     }
     Ok(WriteReceipt {
         spans_written: batch.spans.len() as u64,
-        traces_touched: touched.len() as u64,
+        traces_touched: trace_ids.len() as u64,
     })
-}
-
-/// The stored spans of a trace, with only what [`summarize`] and the facets read.
-fn load_trace_for_summary(
-    transaction: &rusqlite::Transaction<'_>,
-    project: ProjectId,
-    trace_id: &TraceId,
-) -> Result<Vec<Span>, SqliteError> {
-    let select = format!(
-        "SELECT {} FROM spans WHERE project_id = ?1 AND trace_id = ?2",
-        SPAN_COLUMNS.replace(
-            "content",
-            "json_object('trace_name', json_extract(span_content(content), '$.trace_name'))"
-        )
-    );
-    transaction
-        .prepare_cached(&select)?
-        .query_map(rusqlite::params![project.0, trace_id.as_str()], |row| {
-            Ok(span_from_row(row))
-        })?
-        .collect::<Result<Result<Vec<Span>, SqliteError>, rusqlite::Error>>()?
 }
 
 /// Removes a trace, its spans and their index rows. `traces_touched` is 0 when there was none.
@@ -293,29 +224,34 @@ fn delete_trace(
     rollup: &mut RollupDeltas,
     search: &mut SearchRows<'_>,
 ) -> Result<WriteReceipt, SqliteError> {
-    let stored: Vec<(i64, Result<RollupFacts, SqliteError>)> = transaction
+    let stored: Vec<StoredFacts> = transaction
         .prepare_cached(&format!(
-            "SELECT rowid, {ROLLUP_FACT_COLUMNS} FROM spans WHERE project_id = ?1 AND trace_id = ?2"
+            "SELECT {FACT_COLUMNS} FROM spans WHERE project_id = ?1 AND trace_id = ?2"
         ))?
-        .query_map(rusqlite::params![project.0, trace_id.as_str()], |row| {
-            Ok((row.get(0)?, RollupFacts::from_row(row, 1)))
-        })?
+        .query_map(
+            rusqlite::params![project.0, trace_id.as_str()],
+            StoredFacts::from_row,
+        )?
         .collect::<Result<_, _>>()?;
-    let mut rowids = Vec::with_capacity(stored.len());
-    for (rowid, facts) in stored {
-        unindex_span(transaction, rowid, search)?;
-        rollup.add(project, &facts?, -1);
-        rowids.push(rowid);
+    for facts in &stored {
+        unindex_span(transaction, facts.rowid, search)?;
+        rollup.add(project, &RollupFacts::from_stored(facts), -1);
     }
+    let trace = rusqlite::params![project.0, trace_id.as_str()];
     transaction
         .prepare_cached("DELETE FROM spans WHERE project_id = ?1 AND trace_id = ?2")?
-        .execute(rusqlite::params![project.0, trace_id.as_str()])?;
-    replace_trace_facets(transaction, project, trace_id, &[], None)?;
+        .execute(trace)?;
+    transaction
+        .prepare_cached("DELETE FROM trace_facets INDEXED BY trace_facets_by_trace WHERE project_id = ?1 AND trace_id = ?2")?
+        .execute(trace)?;
+    transaction
+        .prepare_cached("DELETE FROM trace_roots WHERE project_id = ?1 AND trace_id = ?2")?
+        .execute(trace)?;
     let traces = transaction
         .prepare_cached("DELETE FROM traces WHERE project_id = ?1 AND trace_id = ?2")?
-        .execute(rusqlite::params![project.0, trace_id.as_str()])?;
+        .execute(trace)?;
     Ok(WriteReceipt {
-        spans_written: rowids.len() as u64,
+        spans_written: stored.len() as u64,
         traces_touched: traces as u64,
     })
 }
