@@ -413,8 +413,11 @@ fn realistic_span(
             } else {
                 "openai"
             };
-            let prompt = text(random, 700);
-            let answer = text(random, 500);
+            // About as long as whole traces' prompts and answers on average, but varied, so
+            // token counts differ from call to call.
+            let (prompt_bytes, answer_bytes) = (random.usize(300..1100), random.usize(150..850));
+            let prompt = text(random, prompt_bytes);
+            let answer = text(random, answer_bytes);
             out["span_name"] = json!(format!("{provider}.chat"));
             out["log_type"] = json!("chat");
             out["model"] = json!(model);
