@@ -326,8 +326,8 @@ fn random_span(random: &mut fastrand::Rng, trace: &str) -> Span {
 }
 
 /// What the writer keeps incrementally for a trace equals `summarize` over the trace's stored
-/// spans, after every request, whatever the split into requests, the arrival order and the
-/// re-sends (with changed values) — and so do its facets and its list entry.
+/// spans, after every request, whatever the split into requests, the arrival order, the
+/// re-sends (with changed values) and other writers of the same file — and so do its facets.
 #[tokio::test]
 async fn incremental_trace_aggregates_equal_summarize_over_the_stored_spans() {
     use tracehouse_core::summarize;
@@ -337,6 +337,7 @@ async fn incremental_trace_aggregates_equal_summarize_over_the_stored_spans() {
     let seed = fastrand::u64(..);
     let mut random = fastrand::Rng::with_seed(seed);
     let connection = rusqlite::Connection::open(dir.path().join("tracehouse.db")).unwrap();
+    let other = SqliteStore::open(SqliteConfig::in_data_dir(dir.path())).unwrap();
     for round in 0..200 {
         let traces = ["p", "q", "r"];
         let requests = 1 + random.usize(..4);
@@ -347,7 +348,10 @@ async fn incremental_trace_aggregates_equal_summarize_over_the_stored_spans() {
                     random_span(&mut random, trace)
                 })
                 .collect();
-            store.write_spans(project, spans).await.unwrap();
+            // Now and then through a second store on the same file, as `tracehouse import`
+            // writes beside a running server: the first store's writer must notice.
+            let writer = if random.u8(..8) == 0 { &other } else { &store };
+            writer.write_spans(project, spans).await.unwrap();
         }
         if random.u8(..10) == 0 {
             let trace = traces[random.usize(..traces.len())];

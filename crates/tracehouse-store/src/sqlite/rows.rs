@@ -18,6 +18,17 @@ pub(crate) const SPAN_COLUMNS: &str = "trace_id, span_id, parent_id, name, log_t
      customer_identifier, session_identifier, thread_identifier, trace_group_identifier, environment, \
      workflow_name, path, content";
 
+/// Inserts a span that is not stored yet and returns its rowid; returns no row when the span
+/// is stored already (then [`UPSERT_SPAN`] replaces it). Most spans are new, so trying the
+/// insert first spares them the lookup a replacement needs.
+pub(crate) const INSERT_NEW_SPAN: &str = "INSERT INTO spans (project_id, trace_id, span_id, parent_id, name, log_type, \
+     start_ns, end_ns, latency, times_inferred, model, provider_id, status, status_code, error_message, prompt_tokens, \
+     completion_tokens, total_tokens, cost, customer_identifier, session_identifier, thread_identifier, \
+     trace_group_identifier, environment, workflow_name, path, content, ingested_ns, first_seen_ns) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?28) \
+     ON CONFLICT (project_id, trace_id, span_id) DO NOTHING RETURNING rowid";
+
+/// Inserts or replaces a span and returns its rowid (kept across replacements).
 pub(crate) const UPSERT_SPAN: &str = "INSERT INTO spans (project_id, trace_id, span_id, parent_id, name, log_type, \
      start_ns, end_ns, latency, times_inferred, model, provider_id, status, status_code, error_message, prompt_tokens, \
      completion_tokens, total_tokens, cost, customer_identifier, session_identifier, thread_identifier, \
@@ -63,14 +74,15 @@ fn count_from_sql(count: Option<i64>) -> Option<u64> {
     count.and_then(|c| u64::try_from(c).ok())
 }
 
-/// Inserts or replaces a span and returns its rowid (kept across replacements).
+/// Runs [`INSERT_NEW_SPAN`] or [`UPSERT_SPAN`] for a span: its rowid, or `None` when the
+/// insert-only statement found the span stored already.
 pub(crate) fn upsert_span(
     statement: &mut Statement<'_>,
     project: ProjectId,
     span: &Span,
     content: &StoredContent,
     ingested_ns: i64,
-) -> Result<i64, SqliteError> {
+) -> Result<Option<i64>, SqliteError> {
     let rowid = statement.query_row(
         params![
             project.0,
@@ -103,8 +115,12 @@ pub(crate) fn upsert_span(
             ingested_ns,
         ],
         |row| row.get(0),
-    )?;
-    Ok(rowid)
+    );
+    match rowid {
+        Ok(rowid) => Ok(Some(rowid)),
+        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
 }
 
 fn id<T: TryFrom<String>>(raw: String, column: &str) -> Result<T, SqliteError> {

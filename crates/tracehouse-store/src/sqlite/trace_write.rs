@@ -49,24 +49,76 @@ struct TraceWork<'a> {
     written: HashMap<&'a str, Written<'a>>,
 }
 
-/// The traces touched by one group commit.
+/// Traces kept in each generation of [`TraceCache`].
+const TRACE_CACHE_GENERATION: usize = 4096;
+
+/// The states of recently written traces, kept by the writer across commits: an exporter sends
+/// a trace in many requests, and reading and parsing its state from `traces` on every one of
+/// them was a tenth of the writer's time.
+///
+/// Two generations bound it (at most twice [`TRACE_CACHE_GENERATION`] states, a few MB): a
+/// full young generation becomes the old one and the old one is dropped. The writer is the
+/// only writer of trace states in this process; another process writing the database file
+/// (`tracehouse import` or `keys` on the data directory) changes SQLite's `data_version`, and
+/// the cache is emptied before the next commit.
 #[derive(Default)]
-pub(crate) struct TraceWrites<'a> {
-    traces: HashMap<(ProjectId, &'a TraceId), TraceWork<'a>>,
+pub(crate) struct TraceCache {
+    young: HashMap<(ProjectId, TraceId), TraceState>,
+    old: HashMap<(ProjectId, TraceId), TraceState>,
+    data_version: Option<i64>,
 }
 
-impl<'a> TraceWrites<'a> {
-    /// Whether a span of this trace may have a stored copy: its trace existed before this
-    /// commit, or the same span id was written earlier in it. Loads the trace's state on its
-    /// first touch in the commit.
-    pub(crate) fn may_be_stored(
+impl TraceCache {
+    /// Empties the cache if another connection committed since the last call.
+    pub(crate) fn check_other_writers(
         &mut self,
-        transaction: &Transaction<'_>,
-        project: ProjectId,
-        span: &'a Span,
-    ) -> Result<bool, SqliteError> {
-        let work = self.work(transaction, project, &span.trace_id)?;
-        Ok(work.existed || work.written.contains_key(span.span_id.as_str()))
+        connection: &rusqlite::Connection,
+    ) -> Result<(), SqliteError> {
+        let version: i64 = connection.query_row("PRAGMA data_version", [], |row| row.get(0))?;
+        if self.data_version != Some(version) {
+            self.young.clear();
+            self.old.clear();
+            self.data_version = Some(version);
+        }
+        Ok(())
+    }
+
+    /// Takes a trace's state out; it comes back with [`TraceCache::keep`] once a commit with
+    /// the trace's new state succeeded, so a failed commit leaves no stale state behind.
+    fn take(&mut self, key: &(ProjectId, TraceId)) -> Option<TraceState> {
+        self.young.remove(key).or_else(|| self.old.remove(key))
+    }
+
+    /// Keeps the committed states of a group commit's traces.
+    pub(crate) fn keep(&mut self, states: Vec<((ProjectId, TraceId), TraceState)>) {
+        for (key, state) in states {
+            if self.young.len() >= TRACE_CACHE_GENERATION {
+                self.old = std::mem::take(&mut self.young);
+            }
+            self.young.insert(key, state);
+        }
+    }
+
+    /// Forgets a deleted trace.
+    pub(crate) fn forget(&mut self, project: ProjectId, trace_id: &TraceId) {
+        let key = (project, trace_id.clone());
+        self.young.remove(&key);
+        self.old.remove(&key);
+    }
+}
+
+/// The traces touched by one group commit.
+pub(crate) struct TraceWrites<'a, 'c> {
+    traces: HashMap<(ProjectId, &'a TraceId), TraceWork<'a>>,
+    cache: &'c mut TraceCache,
+}
+
+impl<'a, 'c> TraceWrites<'a, 'c> {
+    pub(crate) fn new(cache: &'c mut TraceCache) -> Self {
+        Self {
+            traces: HashMap::new(),
+            cache,
+        }
     }
 
     /// Counts in a span just written; `replaced` is the copy it overwrote.
@@ -96,6 +148,7 @@ impl<'a> TraceWrites<'a> {
     pub(crate) fn discard(&mut self, project: ProjectId, trace_id: &TraceId) {
         self.traces
             .retain(|(p, t), _| !(*p == project && *t == trace_id));
+        self.cache.forget(project, trace_id);
     }
 
     fn work(
@@ -108,6 +161,15 @@ impl<'a> TraceWrites<'a> {
         match self.traces.entry((project, trace_id)) {
             Entry::Occupied(work) => Ok(work.into_mut()),
             Entry::Vacant(slot) => {
+                if let Some(cached) = self.cache.take(&(project, trace_id.clone())) {
+                    return Ok(slot.insert(TraceWork {
+                        existed: true,
+                        rebuild: false,
+                        state: cached.clone(),
+                        before: Some(cached),
+                        written: HashMap::new(),
+                    }));
+                }
                 let stored: Option<Option<String>> = transaction
                     .prepare_cached(
                         "SELECT state FROM traces WHERE project_id = ?1 AND trace_id = ?2",
@@ -130,12 +192,13 @@ impl<'a> TraceWrites<'a> {
     }
 
     /// Settles every touched trace: root candidates, root, facets and the `traces` row.
+    /// Returns the traces' new states, for the cache once the commit succeeded.
     pub(crate) fn flush(
         self,
         transaction: &Transaction<'_>,
         ingested_ns: i64,
-    ) -> Result<u64, SqliteError> {
-        let mut touched = 0;
+    ) -> Result<Vec<((ProjectId, TraceId), TraceState)>, SqliteError> {
+        let mut states = Vec::with_capacity(self.traces.len());
         let mut save = transaction.prepare_cached(UPSERT_TRACE)?;
         for ((project, trace_id), mut work) in self.traces {
             let first_candidate = update_root_candidates(transaction, project, trace_id, &work)?;
@@ -187,9 +250,9 @@ impl<'a> TraceWrites<'a> {
                 summary.start.unix_nanos(),
             )?;
             upsert_trace(&mut save, project, &summary, &work.state, ingested_ns)?;
-            touched += 1;
+            states.push(((project, trace_id.clone()), work.state));
         }
-        Ok(touched)
+        Ok(states)
     }
 }
 

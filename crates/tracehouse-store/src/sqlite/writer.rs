@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 use tracehouse_core::{GroupCommit, ProjectId, StoreObserver, TraceId, WriteReceipt};
 
@@ -15,7 +15,7 @@ use super::index::{SearchRows, index_span, unindex_span};
 use super::prepared::PreparedBatch;
 use super::rollup::{RollupDeltas, RollupFacts};
 use super::rows::{FACT_COLUMNS, StoredFacts, upsert_span};
-use super::trace_write::TraceWrites;
+use super::trace_write::{TraceCache, TraceWrites};
 use crate::now_ns;
 use crate::write_queue::{WriteOp, gather};
 
@@ -34,11 +34,12 @@ pub(crate) fn run(
     commit_signal: &CommitSignal,
 ) {
     let mut since_optimize = 0usize;
+    let mut cache = TraceCache::default();
     while let Some(first) = jobs.blocking_recv() {
         let (batch, span_total) = gather(first, &mut jobs, max_batch_spans);
         let requests = batch.len();
         let started = Instant::now();
-        let (committed, answers) = commit_batch(&mut connection, batch);
+        let (committed, answers) = commit_batch(&mut connection, batch, &mut cache);
         commit_signal.committed();
         // Reported before answering, so a client that has its answer also sees the commit in
         // the metrics.
@@ -94,9 +95,13 @@ type Answer = (
 /// about a third of the writer's time. Validation happens before a job gets here, so a job
 /// failing inside SQLite is rare; when it happens the batch is rolled back and its jobs are
 /// retried one transaction each, so only the failing job sees the error.
-fn commit_batch(connection: &mut Connection, batch: Vec<WriteJob>) -> (bool, Vec<Answer>) {
+fn commit_batch(
+    connection: &mut Connection,
+    batch: Vec<WriteJob>,
+    cache: &mut TraceCache,
+) -> (bool, Vec<Answer>) {
     let ingested_ns = now_ns();
-    let together = write_together(connection, &batch, ingested_ns);
+    let together = write_together(connection, &batch, ingested_ns, cache);
     match together {
         Ok(receipts) => (
             true,
@@ -112,7 +117,7 @@ fn commit_batch(connection: &mut Connection, batch: Vec<WriteJob>) -> (bool, Vec
                 .into_iter()
                 .map(|job| {
                     let result =
-                        write_together(connection, std::slice::from_ref(&job), ingested_ns)
+                        write_together(connection, std::slice::from_ref(&job), ingested_ns, cache)
                             .map(|mut receipts| receipts.pop().unwrap_or_default());
                     (job.reply, result)
                 })
@@ -134,12 +139,14 @@ fn write_together(
     connection: &mut Connection,
     jobs: &[WriteJob],
     ingested_ns: i64,
+    cache: &mut TraceCache,
 ) -> Result<Vec<WriteReceipt>, SqliteError> {
     let transaction = connection.transaction()?;
     let mut receipts = Vec::with_capacity(jobs.len());
     let mut rollup = RollupDeltas::default();
     let mut search = SearchRows::default();
-    let mut traces = TraceWrites::default();
+    cache.check_other_writers(&transaction)?;
+    let mut traces = TraceWrites::new(cache);
     for job in jobs {
         receipts.push(match &job.op {
             WriteOp::Spans(batch) => write_spans(
@@ -163,10 +170,11 @@ fn write_together(
             }
         });
     }
-    traces.flush(&transaction, ingested_ns)?;
+    let states = traces.flush(&transaction, ingested_ns)?;
     search.flush(&transaction)?;
     rollup.flush(&transaction)?;
     transaction.commit()?;
+    cache.keep(states);
     Ok(receipts)
 }
 
@@ -179,10 +187,11 @@ fn write_spans<'a>(
     ingested_ns: i64,
     rollup: &mut RollupDeltas,
     search: &mut SearchRows<'a>,
-    traces: &mut TraceWrites<'a>,
+    traces: &mut TraceWrites<'a, '_>,
 ) -> Result<WriteReceipt, SqliteError> {
     rollup.merge(&batch.rollup);
-    let mut insert = transaction.prepare_cached(super::rows::UPSERT_SPAN)?;
+    let mut insert_new = transaction.prepare_cached(super::rows::INSERT_NEW_SPAN)?;
+    let mut replace = transaction.prepare_cached(super::rows::UPSERT_SPAN)?;
     // The replaced copy's facts come with the lookup that finds it anyway.
     let mut existing = transaction.prepare_cached(&format!(
         "SELECT {FACT_COLUMNS} FROM spans WHERE project_id = ?1 AND trace_id = ?2 AND span_id = ?3"
@@ -190,23 +199,32 @@ fn write_spans<'a>(
     let mut trace_ids: HashSet<&TraceId> = HashSet::new();
     for (span, prepared) in batch.iter() {
         trace_ids.insert(&span.trace_id);
-        // Only a replaced span has index rows to remove; new spans skip those deletes,
-        // which FTS5 would otherwise record as tombstones.
-        let replaced: Option<StoredFacts> = if traces.may_be_stored(transaction, project, span)? {
-            existing
-                .query_row(
+        let (rowid, replaced) = match upsert_span(
+            &mut insert_new,
+            project,
+            span,
+            &prepared.content,
+            ingested_ns,
+        )? {
+            Some(rowid) => (rowid, None),
+            // Stored already: count the stored copy out of the indexes and aggregates,
+            // then overwrite it. New spans skip these deletes, which FTS5 would otherwise
+            // record as tombstones.
+            None => {
+                let stored = existing.query_row(
                     rusqlite::params![project.0, span.trace_id.as_str(), span.span_id.as_str()],
                     StoredFacts::from_row,
-                )
-                .optional()?
-        } else {
-            None
+                )?;
+                unindex_span(transaction, stored.rowid, search)?;
+                rollup.add(project, &RollupFacts::from_stored(&stored), -1);
+                let rowid =
+                    upsert_span(&mut replace, project, span, &prepared.content, ingested_ns)?
+                        .ok_or_else(|| {
+                            SqliteError::Corrupt("an upsert returned no rowid".to_owned())
+                        })?;
+                (rowid, Some(stored))
+            }
         };
-        if let Some(stored) = &replaced {
-            unindex_span(transaction, stored.rowid, search)?;
-            rollup.add(project, &RollupFacts::from_stored(stored), -1);
-        }
-        let rowid = upsert_span(&mut insert, project, span, &prepared.content, ingested_ns)?;
         index_span(transaction, rowid, project, span, prepared, search)?;
         traces.written(transaction, project, span, replaced.as_ref())?;
     }

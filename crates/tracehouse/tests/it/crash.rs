@@ -70,6 +70,9 @@ async fn acknowledged_spans_survive_kill_9() {
                 "4",
                 "--json",
                 "--no-verify",
+                // Whole traces with a run-id prefix: the check below counts them by it.
+                "--shape",
+                "whole-traces",
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
