@@ -49,6 +49,9 @@ struct TraceWork<'a> {
     written: HashMap<&'a str, Written<'a>>,
 }
 
+/// A trace of a project, as the cache keys it.
+type TraceKey = (ProjectId, TraceId);
+
 /// Traces kept in each generation of [`TraceCache`].
 const TRACE_CACHE_GENERATION: usize = 4096;
 
@@ -63,8 +66,8 @@ const TRACE_CACHE_GENERATION: usize = 4096;
 /// the cache is emptied before the next commit.
 #[derive(Default)]
 pub(crate) struct TraceCache {
-    young: HashMap<(ProjectId, TraceId), TraceState>,
-    old: HashMap<(ProjectId, TraceId), TraceState>,
+    young: HashMap<TraceKey, TraceState>,
+    old: HashMap<TraceKey, TraceState>,
     data_version: Option<i64>,
 }
 
@@ -85,12 +88,12 @@ impl TraceCache {
 
     /// Takes a trace's state out; it comes back with [`TraceCache::keep`] once a commit with
     /// the trace's new state succeeded, so a failed commit leaves no stale state behind.
-    fn take(&mut self, key: &(ProjectId, TraceId)) -> Option<TraceState> {
+    fn take(&mut self, key: &TraceKey) -> Option<TraceState> {
         self.young.remove(key).or_else(|| self.old.remove(key))
     }
 
     /// Keeps the committed states of a group commit's traces.
-    pub(crate) fn keep(&mut self, states: Vec<((ProjectId, TraceId), TraceState)>) {
+    pub(crate) fn keep(&mut self, states: Vec<(TraceKey, TraceState)>) {
         for (key, state) in states {
             if self.young.len() >= TRACE_CACHE_GENERATION {
                 self.old = std::mem::take(&mut self.young);
@@ -197,7 +200,7 @@ impl<'a, 'c> TraceWrites<'a, 'c> {
         self,
         transaction: &Transaction<'_>,
         ingested_ns: i64,
-    ) -> Result<Vec<((ProjectId, TraceId), TraceState)>, SqliteError> {
+    ) -> Result<Vec<(TraceKey, TraceState)>, SqliteError> {
         let mut states = Vec::with_capacity(self.traces.len());
         let mut save = transaction.prepare_cached(UPSERT_TRACE)?;
         for ((project, trace_id), mut work) in self.traces {
