@@ -200,6 +200,19 @@ pub(crate) enum BenchCommand {
     /// default they arrive as OpenTelemetry SDKs export them (`--shape realistic`). All bodies
     /// are built before the clock starts.
     Ingest(BenchIngestArgs),
+    /// Time the read API's calls of the web viewer and API clients: p50, p95 and max of each.
+    ///
+    /// Ten calls: a trace fetch, the newest traces and spans, traces, spans and a summary
+    /// filtered by model, spans filtered by metadata, span and trace search for a common word,
+    /// and the cost-by-model timeseries over all the data. What to ask is discovered from the
+    /// data first (printed; override with --model, --word, --metadata, --trace): the most
+    /// common model, metadata pair and word among the newest 200 spans, the trace with the
+    /// most spans among the newest 50 traces, and the time range from the oldest to the newest
+    /// span. Each call runs once to warm up, then --calls times one after another. The table
+    /// also gives each answer's status, `count` (and `count_is_exact` when the server sends
+    /// it) and rows returned, and the store's span and trace counts. Exit status 1 when any
+    /// answer was not 2xx or a filtered answer held a row that does not match its filter.
+    Read(BenchReadArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -276,6 +289,51 @@ pub(crate) struct BenchIngestArgs {
     /// Skip the check that every acknowledged span is readable.
     #[arg(long)]
     pub(crate) no_verify: bool,
+}
+
+/// A `--metadata KEY=VALUE`: the key (nested keys joined with `__`) and the raw value.
+fn parse_metadata_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err("expected KEY=VALUE, such as bench_run=1a2b3c4d".to_owned()),
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchReadArgs {
+    /// Base URL of the server (loopback only).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub(crate) url: String,
+    /// API key to send with every request; the key decides the project that is read.
+    #[arg(long, env = "TRACEHOUSE_API_KEY", hide_env_values = true)]
+    pub(crate) key: String,
+    /// Timed calls of each kind, after one warm-up call each.
+    #[arg(long, default_value_t = 40, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub(crate) calls: u32,
+    /// Model for the calls filtered by model (default: the most common one among the newest
+    /// 200 spans).
+    #[arg(long, value_name = "MODEL")]
+    pub(crate) model: Option<String>,
+    /// Word for the span and trace search calls (default: the word of four or more letters
+    /// found in the most of the newest 200 spans' names, inputs and outputs).
+    #[arg(long, value_name = "WORD")]
+    pub(crate) word: Option<String>,
+    /// Metadata pair for the call filtered by `metadata__KEY` (default: the pair found in the
+    /// most of the newest 200 spans). VALUE is matched as a number when it reads as one, else
+    /// as text.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_metadata_pair)]
+    pub(crate) metadata: Option<(String, String)>,
+    /// Trace to fetch (default: the one with the most spans among the newest 50 traces).
+    #[arg(long, value_name = "ID")]
+    pub(crate) trace: Option<String>,
+    /// Seconds one call may take before it counts as failed.
+    #[arg(long, default_value_t = 300, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) timeout_secs: u64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// Where the data lives; every subcommand that opens a store takes these.

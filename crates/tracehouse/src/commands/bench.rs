@@ -493,7 +493,7 @@ fn build_bodies(
     Ok((bodies, body_bytes))
 }
 
-fn require_loopback(url: &reqwest::Url) -> anyhow::Result<()> {
+pub(super) fn require_loopback(url: &reqwest::Url) -> anyhow::Result<()> {
     let host = url.host_str().unwrap_or("");
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod bench;
+mod bench_read;
 mod export;
 mod import;
 mod keys;
@@ -27,6 +28,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Serve(args) => serve::run(args).await,
             Command::Keys(command) => keys::run(command).await,
             Command::Bench(BenchCommand::Ingest(args)) => bench::run_ingest(args).await,
+            Command::Bench(BenchCommand::Read(args)) => bench_read::run(args).await,
             Command::Import(args) => import::run(args).await,
             Command::Export(args) => export::run(args).await,
             Command::Migrate(args) => migrate::run(args).await,
