@@ -430,10 +430,21 @@ pub struct Page {
     pub size: u64,
 }
 
+/// Matches a filtered or searched list counts exactly; past it the count is a lower bound, so
+/// no list's cost grows with the number of rows it matches.
+pub const COUNT_CAP: u64 = 10_000;
+
 impl Page {
     /// Rows to skip.
     pub fn offset(self) -> u64 {
         (self.number - 1).saturating_mul(self.size)
+    }
+
+    /// How far a store counts the matches of a filtered list before it reports a lower bound:
+    /// [`COUNT_CAP`], or further on deep pages, so the count always reaches past this page
+    /// and the next page of a capped list is still found.
+    pub fn count_limit(self) -> u64 {
+        COUNT_CAP.max(self.offset().saturating_add(self.size.saturating_mul(2)))
     }
 }
 

@@ -68,8 +68,12 @@ pub struct TraceListItem {
 /// One page of a list and the number of matches over all pages.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Listing<T> {
-    /// Matches over all pages.
+    /// Matches over all pages: exact when `total_is_exact`, else a lower bound (counting
+    /// stopped at [`crate::query::Page::count_limit`], which always reaches past this page,
+    /// so `offset + items < total` still tells whether a next page exists).
     pub total: u64,
+    /// Whether `total` is the exact number of matches.
+    pub total_is_exact: bool,
     /// This page.
     pub items: Vec<T>,
 }

@@ -161,6 +161,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    capped_counts_are_lower_bounds_and_paging_still_visits_every_match,
     writes_read_back_with_content_and_aggregates,
     resending_replaces_and_keeps_aggregates_right,
     concurrent_writers_are_grouped_and_all_committed,
@@ -372,6 +373,81 @@ async fn scanning_in_key_order_reads_every_match_once(backend: &Backend) {
     assert_eq!(sorted, seen, "strictly increasing, no repeats");
     assert_eq!(seen[0], "t00/s0");
     assert_eq!(seen[49], "t24/s2");
+}
+
+/// A filtered list past [`COUNT_CAP`] matches may report a capped count, but only ever a lower
+/// bound, and following pages still visits every match exactly once; unfiltered lists and the
+/// project's stats count exactly.
+async fn capped_counts_are_lower_bounds_and_paging_still_visits_every_match(backend: &Backend) {
+    use tracehouse_core::query::{COUNT_CAP, Page};
+
+    let (store, project) = open(backend).await;
+    let matching = COUNT_CAP as usize + 137;
+    let spans: Vec<Span> = (0..matching + 50)
+        .map(|index| {
+            let model = if index < matching { "gpt-4o" } else { "other" };
+            span(
+                &format!("t{:05}", index / 10),
+                &format!("s{index:05}"),
+                None,
+                json!({"model": model, "start_time": 1_735_689_600 + index as i64}),
+            )
+        })
+        .collect();
+    for chunk in spans.chunks(2000) {
+        store.write_spans(project, chunk.to_vec()).await.unwrap();
+    }
+    let stats = store.project_stats(project).await.unwrap();
+    assert_eq!(stats.spans, (matching + 50) as u64);
+    let unfiltered = store
+        .list_spans(project, &SpanQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (unfiltered.total, unfiltered.total_is_exact),
+        ((matching + 50) as u64, true)
+    );
+
+    let filter = equals(SpanColumn::Model, Operator::Equals, "gpt-4o");
+    let mut seen = std::collections::BTreeSet::new();
+    let mut number = 1;
+    loop {
+        let listing = store
+            .list_spans(
+                project,
+                &SpanQuery {
+                    filter: filter.clone(),
+                    page: Page { number, size: 1000 },
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(
+            listing.total <= matching as u64,
+            "never more than the matches"
+        );
+        if listing.total_is_exact {
+            assert_eq!(listing.total, matching as u64);
+        } else {
+            assert!(listing.total >= COUNT_CAP, "a capped count reaches the cap");
+        }
+        for item in &listing.items {
+            assert_eq!(item.model.as_deref(), Some("gpt-4o"));
+            assert!(
+                seen.insert(item.span_id.to_string()),
+                "{} twice",
+                item.span_id
+            );
+        }
+        // As the API decides whether a next page exists.
+        let offset = (number - 1) * 1000;
+        if offset + (listing.items.len() as u64) >= listing.total {
+            break;
+        }
+        number += 1;
+    }
+    assert_eq!(seen.len(), matching, "every match once");
 }
 
 async fn projects_are_found_and_created_by_name(backend: &Backend) {

@@ -110,7 +110,7 @@ async fn upgrading_a_v1_database_fills_the_metrics_rollups() {
         connection
             .execute_batch(
                 "DROP TABLE span_rollup_hourly; DROP TABLE span_latency_hourly; \
-                 DROP TABLE trace_roots; ALTER TABLE traces DROP COLUMN state; PRAGMA user_version = 1;",
+                 DROP TABLE trace_roots; DROP TABLE project_totals; ALTER TABLE traces DROP COLUMN state; PRAGMA user_version = 1;",
             )
             .unwrap();
     }
@@ -360,6 +360,7 @@ async fn incremental_trace_aggregates_equal_summarize_over_the_stored_spans() {
                 .await
                 .unwrap();
         }
+        let (mut span_total, mut trace_total) = (0, 0);
         for trace in traces {
             let Some(stored) = store
                 .get_trace(project, &trace.parse().unwrap())
@@ -368,6 +369,8 @@ async fn incremental_trace_aggregates_equal_summarize_over_the_stored_spans() {
             else {
                 continue;
             };
+            span_total += stored.spans.len() as u64;
+            trace_total += 1;
             let expected = summarize(&stored.spans).unwrap();
             assert_eq!(
                 stored.summary, expected,
@@ -402,6 +405,12 @@ async fn incremental_trace_aggregates_equal_summarize_over_the_stored_spans() {
             facets.sort();
             assert_eq!(facets, wanted, "seed {seed}, round {round}, trace {trace}");
         }
+        let stats = store.project_stats(project).await.unwrap();
+        assert_eq!(
+            (stats.spans, stats.traces),
+            (span_total, trace_total),
+            "seed {seed}, round {round}"
+        );
     }
 }
 
@@ -429,7 +438,7 @@ async fn upgrading_a_v3_database_keeps_trace_aggregates_exact() {
         let connection = rusqlite::Connection::open(dir.path().join("tracehouse.db")).unwrap();
         connection
             .execute_batch(
-                "DROP TABLE trace_roots; ALTER TABLE traces DROP COLUMN state; PRAGMA user_version = 3;",
+                "DROP TABLE trace_roots; DROP TABLE project_totals; ALTER TABLE traces DROP COLUMN state; PRAGMA user_version = 3;",
             )
             .unwrap();
     }
@@ -452,4 +461,7 @@ async fn upgrading_a_v3_database_keeps_trace_aggregates_exact() {
     assert_eq!(stored.summary.span_count, 3);
     assert_eq!(stored.summary.models, vec!["a".to_owned(), "b".to_owned()]);
     assert_eq!(stored.summary.environment.as_deref(), Some("prod"));
+    // The upgrade counted the 2 spans and 1 trace it found; the writer counted the third span.
+    let stats = store.project_stats(project).await.unwrap();
+    assert_eq!((stats.spans, stats.traces), (3, 1));
 }

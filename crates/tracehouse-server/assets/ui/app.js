@@ -734,12 +734,15 @@
       const datalist = form.querySelector('#model-options');
       datalist.replaceChildren(...[...seenModels].sort().map((model) => h('option', { value: model })));
       const count = typeof data.count === 'number' ? data.count : rows.length;
+      // Past 10,000 matches a filtered list stops counting: the count is a lower bound.
+      const exact = data.count_is_exact !== false;
+      const counted = exact ? plural(count, 'trace', 'traces') : `${fmtInt(count)}+ traces`;
       const first = count ? (state.page - 1) * state.size + 1 : 0;
       const last = (state.page - 1) * state.size + rows.length;
       summary.replaceChildren(rows.length
-        ? h('span', null, h('strong', null, plural(count, 'trace', 'traces')),
+        ? h('span', null, h('strong', { id: 'trace-count' }, counted),
           count > rows.length ? ` · showing ${fmtInt(first)}–${fmtInt(last)}` : '')
-        : h('span', null, plural(count, 'trace', 'traces')));
+        : h('span', null, counted));
       table.hidden = rows.length === 0;
       tableBody.replaceChildren(...rows.map(traceRow));
       const empty = results.querySelector('.empty');
@@ -759,7 +762,8 @@
         sizeSelect.addEventListener('change', () => go({ size: Number(sizeSelect.value) }));
         pager.append(
           pageLink('‹ Previous', state.page - 1, state.page > 1, 'prev-page'),
-          h('span', { class: 'page-of', id: 'page-of' }, `Page ${fmtInt(state.page)} of ${fmtInt(pages)}`),
+          h('span', { class: 'page-of', id: 'page-of' },
+            exact ? `Page ${fmtInt(state.page)} of ${fmtInt(pages)}` : `Page ${fmtInt(state.page)} of ${fmtInt(pages)}+`),
           pageLink('Next ›', state.page + 1, Boolean(data.next), 'next-page'),
           h('div', { class: 'spacer' }),
           sizeSelect);

@@ -200,12 +200,14 @@ fn encode_component(text: &str) -> String {
 /// The `{"count", "next", "previous", "results"}` envelope.
 pub(super) fn list_envelope(
     count: u64,
+    count_is_exact: bool,
     next: Option<String>,
     previous: Option<String>,
     results: Vec<Value>,
 ) -> Map<String, Value> {
     let mut object = Map::new();
     object.insert("count".to_owned(), Value::from(count));
+    object.insert("count_is_exact".to_owned(), Value::from(count_is_exact));
     object.insert("next".to_owned(), next.map_or(Value::Null, Value::from));
     object.insert(
         "previous".to_owned(),

@@ -38,13 +38,20 @@ impl ListRequest {
         page: Page,
         as_of: Timestamp,
         total: u64,
+        total_is_exact: bool,
         results: Vec<Value>,
     ) -> JsonObject {
         let shown = results.len() as u64;
         let link = |number| page_link(&self.headers, &self.uri, &self.query, number, as_of);
         let next = (page.offset() + shown < total).then(|| link(page.number + 1));
         let previous = (page.number > 1).then(|| link(page.number - 1));
-        Json(list_envelope(total, next, previous, results))
+        Json(list_envelope(
+            total,
+            total_is_exact,
+            next,
+            previous,
+            results,
+        ))
     }
 }
 
@@ -70,7 +77,13 @@ pub(super) async fn list_traces(
         uri,
         query: query_string,
     };
-    Ok(request.envelope(query.page, as_of, listing.total, results))
+    Ok(request.envelope(
+        query.page,
+        as_of,
+        listing.total,
+        listing.total_is_exact,
+        results,
+    ))
 }
 
 /// `GET|POST /api/request-logs/list/`: a page of the project's spans.
@@ -95,7 +108,13 @@ pub(super) async fn list_spans(
         uri,
         query: query_string,
     };
-    Ok(request.envelope(query.page, as_of, listing.total, results))
+    Ok(request.envelope(
+        query.page,
+        as_of,
+        listing.total,
+        listing.total_is_exact,
+        results,
+    ))
 }
 
 /// `POST /api/request-logs/summary/`: totals and latency percentiles over a filter.

@@ -481,7 +481,11 @@ impl SpanStore for ClickHouseStore {
                 metadata,
             });
         }
-        Ok(Listing { total, items })
+        Ok(Listing {
+            total,
+            total_is_exact: true,
+            items,
+        })
     }
 
     async fn list_spans(
@@ -509,7 +513,11 @@ impl SpanStore for ClickHouseStore {
                 ),
             )
             .await?;
-        Ok(Listing { total, items })
+        Ok(Listing {
+            total,
+            total_is_exact: true,
+            items,
+        })
     }
 
     async fn scan_spans(

@@ -2,7 +2,7 @@
 //! parameters; the SQL text is assembled from fixed fragments chosen by the typed model.
 
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use tracehouse_core::query::{
     Condition, Direction, FilterValue, Operator, Page, SpanColumn, SpanField, SpanFilter,
     SpanQuery, TraceColumn, TraceQuery,
@@ -362,6 +362,55 @@ fn count(connection: &Connection, sql: &str, params: &[SqlValue]) -> Result<u64,
     Ok(u64::try_from(total).unwrap_or(0))
 }
 
+/// The rows `from_where` (`FROM ... WHERE ...`) selects, counted up to `limit`: the count and
+/// whether it is exact. Past the limit counting stops, so a count never walks every match.
+fn count_capped(
+    connection: &Connection,
+    from_where: &str,
+    params: &[SqlValue],
+    limit: u64,
+) -> Result<(u64, bool), SqliteError> {
+    let counted = count(
+        connection,
+        &format!(
+            "SELECT count(*) FROM (SELECT 1 {from_where} LIMIT {})",
+            limit.saturating_add(1)
+        ),
+        params,
+    )?;
+    Ok(if counted > limit {
+        (limit, false)
+    } else {
+        (counted, true)
+    })
+}
+
+/// What `project_totals` counts.
+#[derive(Clone, Copy)]
+enum Total {
+    Spans,
+    Traces,
+}
+
+/// A project's span or trace count as the writer keeps it.
+fn project_total(
+    connection: &Connection,
+    project: ProjectId,
+    total: Total,
+) -> Result<u64, SqliteError> {
+    let column = match total {
+        Total::Spans => "spans",
+        Total::Traces => "traces",
+    };
+    let counted: Option<i64> = connection
+        .prepare_cached(&format!(
+            "SELECT {column} FROM project_totals WHERE project_id = ?1"
+        ))?
+        .query_row(params![project.0], |row| row.get(0))
+        .optional()?;
+    Ok(counted.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
+}
+
 fn parse_json_column(text: Option<String>) -> Result<Option<serde_json::Value>, SqliteError> {
     text.map(|t| serde_json::from_str(&t))
         .transpose()
@@ -455,11 +504,20 @@ pub(crate) fn list_traces(
         ));
     }
     let where_sql = clause.text();
-    let total = count(
-        connection,
-        &format!("SELECT count(*) FROM traces t WHERE {where_sql}"),
-        &clause.params,
-    )?;
+    let unfiltered = query.conditions.is_empty()
+        && query.spans.is_empty()
+        && query.start_from.is_none()
+        && query.start_to.is_none();
+    let (total, total_is_exact) = if unfiltered {
+        (project_total(connection, project, Total::Traces)?, true)
+    } else {
+        count_capped(
+            connection,
+            &format!("FROM traces t WHERE {where_sql}"),
+            &clause.params,
+            query.page.count_limit(),
+        )?
+    };
 
     let order = direction(query.sort.direction);
     let sql = format!(
@@ -479,7 +537,11 @@ pub(crate) fn list_traces(
             metadata: parse_json_column(row.get(21)?)?,
         })
     })?;
-    Ok(Listing { total, items })
+    Ok(Listing {
+        total,
+        total_is_exact,
+        items,
+    })
 }
 
 pub(crate) fn list_spans(
@@ -494,11 +556,16 @@ pub(crate) fn list_spans(
         clause.clauses.push(format!("s.first_seen_ns <= {p}"));
     }
     let where_sql = clause.text();
-    let total = count(
-        connection,
-        &format!("SELECT count(*) FROM spans s WHERE {where_sql}"),
-        &clause.params,
-    )?;
+    let (total, total_is_exact) = if query.filter.is_empty() {
+        (project_total(connection, project, Total::Spans)?, true)
+    } else {
+        count_capped(
+            connection,
+            &format!("FROM spans s WHERE {where_sql}"),
+            &clause.params,
+            query.page.count_limit(),
+        )?
+    };
     let order = direction(query.sort.direction);
     let sql = format!(
         "SELECT {columns} FROM spans s WHERE {where_sql} \
@@ -508,7 +575,11 @@ pub(crate) fn list_spans(
         page = page_clause(query.page, &mut clause),
     );
     let items = collect_rows(connection, &sql, &clause.params, span_from_row)?;
-    Ok(Listing { total, items })
+    Ok(Listing {
+        total,
+        total_is_exact,
+        items,
+    })
 }
 
 pub(crate) fn scan_spans(
@@ -606,17 +677,10 @@ pub(crate) fn project_stats(
     connection: &Connection,
     project: ProjectId,
 ) -> Result<ProjectStats, SqliteError> {
-    let traces = count(
-        connection,
-        "SELECT count(*) FROM traces WHERE project_id = ?1",
-        &[SqlValue::Integer(project.0)],
-    )?;
-    let spans = count(
-        connection,
-        "SELECT count(*) FROM spans WHERE project_id = ?1",
-        &[SqlValue::Integer(project.0)],
-    )?;
-    Ok(ProjectStats { traces, spans })
+    Ok(ProjectStats {
+        traces: project_total(connection, project, Total::Traces)?,
+        spans: project_total(connection, project, Total::Spans)?,
+    })
 }
 
 #[cfg(test)]

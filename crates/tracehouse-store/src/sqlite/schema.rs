@@ -29,7 +29,7 @@ pub(crate) fn migrations() -> Migrations<'static> {
 /// `tracehouse_core::trace_state::TraceState` as JSON (NULL for traces written before: the
 /// writer rebuilds it from the stored spans the first time such a trace is touched), and
 /// `trace_roots` indexes the spans that can be a trace's root, so a write finds the root
-/// without reading the trace.
+/// without reading the trace; `project_totals` counts each project's spans and traces.
 const V4: &str = r#"
         ALTER TABLE traces ADD COLUMN state TEXT;
 
@@ -48,6 +48,18 @@ const V4: &str = r#"
         -- A span that arrives adopts the orphans that name it as their parent.
         CREATE INDEX trace_roots_by_parent ON trace_roots (project_id, trace_id, parent_id)
             WHERE kind = 1;
+
+        -- Spans and traces per project, kept by the writer with every commit, so an unfiltered
+        -- list's count and the project's stats never count rows.
+        CREATE TABLE project_totals (
+            project_id INTEGER PRIMARY KEY,
+            spans INTEGER NOT NULL,
+            traces INTEGER NOT NULL
+        );
+        INSERT INTO project_totals (project_id, spans, traces)
+            SELECT p.id, (SELECT count(*) FROM spans s WHERE s.project_id = p.id),
+                   (SELECT count(*) FROM traces t WHERE t.project_id = p.id)
+            FROM projects p;
 
         INSERT INTO trace_roots (project_id, trace_id, kind, start_ns, span_id, parent_id)
             SELECT project_id, trace_id, 0, start_ns, span_id, NULL FROM spans

@@ -110,6 +110,34 @@ impl TraceCache {
     }
 }
 
+/// Changes to `project_totals` in one commit: spans and traces added (or, negative, deleted).
+#[derive(Default)]
+pub(crate) struct ProjectTotals {
+    changes: HashMap<ProjectId, (i64, i64)>,
+}
+
+impl ProjectTotals {
+    pub(crate) fn add(&mut self, project: ProjectId, spans: i64, traces: i64) {
+        let change = self.changes.entry(project).or_default();
+        change.0 += spans;
+        change.1 += traces;
+    }
+
+    pub(crate) fn flush(self, transaction: &Transaction<'_>) -> Result<(), SqliteError> {
+        let mut upsert = transaction.prepare_cached(
+            "INSERT INTO project_totals (project_id, spans, traces) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (project_id) DO UPDATE SET spans = spans + excluded.spans, \
+             traces = traces + excluded.traces",
+        )?;
+        for (project, (spans, traces)) in self.changes {
+            if spans != 0 || traces != 0 {
+                upsert.execute(params![project.0, spans, traces])?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The traces touched by one group commit.
 pub(crate) struct TraceWrites<'a, 'c> {
     traces: HashMap<(ProjectId, &'a TraceId), TraceWork<'a>>,
@@ -200,6 +228,7 @@ impl<'a, 'c> TraceWrites<'a, 'c> {
         self,
         transaction: &Transaction<'_>,
         ingested_ns: i64,
+        totals: &mut ProjectTotals,
     ) -> Result<Vec<(TraceKey, TraceState)>, SqliteError> {
         let mut states = Vec::with_capacity(self.traces.len());
         let mut save = transaction.prepare_cached(UPSERT_TRACE)?;
@@ -253,6 +282,9 @@ impl<'a, 'c> TraceWrites<'a, 'c> {
                 summary.start.unix_nanos(),
             )?;
             upsert_trace(&mut save, project, &summary, &work.state, ingested_ns)?;
+            if !work.existed {
+                totals.add(project, 0, 1);
+            }
             states.push(((project, trace_id.clone()), work.state));
         }
         Ok(states)

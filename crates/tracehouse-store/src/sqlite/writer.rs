@@ -15,7 +15,7 @@ use super::index::{SearchRows, index_span, unindex_span};
 use super::prepared::PreparedBatch;
 use super::rollup::{RollupDeltas, RollupFacts};
 use super::rows::{FACT_COLUMNS, StoredFacts, upsert_span};
-use super::trace_write::{TraceCache, TraceWrites};
+use super::trace_write::{ProjectTotals, TraceCache, TraceWrites};
 use crate::now_ns;
 use crate::write_queue::{WriteOp, gather};
 
@@ -134,6 +134,14 @@ fn commit_batch(
     }
 }
 
+/// What one group commit gathers besides its span rows, written at its end.
+struct Pending<'a, 'c> {
+    rollup: RollupDeltas,
+    search: SearchRows<'a>,
+    traces: TraceWrites<'a, 'c>,
+    totals: ProjectTotals,
+}
+
 /// Writes jobs in one transaction and commits it; on any error nothing is committed.
 fn write_together(
     connection: &mut Connection,
@@ -142,35 +150,32 @@ fn write_together(
     cache: &mut TraceCache,
 ) -> Result<Vec<WriteReceipt>, SqliteError> {
     let transaction = connection.transaction()?;
-    let mut receipts = Vec::with_capacity(jobs.len());
-    let mut rollup = RollupDeltas::default();
-    let mut search = SearchRows::default();
     cache.check_other_writers(&transaction)?;
-    let mut traces = TraceWrites::new(cache);
+    let mut receipts = Vec::with_capacity(jobs.len());
+    let mut pending = Pending {
+        rollup: RollupDeltas::default(),
+        search: SearchRows::default(),
+        traces: TraceWrites::new(cache),
+        totals: ProjectTotals::default(),
+    };
     for job in jobs {
         receipts.push(match &job.op {
-            WriteOp::Spans(batch) => write_spans(
-                &transaction,
-                job.project,
-                batch,
-                ingested_ns,
-                &mut rollup,
-                &mut search,
-                &mut traces,
-            )?,
+            WriteOp::Spans(batch) => {
+                write_spans(&transaction, job.project, batch, ingested_ns, &mut pending)?
+            }
             WriteOp::DeleteTrace(trace_id) => {
-                traces.discard(job.project, trace_id);
-                delete_trace(
-                    &transaction,
-                    job.project,
-                    trace_id,
-                    &mut rollup,
-                    &mut search,
-                )?
+                delete_trace(&transaction, job.project, trace_id, &mut pending)?
             }
         });
     }
-    let states = traces.flush(&transaction, ingested_ns)?;
+    let Pending {
+        mut rollup,
+        mut search,
+        traces,
+        mut totals,
+    } = pending;
+    let states = traces.flush(&transaction, ingested_ns, &mut totals)?;
+    totals.flush(&transaction)?;
     search.flush(&transaction)?;
     rollup.flush(&transaction)?;
     transaction.commit()?;
@@ -185,10 +190,14 @@ fn write_spans<'a>(
     project: ProjectId,
     batch: &'a PreparedBatch,
     ingested_ns: i64,
-    rollup: &mut RollupDeltas,
-    search: &mut SearchRows<'a>,
-    traces: &mut TraceWrites<'a, '_>,
+    pending: &mut Pending<'a, '_>,
 ) -> Result<WriteReceipt, SqliteError> {
+    let Pending {
+        rollup,
+        search,
+        traces,
+        totals,
+    } = pending;
     rollup.merge(&batch.rollup);
     let mut insert_new = transaction.prepare_cached(super::rows::INSERT_NEW_SPAN)?;
     let mut replace = transaction.prepare_cached(super::rows::UPSERT_SPAN)?;
@@ -206,7 +215,10 @@ fn write_spans<'a>(
             &prepared.content,
             ingested_ns,
         )? {
-            Some(rowid) => (rowid, None),
+            Some(rowid) => {
+                totals.add(project, 1, 0);
+                (rowid, None)
+            }
             // Stored already: count the stored copy out of the indexes and aggregates,
             // then overwrite it. New spans skip these deletes, which FTS5 would otherwise
             // record as tombstones.
@@ -239,9 +251,9 @@ fn delete_trace(
     transaction: &rusqlite::Transaction<'_>,
     project: ProjectId,
     trace_id: &TraceId,
-    rollup: &mut RollupDeltas,
-    search: &mut SearchRows<'_>,
+    pending: &mut Pending<'_, '_>,
 ) -> Result<WriteReceipt, SqliteError> {
+    pending.traces.discard(project, trace_id);
     let stored: Vec<StoredFacts> = transaction
         .prepare_cached(&format!(
             "SELECT {FACT_COLUMNS} FROM spans WHERE project_id = ?1 AND trace_id = ?2"
@@ -252,8 +264,10 @@ fn delete_trace(
         )?
         .collect::<Result<_, _>>()?;
     for facts in &stored {
-        unindex_span(transaction, facts.rowid, search)?;
-        rollup.add(project, &RollupFacts::from_stored(facts), -1);
+        unindex_span(transaction, facts.rowid, &mut pending.search)?;
+        pending
+            .rollup
+            .add(project, &RollupFacts::from_stored(facts), -1);
     }
     let trace = rusqlite::params![project.0, trace_id.as_str()];
     transaction
@@ -268,8 +282,12 @@ fn delete_trace(
     let traces = transaction
         .prepare_cached("DELETE FROM traces WHERE project_id = ?1 AND trace_id = ?2")?
         .execute(trace)?;
+    let spans = stored.len();
+    pending
+        .totals
+        .add(project, -(spans as i64), -(traces as i64));
     Ok(WriteReceipt {
-        spans_written: stored.len() as u64,
+        spans_written: spans as u64,
         traces_touched: traces as u64,
     })
 }
