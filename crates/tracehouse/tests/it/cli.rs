@@ -550,3 +550,157 @@ async fn bench_ingest_sends_interleaved_traces_as_they_end_and_counts_them_back(
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--shape realistic only"), "{stderr}");
 }
+
+/// Runs `bench read --json` against `base` with these flags; returns whether it succeeded and
+/// its report.
+async fn bench_read(base: &str, key: &str, flags: &[&str]) -> (bool, Value) {
+    let (base, key) = (base.to_owned(), key.to_owned());
+    let flags: Vec<String> = flags.iter().map(|flag| (*flag).to_owned()).collect();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["bench", "read", "--url", &base, "--key", &key, "--json"])
+            .args(&flags)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let report = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("no JSON report: {stderr}"));
+    (output.status.success(), report)
+}
+
+/// The read benchmark end to end on what `bench ingest` writes: it discovers a model, word,
+/// metadata pair and trace from the data, every call answers 2xx with counts that fit the
+/// store, the filtered rows match their filter, and a call that fails makes the run fail.
+#[tokio::test]
+async fn bench_read_times_every_call_on_discovered_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServeProcess::start(&dir.path().join("data"));
+    let key = server.printed_key().unwrap();
+    let ingest = bench_ingest(&server.base, &key, &["--spans", "300"], 300).await;
+
+    let (ok, report) = bench_read(&server.base, &key, &["--calls", "3"]).await;
+    assert!(ok, "{report}");
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["span_count"], 300, "{report}");
+    assert_eq!(report["trace_count"], 6, "50-span traces");
+    assert_eq!(report["span_count_after"], 300, "nothing written meanwhile");
+    let chosen = &report["chosen"];
+    let model = chosen["model"]["value"].as_str().unwrap();
+    assert!(
+        ["gpt-4o-mini", "gpt-4o", "claude-3-5-sonnet", "gpt-4.1-mini"].contains(&model),
+        "{chosen}"
+    );
+    assert_eq!(chosen["metadata"]["key"], "bench_run", "{chosen}");
+    assert_eq!(chosen["metadata"]["value"], ingest["run_id"], "{chosen}");
+    let word = chosen["word"]["value"].as_str().unwrap();
+    assert!(
+        word.len() >= 4 && word.bytes().all(|b| b.is_ascii_lowercase()),
+        "{chosen}"
+    );
+    assert!(chosen["start_time"].as_str() < chosen["end_time"].as_str());
+
+    let results: std::collections::HashMap<&str, &Value> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|result| (result["id"].as_str().unwrap(), result))
+        .collect();
+    assert_eq!(results.len(), 10, "{report}");
+    for (id, result) in &results {
+        assert_eq!(result["ok"], true, "{id}: {result}");
+        assert!(result["skipped"].is_null(), "{id}: {result}");
+        let status = result["status"].as_u64().unwrap();
+        assert!((200..300).contains(&status), "{id}: {result}");
+        assert_eq!(result["calls"], 3, "{id}");
+        assert_eq!(result["errors"], 0, "{id}");
+        assert_eq!(result["mismatched_rows"], 0, "{id}");
+        let (p50, p95, max) = (
+            result["p50_ms"].as_f64().unwrap(),
+            result["p95_ms"].as_f64().unwrap(),
+            result["max_ms"].as_f64().unwrap(),
+        );
+        assert!(0.0 < p50 && p50 <= p95 && p95 <= max, "{id}: {result}");
+    }
+    let count = |id: &str| results[id]["count"].as_u64().unwrap();
+    let rows = |id: &str| results[id]["rows"].as_u64().unwrap();
+    assert_eq!((count("trace_fetch"), rows("trace_fetch")), (50, 50));
+    assert_eq!((count("newest_traces"), rows("newest_traces")), (6, 6));
+    assert_eq!((count("newest_spans"), rows("newest_spans")), (300, 50));
+    let by_model = count("spans_by_model");
+    assert!(0 < by_model && by_model < 300, "{by_model}");
+    assert_eq!(rows("spans_by_model"), by_model.min(50));
+    assert_eq!(
+        count("summary_by_model"),
+        by_model,
+        "same filter, same spans"
+    );
+    assert!((1..=6).contains(&count("traces_by_model")));
+    assert!(count("span_search") > 0 && rows("span_search") > 0);
+    assert!((1..=6).contains(&count("trace_search")));
+    assert_eq!(
+        count("spans_by_metadata"),
+        300,
+        "every span carries the run"
+    );
+    assert!(rows("cost_by_model") >= 1, "{}", results["cost_by_model"]);
+    assert!(results["cost_by_model"]["series"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        results["summary_by_model"]["path"],
+        "/api/request-logs/summary/"
+    );
+    assert_eq!(
+        results["spans_by_model"]["body"],
+        serde_json::json!({"filters": {"model": {"operator": "", "value": [model]}}})
+    );
+
+    // The filtered span list the benchmark timed holds that model only, as the API says.
+    let (status, page) = crate::util::answer(
+        reqwest::Client::new()
+            .post(format!(
+                "{}/api/request-logs/list/?page_size=1000",
+                server.base
+            ))
+            .bearer_auth(&key)
+            .json(&results["spans_by_model"]["body"])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let spans = page["results"].as_array().unwrap();
+    assert_eq!(spans.len() as u64, by_model);
+    assert!(spans.iter().all(|span| span["model"] == model));
+
+    // A call answering 404 is reported and fails the run; the other calls still run.
+    let (ok, report) = bench_read(
+        &server.base,
+        &key,
+        &[
+            "--calls",
+            "1",
+            "--trace",
+            "no-such-trace",
+            "--word",
+            "refund",
+        ],
+    )
+    .await;
+    assert!(!ok, "{report}");
+    assert_eq!(report["ok"], false);
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(results[0]["id"], "trace_fetch");
+    assert_eq!(results[0]["status"], 404, "{report}");
+    assert!(
+        results[0]["error"].as_str().unwrap().contains("not found"),
+        "{report}"
+    );
+    assert_eq!(report["chosen"]["word"]["why"], "given");
+    assert!(
+        results[1..].iter().all(|result| result["ok"] == true),
+        "{report}"
+    );
+}
