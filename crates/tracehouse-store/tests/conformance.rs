@@ -162,6 +162,7 @@ macro_rules! conformance {
 
 conformance!(
     capped_counts_are_lower_bounds_and_paging_still_visits_every_match,
+    metadata_equality_lists_each_span_once_newest_first,
     writes_read_back_with_content_and_aggregates,
     resending_replaces_and_keeps_aggregates_right,
     concurrent_writers_are_grouped_and_all_committed,
@@ -448,6 +449,75 @@ async fn capped_counts_are_lower_bounds_and_paging_still_visits_every_match(back
         number += 1;
     }
     assert_eq!(seen.len(), matching, "every match once");
+}
+
+/// An equality on one metadata value lists matching spans newest first, each once even when an
+/// array holds the value twice, for text and numbers, and with other conditions beside it.
+async fn metadata_equality_lists_each_span_once_newest_first(backend: &Backend) {
+    let (store, project) = open(backend).await;
+    let spans: Vec<Span> = (0..6)
+        .map(|index: i64| {
+            let tags = if index % 2 == 0 { json!(["x", "x"]) } else { json!(["y"]) };
+            span(
+                &format!("t{index}"),
+                "s",
+                None,
+                json!({"start_time": 1_735_689_600 + index, "model": if index < 4 { "a" } else { "b" },
+                       "metadata": {"tags": tags, "n": index % 3}}),
+            )
+        })
+        .collect();
+    store.write_spans(project, spans).await.unwrap();
+    let list = |conditions: Vec<Condition<SpanField>>| {
+        let store = Arc::clone(&store);
+        async move {
+            let listing = store
+                .list_spans(
+                    project,
+                    &SpanQuery {
+                        filter: SpanFilter {
+                            conditions,
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            let traces: Vec<String> = listing
+                .items
+                .iter()
+                .map(|s| s.trace_id.to_string())
+                .collect();
+            (listing.total, traces)
+        }
+    };
+    let metadata = |key: &str, value: FilterValue| Condition {
+        field: SpanField::Metadata(vec![key.to_owned()]),
+        operator: Operator::Equals,
+        values: vec![value],
+    };
+    assert_eq!(
+        list(vec![metadata("tags", FilterValue::Text("x".to_owned()))]).await,
+        (3, vec!["t4".to_owned(), "t2".to_owned(), "t0".to_owned()])
+    );
+    assert_eq!(
+        list(vec![metadata("n", FilterValue::Number(1.0))]).await,
+        (2, vec!["t4".to_owned(), "t1".to_owned()])
+    );
+    let model_a = Condition {
+        field: SpanField::Column(SpanColumn::Model),
+        operator: Operator::Equals,
+        values: vec![FilterValue::Text("a".to_owned())],
+    };
+    assert_eq!(
+        list(vec![
+            model_a,
+            metadata("tags", FilterValue::Text("x".to_owned()))
+        ])
+        .await,
+        (2, vec!["t2".to_owned(), "t0".to_owned()])
+    );
 }
 
 async fn projects_are_found_and_created_by_name(backend: &Backend) {

@@ -10,6 +10,15 @@ use serde_json::json;
 use tracehouse_core::{Span, SpanStore, Timestamp};
 use tracehouse_store::{SqliteConfig, SqliteStore};
 
+/// Takes a database back to schema v3 (before trace states, root candidates, project totals
+/// and timed metadata rows).
+const UNDO_V4: &str = "DROP TABLE trace_roots; DROP TABLE project_totals; \
+     ALTER TABLE traces DROP COLUMN state; \
+     DROP INDEX span_metadata_by_text; DROP INDEX span_metadata_by_number; \
+     ALTER TABLE span_metadata DROP COLUMN start_ns; \
+     CREATE INDEX span_metadata_by_text ON span_metadata (project_id, key, text_value); \
+     CREATE INDEX span_metadata_by_number ON span_metadata (project_id, key, num_value);";
+
 async fn open(dir: &tempfile::TempDir) -> (SqliteStore, tracehouse_core::ProjectId) {
     let store = SqliteStore::open(SqliteConfig::in_data_dir(dir.path())).unwrap();
     let project = common::acme_project(&store).await;
@@ -108,10 +117,10 @@ async fn upgrading_a_v1_database_fills_the_metrics_rollups() {
     {
         let connection = rusqlite::Connection::open(dir.path().join("tracehouse.db")).unwrap();
         connection
-            .execute_batch(
-                "DROP TABLE span_rollup_hourly; DROP TABLE span_latency_hourly; \
-                 DROP TABLE trace_roots; DROP TABLE project_totals; ALTER TABLE traces DROP COLUMN state; PRAGMA user_version = 1;",
-            )
+            .execute_batch(&format!(
+                "DROP TABLE span_rollup_hourly; DROP TABLE span_latency_hourly; {UNDO_V4} \
+                     PRAGMA user_version = 1;"
+            ))
             .unwrap();
     }
     let upgraded = SqliteStore::open(SqliteConfig::in_data_dir(dir.path())).unwrap();
@@ -428,7 +437,7 @@ async fn upgrading_a_v3_database_keeps_trace_aggregates_exact() {
             "t",
             "child",
             Some("root"),
-            json!({"start_time": at(5), "model": "a", "cost": 0.5}),
+            json!({"start_time": at(5), "model": "a", "cost": 0.5, "metadata": {"tier": "gold"}}),
         ),
         span("t", "lost", Some("gone"), json!({"start_time": at(1)})),
     ];
@@ -438,7 +447,11 @@ async fn upgrading_a_v3_database_keeps_trace_aggregates_exact() {
         let connection = rusqlite::Connection::open(dir.path().join("tracehouse.db")).unwrap();
         connection
             .execute_batch(
-                "DROP TABLE trace_roots; DROP TABLE project_totals; ALTER TABLE traces DROP COLUMN state; PRAGMA user_version = 3;",
+                &format!(
+                    "{UNDO_V4} PRAGMA user_version = 3; \
+                     INSERT INTO span_metadata (span_rowid, project_id, key, text_value, num_value) \
+                     SELECT span_rowid, project_id, key, text_value, num_value FROM span_metadata;"
+                ),
             )
             .unwrap();
     }
@@ -461,6 +474,27 @@ async fn upgrading_a_v3_database_keeps_trace_aggregates_exact() {
     assert_eq!(stored.summary.span_count, 3);
     assert_eq!(stored.summary.models, vec!["a".to_owned(), "b".to_owned()]);
     assert_eq!(stored.summary.environment.as_deref(), Some("prod"));
+    // Metadata rows of before got their span's start (and lost the copies made above), so the
+    // newest-first list by metadata finds the span once.
+    let gold = store
+        .list_spans(
+            project,
+            &tracehouse_core::query::SpanQuery {
+                filter: tracehouse_core::query::SpanFilter {
+                    conditions: vec![tracehouse_core::query::Condition {
+                        field: tracehouse_core::query::SpanField::Metadata(vec!["tier".to_owned()]),
+                        operator: tracehouse_core::query::Operator::Equals,
+                        values: vec![tracehouse_core::query::FilterValue::Text("gold".to_owned())],
+                    }],
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((gold.total, gold.items.len()), (1, 1));
+    assert_eq!(gold.items[0].span_id.as_str(), "child");
     // The upgrade counted the 2 spans and 1 trace it found; the writer counted the third span.
     let stats = store.project_stats(project).await.unwrap();
     assert_eq!((stats.spans, stats.traces), (3, 1));

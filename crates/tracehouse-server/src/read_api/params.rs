@@ -154,12 +154,18 @@ impl ListParams {
 
 /// Builds the absolute `next`/`previous` links of a page: the request's own URL with `page`
 /// changed and `as_of` pinned, so following them walks one consistent snapshot.
+/// The query parameter of page links that carries the exact count of the walk's snapshot, as
+/// its first page counted it: a later page of the walk reports that count instead of counting
+/// rows that arrived after the snapshot (an unfiltered list counts the project's current total).
+pub(super) const SNAPSHOT_COUNT: &str = "snapshot_count";
+
 pub(super) fn page_link(
     headers: &HeaderMap,
     uri: &Uri,
     query: &HashMap<String, String>,
     page: u64,
     as_of: Timestamp,
+    snapshot_count: Option<u64>,
 ) -> String {
     let host = headers
         .get(header::HOST)
@@ -172,12 +178,15 @@ pub(super) fn page_link(
         .unwrap_or("http");
     let mut pairs: Vec<(String, String)> = query
         .iter()
-        .filter(|(k, _)| k.as_str() != "page" && k.as_str() != "as_of")
+        .filter(|(k, _)| !matches!(k.as_str(), "page" | "as_of" | SNAPSHOT_COUNT))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     pairs.sort();
     pairs.push(("page".to_owned(), page.to_string()));
     pairs.push(("as_of".to_owned(), as_of.unix_nanos().to_string()));
+    if let Some(count) = snapshot_count {
+        pairs.push((SNAPSHOT_COUNT.to_owned(), count.to_string()));
+    }
     let encoded: Vec<String> = pairs
         .iter()
         .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
@@ -231,10 +240,32 @@ mod tests {
             ("search".to_owned(), "a b&c".to_owned()),
         ]
         .into();
-        let link = page_link(&headers, &uri, &query, 3, Timestamp::from_unix_nanos(42));
+        let link = page_link(
+            &headers,
+            &uri,
+            &query,
+            3,
+            Timestamp::from_unix_nanos(42),
+            None,
+        );
         assert_eq!(
             link,
             "http://example.test:8080/api/traces/list/?page_size=2&search=a%20b%26c&page=3&as_of=42"
+        );
+        // The walk's exact count travels with it, replacing one the request carried.
+        let mut query = query;
+        query.insert(SNAPSHOT_COUNT.to_owned(), "9".to_owned());
+        let link = page_link(
+            &headers,
+            &uri,
+            &query,
+            2,
+            Timestamp::from_unix_nanos(42),
+            Some(40),
+        );
+        assert_eq!(
+            link,
+            "http://example.test:8080/api/traces/list/?page_size=2&search=a%20b%26c&page=2&as_of=42&snapshot_count=40"
         );
     }
 

@@ -12,7 +12,7 @@ use tracehouse_core::query::Page;
 use tracehouse_core::{SpanId, Timestamp, TraceId};
 
 use super::model::{span_json, trace_json, trace_list_item_json};
-use super::params::{ListParams, list_envelope, page_link};
+use super::params::{ListParams, SNAPSHOT_COUNT, list_envelope, page_link};
 use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::{AppState, now};
@@ -41,8 +41,26 @@ impl ListRequest {
         total_is_exact: bool,
         results: Vec<Value>,
     ) -> JsonObject {
+        let carried = self
+            .query
+            .get(SNAPSHOT_COUNT)
+            .and_then(|count| count.parse::<u64>().ok());
+        let (total, total_is_exact) = match carried {
+            Some(count) => (count, true),
+            None => (total, total_is_exact),
+        };
         let shown = results.len() as u64;
-        let link = |number| page_link(&self.headers, &self.uri, &self.query, number, as_of);
+        let snapshot_count = total_is_exact.then_some(total);
+        let link = |number| {
+            page_link(
+                &self.headers,
+                &self.uri,
+                &self.query,
+                number,
+                as_of,
+                snapshot_count,
+            )
+        };
         let next = (page.offset() + shown < total).then(|| link(page.number + 1));
         let previous = (page.number > 1).then(|| link(page.number - 1));
         Json(list_envelope(

@@ -21,14 +21,16 @@ pub(crate) fn index_span<'a>(
 ) -> Result<(), SqliteError> {
     if !prepared.metadata.is_empty() {
         let mut insert = transaction.prepare_cached(
-            "INSERT INTO span_metadata (span_rowid, project_id, key, text_value, num_value) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO span_metadata (span_rowid, project_id, key, text_value, num_value, start_ns) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
+        let start_ns = span.start.unix_nanos();
         for (key, value) in &prepared.metadata {
             let (text, number) = match value {
                 MetadataScalar::Text(text) => (Some(text.as_str()), None),
                 MetadataScalar::Number(number) => (None, Some(*number)),
             };
-            insert.execute(params![rowid, project.0, key, text, number])?;
+            insert.execute(params![rowid, project.0, key, text, number, start_ns])?;
         }
     }
     search.rows.insert(

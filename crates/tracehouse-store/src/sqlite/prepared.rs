@@ -47,10 +47,24 @@ impl PreparedSpan {
             metadata: span
                 .content
                 .get("metadata")
-                .map(flatten_metadata)
+                .map(|metadata| distinct(flatten_metadata(metadata)))
                 .unwrap_or_default(),
         })
     }
+}
+
+/// Metadata entries without repeats (an array holding one value twice), so a span has at most
+/// one row per key and value and a list driven by the metadata index lists it once.
+fn distinct(mut entries: Vec<(String, MetadataScalar)>) -> Vec<(String, MetadataScalar)> {
+    let mut seen = std::collections::HashSet::new();
+    entries.retain(|(key, value)| {
+        let value = match value {
+            MetadataScalar::Text(text) => (false, text.clone()),
+            MetadataScalar::Number(number) => (true, number.to_bits().to_string()),
+        };
+        seen.insert((key.clone(), value))
+    });
+    entries
 }
 
 /// A request's spans with their prepared parts, index for index.

@@ -4,8 +4,8 @@
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use tracehouse_core::query::{
-    Condition, Direction, FilterValue, Operator, Page, SpanColumn, SpanField, SpanFilter,
-    SpanQuery, TraceColumn, TraceQuery,
+    COUNT_CAP, Condition, Direction, FilterValue, Operator, Page, SpanColumn, SpanField,
+    SpanFilter, SpanQuery, TraceColumn, TraceQuery,
 };
 use tracehouse_core::{
     Listing, ProjectId, ProjectStats, Span, SpanId, SpanStatistics, TraceId, TraceListItem,
@@ -441,11 +441,208 @@ fn facet_condition(filter: &SpanFilter) -> Option<(SpanColumn, &[FilterValue])> 
         .then_some((column, condition.values.as_slice()))
 }
 
+/// A newest-first span list narrowed by one metadata value: where its rows come from.
+struct MetadataDriver {
+    from: &'static str,
+    /// `text_value` or `num_value`.
+    column: &'static str,
+    key: String,
+    value: SqlValue,
+    /// The filter without the metadata condition.
+    rest: SpanFilter,
+}
+
+/// For a newest-first list (the default order) whose filter holds a metadata equality with one
+/// value: the list walks that value's metadata rows, which carry their span's start, from the
+/// newest and stops after the page, instead of collecting every matching span to sort them.
+fn newest_first_metadata(
+    filter: &SpanFilter,
+    column: SpanColumn,
+    direction: Direction,
+) -> Option<MetadataDriver> {
+    if column != SpanColumn::StartTime
+        || direction != Direction::Descending
+        || filter.search.is_some()
+    {
+        return None;
+    }
+    let position = filter.conditions.iter().position(|condition| {
+        matches!(condition.field, SpanField::Metadata(_))
+            && condition.operator == Operator::Equals
+            && condition.values.len() == 1
+    })?;
+    let condition = &filter.conditions[position];
+    let SpanField::Metadata(keys) = &condition.field else {
+        return None;
+    };
+    let (index, column, value) = match condition.values.first()? {
+        FilterValue::Text(text) => (
+            "span_metadata_by_text",
+            "text_value",
+            SqlValue::Text(text.clone()),
+        ),
+        FilterValue::Bool(flag) => (
+            "span_metadata_by_text",
+            "text_value",
+            SqlValue::Text(flag.to_string()),
+        ),
+        FilterValue::Number(number) => (
+            "span_metadata_by_number",
+            "num_value",
+            SqlValue::Real(*number),
+        ),
+        _ => return None,
+    };
+    let from = match index {
+        "span_metadata_by_number" => {
+            "span_metadata m INDEXED BY span_metadata_by_number CROSS JOIN spans s ON s.rowid = m.span_rowid"
+        }
+        _ => {
+            "span_metadata m INDEXED BY span_metadata_by_text CROSS JOIN spans s ON s.rowid = m.span_rowid"
+        }
+    };
+    let mut rest = filter.clone();
+    rest.conditions.remove(position);
+    Some(MetadataDriver {
+        from,
+        column,
+        key: keys.join("__"),
+        value,
+        rest,
+    })
+}
+
+/// Spans joined to their full-text rows, walked from the newest match backwards.
+const SEARCH_DRIVEN_SPANS: &str = "span_search CROSS JOIN spans s ON s.rowid = span_search.rowid";
+
+/// For a search listed newest first (the default order): the FTS5 query and the rest of the
+/// filter. Such a list walks the full-text index from its newest row (rowids grow as spans
+/// arrive) and stops after the page, so a common word is as fast as a rare one; matches come
+/// newest received first. Other orders rank the whole match set.
+fn newest_first_search(
+    filter: &SpanFilter,
+    column: SpanColumn,
+    direction: Direction,
+) -> Option<(String, SpanFilter)> {
+    if column != SpanColumn::StartTime || direction != Direction::Descending {
+        return None;
+    }
+    let words = filter.search.as_deref().and_then(fts_query)?;
+    let mut rest = filter.clone();
+    rest.search = None;
+    Some((words, rest))
+}
+
+/// A newest-first trace list searched by words (with optional other span conditions and no
+/// trace conditions): the traces of the newest matching spans, in that order, found by walking
+/// the full-text index backwards until the page and, within a budget of [`COUNT_CAP`] matching
+/// spans, the count are known. `None` when the query takes the general path.
+fn search_traces_newest_first(
+    connection: &Connection,
+    project: ProjectId,
+    query: &TraceQuery,
+) -> Result<Option<Listing<TraceListItem>>, SqliteError> {
+    if !query.conditions.is_empty()
+        || query.start_from.is_some()
+        || query.start_to.is_some()
+        || query.sort.column != TraceColumn::StartTime
+    {
+        return Ok(None);
+    }
+    let Some((words, rest)) =
+        newest_first_search(&query.spans, SpanColumn::StartTime, query.sort.direction)
+    else {
+        return Ok(None);
+    };
+    let mut clause = Where::default();
+    span_filter_clauses(project, &rest, &mut clause);
+    let words = clause.bind(SqlValue::Text(words));
+    clause.clauses.push(format!("span_search MATCH {words}"));
+    if let Some(as_of) = query.as_of {
+        let p = clause.bind(SqlValue::Integer(as_of.unix_nanos()));
+        clause.clauses.push(format!("s.first_seen_ns <= {p}"));
+    }
+    let sql = format!(
+        "SELECT s.trace_id FROM {SEARCH_DRIVEN_SPANS} WHERE {} ORDER BY span_search.rowid DESC",
+        clause.text()
+    );
+    let wanted =
+        usize::try_from(query.page.offset().saturating_add(query.page.size)).unwrap_or(usize::MAX);
+    let mut statement = connection.prepare_cached(&sql)?;
+    let mut rows = statement.query(params_from_iter(clause.params.iter()))?;
+    let mut seen = std::collections::HashSet::new();
+    let mut ordered: Vec<String> = Vec::new();
+    let mut scanned = 0u64;
+    let mut exhausted = true;
+    while let Some(row) = rows.next()? {
+        let trace_id: String = row.get(0)?;
+        scanned += 1;
+        if seen.insert(trace_id.clone()) {
+            ordered.push(trace_id);
+        }
+        // One trace past the page tells whether a next page exists; past that, counting
+        // goes on only within the budget.
+        if ordered.len() > wanted && scanned >= COUNT_CAP {
+            exhausted = false;
+            break;
+        }
+    }
+    let offset = usize::try_from(query.page.offset()).unwrap_or(usize::MAX);
+    let page: Vec<&String> = ordered
+        .iter()
+        .skip(offset)
+        .take(wanted - offset.min(wanted))
+        .collect();
+    let mut items = Vec::with_capacity(page.len());
+    if !page.is_empty() {
+        let mut load = Where::default();
+        let project_param = load.bind(SqlValue::Integer(project.0));
+        let ids: Vec<String> = page
+            .iter()
+            .map(|id| load.bind(SqlValue::Text((*id).clone())))
+            .collect();
+        let sql = format!(
+            "SELECT {columns}, span_content(r.content) -> '$.input', span_content(r.content) -> '$.output', span_content(r.content) -> '$.metadata' \
+             FROM traces t LEFT JOIN spans r \
+               ON r.project_id = t.project_id AND r.trace_id = t.trace_id AND r.span_id = t.root_span_id \
+             WHERE t.project_id = {project_param} AND t.trace_id IN ({})",
+            ids.join(", "),
+            columns = prefixed(TRACE_COLUMNS, "t"),
+        );
+        let mut found = collect_rows(connection, &sql, &load.params, trace_list_item)?;
+        for id in &page {
+            if let Some(at) = found
+                .iter()
+                .position(|item| item.summary.trace_id.as_str() == id.as_str())
+            {
+                items.push(found.swap_remove(at));
+            }
+        }
+    }
+    Ok(Some(Listing {
+        total: ordered.len() as u64,
+        total_is_exact: exhausted,
+        items,
+    }))
+}
+
+fn trace_list_item(row: &rusqlite::Row<'_>) -> Result<TraceListItem, SqliteError> {
+    Ok(TraceListItem {
+        summary: summary_from_row(row)?,
+        input: parse_json_column(row.get(19)?)?,
+        output: parse_json_column(row.get(20)?)?,
+        metadata: parse_json_column(row.get(21)?)?,
+    })
+}
+
 pub(crate) fn list_traces(
     connection: &Connection,
     project: ProjectId,
     query: &TraceQuery,
 ) -> Result<Listing<TraceListItem>, SqliteError> {
+    if let Some(listing) = search_traces_newest_first(connection, project, query)? {
+        return Ok(listing);
+    }
     let mut clause = Where::default();
     let project_param = clause.bind(SqlValue::Integer(project.0));
     clause
@@ -467,30 +664,44 @@ pub(crate) fn list_traces(
         let sql = column_condition(trace_column(condition.field), condition, &mut clause);
         clause.clauses.push(sql);
     }
+    // The trace rows come from `traces` alone, or, for a newest-first list narrowed to one
+    // value of a faceted span field, from that value's facet rows in time order, so the page is
+    // read off one index range and the scan stops after it.
+    let mut from = "traces t".to_owned();
+    let mut order_columns = (trace_column(query.sort.column), "t.trace_id");
     if let Some(facet) = facet_condition(&query.spans) {
         let project_param = clause.bind(SqlValue::Integer(project.0));
         let facet_param = clause.bind(SqlValue::Text(facet.0.api_name().to_owned()));
         let values: Vec<String> = facet.1.iter().map(|v| clause.bind(sql_value(v))).collect();
-        let mut sql = format!(
-            "t.trace_id IN (SELECT f.trace_id FROM trace_facets f WHERE f.project_id = {project_param} \
-             AND f.facet = {facet_param} AND f.value IN ({})",
-            values.join(", ")
-        );
         // Facet rows carry their trace's start, so the trace time range narrows the index range.
+        let mut range = String::new();
         if let Some(from) = query.start_from {
-            sql.push_str(&format!(
+            range.push_str(&format!(
                 " AND f.start_ns >= {}",
                 clause.bind(SqlValue::Integer(from.unix_nanos()))
             ));
         }
         if let Some(to) = query.start_to {
-            sql.push_str(&format!(
+            range.push_str(&format!(
                 " AND f.start_ns <= {}",
                 clause.bind(SqlValue::Integer(to.unix_nanos()))
             ));
         }
-        sql.push(')');
-        clause.clauses.push(sql);
+        if let ([value], TraceColumn::StartTime) = (values.as_slice(), query.sort.column) {
+            from = "trace_facets f INDEXED BY trace_facets_lookup CROSS JOIN traces t \
+                    ON t.project_id = f.project_id AND t.trace_id = f.trace_id"
+                .to_owned();
+            clause.clauses.push(format!(
+                "f.project_id = {project_param} AND f.facet = {facet_param} AND f.value = {value}{range}"
+            ));
+            order_columns = ("f.start_ns", "f.trace_id");
+        } else {
+            clause.clauses.push(format!(
+                "t.trace_id IN (SELECT f.trace_id FROM trace_facets f WHERE f.project_id = {project_param} \
+                 AND f.facet = {facet_param} AND f.value IN ({}){range})",
+                values.join(", ")
+            ));
+        }
     } else if !query.spans.is_empty() {
         let mut spans = Where {
             clauses: Vec::new(),
@@ -513,7 +724,7 @@ pub(crate) fn list_traces(
     } else {
         count_capped(
             connection,
-            &format!("FROM traces t WHERE {where_sql}"),
+            &format!("FROM {from} WHERE {where_sql}"),
             &clause.params,
             query.page.count_limit(),
         )?
@@ -522,21 +733,15 @@ pub(crate) fn list_traces(
     let order = direction(query.sort.direction);
     let sql = format!(
         "SELECT {columns}, span_content(r.content) -> '$.input', span_content(r.content) -> '$.output', span_content(r.content) -> '$.metadata' \
-         FROM traces t LEFT JOIN spans r \
+         FROM {from} LEFT JOIN spans r \
            ON r.project_id = t.project_id AND r.trace_id = t.trace_id AND r.span_id = t.root_span_id \
-         WHERE {where_sql} ORDER BY {sort} {order}, t.trace_id {order} {page}",
+         WHERE {where_sql} ORDER BY {sort} {order}, {tie} {order} {page}",
         columns = prefixed(TRACE_COLUMNS, "t"),
-        sort = trace_column(query.sort.column),
+        sort = order_columns.0,
+        tie = order_columns.1,
         page = page_clause(query.page, &mut clause),
     );
-    let items = collect_rows(connection, &sql, &clause.params, |row| {
-        Ok(TraceListItem {
-            summary: summary_from_row(row)?,
-            input: parse_json_column(row.get(19)?)?,
-            output: parse_json_column(row.get(20)?)?,
-            metadata: parse_json_column(row.get(21)?)?,
-        })
-    })?;
+    let items = collect_rows(connection, &sql, &clause.params, trace_list_item)?;
     Ok(Listing {
         total,
         total_is_exact,
@@ -550,7 +755,44 @@ pub(crate) fn list_spans(
     query: &SpanQuery,
 ) -> Result<Listing<Span>, SqliteError> {
     let mut clause = Where::default();
-    span_filter_clauses(project, &query.filter, &mut clause);
+    let newest_matches =
+        newest_first_search(&query.filter, query.sort.column, query.sort.direction);
+    let (from, order_by) = match &newest_matches {
+        Some((words, rest)) => {
+            span_filter_clauses(project, rest, &mut clause);
+            let words = clause.bind(SqlValue::Text(words.clone()));
+            clause.clauses.push(format!("span_search MATCH {words}"));
+            (SEARCH_DRIVEN_SPANS, "span_search.rowid DESC".to_owned())
+        }
+        None => match newest_first_metadata(&query.filter, query.sort.column, query.sort.direction)
+        {
+            Some(driver) => {
+                span_filter_clauses(project, &driver.rest, &mut clause);
+                let project_param = clause.bind(SqlValue::Integer(project.0));
+                let key = clause.bind(SqlValue::Text(driver.key));
+                let value = clause.bind(driver.value);
+                clause.clauses.push(format!(
+                    "m.project_id = {project_param} AND m.key = {key} AND m.{} = {value}",
+                    driver.column
+                ));
+                (
+                    driver.from,
+                    "m.start_ns DESC, s.trace_id DESC, s.span_id DESC".to_owned(),
+                )
+            }
+            None => {
+                span_filter_clauses(project, &query.filter, &mut clause);
+                let order = direction(query.sort.direction);
+                (
+                    "spans s",
+                    format!(
+                        "{sort} {order}, s.trace_id {order}, s.span_id {order}",
+                        sort = span_column(query.sort.column)
+                    ),
+                )
+            }
+        },
+    };
     if let Some(as_of) = query.as_of {
         let p = clause.bind(SqlValue::Integer(as_of.unix_nanos()));
         clause.clauses.push(format!("s.first_seen_ns <= {p}"));
@@ -561,17 +803,14 @@ pub(crate) fn list_spans(
     } else {
         count_capped(
             connection,
-            &format!("FROM spans s WHERE {where_sql}"),
+            &format!("FROM {from} WHERE {where_sql}"),
             &clause.params,
             query.page.count_limit(),
         )?
     };
-    let order = direction(query.sort.direction);
     let sql = format!(
-        "SELECT {columns} FROM spans s WHERE {where_sql} \
-         ORDER BY {sort} {order}, s.trace_id {order}, s.span_id {order} {page}",
+        "SELECT {columns} FROM {from} WHERE {where_sql} ORDER BY {order_by} {page}",
         columns = prefixed(SPAN_COLUMNS, "s"),
-        sort = span_column(query.sort.column),
         page = page_clause(query.page, &mut clause),
     );
     let items = collect_rows(connection, &sql, &clause.params, span_from_row)?;

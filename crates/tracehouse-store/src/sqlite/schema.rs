@@ -49,6 +49,18 @@ const V4: &str = r#"
         CREATE INDEX trace_roots_by_parent ON trace_roots (project_id, trace_id, parent_id)
             WHERE kind = 1;
 
+        -- Metadata rows carry their span's start, so a list filtered by a metadata value reads
+        -- its newest page off one index range; a span's rows are distinct (key and value).
+        ALTER TABLE span_metadata ADD COLUMN start_ns INTEGER NOT NULL DEFAULT 0;
+        UPDATE span_metadata SET start_ns = coalesce(
+            (SELECT s.start_ns FROM spans s WHERE s.rowid = span_metadata.span_rowid), 0);
+        DELETE FROM span_metadata WHERE rowid NOT IN (
+            SELECT min(rowid) FROM span_metadata GROUP BY span_rowid, key, text_value, num_value);
+        DROP INDEX span_metadata_by_text;
+        DROP INDEX span_metadata_by_number;
+        CREATE INDEX span_metadata_by_text ON span_metadata (project_id, key, text_value, start_ns);
+        CREATE INDEX span_metadata_by_number ON span_metadata (project_id, key, num_value, start_ns);
+
         -- Spans and traces per project, kept by the writer with every commit, so an unfiltered
         -- list's count and the project's stats never count rows.
         CREATE TABLE project_totals (
