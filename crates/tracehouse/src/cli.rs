@@ -208,7 +208,8 @@ pub(crate) enum BenchCommand {
     /// data first (printed; override with --model, --word, --metadata, --trace): the most
     /// common model, metadata pair and word among the newest 200 spans, the trace with the
     /// most spans among the newest 50 traces, and the time range from the oldest to the newest
-    /// span. Each call runs once to warm up, then --calls times one after another. The table
+    /// span. Every call runs once to warm up, then in --calls rounds of every call, one
+    /// request at a time (rounds, so a changing load weighs on every call alike). The table
     /// also gives each answer's status, `count` (and `count_is_exact` when the server sends
     /// it) and rows returned, and the store's span and trace counts. Exit status 1 when any
     /// answer was not 2xx or a filtered answer held a row that does not match its filter.
@@ -309,7 +310,7 @@ pub(crate) struct BenchReadArgs {
     /// API key to send with every request; the key decides the project that is read.
     #[arg(long, env = "TRACEHOUSE_API_KEY", hide_env_values = true)]
     pub(crate) key: String,
-    /// Timed calls of each kind, after one warm-up call each.
+    /// Timed rounds: each call is timed this many times, after a warm-up round.
     #[arg(long, default_value_t = 40, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub(crate) calls: u32,
     /// Model for the calls filtered by model (default: the most common one among the newest

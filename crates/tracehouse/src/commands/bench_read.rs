@@ -4,9 +4,11 @@
 //! It asks only what the data can answer: before timing anything it reads the newest spans and
 //! traces and picks a model, a metadata pair, a word and a trace that are there (or takes the
 //! ones given on the command line), so it works against any store, including one filled by
-//! `bench ingest`. Each call then runs once to warm up and `--calls` times one after another on
-//! one keep-alive connection; a call is timed from sending the request to the last byte of the
-//! answer, and the answer is parsed afterwards, outside the clock.
+//! `bench ingest`. Every call then runs once to warm up, and then in `--calls` rounds of every
+//! call, one request at a time on one keep-alive connection: rounds rather than each call's
+//! runs in a row, so that under a load that changes (ingest running, the store growing) every
+//! call is timed under the same conditions. A call is timed from sending the request to the
+//! last byte of the answer; the answer is parsed afterwards, outside the clock.
 
 use std::collections::{HashMap, HashSet};
 use std::process::ExitCode;
@@ -814,26 +816,36 @@ pub(super) async fn run(args: BenchReadArgs) -> anyhow::Result<ExitCode> {
     }
 
     let started = Instant::now();
-    let mut results = Vec::with_capacity(calls.len());
-    for call in &calls {
-        let mut result = CallResult::default();
+    let mut results: Vec<CallResult> = calls.iter().map(|_| CallResult::default()).collect();
+    for (call, result) in calls.iter().zip(&mut results) {
         if call.skipped.is_none() {
             let warm_up = http.send(call.post, &call.url, call.body.as_ref()).await;
             result.record(&warm_up, call.kind, &call.check);
-            // A call that fails warm is not timed: its errors would only be measured.
-            if result.errors == 0 {
-                for _ in 0..args.calls {
-                    let answer = http.send(call.post, &call.url, call.body.as_ref()).await;
-                    result.latencies.push(answer.elapsed);
-                    result.record(&answer, call.kind, &call.check);
-                }
+        }
+    }
+    // A call that fails warm is not timed: only its errors would be measured.
+    let timed: Vec<bool> = calls
+        .iter()
+        .zip(&results)
+        .map(|(call, result)| call.skipped.is_none() && result.errors == 0)
+        .collect();
+    for _ in 0..args.calls {
+        for ((call, result), timed) in calls.iter().zip(&mut results).zip(&timed) {
+            if *timed {
+                let answer = http.send(call.post, &call.url, call.body.as_ref()).await;
+                result.latencies.push(answer.elapsed);
+                result.record(&answer, call.kind, &call.check);
             }
         }
-        results.push(call_json(call, &result));
     }
     let elapsed = started.elapsed();
     let (_, spans_after, traces_after) = project_counts(&http, &base).await?;
 
+    let results: Vec<Value> = calls
+        .iter()
+        .zip(&results)
+        .map(|(call, result)| call_json(call, result))
+        .collect();
     let ok = results
         .iter()
         .all(|r| r["ok"] == true || r["skipped"].is_string());
@@ -868,7 +880,7 @@ fn print_header(url: &str, project: &str, spans: u64, traces: u64, calls: u32) {
         thousands(spans),
         thousands(traces)
     );
-    println!("  {calls} timed calls of each kind, one after another, after one warm-up call each");
+    println!("  a warm-up round, then {calls} timed rounds of every call, one request at a time");
 }
 
 fn print_chosen(chosen: &Chosen) {
