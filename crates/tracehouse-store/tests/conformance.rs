@@ -763,8 +763,11 @@ async fn statistics_and_span_lists_see_one_copy_per_span(backend: &Backend) {
         .unwrap();
     assert_eq!(statistics.number_of_requests, 1);
     assert_eq!(statistics.total_cost, 4.0);
-    assert_eq!(statistics.p50_latency, Some(3.0));
-    assert_eq!(statistics.p99_latency, Some(3.0));
+    // Unfiltered, SQLite answers from its rollups: percentiles are latency bins, within 1 %.
+    let near_3 = |latency: Option<f64>| latency.is_some_and(|l| (l / 3.0 - 1.0).abs() < 0.01);
+    assert!(near_3(statistics.p50_latency), "{statistics:?}");
+    assert!(near_3(statistics.p99_latency), "{statistics:?}");
+    assert_eq!(statistics.avg_latency, Some(3.0));
     let empty = store
         .span_statistics(
             project,

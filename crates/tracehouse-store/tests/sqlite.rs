@@ -448,7 +448,8 @@ async fn upgrading_a_v3_database_keeps_trace_aggregates_exact() {
         connection
             .execute_batch(
                 &format!(
-                    "{UNDO_V4} PRAGMA user_version = 3; \
+                    "{UNDO_V4} ALTER TABLE span_rollup_hourly DROP COLUMN latency_total; \
+                     PRAGMA user_version = 3; \
                      INSERT INTO span_metadata (span_rowid, project_id, key, text_value, num_value) \
                      SELECT span_rowid, project_id, key, text_value, num_value FROM span_metadata;"
                 ),

@@ -32,14 +32,14 @@
 
 use std::collections::HashMap;
 
-use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, params};
 use tracehouse_core::metrics::{
     Aggregation, BucketGrid, GroupBy, Measure, Metric, Timeseries, TimeseriesQuery, TopEntry,
     TopQuery,
 };
-use tracehouse_core::query::{SpanColumn, SpanFilter};
-use tracehouse_core::{ProjectId, Timestamp};
+use tracehouse_core::query::{FilterValue, Operator, SpanColumn, SpanField, SpanFilter};
+use tracehouse_core::{ProjectId, SpanStatistics, Timestamp};
 
 use super::SqliteError;
 use super::query::{Where, span_filter_clauses};
@@ -475,4 +475,94 @@ pub(crate) fn timeseries(
             .collect()
     };
     Ok(plan.fill(grid.len(), buckets, totals))
+}
+
+/// A summary over every span of a project, or of one model, from the rollups: exact counts,
+/// sums and average, latency percentiles within 1 % (the histogram's bins, as the metrics API
+/// answers them). `None` when the filter needs the spans (any other condition, a search or a
+/// time range), since the histogram is kept per model only.
+pub(crate) fn summary_from_rollups(
+    connection: &Connection,
+    project: ProjectId,
+    filter: &SpanFilter,
+) -> Result<Option<SpanStatistics>, SqliteError> {
+    if filter.search.is_some() || filter.start_from.is_some() || filter.start_to.is_some() {
+        return Ok(None);
+    }
+    let model = match filter.conditions.as_slice() {
+        [] => None,
+        [condition] => match (
+            &condition.field,
+            condition.operator,
+            condition.values.as_slice(),
+        ) {
+            (
+                SpanField::Column(SpanColumn::Model),
+                Operator::Equals,
+                [FilterValue::Text(model)],
+            ) => Some(format!("={model}")),
+            _ => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    // The '' dimension holds every span; the model dimension one row per model value.
+    let (dimension, value) = match &model {
+        Some(value) => (LATENCY_DIMENSION, Some(value.as_str())),
+        None => ("", Some("")),
+    };
+    let totals = connection
+        .prepare_cached(
+            "SELECT total(requests), total(cost), total(total_tokens), total(prompt_tokens), \
+             total(completion_tokens), total(latency_total), total(errors) FROM span_rollup_hourly \
+             WHERE project_id = ?1 AND dimension = ?2 AND value = ?3",
+        )?
+        .query_row(params![project.0, dimension, value], |row| {
+            Ok([
+                row.get::<_, f64>(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+                row.get(6)?,
+            ])
+        })?;
+    let whole = |value: f64| value.max(0.0).round() as u64;
+    let requests = whole(totals[0]);
+    let mut statistics = SpanStatistics {
+        number_of_requests: requests,
+        total_cost: totals[1],
+        total_tokens: whole(totals[2]),
+        total_prompt_tokens: whole(totals[3]),
+        total_completion_tokens: whole(totals[4]),
+        avg_latency: (requests > 0).then(|| totals[5] / requests as f64),
+        p50_latency: None,
+        p90_latency: None,
+        p99_latency: None,
+        error_count: whole(totals[6]),
+    };
+    if requests > 0 {
+        let mut bins: Vec<(i64, i64)> = Vec::new();
+        let mut statement = connection.prepare_cached(
+            "SELECT bin, sum(count) FROM span_latency_hourly WHERE project_id = ?1 AND dimension = ?2 \
+             AND (?3 IS NULL OR value = ?3) GROUP BY bin ORDER BY bin",
+        )?;
+        let mut rows = statement.query(params![project.0, LATENCY_DIMENSION, model])?;
+        while let Some(row) = rows.next()? {
+            bins.push((row.get(0)?, row.get(1)?));
+        }
+        let total: i64 = bins.iter().map(|(_, count)| count).sum();
+        let percentile = |percent: i64| -> Option<f64> {
+            let rank = ((total * percent + 99) / 100).max(1);
+            let mut running = 0;
+            bins.iter().find_map(|(bin, count)| {
+                running += count;
+                (running >= rank).then(|| latency_of_bin(*bin))
+            })
+        };
+        statistics.p50_latency = percentile(50);
+        statistics.p90_latency = percentile(90);
+        statistics.p99_latency = percentile(99);
+    }
+    Ok(Some(statistics))
 }

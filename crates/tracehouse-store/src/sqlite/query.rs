@@ -863,6 +863,9 @@ pub(crate) fn span_statistics(
     project: ProjectId,
     filter: &SpanFilter,
 ) -> Result<SpanStatistics, SqliteError> {
+    if let Some(statistics) = super::metrics::summary_from_rollups(connection, project, filter)? {
+        return Ok(statistics);
+    }
     let mut clause = Where::default();
     span_filter_clauses(project, filter, &mut clause);
     let where_sql = clause.text();

@@ -127,6 +127,8 @@ struct Delta {
     prompt_tokens: i64,
     completion_tokens: i64,
     total_tokens: i64,
+    /// Sum of latencies in seconds, for exact averages.
+    latency: f64,
 }
 
 /// Rollup changes of one transaction, summed per row so a group commit of thousands of spans
@@ -171,6 +173,7 @@ impl RollupDeltas {
             delta.requests += sign;
             delta.errors += sign * i64::from(facts.error);
             delta.cost += sign as f64 * facts.cost;
+            delta.latency += sign as f64 * facts.latency;
             delta.prompt_tokens = delta
                 .prompt_tokens
                 .saturating_add(sign.saturating_mul(facts.prompt_tokens));
@@ -190,6 +193,7 @@ impl RollupDeltas {
             sum.requests += delta.requests;
             sum.errors += delta.errors;
             sum.cost += delta.cost;
+            sum.latency += delta.latency;
             sum.prompt_tokens = sum.prompt_tokens.saturating_add(delta.prompt_tokens);
             sum.completion_tokens = sum
                 .completion_tokens
@@ -209,13 +213,14 @@ impl RollupDeltas {
         }
         let mut upsert = transaction.prepare_cached(
             "INSERT INTO span_rollup_hourly (project_id, dimension, value, hour_ns, requests, errors, \
-             cost, prompt_tokens, completion_tokens, total_tokens) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             cost, prompt_tokens, completion_tokens, total_tokens, latency_total) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
              ON CONFLICT (project_id, dimension, hour_ns, value) DO UPDATE SET \
              requests = requests + excluded.requests, errors = errors + excluded.errors, \
              cost = cost + excluded.cost, prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
              completion_tokens = completion_tokens + excluded.completion_tokens, \
-             total_tokens = total_tokens + excluded.total_tokens \
+             total_tokens = total_tokens + excluded.total_tokens, \
+             latency_total = latency_total + excluded.latency_total \
              RETURNING requests",
         )?;
         let mut remove = transaction.prepare_cached(
@@ -225,6 +230,7 @@ impl RollupDeltas {
             if delta.requests == 0
                 && delta.errors == 0
                 && delta.cost == 0.0
+                && delta.latency == 0.0
                 && delta.total_tokens == 0
             {
                 // A replacement by an identical span changes nothing.
@@ -241,7 +247,8 @@ impl RollupDeltas {
                     delta.cost,
                     delta.prompt_tokens,
                     delta.completion_tokens,
-                    delta.total_tokens
+                    delta.total_tokens,
+                    delta.latency
                 ],
                 |row| row.get(0),
             )?;

@@ -14,14 +14,15 @@ pub(crate) const FACET_COLUMNS: [SpanColumn; 6] = DISTINCT_FIELDS;
 pub(crate) fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(V1),
-        // The rollups of spans stored before v2 are computed by the writer's own code, so
-        // they match what ingest would have written.
-        M::up_with_hook(V2, |transaction: &rusqlite::Transaction<'_>| {
+        // v2's rollups were filled by a hook running the writer's code of the day; today's
+        // code writes v4's columns, so v4's hook fills them instead, for every older database.
+        M::up(V2),
+        M::up(V3),
+        // Rollups gain latency totals: recomputed from the stored spans with the writer's code.
+        M::up_with_hook(V4, |transaction: &rusqlite::Transaction<'_>| {
             super::rollup::backfill_rollups(transaction)
                 .map_err(|error| HookError::Hook(error.to_string()))
         }),
-        M::up(V3),
-        M::up(V4),
     ])
 }
 
@@ -32,6 +33,12 @@ pub(crate) fn migrations() -> Migrations<'static> {
 /// without reading the trace; `project_totals` counts each project's spans and traces.
 const V4: &str = r#"
         ALTER TABLE traces ADD COLUMN state TEXT;
+
+        -- Latency sums per rollup row, so summaries the rollups answer have exact averages.
+        -- The rows are recounted by the migration's hook.
+        ALTER TABLE span_rollup_hourly ADD COLUMN latency_total REAL NOT NULL DEFAULT 0;
+        DELETE FROM span_rollup_hourly;
+        DELETE FROM span_latency_hourly;
 
         -- The root candidates of each trace: kind 0 for spans that name no parent (or
         -- themselves), kind 1 for spans whose parent is not stored (yet), with that parent's
