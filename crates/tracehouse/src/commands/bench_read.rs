@@ -575,6 +575,8 @@ fn plan_calls(base: &reqwest::Url, chosen: &Chosen) -> anyhow::Result<Vec<Call>>
         &[
             ("metric", "cost"),
             ("group_by", "model"),
+            // Hourly, as the dashboard charts any range past three hours: an all-time chart.
+            ("interval", "hour"),
             ("start_time", &chosen.start_time),
             ("end_time", &chosen.end_time),
         ],
