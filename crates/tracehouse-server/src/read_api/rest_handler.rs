@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use tracehouse_core::query::Page;
-use tracehouse_core::{SpanId, Timestamp, TraceId};
+use tracehouse_core::{Listing, SpanId, Timestamp, TraceId};
 
 use super::model::{span_json, trace_json, trace_list_item_json};
 use super::params::{ListParams, SNAPSHOT_COUNT, list_envelope, page_link};
@@ -33,14 +33,14 @@ struct ListRequest {
 impl ListRequest {
     /// The list envelope of one page, with links to the neighbouring pages pinned to the
     /// snapshot the first page saw.
-    fn envelope(
+    fn envelope<T>(
         &self,
         page: Page,
         as_of: Timestamp,
-        total: u64,
-        total_is_exact: bool,
+        listing: &Listing<T>,
         results: Vec<Value>,
     ) -> JsonObject {
+        let (total, total_is_exact) = (listing.total, listing.total_is_exact);
         let carried = self
             .query
             .get(SNAPSHOT_COUNT)
@@ -95,13 +95,7 @@ pub(super) async fn list_traces(
         uri,
         query: query_string,
     };
-    Ok(request.envelope(
-        query.page,
-        as_of,
-        listing.total,
-        listing.total_is_exact,
-        results,
-    ))
+    Ok(request.envelope(query.page, as_of, &listing, results))
 }
 
 /// `GET|POST /api/request-logs/list/`: a page of the project's spans.
@@ -126,13 +120,7 @@ pub(super) async fn list_spans(
         uri,
         query: query_string,
     };
-    Ok(request.envelope(
-        query.page,
-        as_of,
-        listing.total,
-        listing.total_is_exact,
-        results,
-    ))
+    Ok(request.envelope(query.page, as_of, &listing, results))
 }
 
 /// `POST /api/request-logs/summary/`: totals and latency percentiles over a filter.

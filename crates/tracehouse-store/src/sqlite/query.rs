@@ -362,6 +362,23 @@ fn count(connection: &Connection, sql: &str, params: &[SqlValue]) -> Result<u64,
     Ok(u64::try_from(total).unwrap_or(0))
 }
 
+/// A list's count and whether it is exact: the project's total when the list is unfiltered
+/// (`unfiltered` names which), else the rows `from_where` selects counted up to the page's
+/// count limit.
+fn count_matches(
+    connection: &Connection,
+    project: ProjectId,
+    unfiltered: Option<Total>,
+    from_where: &str,
+    params: &[SqlValue],
+    page: Page,
+) -> Result<(u64, bool), SqliteError> {
+    match unfiltered {
+        Some(total) => Ok((project_total(connection, project, total)?, true)),
+        None => count_capped(connection, from_where, params, page.count_limit()),
+    }
+}
+
 /// The rows `from_where` (`FROM ... WHERE ...`) selects, counted up to `limit`: the count and
 /// whether it is exact. Past the limit counting stops, so a count never walks every match.
 fn count_capped(
@@ -719,16 +736,14 @@ pub(crate) fn list_traces(
         && query.spans.is_empty()
         && query.start_from.is_none()
         && query.start_to.is_none();
-    let (total, total_is_exact) = if unfiltered {
-        (project_total(connection, project, Total::Traces)?, true)
-    } else {
-        count_capped(
-            connection,
-            &format!("FROM {from} WHERE {where_sql}"),
-            &clause.params,
-            query.page.count_limit(),
-        )?
-    };
+    let (total, total_is_exact) = count_matches(
+        connection,
+        project,
+        unfiltered.then_some(Total::Traces),
+        &format!("FROM {from} WHERE {where_sql}"),
+        &clause.params,
+        query.page,
+    )?;
 
     let order = direction(query.sort.direction);
     let sql = format!(
@@ -798,16 +813,14 @@ pub(crate) fn list_spans(
         clause.clauses.push(format!("s.first_seen_ns <= {p}"));
     }
     let where_sql = clause.text();
-    let (total, total_is_exact) = if query.filter.is_empty() {
-        (project_total(connection, project, Total::Spans)?, true)
-    } else {
-        count_capped(
-            connection,
-            &format!("FROM {from} WHERE {where_sql}"),
-            &clause.params,
-            query.page.count_limit(),
-        )?
-    };
+    let (total, total_is_exact) = count_matches(
+        connection,
+        project,
+        query.filter.is_empty().then_some(Total::Spans),
+        &format!("FROM {from} WHERE {where_sql}"),
+        &clause.params,
+        query.page,
+    )?;
     let sql = format!(
         "SELECT {columns} FROM {from} WHERE {where_sql} ORDER BY {order_by} {page}",
         columns = prefixed(SPAN_COLUMNS, "s"),
