@@ -739,7 +739,8 @@ async fn count_readable(
             json!({"metadata__bench_run": {"operator": "", "value": [run_tag]}})
         }
     };
-    let url = base.join("/api/request-logs/list/?page_size=1")?;
+    // The summary counts every match; a list's count stops at 10,000.
+    let url = base.join("/api/request-logs/summary/")?;
     let response = client
         .post(url)
         .bearer_auth(key)
@@ -756,7 +757,7 @@ async fn count_readable(
     if !status.is_success() {
         bail!("the read API answered {status} while verifying: {body}");
     }
-    body["count"]
+    body["number_of_requests"]
         .as_u64()
         .context("the read API answered without a count")
 }
