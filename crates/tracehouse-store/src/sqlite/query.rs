@@ -8,7 +8,8 @@ use tracehouse_core::query::{
     SpanFilter, SpanQuery, TraceColumn, TraceQuery,
 };
 use tracehouse_core::{
-    Listing, ProjectId, ProjectStats, Span, SpanId, SpanStatistics, TraceId, TraceListItem,
+    Listing, ProjectId, ProjectStats, Span, SpanId, SpanStatistics, Timestamp, TraceId,
+    TraceListItem,
 };
 
 use super::SqliteError;
@@ -402,6 +403,28 @@ fn count_capped(
     })
 }
 
+/// The `as_of` bound a list must apply, or `None` when no row of the project can be newer
+/// than it: the writer stamps each project's last commit, and a bound at or past it excludes
+/// nothing. A walk's first page (bound "now") then reads its index entries without checking
+/// each row's first-seen time; later pages of a walk during ingest still check it.
+fn snapshot_bound(
+    connection: &Connection,
+    project: ProjectId,
+    as_of: Option<Timestamp>,
+) -> Result<Option<Timestamp>, SqliteError> {
+    let Some(as_of) = as_of else {
+        return Ok(None);
+    };
+    let last_write: Option<i64> = connection
+        .prepare_cached("SELECT last_write_ns FROM project_totals WHERE project_id = ?1")?
+        .query_row(params![project.0], |row| row.get(0))
+        .optional()?;
+    Ok(match last_write {
+        Some(last_write) if last_write <= as_of.unix_nanos() => None,
+        _ => Some(as_of),
+    })
+}
+
 /// What `project_totals` counts.
 #[derive(Clone, Copy)]
 enum Total {
@@ -575,7 +598,7 @@ fn search_traces_newest_first(
     span_filter_clauses(project, &rest, &mut clause);
     let words = clause.bind(SqlValue::Text(words));
     clause.clauses.push(format!("span_search MATCH {words}"));
-    if let Some(as_of) = query.as_of {
+    if let Some(as_of) = snapshot_bound(connection, project, query.as_of)? {
         let p = clause.bind(SqlValue::Integer(as_of.unix_nanos()));
         clause.clauses.push(format!("s.first_seen_ns <= {p}"));
     }
@@ -673,7 +696,7 @@ pub(crate) fn list_traces(
         let p = clause.bind(SqlValue::Integer(to.unix_nanos()));
         clause.clauses.push(format!("t.start_ns <= {p}"));
     }
-    if let Some(as_of) = query.as_of {
+    if let Some(as_of) = snapshot_bound(connection, project, query.as_of)? {
         let p = clause.bind(SqlValue::Integer(as_of.unix_nanos()));
         clause.clauses.push(format!("t.first_seen_ns <= {p}"));
     }
@@ -808,7 +831,7 @@ pub(crate) fn list_spans(
             }
         },
     };
-    if let Some(as_of) = query.as_of {
+    if let Some(as_of) = snapshot_bound(connection, project, query.as_of)? {
         let p = clause.bind(SqlValue::Integer(as_of.unix_nanos()));
         clause.clauses.push(format!("s.first_seen_ns <= {p}"));
     }

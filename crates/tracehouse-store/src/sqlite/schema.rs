@@ -70,14 +70,18 @@ const V4: &str = r#"
 
         -- Spans and traces per project, kept by the writer with every commit, so an unfiltered
         -- list's count and the project's stats never count rows.
+        -- `last_write_ns` is the newest first-seen time of the project's rows.
         CREATE TABLE project_totals (
             project_id INTEGER PRIMARY KEY,
             spans INTEGER NOT NULL,
-            traces INTEGER NOT NULL
+            traces INTEGER NOT NULL,
+            last_write_ns INTEGER NOT NULL DEFAULT 0
         );
-        INSERT INTO project_totals (project_id, spans, traces)
+        INSERT INTO project_totals (project_id, spans, traces, last_write_ns)
             SELECT p.id, (SELECT count(*) FROM spans s WHERE s.project_id = p.id),
-                   (SELECT count(*) FROM traces t WHERE t.project_id = p.id)
+                   (SELECT count(*) FROM traces t WHERE t.project_id = p.id),
+                   max(coalesce((SELECT max(first_seen_ns) FROM spans s WHERE s.project_id = p.id), 0),
+                       coalesce((SELECT max(first_seen_ns) FROM traces t WHERE t.project_id = p.id), 0))
             FROM projects p;
 
         INSERT INTO trace_roots (project_id, trace_id, kind, start_ns, span_id, parent_id)

@@ -123,15 +123,22 @@ impl ProjectTotals {
         change.1 += traces;
     }
 
-    pub(crate) fn flush(self, transaction: &Transaction<'_>) -> Result<(), SqliteError> {
+    /// Applies the changes; a project that got new rows is stamped with this commit's time, the
+    /// first-seen time of those rows (reads use it to skip a snapshot bound nothing can pass).
+    pub(crate) fn flush(
+        self,
+        transaction: &Transaction<'_>,
+        ingested_ns: i64,
+    ) -> Result<(), SqliteError> {
         let mut upsert = transaction.prepare_cached(
-            "INSERT INTO project_totals (project_id, spans, traces) VALUES (?1, ?2, ?3) \
+            "INSERT INTO project_totals (project_id, spans, traces, last_write_ns) VALUES (?1, ?2, ?3, ?4) \
              ON CONFLICT (project_id) DO UPDATE SET spans = spans + excluded.spans, \
-             traces = traces + excluded.traces",
+             traces = traces + excluded.traces, \
+             last_write_ns = max(last_write_ns, excluded.last_write_ns)",
         )?;
         for (project, (spans, traces)) in self.changes {
             if spans != 0 || traces != 0 {
-                upsert.execute(params![project.0, spans, traces])?;
+                upsert.execute(params![project.0, spans, traces, ingested_ns])?;
             }
         }
         Ok(())

@@ -175,7 +175,7 @@ fn write_together(
         mut totals,
     } = pending;
     let states = traces.flush(&transaction, ingested_ns, &mut totals)?;
-    totals.flush(&transaction)?;
+    totals.flush(&transaction, ingested_ns)?;
     search.flush(&transaction)?;
     rollup.flush(&transaction)?;
     transaction.commit()?;
