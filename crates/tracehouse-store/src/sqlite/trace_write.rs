@@ -31,7 +31,8 @@ use super::rows::{FACT_COLUMNS, StoredFacts, UPSERT_TRACE, upsert_trace};
 struct Written<'a> {
     /// The last copy written in this commit.
     span: &'a Span,
-    /// Start and parentlessness of the copy stored before this commit, if there was one.
+    /// Start of the copy stored before this commit, if there was one: its root candidate row,
+    /// if any, is keyed by it.
     stored_before: Option<i64>,
 }
 
