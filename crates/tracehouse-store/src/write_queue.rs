@@ -22,8 +22,8 @@ impl SpanBatch for Vec<Span> {
 
 /// A change to commit.
 pub(crate) enum WriteOp<B = Vec<Span>> {
-    /// Insert or replace spans.
-    Spans(B),
+    /// A backend's batch: spans to insert or replace (and for SQLite, also key changes).
+    Change(B),
     /// Delete a trace and its spans.
     DeleteTrace(TraceId),
 }
@@ -32,7 +32,7 @@ impl<B: SpanBatch> WriteOp<B> {
     /// What the change counts for against a group commit's span bound.
     pub(crate) fn weight(&self) -> usize {
         match self {
-            WriteOp::Spans(spans) => spans.span_count(),
+            WriteOp::Change(spans) => spans.span_count(),
             WriteOp::DeleteTrace(_) => 1,
         }
     }

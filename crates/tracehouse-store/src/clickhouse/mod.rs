@@ -391,7 +391,7 @@ impl SpanStore for ClickHouseStore {
         if spans.is_empty() {
             return Ok(WriteReceipt::default());
         }
-        self.submit(project, WriteOp::Spans(spans)).await
+        self.submit(project, WriteOp::Change(spans)).await
     }
 
     async fn get_trace(

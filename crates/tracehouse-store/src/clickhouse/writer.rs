@@ -58,7 +58,7 @@ pub(crate) async fn run(
         let mut spans = Vec::new();
         for job in batch {
             match &job.op {
-                WriteOp::Spans(_) => spans.push(job),
+                WriteOp::Change(_) => spans.push(job),
                 WriteOp::DeleteTrace(trace_id) => {
                     committed &= commit_spans(&client, std::mem::take(&mut spans)).await;
                     let result = delete_trace(&client, job.project, trace_id).await;
@@ -95,7 +95,7 @@ async fn commit_spans(client: &Client, jobs: Vec<WriteJob>) -> bool {
         let parts: Vec<(ProjectId, &[Span])> = jobs
             .iter()
             .map(|job| match &job.op {
-                WriteOp::Spans(spans) => (job.project, spans.as_slice()),
+                WriteOp::Change(spans) => (job.project, spans.as_slice()),
                 WriteOp::DeleteTrace(_) => (job.project, &[][..]),
             })
             .collect();
@@ -113,7 +113,7 @@ async fn commit_spans(client: &Client, jobs: Vec<WriteJob>) -> bool {
             tracing::warn!(error = %error, jobs = jobs.len(), "group insert failed; retrying jobs one by one");
             for job in jobs {
                 let result = match &job.op {
-                    WriteOp::Spans(spans) => {
+                    WriteOp::Change(spans) => {
                         write_spans(client, &[(job.project, spans.as_slice())])
                             .await
                             .map(|()| receipt_of(&job.op))
@@ -135,7 +135,7 @@ async fn commit_spans(client: &Client, jobs: Vec<WriteJob>) -> bool {
 
 fn receipt_of(op: &WriteOp) -> WriteReceipt {
     match op {
-        WriteOp::Spans(spans) => WriteReceipt {
+        WriteOp::Change(spans) => WriteReceipt {
             spans_written: spans.len() as u64,
             traces_touched: spans
                 .iter()

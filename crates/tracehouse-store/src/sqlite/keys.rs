@@ -2,9 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use tracehouse_core::ids::api_key_from_random;
-use tracehouse_core::{
-    ApiKeyHash, ApiKeyInfo, NewApiKey, Project, ProjectId, ProjectName, Timestamp,
-};
+use tracehouse_core::{ApiKeyHash, ApiKeyInfo, Project, ProjectId, ProjectName, Timestamp};
 
 use super::SqliteError;
 use crate::now_ns;
@@ -14,6 +12,40 @@ const INFO_SELECT: &str = "SELECT k.id, p.name, k.label, k.prefix, k.created_at_
 
 /// Characters of the secret kept in clear to recognise a key in listings.
 const VISIBLE_PREFIX_LEN: usize = 10;
+
+/// A change to projects or keys, made by the writer thread like every other write, so it never
+/// waits on (or holds) the database's write lock from a reader connection.
+pub(crate) enum KeyChange {
+    CreateProject(ProjectName),
+    CreateKey {
+        project: ProjectName,
+        label: String,
+        secret: String,
+    },
+    Revoke(i64),
+}
+
+/// What a [`KeyChange`] answers.
+pub(crate) enum KeyAnswer {
+    Project(Project),
+    Key(ApiKeyInfo),
+    Revoked(Option<ApiKeyInfo>),
+}
+
+impl KeyChange {
+    /// Makes the change inside the writer's transaction.
+    pub(crate) fn apply(&self, connection: &Connection) -> Result<KeyAnswer, SqliteError> {
+        Ok(match self {
+            KeyChange::CreateProject(name) => KeyAnswer::Project(create_project(connection, name)?),
+            KeyChange::CreateKey {
+                project,
+                label,
+                secret,
+            } => KeyAnswer::Key(create(connection, project, label, secret)?),
+            KeyChange::Revoke(id) => KeyAnswer::Revoked(revoke(connection, *id)?),
+        })
+    }
+}
 
 pub(super) fn authenticate(
     connection: &Connection,
@@ -105,35 +137,32 @@ fn info_by_id(connection: &Connection, id: i64) -> Result<Option<ApiKeyInfo>, Sq
     rows.next()?.map(info_from_row).transpose()
 }
 
+/// A new key's secret, from the operating system's randomness: made before the key's row is
+/// written, so the writer thread never waits for entropy.
+pub(super) fn new_secret() -> Result<String, SqliteError> {
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| SqliteError::Randomness(e.to_string()))?;
+    Ok(api_key_from_random(&random))
+}
+
+/// Stores a key with `secret` for `project` (created if missing). Runs inside the writer's
+/// transaction, so the project and the key are committed together.
 pub(super) fn create(
     connection: &Connection,
     project: &ProjectName,
     label: &str,
-) -> Result<NewApiKey, SqliteError> {
-    let mut random = [0u8; 32];
-    getrandom::fill(&mut random).map_err(|e| SqliteError::Randomness(e.to_string()))?;
-    let secret = api_key_from_random(&random);
-    let hash = ApiKeyHash::of_secret(&secret);
+    secret: &str,
+) -> Result<ApiKeyInfo, SqliteError> {
+    let hash = ApiKeyHash::of_secret(secret);
     let now = now_ns();
-    let transaction = connection.unchecked_transaction()?;
-    transaction.execute(
-        "INSERT INTO projects (name, created_at_ns) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
-        params![project.as_str(), now],
-    )?;
-    let project_id: i64 = transaction.query_row(
-        "SELECT id FROM projects WHERE name = ?1",
-        params![project.as_str()],
-        |row| row.get(0),
-    )?;
-    transaction.execute(
+    let project = create_project(connection, project)?;
+    connection.execute(
         "INSERT INTO api_keys (project_id, key_hash, prefix, label, created_at_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![project_id, hash.as_bytes().as_slice(), &secret[..VISIBLE_PREFIX_LEN], label, now],
+        params![project.id.0, hash.as_bytes().as_slice(), secret.get(..VISIBLE_PREFIX_LEN).unwrap_or(secret), label, now],
     )?;
-    let id = transaction.last_insert_rowid();
-    transaction.commit()?;
-    let info = info_by_id(connection, id)?
-        .ok_or_else(|| SqliteError::Corrupt(format!("api key {id} vanished after insert")))?;
-    Ok(NewApiKey { info, secret })
+    let id = connection.last_insert_rowid();
+    info_by_id(connection, id)?
+        .ok_or_else(|| SqliteError::Corrupt(format!("api key {id} vanished after insert")))
 }
 
 pub(super) fn list(connection: &Connection) -> Result<Vec<ApiKeyInfo>, SqliteError> {

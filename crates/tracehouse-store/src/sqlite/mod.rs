@@ -32,9 +32,10 @@ use tracehouse_core::{
     TraceListItem, WriteReceipt,
 };
 
+use self::keys::{KeyAnswer, KeyChange};
 use self::prepared::PreparedBatch;
 use self::rows::{SPAN_COLUMNS, TRACE_COLUMNS, span_from_row, summary_from_row};
-use self::writer::WriteJob;
+use self::writer::{KeyJob, SqliteChange, WriteJob};
 use crate::write_queue::{self, WriteOp};
 
 /// The writer connection's page cache, in KiB (SQLite's negative `cache_size` unit).
@@ -359,7 +360,7 @@ impl SqliteStore {
     async fn submit(
         &self,
         project: ProjectId,
-        op: WriteOp<Arc<PreparedBatch>>,
+        op: WriteOp<SqliteChange>,
     ) -> Result<WriteReceipt, StoreError> {
         write_queue::submit(
             &self.writer,
@@ -370,6 +371,22 @@ impl SqliteStore {
             || SqliteError::WriterStopped,
         )
         .await
+    }
+}
+
+impl SqliteStore {
+    /// Has the writer make a key or project change and waits for its commit.
+    async fn change_keys(&self, change: KeyChange) -> Result<KeyAnswer, StoreError> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        // Key changes belong to no project of their own; the job's project is not read.
+        self.submit(
+            ProjectId(0),
+            WriteOp::Change(SqliteChange::Keys(KeyJob { change, answer })),
+        )
+        .await?;
+        answered
+            .await
+            .map_err(|_| StoreError::from(SqliteError::WriterStopped))
     }
 }
 
@@ -396,7 +413,10 @@ impl SpanStore for SqliteStore {
             .map_err(StoreError::from)?;
         // This reference outlives the writer's, so the spans are freed here, not on the writer.
         let result = self
-            .submit(project, WriteOp::Spans(Arc::clone(&batch)))
+            .submit(
+                project,
+                WriteOp::Change(SqliteChange::Spans(Arc::clone(&batch))),
+            )
             .await;
         drop(batch);
         result
@@ -536,9 +556,13 @@ impl SpanStore for SqliteStore {
     }
 
     async fn create_project(&self, name: &ProjectName) -> Result<Project, StoreError> {
-        let name = name.clone();
-        self.read(move |connection| keys::create_project(connection, &name))
-            .await
+        match self
+            .change_keys(KeyChange::CreateProject(name.clone()))
+            .await?
+        {
+            KeyAnswer::Project(project) => Ok(project),
+            _ => Err(SqliteError::Corrupt("the writer answered another change".to_owned()).into()),
+        }
     }
 
     async fn authenticate(&self, key: &ApiKeyHash) -> Result<Option<Project>, StoreError> {
@@ -552,9 +576,16 @@ impl SpanStore for SqliteStore {
         project: &ProjectName,
         label: &str,
     ) -> Result<NewApiKey, StoreError> {
-        let (project, label) = (project.clone(), label.to_owned());
-        self.read(move |connection| keys::create(connection, &project, &label))
-            .await
+        let secret = keys::new_secret()?;
+        let change = KeyChange::CreateKey {
+            project: project.clone(),
+            label: label.to_owned(),
+            secret: secret.clone(),
+        };
+        match self.change_keys(change).await? {
+            KeyAnswer::Key(info) => Ok(NewApiKey { info, secret }),
+            _ => Err(SqliteError::Corrupt("the writer answered another change".to_owned()).into()),
+        }
     }
 
     async fn list_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
@@ -562,14 +593,12 @@ impl SpanStore for SqliteStore {
     }
 
     async fn revoke_key(&self, id: i64) -> Result<ApiKeyInfo, StoreError> {
-        match self
-            .read(move |connection| keys::revoke(connection, id))
-            .await?
-        {
-            Some(info) => Ok(info),
-            None => Err(StoreError::NotFound {
+        match self.change_keys(KeyChange::Revoke(id)).await? {
+            KeyAnswer::Revoked(Some(info)) => Ok(info),
+            KeyAnswer::Revoked(None) => Err(StoreError::NotFound {
                 what: format!("api key {id}"),
             }),
+            _ => Err(SqliteError::Corrupt("the writer answered another change".to_owned()).into()),
         }
     }
 }

@@ -14,7 +14,6 @@ use super::SqliteError;
 use super::content::StoredContent;
 use super::rollup::{RollupDeltas, RollupFacts};
 use crate::indexing::{MetadataScalar, flatten_metadata, searchable};
-use crate::write_queue::SpanBatch;
 
 /// What the writer stores for one span besides its columns.
 pub(crate) struct PreparedSpan {
@@ -99,11 +98,5 @@ impl PreparedBatch {
     /// Each span with its prepared parts.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&Span, &PreparedSpan)> {
         self.spans.iter().zip(&self.prepared)
-    }
-}
-
-impl SpanBatch for Arc<PreparedBatch> {
-    fn span_count(&self) -> usize {
-        self.spans.len()
     }
 }

@@ -12,15 +12,38 @@ use tracehouse_core::{GroupCommit, ProjectId, StoreObserver, TraceId, WriteRecei
 use super::SqliteError;
 use super::checkpoint::CommitSignal;
 use super::index::{SearchRows, index_span, unindex_span};
+use super::keys::{KeyAnswer, KeyChange};
 use super::prepared::PreparedBatch;
 use super::rollup::{RollupDeltas, RollupFacts};
 use super::rows::{FACT_COLUMNS, StoredFacts, upsert_span};
 use super::trace_write::{ProjectTotals, TraceCache, TraceWrites};
 use crate::now_ns;
-use crate::write_queue::{WriteOp, gather};
+use crate::write_queue::{SpanBatch, WriteOp, gather};
 
 /// One request's change, answered with this backend's error.
-pub(crate) type WriteJob = crate::write_queue::WriteJob<SqliteError, Arc<PreparedBatch>>;
+pub(crate) type WriteJob = crate::write_queue::WriteJob<SqliteError, SqliteChange>;
+
+/// What the SQLite writer commits besides trace deletions: spans, and key or project changes,
+/// which go through the writer too so that no other connection takes the write lock.
+pub(crate) enum SqliteChange {
+    Spans(Arc<PreparedBatch>),
+    Keys(KeyJob),
+}
+
+/// A key or project change and the channel its answer goes back on once it is committed.
+pub(crate) struct KeyJob {
+    pub(crate) change: KeyChange,
+    pub(crate) answer: oneshot::Sender<KeyAnswer>,
+}
+
+impl SpanBatch for SqliteChange {
+    fn span_count(&self) -> usize {
+        match self {
+            SqliteChange::Spans(batch) => batch.spans.len(),
+            SqliteChange::Keys(_) => 1,
+        }
+    }
+}
 
 /// Spans written between two refreshes of the query planner's statistics.
 const SPANS_BETWEEN_OPTIMIZE: usize = 250_000;
@@ -36,7 +59,15 @@ pub(crate) fn run(
     let mut since_optimize = 0usize;
     let mut cache = TraceCache::default();
     while let Some(first) = jobs.blocking_recv() {
-        let (batch, span_total) = gather(first, &mut jobs, max_batch_spans);
+        let (batch, _) = gather(first, &mut jobs, max_batch_spans);
+        // Spans written, deletes one each as the observer counts them; key changes none.
+        let span_total: usize = batch
+            .iter()
+            .map(|job| match &job.op {
+                WriteOp::Change(SqliteChange::Keys(_)) => 0,
+                op => op.weight(),
+            })
+            .sum();
         let requests = batch.len();
         let started = Instant::now();
         let (committed, answers) = commit_batch(&mut connection, batch, &mut cache);
@@ -53,8 +84,11 @@ pub(crate) fn run(
                 database_bytes: database_bytes(&connection),
             });
         }
-        for (reply, result) in answers {
+        for (reply, result, key_answer) in answers {
             // A dropped receiver means the client went away; its data is committed anyway.
+            if let Some((channel, answer)) = key_answer {
+                let _ = channel.send(answer);
+            }
             let _ = reply.send(result);
         }
         since_optimize += span_total;
@@ -81,11 +115,28 @@ fn database_bytes(connection: &Connection) -> Option<u64> {
     Some(pages * page_size)
 }
 
-/// A request's answer channel and its outcome, sent once the commit is reported.
+/// A request's answer channel and its outcome, and a key change's answer, sent once the commit
+/// is reported.
 type Answer = (
     oneshot::Sender<Result<WriteReceipt, SqliteError>>,
     Result<WriteReceipt, SqliteError>,
+    Option<(oneshot::Sender<KeyAnswer>, KeyAnswer)>,
 );
+
+/// What a job's commit gave: its receipt, and a key change's answer.
+type Outcome = (WriteReceipt, Option<KeyAnswer>);
+
+/// A job's answers from its outcome.
+fn answer(job: WriteJob, outcome: Result<Outcome, SqliteError>) -> Answer {
+    let key_channel = match job.op {
+        WriteOp::Change(SqliteChange::Keys(keys)) => Some(keys.answer),
+        _ => None,
+    };
+    match outcome {
+        Ok((receipt, key_answer)) => (job.reply, Ok(receipt), key_channel.zip(key_answer)),
+        Err(error) => (job.reply, Err(error), None),
+    }
+}
 
 /// Writes every job in one transaction; returns whether the batch committed as a whole and
 /// every job's outcome, to be answered after the commit.
@@ -103,12 +154,12 @@ fn commit_batch(
     let ingested_ns = now_ns();
     let together = write_together(connection, &batch, ingested_ns, cache);
     match together {
-        Ok(receipts) => (
+        Ok(outcomes) => (
             true,
             batch
                 .into_iter()
-                .zip(receipts)
-                .map(|(job, receipt)| (job.reply, Ok(receipt)))
+                .zip(outcomes)
+                .map(|(job, outcome)| answer(job, Ok(outcome)))
                 .collect(),
         ),
         Err(error) if batch.len() > 1 => {
@@ -116,10 +167,10 @@ fn commit_batch(
             let answers = batch
                 .into_iter()
                 .map(|job| {
-                    let result =
+                    let outcome =
                         write_together(connection, std::slice::from_ref(&job), ingested_ns, cache)
-                            .map(|mut receipts| receipts.pop().unwrap_or_default());
-                    (job.reply, result)
+                            .map(|mut outcomes| outcomes.pop().unwrap_or_default());
+                    answer(job, outcome)
                 })
                 .collect();
             (false, answers)
@@ -128,7 +179,7 @@ fn commit_batch(
             false,
             batch
                 .into_iter()
-                .map(|job| (job.reply, Err(error.duplicate())))
+                .map(|job| answer(job, Err(error.duplicate())))
                 .collect(),
         ),
     }
@@ -148,7 +199,7 @@ fn write_together(
     jobs: &[WriteJob],
     ingested_ns: i64,
     cache: &mut TraceCache,
-) -> Result<Vec<WriteReceipt>, SqliteError> {
+) -> Result<Vec<Outcome>, SqliteError> {
     let transaction = connection.transaction()?;
     cache.check_other_writers(&transaction)?;
     let mut receipts = Vec::with_capacity(jobs.len());
@@ -160,12 +211,18 @@ fn write_together(
     };
     for job in jobs {
         receipts.push(match &job.op {
-            WriteOp::Spans(batch) => {
-                write_spans(&transaction, job.project, batch, ingested_ns, &mut pending)?
-            }
-            WriteOp::DeleteTrace(trace_id) => {
-                delete_trace(&transaction, job.project, trace_id, &mut pending)?
-            }
+            WriteOp::Change(SqliteChange::Spans(batch)) => (
+                write_spans(&transaction, job.project, batch, ingested_ns, &mut pending)?,
+                None,
+            ),
+            WriteOp::Change(SqliteChange::Keys(keys)) => (
+                WriteReceipt::default(),
+                Some(keys.change.apply(&transaction)?),
+            ),
+            WriteOp::DeleteTrace(trace_id) => (
+                delete_trace(&transaction, job.project, trace_id, &mut pending)?,
+                None,
+            ),
         });
     }
     let Pending {
