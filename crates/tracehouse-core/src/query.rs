@@ -386,6 +386,19 @@ pub enum FilterValue {
     Bool(bool),
 }
 
+impl FilterValue {
+    /// The value as text, for text comparisons: numbers as Rust prints them, times in RFC 3339,
+    /// booleans as `true`/`false`. Every store compares text filters against this.
+    pub fn as_text(&self) -> String {
+        match self {
+            FilterValue::Text(text) => text.clone(),
+            FilterValue::Number(number) => number.to_string(),
+            FilterValue::Time(time) => time.to_rfc3339(),
+            FilterValue::Bool(flag) => flag.to_string(),
+        }
+    }
+}
+
 /// One condition: `field operator values` (values OR-ed, or NOR-ed for negated operators).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Condition<F> {
@@ -930,6 +943,18 @@ mod tests {
         assert_eq!(c[6].values, vec![FilterValue::Number(3.0)]);
         assert_eq!(c[7].operator, Operator::Equals);
         assert_eq!(c[7].values, vec![FilterValue::Text("chat".into())]);
+    }
+
+    #[test]
+    fn filter_values_read_as_text_the_same_in_every_store() {
+        assert_eq!(FilterValue::Text("a b".to_owned()).as_text(), "a b");
+        assert_eq!(FilterValue::Number(3.0).as_text(), "3");
+        assert_eq!(FilterValue::Number(0.25).as_text(), "0.25");
+        assert_eq!(FilterValue::Bool(true).as_text(), "true");
+        assert_eq!(
+            FilterValue::Time(Timestamp::from_unix_nanos(0)).as_text(),
+            "1970-01-01T00:00:00Z"
+        );
     }
 
     #[test]

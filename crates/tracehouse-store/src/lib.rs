@@ -17,6 +17,29 @@ mod write_queue;
 pub use clickhouse::{ClickHouseConfig, ClickHouseError, ClickHouseStore};
 pub use sqlite::{SqliteConfig, SqliteError, SqliteStore, Synchronous};
 
+/// A new API key's secret from the operating system's randomness; the error says why there was
+/// none. Both backends mint keys with it and store only the secret's hash.
+pub(crate) fn new_key_secret() -> Result<String, String> {
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| e.to_string())?;
+    Ok(tracehouse_core::ids::api_key_from_random(&random))
+}
+
+/// The `StoreError` of a backend failure: transient ones are `Unavailable` (HTTP 503 with
+/// `Retry-After`), the rest `Backend`. Both backends' errors convert through it.
+pub(crate) fn store_error<E: std::error::Error + Send + Sync + 'static>(
+    error: E,
+    transient: bool,
+) -> tracehouse_core::StoreError {
+    if transient {
+        tracehouse_core::StoreError::Unavailable {
+            reason: error.to_string(),
+        }
+    } else {
+        tracehouse_core::StoreError::Backend(Box::new(error))
+    }
+}
+
 /// Nanoseconds since the Unix epoch, now (0 before 1970, saturated after 2262).
 pub(crate) fn now_ns() -> i64 {
     std::time::SystemTime::now()

@@ -3,7 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tracehouse_core::ids::api_key_from_random;
 use tracehouse_core::{
     ApiKeyHash, ApiKeyInfo, NewApiKey, Project, ProjectId, ProjectName, Timestamp,
 };
@@ -150,9 +149,7 @@ pub(crate) async fn create(
     project: &ProjectName,
     label: &str,
 ) -> Result<NewApiKey, ClickHouseError> {
-    let mut random = [0u8; 32];
-    getrandom::fill(&mut random).map_err(|e| ClickHouseError::Randomness(e.to_string()))?;
-    let secret = api_key_from_random(&random);
+    let secret = crate::new_key_secret().map_err(ClickHouseError::Randomness)?;
     let hash = ApiKeyHash::of_secret(&secret);
     let project = create_project(client, project).await?;
     #[derive(Deserialize)]

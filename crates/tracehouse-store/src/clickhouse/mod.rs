@@ -181,13 +181,8 @@ impl ClickHouseError {
 
 impl From<ClickHouseError> for StoreError {
     fn from(error: ClickHouseError) -> Self {
-        if error.is_transient() {
-            StoreError::Unavailable {
-                reason: error.to_string(),
-            }
-        } else {
-            StoreError::Backend(Box::new(error))
-        }
+        let transient = error.is_transient();
+        crate::store_error(error, transient)
     }
 }
 

@@ -109,18 +109,9 @@ fn literal(value: &FilterValue) -> String {
     }
 }
 
-fn text_of(value: &FilterValue) -> String {
-    match value {
-        FilterValue::Text(text) => text.clone(),
-        FilterValue::Number(number) => number.to_string(),
-        FilterValue::Time(time) => time.to_rfc3339(),
-        FilterValue::Bool(flag) => flag.to_string(),
-    }
-}
-
 /// `expr operator value` for the operators that test one value.
 fn value_predicate(expr: &str, operator: Operator, value: &FilterValue) -> String {
-    let text = || string_literal(&text_of(value));
+    let text = || string_literal(&value.as_text());
     match operator {
         Operator::Lt => format!("{expr} < {}", literal(value)),
         Operator::Lte => format!("{expr} <= {}", literal(value)),

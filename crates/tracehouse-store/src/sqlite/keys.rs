@@ -1,7 +1,6 @@
 //! API keys and projects: keys are stored only as hashes and resolve to a project.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use tracehouse_core::ids::api_key_from_random;
 use tracehouse_core::{ApiKeyHash, ApiKeyInfo, Project, ProjectId, ProjectName, Timestamp};
 
 use super::SqliteError;
@@ -140,9 +139,7 @@ fn info_by_id(connection: &Connection, id: i64) -> Result<Option<ApiKeyInfo>, Sq
 /// A new key's secret, from the operating system's randomness: made before the key's row is
 /// written, so the writer thread never waits for entropy.
 pub(super) fn new_secret() -> Result<String, SqliteError> {
-    let mut random = [0u8; 32];
-    getrandom::fill(&mut random).map_err(|e| SqliteError::Randomness(e.to_string()))?;
-    Ok(api_key_from_random(&random))
+    crate::new_key_secret().map_err(SqliteError::Randomness)
 }
 
 /// Stores a key with `secret` for `project` (created if missing). Runs inside the writer's

@@ -202,13 +202,8 @@ impl SqliteError {
 
 impl From<SqliteError> for StoreError {
     fn from(error: SqliteError) -> Self {
-        if error.is_transient() {
-            StoreError::Unavailable {
-                reason: error.to_string(),
-            }
-        } else {
-            StoreError::Backend(Box::new(error))
-        }
+        let transient = error.is_transient();
+        crate::store_error(error, transient)
     }
 }
 

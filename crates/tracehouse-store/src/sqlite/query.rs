@@ -99,15 +99,6 @@ fn sql_value(value: &FilterValue) -> SqlValue {
     }
 }
 
-fn text_of(value: &FilterValue) -> String {
-    match value {
-        FilterValue::Text(text) => text.clone(),
-        FilterValue::Number(number) => number.to_string(),
-        FilterValue::Time(time) => time.to_rfc3339(),
-        FilterValue::Bool(flag) => flag.to_string(),
-    }
-}
-
 /// `pattern` matched literally inside a LIKE with `ESCAPE '\'`.
 fn like_literal(pattern: &str) -> String {
     pattern
@@ -146,28 +137,28 @@ fn value_predicates(
             Operator::Contains | Operator::NotContains => {
                 format!(
                     "instr({expr}, {}) > 0",
-                    clause.bind(SqlValue::Text(text_of(value)))
+                    clause.bind(SqlValue::Text(value.as_text()))
                 )
             }
             Operator::IContains => format!(
                 "{expr} LIKE {} ESCAPE '\\'",
                 clause.bind(SqlValue::Text(format!(
                     "%{}%",
-                    like_literal(&text_of(value))
+                    like_literal(&value.as_text())
                 )))
             ),
             Operator::StartsWith => format!(
                 "{expr} GLOB {}",
                 clause.bind(SqlValue::Text(format!(
                     "{}*",
-                    glob_literal(&text_of(value))
+                    glob_literal(&value.as_text())
                 )))
             ),
             Operator::EndsWith => format!(
                 "{expr} GLOB {}",
                 clause.bind(SqlValue::Text(format!(
                     "*{}",
-                    glob_literal(&text_of(value))
+                    glob_literal(&value.as_text())
                 )))
             ),
             Operator::Equals | Operator::In | Operator::Not | Operator::NotIn => {
