@@ -16,12 +16,10 @@ mod rows;
 mod schema;
 mod writer;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::Deserialize;
 use tokio::sync::mpsc;
 use tracehouse_core::metrics::{Timeseries, TimeseriesQuery, TopEntry, TopQuery};
 use tracehouse_core::query::{SpanFilter, SpanQuery, TraceQuery};
@@ -31,18 +29,9 @@ use tracehouse_core::{
     TraceListItem, WriteReceipt,
 };
 
-use self::client::{Client, string_literal};
-use self::query::{
-    in_list, live_spans, live_traces, page_sql, span_filter_sql, span_order, trace_filter_sql,
-    trace_order,
-};
-use self::rows::{SPAN_COLUMNS, SpanRead, TRACE_COLUMNS, TraceRow};
+use self::client::Client;
 use self::writer::WriteJob;
 use crate::write_queue::{self, WriteOp};
-
-/// Spans fetched by key per statement: 250 keys of at most 2 x 256 bytes of ids stay well
-/// under ClickHouse's default 256 KiB query size.
-const KEYS_PER_FETCH: usize = 250;
 
 /// How to reach a ClickHouse server and how to batch writes to it.
 #[derive(Clone)]
@@ -278,92 +267,6 @@ impl ClickHouseStore {
         )
         .await
     }
-
-    async fn count(&self, sql: &str) -> Result<u64, StoreError> {
-        #[derive(Deserialize)]
-        struct Count {
-            n: u64,
-        }
-        let count: Count = self.client.row(sql).await?;
-        Ok(count.n)
-    }
-
-    async fn spans(&self, sql: &str) -> Result<Vec<Span>, StoreError> {
-        let rows: Vec<SpanRead> = self.client.rows(sql).await?;
-        rows.into_iter()
-            .map(|row| row.into_span().map_err(StoreError::from))
-            .collect()
-    }
-
-    /// The spans a query selecting `trace_id, span_id` names, in its order.
-    ///
-    /// Lists run in two steps because ClickHouse 18.16 reads every selected column of every
-    /// matching row before it sorts and cuts a page: selecting only the keys first reads the
-    /// light columns of the project, and the spans' content is then read for the page alone,
-    /// by primary key (ten times faster at a million spans).
-    async fn spans_by_key_query(
-        &self,
-        project: ProjectId,
-        key_sql: &str,
-    ) -> Result<Vec<Span>, StoreError> {
-        #[derive(Deserialize)]
-        struct Key {
-            trace_id: String,
-            span_id: String,
-        }
-        let keys: Vec<Key> = self.client.rows(key_sql).await?;
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut found: HashMap<(String, String), Span> = HashMap::with_capacity(keys.len());
-        // In chunks, so no statement outgrows the server's query size limit (256 KiB).
-        for chunk in keys.chunks(KEYS_PER_FETCH) {
-            let filter = format!(
-                "{}{}",
-                in_list("trace_id", chunk.iter().map(|k| k.trace_id.as_str())),
-                in_list("span_id", chunk.iter().map(|k| k.span_id.as_str()))
-            );
-            let spans = self
-                .spans(&format!(
-                    "SELECT {SPAN_COLUMNS} FROM {}",
-                    live_spans(project, &filter)
-                ))
-                .await?;
-            for span in spans {
-                let key = (
-                    span.trace_id.as_str().to_owned(),
-                    span.span_id.as_str().to_owned(),
-                );
-                found.insert(key, span);
-            }
-        }
-        // A span deleted between the two reads is left out rather than failing the page.
-        Ok(keys
-            .into_iter()
-            .filter_map(|key| found.remove(&(key.trace_id, key.span_id)))
-            .collect())
-    }
-}
-
-#[derive(Deserialize)]
-struct Statistics {
-    n: u64,
-    total_cost: f64,
-    total_tokens: u64,
-    total_prompt_tokens: u64,
-    total_completion_tokens: u64,
-    avg_latency: Option<f64>,
-    errors: u64,
-    p50: f64,
-    p90: f64,
-    p99: f64,
-}
-
-#[derive(Deserialize)]
-struct RootContent {
-    trace_id: String,
-    span_id: String,
-    content: String,
 }
 
 #[async_trait]
@@ -394,26 +297,7 @@ impl SpanStore for ClickHouseStore {
         project: ProjectId,
         trace_id: &TraceId,
     ) -> Result<Option<StoredTrace>, StoreError> {
-        let filter = in_list("trace_id", std::iter::once(trace_id.as_str()));
-        let rows: Vec<TraceRow> = self
-            .client
-            .rows(&format!(
-                "SELECT {TRACE_COLUMNS} FROM {}",
-                live_traces(project, &filter)
-            ))
-            .await?;
-        let Some(row) = rows.into_iter().next() else {
-            return Ok(None);
-        };
-        let summary = row.into_summary()?;
-        let mut spans = self
-            .spans(&format!(
-                "SELECT {SPAN_COLUMNS} FROM {}",
-                live_spans(project, &filter)
-            ))
-            .await?;
-        spans.sort_by(|a, b| (a.start, &a.span_id).cmp(&(b.start, &b.span_id)));
-        Ok(Some(StoredTrace { summary, spans }))
+        query::get_trace(&self.client, project, trace_id).await
     }
 
     async fn list_traces(
@@ -421,66 +305,7 @@ impl SpanStore for ClickHouseStore {
         project: ProjectId,
         query: &TraceQuery,
     ) -> Result<Listing<TraceListItem>, StoreError> {
-        let source = live_traces(project, "");
-        let conditions = trace_filter_sql(project, query);
-        let total = self
-            .count(&format!(
-                "SELECT count() AS n FROM {source} AND {conditions}"
-            ))
-            .await?;
-        let rows: Vec<TraceRow> = self
-            .client
-            .rows(&format!(
-                "SELECT {TRACE_COLUMNS} FROM {source} AND {conditions} ORDER BY {} {}",
-                trace_order(query.sort.column, query.sort.direction),
-                page_sql(query.page)
-            ))
-            .await?;
-        // Root spans' input, output and metadata, fetched for this page only.
-        let roots: Vec<(&str, &str)> = rows
-            .iter()
-            .filter_map(|row| Some((row.trace_id.as_str(), row.root_span_id()?)))
-            .collect();
-        let mut contents: HashMap<(String, String), serde_json::Map<String, serde_json::Value>> =
-            HashMap::new();
-        if !roots.is_empty() {
-            let filter = format!(
-                "{}{}",
-                in_list("trace_id", roots.iter().map(|(trace, _)| *trace)),
-                in_list("span_id", roots.iter().map(|(_, span)| *span))
-            );
-            let found: Vec<RootContent> = self
-                .client
-                .rows(&format!(
-                    "SELECT trace_id, span_id, content FROM {}",
-                    live_spans(project, &filter)
-                ))
-                .await?;
-            for row in found {
-                if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&row.content) {
-                    contents.insert((row.trace_id, row.span_id), map);
-                }
-            }
-        }
-        let mut items = Vec::with_capacity(rows.len());
-        for row in rows {
-            let mut content = row
-                .root_span_id()
-                .and_then(|root| contents.remove(&(row.trace_id.clone(), root.to_owned())));
-            let mut take = |key: &str| content.as_mut().and_then(|map| map.remove(key));
-            let (input, output, metadata) = (take("input"), take("output"), take("metadata"));
-            items.push(TraceListItem {
-                summary: row.into_summary()?,
-                input,
-                output,
-                metadata,
-            });
-        }
-        Ok(Listing {
-            total,
-            total_is_exact: true,
-            items,
-        })
+        query::list_traces(&self.client, project, query).await
     }
 
     async fn list_spans(
@@ -488,31 +313,7 @@ impl SpanStore for ClickHouseStore {
         project: ProjectId,
         query: &SpanQuery,
     ) -> Result<Listing<Span>, StoreError> {
-        let mut conditions = span_filter_sql(&query.filter);
-        if let Some(as_of) = query.as_of {
-            conditions.push_str(&format!(" AND first_seen_ns <= {}", as_of.unix_nanos()));
-        }
-        let source = live_spans(project, "");
-        let total = self
-            .count(&format!(
-                "SELECT count() AS n FROM {source} AND {conditions}"
-            ))
-            .await?;
-        let items = self
-            .spans_by_key_query(
-                project,
-                &format!(
-                    "SELECT trace_id, span_id FROM {source} AND {conditions} ORDER BY {} {}",
-                    span_order(query.sort.column, query.sort.direction),
-                    page_sql(query.page)
-                ),
-            )
-            .await?;
-        Ok(Listing {
-            total,
-            total_is_exact: true,
-            items,
-        })
+        query::list_spans(&self.client, project, query).await
     }
 
     async fn scan_spans(
@@ -522,24 +323,7 @@ impl SpanStore for ClickHouseStore {
         after: Option<(TraceId, SpanId)>,
         limit: usize,
     ) -> Result<Vec<Span>, StoreError> {
-        // The position is on key columns, so it narrows the FINAL read itself.
-        let key_filter = match &after {
-            Some((trace_id, span_id)) => format!(
-                " AND (trace_id, span_id) > ({}, {})",
-                string_literal(trace_id.as_str()),
-                string_literal(span_id.as_str())
-            ),
-            None => String::new(),
-        };
-        self.spans_by_key_query(
-            project,
-            &format!(
-                "SELECT trace_id, span_id FROM {} AND {} ORDER BY trace_id, span_id LIMIT {limit}",
-                live_spans(project, &key_filter),
-                span_filter_sql(filter),
-            ),
-        )
-        .await
+        query::scan_spans(&self.client, project, filter, after, limit).await
     }
 
     async fn get_span(
@@ -547,17 +331,7 @@ impl SpanStore for ClickHouseStore {
         project: ProjectId,
         span_id: &SpanId,
     ) -> Result<Option<Span>, StoreError> {
-        let filter = in_list("span_id", std::iter::once(span_id.as_str()));
-        Ok(self
-            .spans_by_key_query(
-                project,
-                &format!(
-                    "SELECT trace_id, span_id FROM {} ORDER BY ingested_ns DESC LIMIT 1",
-                    live_spans(project, &filter)
-                ),
-            )
-            .await?
-            .pop())
+        query::get_span(&self.client, project, span_id).await
     }
 
     async fn span_statistics(
@@ -565,39 +339,7 @@ impl SpanStore for ClickHouseStore {
         project: ProjectId,
         filter: &SpanFilter,
     ) -> Result<SpanStatistics, StoreError> {
-        // Percentiles are nearest rank (the smallest latency with at least p of the spans at
-        // or below it), computed on the server from the sorted latencies, as SQLite does.
-        let rank = |p: &str| {
-            format!("sorted[toUInt64(least(toFloat64(n), greatest(1.0, ceil({p} * n))))]")
-        };
-        let sql = format!(
-            "SELECT count() AS n, sum(ifNull(cost, 0)) AS total_cost, \
-             sum(ifNull(total_tokens, 0)) AS total_tokens, \
-             sum(ifNull(prompt_tokens, 0)) AS total_prompt_tokens, \
-             sum(ifNull(completion_tokens, 0)) AS total_completion_tokens, \
-             if(n = 0, NULL, avg(latency)) AS avg_latency, countIf(status = 'error') AS errors, \
-             arraySort(groupArray(latency)) AS sorted, {} AS p50, {} AS p90, {} AS p99 \
-             FROM {} AND {}",
-            rank("0.5"),
-            rank("0.9"),
-            rank("0.99"),
-            live_spans(project, ""),
-            span_filter_sql(filter),
-        );
-        let row: Statistics = self.client.row(&sql).await?;
-        let present = |value: f64| (row.n > 0).then_some(value);
-        Ok(SpanStatistics {
-            number_of_requests: row.n,
-            total_cost: row.total_cost,
-            total_tokens: row.total_tokens,
-            total_prompt_tokens: row.total_prompt_tokens,
-            total_completion_tokens: row.total_completion_tokens,
-            avg_latency: row.avg_latency.filter(|_| row.n > 0),
-            p50_latency: present(row.p50),
-            p90_latency: present(row.p90),
-            p99_latency: present(row.p99),
-            error_count: row.errors,
-        })
+        query::span_statistics(&self.client, project, filter).await
     }
 
     async fn metric_timeseries(
@@ -628,19 +370,7 @@ impl SpanStore for ClickHouseStore {
     }
 
     async fn project_stats(&self, project: ProjectId) -> Result<ProjectStats, StoreError> {
-        let traces = self
-            .count(&format!(
-                "SELECT count() AS n FROM {}",
-                live_traces(project, "")
-            ))
-            .await?;
-        let spans = self
-            .count(&format!(
-                "SELECT count() AS n FROM {}",
-                live_spans(project, "")
-            ))
-            .await?;
-        Ok(ProjectStats { traces, spans })
+        query::project_stats(&self.client, project).await
     }
 
     async fn find_project(&self, name: &ProjectName) -> Result<Option<Project>, StoreError> {

@@ -1,4 +1,4 @@
-//! Translation of the core query model into ClickHouse SQL.
+//! Translation of the core query model into ClickHouse SQL, and the reads that run it.
 //!
 //! The SQL text is assembled from fixed fragments chosen by the typed model; user values enter
 //! only as literals built by `client::string_literal` and friends.
@@ -7,13 +7,20 @@
 //! (filtered only on sorting-key columns, which every version of a row shares), with the
 //! remaining conditions applied outside, after replaced versions and tombstones collapsed.
 
-use tracehouse_core::ProjectId;
+use std::collections::HashMap;
+
+use serde::Deserialize;
 use tracehouse_core::query::{
     Condition, Direction, FieldType, FilterValue, Operator, Page, SpanColumn, SpanField,
-    SpanFilter, TraceColumn, TraceQuery,
+    SpanFilter, SpanQuery, TraceColumn, TraceQuery,
+};
+use tracehouse_core::{
+    Listing, ProjectId, ProjectStats, Span, SpanId, SpanStatistics, StoreError, StoredTrace,
+    TraceId, TraceListItem,
 };
 
-use super::client::{float_literal, string_literal};
+use super::client::{Client, float_literal, string_literal};
+use super::rows::{SPAN_COLUMNS, SpanRead, TRACE_COLUMNS, TraceRow};
 
 /// Live (latest, undeleted) spans of a project, narrowed by `key_filter` on key columns.
 pub(crate) fn live_spans(project: ProjectId, key_filter: &str) -> String {
@@ -302,6 +309,328 @@ pub(crate) fn span_order(column: SpanColumn, dir: Direction) -> String {
 /// `LIMIT offset, size` (the form 18.16 reads).
 pub(crate) fn page_sql(page: Page) -> String {
     format!("LIMIT {}, {}", page.offset(), page.size)
+}
+
+// The read paths of the `SpanStore` methods: each builds its SQL from the pieces above and
+// runs it on the client.
+
+/// Spans fetched by key per statement: 250 keys of at most 2 x 256 bytes of ids stay well
+/// under ClickHouse's default 256 KiB query size.
+const KEYS_PER_FETCH: usize = 250;
+
+async fn count(client: &Client, sql: &str) -> Result<u64, StoreError> {
+    #[derive(Deserialize)]
+    struct Count {
+        n: u64,
+    }
+    let count: Count = client.row(sql).await?;
+    Ok(count.n)
+}
+
+async fn spans(client: &Client, sql: &str) -> Result<Vec<Span>, StoreError> {
+    let rows: Vec<SpanRead> = client.rows(sql).await?;
+    rows.into_iter()
+        .map(|row| row.into_span().map_err(StoreError::from))
+        .collect()
+}
+
+/// The spans a query selecting `trace_id, span_id` names, in its order.
+///
+/// Lists run in two steps because ClickHouse 18.16 reads every selected column of every
+/// matching row before it sorts and cuts a page: selecting only the keys first reads the
+/// light columns of the project, and the spans' content is then read for the page alone,
+/// by primary key (ten times faster at a million spans).
+async fn spans_by_key_query(
+    client: &Client,
+    project: ProjectId,
+    key_sql: &str,
+) -> Result<Vec<Span>, StoreError> {
+    #[derive(Deserialize)]
+    struct Key {
+        trace_id: String,
+        span_id: String,
+    }
+    let keys: Vec<Key> = client.rows(key_sql).await?;
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut found: HashMap<(String, String), Span> = HashMap::with_capacity(keys.len());
+    // In chunks, so no statement outgrows the server's query size limit (256 KiB).
+    for chunk in keys.chunks(KEYS_PER_FETCH) {
+        let filter = format!(
+            "{}{}",
+            in_list("trace_id", chunk.iter().map(|k| k.trace_id.as_str())),
+            in_list("span_id", chunk.iter().map(|k| k.span_id.as_str()))
+        );
+        let spans = spans(
+            client,
+            &format!(
+                "SELECT {SPAN_COLUMNS} FROM {}",
+                live_spans(project, &filter)
+            ),
+        )
+        .await?;
+        for span in spans {
+            let key = (
+                span.trace_id.as_str().to_owned(),
+                span.span_id.as_str().to_owned(),
+            );
+            found.insert(key, span);
+        }
+    }
+    // A span deleted between the two reads is left out rather than failing the page.
+    Ok(keys
+        .into_iter()
+        .filter_map(|key| found.remove(&(key.trace_id, key.span_id)))
+        .collect())
+}
+
+#[derive(Deserialize)]
+struct Statistics {
+    n: u64,
+    total_cost: f64,
+    total_tokens: u64,
+    total_prompt_tokens: u64,
+    total_completion_tokens: u64,
+    avg_latency: Option<f64>,
+    errors: u64,
+    p50: f64,
+    p90: f64,
+    p99: f64,
+}
+
+#[derive(Deserialize)]
+struct RootContent {
+    trace_id: String,
+    span_id: String,
+    content: String,
+}
+
+pub(crate) async fn get_trace(
+    client: &Client,
+    project: ProjectId,
+    trace_id: &TraceId,
+) -> Result<Option<StoredTrace>, StoreError> {
+    let filter = in_list("trace_id", std::iter::once(trace_id.as_str()));
+    let rows: Vec<TraceRow> = client
+        .rows(&format!(
+            "SELECT {TRACE_COLUMNS} FROM {}",
+            live_traces(project, &filter)
+        ))
+        .await?;
+    let Some(row) = rows.into_iter().next() else {
+        return Ok(None);
+    };
+    let summary = row.into_summary()?;
+    let mut spans = spans(
+        client,
+        &format!(
+            "SELECT {SPAN_COLUMNS} FROM {}",
+            live_spans(project, &filter)
+        ),
+    )
+    .await?;
+    spans.sort_by(|a, b| (a.start, &a.span_id).cmp(&(b.start, &b.span_id)));
+    Ok(Some(StoredTrace { summary, spans }))
+}
+
+pub(crate) async fn list_traces(
+    client: &Client,
+    project: ProjectId,
+    query: &TraceQuery,
+) -> Result<Listing<TraceListItem>, StoreError> {
+    let source = live_traces(project, "");
+    let conditions = trace_filter_sql(project, query);
+    let total = count(
+        client,
+        &format!("SELECT count() AS n FROM {source} AND {conditions}"),
+    )
+    .await?;
+    let rows: Vec<TraceRow> = client
+        .rows(&format!(
+            "SELECT {TRACE_COLUMNS} FROM {source} AND {conditions} ORDER BY {} {}",
+            trace_order(query.sort.column, query.sort.direction),
+            page_sql(query.page)
+        ))
+        .await?;
+    // Root spans' input, output and metadata, fetched for this page only.
+    let roots: Vec<(&str, &str)> = rows
+        .iter()
+        .filter_map(|row| Some((row.trace_id.as_str(), row.root_span_id()?)))
+        .collect();
+    let mut contents: HashMap<(String, String), serde_json::Map<String, serde_json::Value>> =
+        HashMap::new();
+    if !roots.is_empty() {
+        let filter = format!(
+            "{}{}",
+            in_list("trace_id", roots.iter().map(|(trace, _)| *trace)),
+            in_list("span_id", roots.iter().map(|(_, span)| *span))
+        );
+        let found: Vec<RootContent> = client
+            .rows(&format!(
+                "SELECT trace_id, span_id, content FROM {}",
+                live_spans(project, &filter)
+            ))
+            .await?;
+        for row in found {
+            if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&row.content) {
+                contents.insert((row.trace_id, row.span_id), map);
+            }
+        }
+    }
+    let mut items = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut content = row
+            .root_span_id()
+            .and_then(|root| contents.remove(&(row.trace_id.clone(), root.to_owned())));
+        let mut take = |key: &str| content.as_mut().and_then(|map| map.remove(key));
+        let (input, output, metadata) = (take("input"), take("output"), take("metadata"));
+        items.push(TraceListItem {
+            summary: row.into_summary()?,
+            input,
+            output,
+            metadata,
+        });
+    }
+    Ok(Listing {
+        total,
+        total_is_exact: true,
+        items,
+    })
+}
+
+pub(crate) async fn list_spans(
+    client: &Client,
+    project: ProjectId,
+    query: &SpanQuery,
+) -> Result<Listing<Span>, StoreError> {
+    let mut conditions = span_filter_sql(&query.filter);
+    if let Some(as_of) = query.as_of {
+        conditions.push_str(&format!(" AND first_seen_ns <= {}", as_of.unix_nanos()));
+    }
+    let source = live_spans(project, "");
+    let total = count(
+        client,
+        &format!("SELECT count() AS n FROM {source} AND {conditions}"),
+    )
+    .await?;
+    let items = spans_by_key_query(
+        client,
+        project,
+        &format!(
+            "SELECT trace_id, span_id FROM {source} AND {conditions} ORDER BY {} {}",
+            span_order(query.sort.column, query.sort.direction),
+            page_sql(query.page)
+        ),
+    )
+    .await?;
+    Ok(Listing {
+        total,
+        total_is_exact: true,
+        items,
+    })
+}
+
+pub(crate) async fn scan_spans(
+    client: &Client,
+    project: ProjectId,
+    filter: &SpanFilter,
+    after: Option<(TraceId, SpanId)>,
+    limit: usize,
+) -> Result<Vec<Span>, StoreError> {
+    // The position is on key columns, so it narrows the FINAL read itself.
+    let key_filter = match &after {
+        Some((trace_id, span_id)) => format!(
+            " AND (trace_id, span_id) > ({}, {})",
+            string_literal(trace_id.as_str()),
+            string_literal(span_id.as_str())
+        ),
+        None => String::new(),
+    };
+    spans_by_key_query(
+        client,
+        project,
+        &format!(
+            "SELECT trace_id, span_id FROM {} AND {} ORDER BY trace_id, span_id LIMIT {limit}",
+            live_spans(project, &key_filter),
+            span_filter_sql(filter),
+        ),
+    )
+    .await
+}
+
+pub(crate) async fn get_span(
+    client: &Client,
+    project: ProjectId,
+    span_id: &SpanId,
+) -> Result<Option<Span>, StoreError> {
+    let filter = in_list("span_id", std::iter::once(span_id.as_str()));
+    Ok(spans_by_key_query(
+        client,
+        project,
+        &format!(
+            "SELECT trace_id, span_id FROM {} ORDER BY ingested_ns DESC LIMIT 1",
+            live_spans(project, &filter)
+        ),
+    )
+    .await?
+    .pop())
+}
+
+pub(crate) async fn span_statistics(
+    client: &Client,
+    project: ProjectId,
+    filter: &SpanFilter,
+) -> Result<SpanStatistics, StoreError> {
+    // Percentiles are nearest rank (the smallest latency with at least p of the spans at
+    // or below it), computed on the server from the sorted latencies, as SQLite does.
+    let rank =
+        |p: &str| format!("sorted[toUInt64(least(toFloat64(n), greatest(1.0, ceil({p} * n))))]");
+    let sql = format!(
+        "SELECT count() AS n, sum(ifNull(cost, 0)) AS total_cost, \
+         sum(ifNull(total_tokens, 0)) AS total_tokens, \
+         sum(ifNull(prompt_tokens, 0)) AS total_prompt_tokens, \
+         sum(ifNull(completion_tokens, 0)) AS total_completion_tokens, \
+         if(n = 0, NULL, avg(latency)) AS avg_latency, countIf(status = 'error') AS errors, \
+         arraySort(groupArray(latency)) AS sorted, {} AS p50, {} AS p90, {} AS p99 \
+         FROM {} AND {}",
+        rank("0.5"),
+        rank("0.9"),
+        rank("0.99"),
+        live_spans(project, ""),
+        span_filter_sql(filter),
+    );
+    let row: Statistics = client.row(&sql).await?;
+    let present = |value: f64| (row.n > 0).then_some(value);
+    Ok(SpanStatistics {
+        number_of_requests: row.n,
+        total_cost: row.total_cost,
+        total_tokens: row.total_tokens,
+        total_prompt_tokens: row.total_prompt_tokens,
+        total_completion_tokens: row.total_completion_tokens,
+        avg_latency: row.avg_latency.filter(|_| row.n > 0),
+        p50_latency: present(row.p50),
+        p90_latency: present(row.p90),
+        p99_latency: present(row.p99),
+        error_count: row.errors,
+    })
+}
+
+pub(crate) async fn project_stats(
+    client: &Client,
+    project: ProjectId,
+) -> Result<ProjectStats, StoreError> {
+    let traces = count(
+        client,
+        &format!("SELECT count() AS n FROM {}", live_traces(project, "")),
+    )
+    .await?;
+    let spans = count(
+        client,
+        &format!("SELECT count() AS n FROM {}", live_spans(project, "")),
+    )
+    .await?;
+    Ok(ProjectStats { traces, spans })
 }
 
 #[cfg(test)]
