@@ -532,3 +532,46 @@ async fn sign_in_empty_state_and_live_refresh() {
     })
     .await;
 }
+
+/// Past 10,000 matches a filtered list stops counting: the viewer says "10,000+" and keeps
+/// paging, while the unfiltered list still shows the exact total.
+#[tokio::test]
+async fn capped_counts_show_as_lower_bounds_and_still_page() {
+    if !browser_available("capped_counts_show_as_lower_bounds_and_still_page") {
+        return;
+    }
+    let server = TestServer::start().await;
+    let traces: Vec<Value> = (0..10_050)
+        .map(|index| {
+            json!({"trace_unique_id": format!("bulk-{index:05}"), "span_unique_id": "root",
+                   "span_name": "bulk.agent", "model": "gpt-4o", "customer_identifier": "acme",
+                   "start_time": 1_735_689_600 + index, "latency": 0.5})
+        })
+        .collect();
+    server.ingest(&traces).await;
+    let site = server.page_info();
+    with_browser(move |client| async move {
+        sign_in(&client, &site, "/").await;
+        wait_list(&client, "/ui/traces", 50).await;
+        assert!(
+            text(&client, "#results-summary")
+                .await
+                .contains("10,050 traces"),
+            "{}",
+            text(&client, "#results-summary").await
+        );
+        assert_eq!(text(&client, "#page-of").await, "Page 1 of 201");
+
+        type_into(&client, "#filter-customer", "acme").await;
+        click(&client, "#apply-filters").await;
+        wait_list(&client, "customer=acme", 50).await;
+        assert_eq!(text(&client, "#trace-count").await, "10,000+ traces");
+        assert_eq!(text(&client, "#page-of").await, "Page 1 of 200+");
+        screenshot(&client, "capped-count").await;
+        // The next page is there, as on any page of a capped list.
+        click(&client, "#next-page").await;
+        wait_list(&client, "page=2", 50).await;
+        assert_eq!(text(&client, "#trace-count").await, "10,000+ traces");
+    })
+    .await;
+}
