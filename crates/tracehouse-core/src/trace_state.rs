@@ -140,8 +140,10 @@ impl<'a> SpanFacts<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SpanKey {
     /// Start in nanoseconds since the epoch.
+    #[serde(rename = "s")]
     pub start: i64,
     /// The span's id.
+    #[serde(rename = "i")]
     pub span_id: String,
 }
 
@@ -149,10 +151,13 @@ pub struct SpanKey {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RootInfo {
     /// The root span's id.
+    #[serde(rename = "i")]
     pub span_id: String,
     /// The trace's name: the root's `trace_name` when it sent one, else its span name.
+    #[serde(rename = "n")]
     pub name: String,
     /// The root's values of [`GROUPING_FIELDS`].
+    #[serde(rename = "g")]
     pub grouping: [Option<String>; 5],
 }
 
@@ -178,9 +183,10 @@ impl RootInfo {
 /// The smallest key of a set of spans, or its lower bound once the span holding it left.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Least<K> {
+    #[serde(rename = "k")]
     key: Option<K>,
     /// `key` is only a lower bound of the members (its holder was removed).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(rename = "u", default, skip_serializing_if = "std::ops::Not::not")]
     unknown: bool,
 }
 
@@ -212,10 +218,13 @@ impl<K: Ord + Clone> Least<K> {
 /// The time range of a set of spans.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Extent {
+    #[serde(rename = "n")]
     count: u64,
     /// Least start.
+    #[serde(rename = "s")]
     start: Least<i64>,
     /// Greatest end, negated so [`Least`] serves both ends.
+    #[serde(rename = "e")]
     end: Least<i64>,
 }
 
@@ -238,6 +247,10 @@ impl Extent {
 
     fn is_exact(&self) -> bool {
         !self.start.unknown && !self.end.unknown
+    }
+
+    fn is_empty(&self) -> bool {
+        *self == Extent::default()
     }
 
     fn range(&self) -> Option<(Timestamp, Timestamp)> {
@@ -267,23 +280,37 @@ fn femto_dollars(cost: Option<f64>) -> i128 {
 /// The aggregates of one trace in a form that takes spans in and out one at a time.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TraceState {
+    // Short names: the state is stored with its trace and rewritten on every write to it.
+    #[serde(rename = "n")]
     spans: u64,
+    #[serde(rename = "l")]
     llm_calls: u64,
+    #[serde(rename = "e")]
     errors: u64,
+    #[serde(rename = "pt")]
     prompt_tokens: u64,
+    #[serde(rename = "ct")]
     completion_tokens: u64,
+    #[serde(rename = "tt")]
     total_tokens: u64,
+    #[serde(rename = "c")]
     cost_femto: i128,
     /// Spans that carried a time.
+    #[serde(rename = "t", default)]
     timed: Extent,
     /// Spans whose times are their receive time.
+    #[serde(rename = "u", default, skip_serializing_if = "Extent::is_empty")]
     untimed: Extent,
     /// The earliest span of all: the root when every span sits on a parent cycle.
+    #[serde(rename = "f")]
     first: Least<SpanKey>,
     /// Per [`GROUPING_FIELDS`] entry.
+    #[serde(rename = "g")]
     grouping: [EarliestValue; 5],
     /// Per [`DISTINCT_FIELDS`] entry: each value and how many spans have it.
+    #[serde(rename = "d")]
     distinct: [BTreeMap<String, u64>; 6],
+    #[serde(rename = "r")]
     root: Option<RootInfo>,
 }
 

@@ -40,9 +40,9 @@ struct Written<'a> {
 struct TraceWork<'a> {
     /// A `traces` row existed before this commit.
     existed: bool,
-    /// The state as stored before this commit (`None` for a new trace, or a row written
+    /// What the facets were before this commit (`None` for a new trace, or a row written
     /// before states were kept, whose facets must then be rewritten whole).
-    before: Option<TraceState>,
+    before: Option<Before>,
     /// The state with this commit's spans counted in and their replaced copies counted out.
     state: TraceState,
     /// The stored state could not be used: rebuild from the stored spans at flush.
@@ -146,6 +146,26 @@ impl ProjectTotals {
     }
 }
 
+/// What the writer needs of a trace's stored state once this commit's spans changed it: its
+/// facet values and its start, to bring the facet rows along. (The root it had stays in the
+/// state until the new root is set.) Far smaller than a copy of the state.
+struct Before {
+    facets: Vec<(SpanColumn, String)>,
+    start_ns: Option<i64>,
+}
+
+impl Before {
+    fn of(state: &TraceState) -> Self {
+        Self {
+            facets: state
+                .distinct_values()
+                .map(|(column, value)| (column, value.to_owned()))
+                .collect(),
+            start_ns: state.time_range().map(|(start, _)| start.unix_nanos()),
+        }
+    }
+}
+
 /// The traces touched by one group commit.
 pub(crate) struct TraceWrites<'a, 'c> {
     traces: HashMap<(ProjectId, &'a TraceId), TraceWork<'a>>,
@@ -204,8 +224,8 @@ impl<'a, 'c> TraceWrites<'a, 'c> {
                     return Ok(slot.insert(TraceWork {
                         existed: true,
                         rebuild: false,
-                        state: cached.clone(),
-                        before: Some(cached),
+                        before: Some(Before::of(&cached)),
+                        state: cached,
                         written: HashMap::new(),
                     }));
                 }
@@ -215,15 +235,15 @@ impl<'a, 'c> TraceWrites<'a, 'c> {
                     )?
                     .query_row(params![project.0, trace_id.as_str()], |row| row.get(0))
                     .optional()?;
-                let before = match &stored {
+                let state = match &stored {
                     Some(Some(text)) => serde_json::from_str::<TraceState>(text).ok(),
                     _ => None,
                 };
                 Ok(slot.insert(TraceWork {
                     existed: stored.is_some(),
-                    rebuild: stored.is_some() && before.is_none(),
-                    state: before.clone().unwrap_or_default(),
-                    before,
+                    rebuild: stored.is_some() && state.is_none(),
+                    before: state.as_ref().map(Before::of),
+                    state: state.unwrap_or_default(),
                     written: HashMap::new(),
                 }))
             }
@@ -242,6 +262,8 @@ impl<'a, 'c> TraceWrites<'a, 'c> {
         let mut save = transaction.prepare_cached(UPSERT_TRACE)?;
         for ((project, trace_id), mut work) in self.traces {
             let first_candidate = update_root_candidates(transaction, project, trace_id, &work)?;
+            // The root as the state had it; a rebuild forgets it.
+            let mut kept_root = work.state.root().cloned();
             if work.rebuild || !work.state.is_exact() {
                 work.state = rebuild_state(transaction, project, trace_id)?;
             }
@@ -265,13 +287,8 @@ impl<'a, 'c> TraceWrites<'a, 'c> {
                 None => None,
                 Some(id) => Some(match work.written.get(id.as_str()) {
                     Some(written) => RootInfo::of(written.span),
-                    None => match work
-                        .before
-                        .as_ref()
-                        .and_then(TraceState::root)
-                        .filter(|root| root.span_id == id)
-                    {
-                        Some(unchanged) => unchanged.clone(),
+                    None => match kept_root.take().filter(|root| root.span_id == id) {
+                        Some(unchanged) => unchanged,
                         None => load_root(transaction, project, trace_id, &id)?,
                     },
                 }),
@@ -434,20 +451,25 @@ fn load_root(
     })
 }
 
-/// Brings a trace's facet rows from the `before` state's distinct values to `after`'s, all
+/// Brings a trace's facet rows from the values they had `before` to `after`'s distinct values, all
 /// stamped with the trace's start.
 fn update_facets(
     transaction: &Transaction<'_>,
     project: ProjectId,
     trace_id: &TraceId,
-    before: Option<&TraceState>,
+    before: Option<&Before>,
     existed: bool,
     after: &TraceState,
     start_ns: i64,
 ) -> Result<(), SqliteError> {
     let trace = trace_id.as_str();
     let old: Vec<(SpanColumn, &str)> = before
-        .map(|b| b.distinct_values().collect())
+        .map(|b| {
+            b.facets
+                .iter()
+                .map(|(column, value)| (*column, value.as_str()))
+                .collect()
+        })
         .unwrap_or_default();
     let new: Vec<(SpanColumn, &str)> = after.distinct_values().collect();
     if existed && before.is_none() {
@@ -456,9 +478,7 @@ fn update_facets(
             .prepare_cached("DELETE FROM trace_facets INDEXED BY trace_facets_by_trace WHERE project_id = ?1 AND trace_id = ?2")?
             .execute(params![project.0, trace])?;
     } else {
-        let old_start = before
-            .and_then(TraceState::time_range)
-            .map(|(start, _)| start.unix_nanos());
+        let old_start = before.and_then(|b| b.start_ns);
         if old_start.is_some_and(|old_start| old_start != start_ns) {
             transaction
                 .prepare_cached("UPDATE trace_facets INDEXED BY trace_facets_by_trace SET start_ns = ?3 WHERE project_id = ?1 AND trace_id = ?2")?
