@@ -507,8 +507,8 @@ pub(crate) fn summary_from_rollups(
     };
     // The '' dimension holds every span; the model dimension one row per model value.
     let (dimension, value) = match &model {
-        Some(value) => (LATENCY_DIMENSION, Some(value.as_str())),
-        None => ("", Some("")),
+        Some(value) => (LATENCY_DIMENSION, value.as_str()),
+        None => ("", ""),
     };
     let totals = connection
         .prepare_cached(

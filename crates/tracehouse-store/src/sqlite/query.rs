@@ -619,11 +619,8 @@ fn search_traces_newest_first(
         }
     }
     let offset = usize::try_from(query.page.offset()).unwrap_or(usize::MAX);
-    let page: Vec<&String> = ordered
-        .iter()
-        .skip(offset)
-        .take(wanted - offset.min(wanted))
-        .collect();
+    let size = usize::try_from(query.page.size).unwrap_or(usize::MAX);
+    let page: Vec<&String> = ordered.iter().skip(offset).take(size).collect();
     let mut items = Vec::with_capacity(page.len());
     if !page.is_empty() {
         let mut load = Where::default();

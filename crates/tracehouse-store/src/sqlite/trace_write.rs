@@ -45,9 +45,15 @@ struct TraceWork<'a> {
     before: Option<Before>,
     /// The state with this commit's spans counted in and their replaced copies counted out.
     state: TraceState,
-    /// The stored state could not be used: rebuild from the stored spans at flush.
-    rebuild: bool,
     written: HashMap<&'a str, Written<'a>>,
+}
+
+impl TraceWork<'_> {
+    /// The trace was stored without a usable state (written before states were kept): its
+    /// state is rebuilt from the stored spans and its facets rewritten whole.
+    fn state_lost(&self) -> bool {
+        self.existed && self.before.is_none()
+    }
 }
 
 /// A trace of a project, as the cache keys it.
@@ -223,7 +229,6 @@ impl<'a, 'c> TraceWrites<'a, 'c> {
                 if let Some(cached) = self.cache.take(&(project, trace_id.clone())) {
                     return Ok(slot.insert(TraceWork {
                         existed: true,
-                        rebuild: false,
                         before: Some(Before::of(&cached)),
                         state: cached,
                         written: HashMap::new(),
@@ -241,7 +246,6 @@ impl<'a, 'c> TraceWrites<'a, 'c> {
                 };
                 Ok(slot.insert(TraceWork {
                     existed: stored.is_some(),
-                    rebuild: stored.is_some() && state.is_none(),
                     before: state.as_ref().map(Before::of),
                     state: state.unwrap_or_default(),
                     written: HashMap::new(),
@@ -264,7 +268,7 @@ impl<'a, 'c> TraceWrites<'a, 'c> {
             let first_candidate = update_root_candidates(transaction, project, trace_id, &work)?;
             // The root as the state had it; a rebuild forgets it.
             let mut kept_root = work.state.root().cloned();
-            if work.rebuild || !work.state.is_exact() {
+            if work.state_lost() || !work.state.is_exact() {
                 work.state = rebuild_state(transaction, project, trace_id)?;
             }
             let root_id = if work.existed {
@@ -302,7 +306,7 @@ impl<'a, 'c> TraceWrites<'a, 'c> {
                 project,
                 trace_id,
                 work.before.as_ref(),
-                work.existed,
+                work.state_lost(),
                 &work.state,
                 summary.start.unix_nanos(),
             )?;
@@ -458,7 +462,7 @@ fn update_facets(
     project: ProjectId,
     trace_id: &TraceId,
     before: Option<&Before>,
-    existed: bool,
+    rewrite_whole: bool,
     after: &TraceState,
     start_ns: i64,
 ) -> Result<(), SqliteError> {
@@ -472,8 +476,8 @@ fn update_facets(
         })
         .unwrap_or_default();
     let new: Vec<(SpanColumn, &str)> = after.distinct_values().collect();
-    if existed && before.is_none() {
-        // Facets of a trace written before states were kept: rewrite them whole.
+    if rewrite_whole {
+        // The stored state that said which facet rows exist is gone: start from none.
         transaction
             .prepare_cached("DELETE FROM trace_facets INDEXED BY trace_facets_by_trace WHERE project_id = ?1 AND trace_id = ?2")?
             .execute(params![project.0, trace])?;
@@ -497,9 +501,8 @@ fn update_facets(
     let mut insert = transaction.prepare_cached(
         "INSERT INTO trace_facets (project_id, facet, value, start_ns, trace_id) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
-    let keep_old = !(existed && before.is_none());
     for (column, value) in &new {
-        if keep_old && old.contains(&(*column, value)) {
+        if !rewrite_whole && old.contains(&(*column, value)) {
             continue;
         }
         insert.execute(params![
