@@ -26,6 +26,7 @@ pub mod store;
 pub mod testing;
 pub mod time;
 pub mod trace;
+pub mod trace_filter;
 pub mod trace_state;
 
 pub use cost::PriceTable;

@@ -854,7 +854,7 @@ async fn cluster_spreads_traces_over_both_shards() {
     for url in urls {
         let answer = reqwest::Client::new()
             .post(format!("{url}/?database={database}"))
-            .body("SELECT count(), uniqExact(trace_id) FROM spans_local FINAL WHERE deleted = 0 FORMAT TSV")
+            .body("SELECT count(), uniqExact(trace_id) FROM span_versions_local FINAL WHERE deleted = 0 FORMAT TSV")
             .send()
             .await
             .unwrap()

@@ -93,6 +93,7 @@ impl Client {
         body: Option<Vec<u8>>,
         settings: &[(&str, &str)],
         in_database: bool,
+        timeout: Option<Duration>,
     ) -> Result<String, ClickHouseError> {
         let mut params: Vec<(&str, &str)> = settings.to_vec();
         if in_database {
@@ -108,6 +109,10 @@ impl Client {
                 .http
                 .post(format!("{}/", self.base))
                 .body(sql.to_owned()),
+        };
+        let request = match timeout {
+            Some(timeout) => request.timeout(timeout),
+            None => request,
         };
         let response = request
             .query(&params)
@@ -133,12 +138,22 @@ impl Client {
 
     /// A statement with no result (DDL, ALTER).
     pub(crate) async fn execute(&self, sql: &str) -> Result<(), ClickHouseError> {
-        self.send(sql, None, &[], true).await.map(drop)
+        self.send(sql, None, &[], true, None).await.map(drop)
+    }
+
+    /// A statement that may run far longer than a request should (a schema upgrade copying
+    /// every row), allowed up to `limit`.
+    pub(crate) async fn execute_long(
+        &self,
+        sql: &str,
+        limit: Duration,
+    ) -> Result<(), ClickHouseError> {
+        self.send(sql, None, &[], true, Some(limit)).await.map(drop)
     }
 
     /// A statement run outside the store's database (creating it).
     pub(crate) async fn execute_global(&self, sql: &str) -> Result<(), ClickHouseError> {
-        self.send(sql, None, &[], false).await.map(drop)
+        self.send(sql, None, &[], false, None).await.map(drop)
     }
 
     /// Inserts rows given as JSONEachRow lines (rows without floats: ClickHouse 18.16 parses
@@ -153,6 +168,7 @@ impl Client {
             Some(rows.into_bytes()),
             INSERT_SETTINGS,
             true,
+            None,
         )
         .await
         .map(drop)
@@ -174,6 +190,7 @@ impl Client {
             Some(rows),
             INSERT_SETTINGS,
             true,
+            None,
         )
         .await
         .map(drop)
@@ -190,6 +207,7 @@ impl Client {
                 None,
                 READ_SETTINGS,
                 true,
+                None,
             )
             .await?;
         text.lines()

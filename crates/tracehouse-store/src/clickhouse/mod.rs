@@ -2,9 +2,10 @@
 //!
 //! Spoken to over ClickHouse's HTTP interface ([`client`]): RowBinary inserts, JSONEachRow
 //! results. Writes go through a few writer tasks ([`writer`]) that turn the waiting requests
-//! into one insert each (group commit); reads run directly. Tables are `ReplacingMergeTree`s: a re-sent span is a
-//! newer row, a deleted trace a tombstone row, and every read collapses versions with `FINAL`
-//! before filtering, so duplicates never show even before ClickHouse merges parts.
+//! into one insert each (group commit), reading nothing first; reads run directly. Every
+//! version of a span is a row (`ReplacingMergeTree`): a re-sent span is a newer row, a deleted
+//! trace tombstone rows, and every read takes each span's latest version (span lists with
+//! `FINAL`, trace reads in [`traces`], which computes a trace's aggregates from its spans).
 //!
 //! The SQL runs on ClickHouse 18.16 (Debian's package) and on current releases.
 
@@ -14,6 +15,7 @@ mod metrics;
 mod query;
 mod rows;
 mod schema;
+mod traces;
 mod writer;
 
 use std::sync::Arc;
@@ -88,7 +90,7 @@ impl ClickHouseConfig {
             timeout: Duration::from_secs(30),
             write_queue_depth: 1024,
             max_batch_spans: 20_000,
-            writers: 4,
+            writers: 1,
             enqueue_timeout: Duration::from_secs(5),
             cluster: None,
             other_nodes: Vec::new(),
@@ -297,7 +299,7 @@ impl SpanStore for ClickHouseStore {
         project: ProjectId,
         trace_id: &TraceId,
     ) -> Result<Option<StoredTrace>, StoreError> {
-        query::get_trace(&self.client, project, trace_id).await
+        traces::get_trace(&self.client, project, trace_id).await
     }
 
     async fn list_traces(
@@ -305,7 +307,7 @@ impl SpanStore for ClickHouseStore {
         project: ProjectId,
         query: &TraceQuery,
     ) -> Result<Listing<TraceListItem>, StoreError> {
-        query::list_traces(&self.client, project, query).await
+        traces::list_traces(&self.client, project, query).await
     }
 
     async fn list_spans(

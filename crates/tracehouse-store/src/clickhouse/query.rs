@@ -3,37 +3,29 @@
 //! The SQL text is assembled from fixed fragments chosen by the typed model; user values enter
 //! only as literals built by `client::string_literal` and friends.
 //!
-//! Every read goes through [`live_spans`] or [`live_traces`]: the table read with `FINAL`
-//! (filtered only on sorting-key columns, which every version of a row shares), with the
-//! remaining conditions applied outside, after replaced versions and tombstones collapsed.
+//! Span reads go through [`live_spans`]: the table read with `FINAL` (filtered only on
+//! sorting-key columns, which every version of a row shares), with the remaining conditions
+//! applied outside, after replaced versions and tombstones collapsed. Trace reads, which
+//! compute aggregates from the spans, are in `traces`.
 
 use std::collections::HashMap;
 
 use serde::Deserialize;
 use tracehouse_core::query::{
     Condition, Direction, FieldType, FilterValue, Operator, Page, SpanColumn, SpanField,
-    SpanFilter, SpanQuery, TraceColumn, TraceQuery,
+    SpanFilter, SpanQuery,
 };
 use tracehouse_core::{
-    Listing, ProjectId, ProjectStats, Span, SpanId, SpanStatistics, StoreError, StoredTrace,
-    TraceId, TraceListItem,
+    Listing, ProjectId, ProjectStats, Span, SpanId, SpanStatistics, StoreError, TraceId,
 };
 
 use super::client::{Client, float_literal, string_literal};
-use super::rows::{SPAN_COLUMNS, SpanRead, TRACE_COLUMNS, TraceRow};
+use super::rows::{SPAN_COLUMNS, SpanRead};
 
 /// Live (latest, undeleted) spans of a project, narrowed by `key_filter` on key columns.
 pub(crate) fn live_spans(project: ProjectId, key_filter: &str) -> String {
     format!(
-        "(SELECT * FROM spans FINAL WHERE project_id = {}{key_filter}) WHERE deleted = 0",
-        project.0
-    )
-}
-
-/// Live traces of a project, narrowed by `key_filter` on key columns.
-pub(crate) fn live_traces(project: ProjectId, key_filter: &str) -> String {
-    format!(
-        "(SELECT * FROM traces FINAL WHERE project_id = {}{key_filter}) WHERE deleted = 0",
+        "(SELECT * FROM span_versions FINAL WHERE project_id = {}{key_filter}) WHERE deleted = 0",
         project.0
     )
 }
@@ -77,34 +69,8 @@ pub(crate) fn span_column(column: SpanColumn) -> &'static str {
     }
 }
 
-fn trace_column(column: TraceColumn) -> &'static str {
-    match column {
-        TraceColumn::TraceId => "trace_id",
-        TraceColumn::Name => "name",
-        TraceColumn::CustomerIdentifier => "customer_identifier",
-        TraceColumn::Environment => "environment",
-        TraceColumn::TraceGroupIdentifier => "trace_group_identifier",
-        TraceColumn::SessionIdentifier => "session_identifier",
-        TraceColumn::ThreadIdentifier => "thread_identifier",
-        TraceColumn::SpanCount => "span_count",
-        TraceColumn::LlmCallCount => "llm_call_count",
-        TraceColumn::ErrorCount => "error_count",
-        TraceColumn::TotalCost => "total_cost",
-        TraceColumn::TotalPromptTokens => "total_prompt_tokens",
-        TraceColumn::TotalCompletionTokens => "total_completion_tokens",
-        TraceColumn::TotalTokens => "total_tokens",
-        TraceColumn::Duration => "duration",
-        TraceColumn::StartTime => "start_ns",
-        TraceColumn::EndTime => "end_ns",
-    }
-}
-
 fn span_column_is_text(column: SpanColumn) -> bool {
     SpanColumn::from_api(column.api_name()).is_some_and(|(_, kind)| kind == FieldType::String)
-}
-
-fn trace_column_is_text(column: TraceColumn) -> bool {
-    TraceColumn::from_api(column.api_name()).is_some_and(|(_, kind)| kind == FieldType::String)
 }
 
 fn literal(value: &FilterValue) -> String {
@@ -235,47 +201,17 @@ pub(crate) fn span_filter_sql(filter: &SpanFilter) -> String {
         });
     }
     if let Some(search) = &filter.search {
-        // Every word must occur in the span's name, input or output; words are literals,
-        // never query syntax.
+        // Every word must occur in the span's name or its content (input, output, messages
+        // and the rest of what it carried, as JSON text); words are literals, never query
+        // syntax. No copy of the text is stored for search: it would double what every
+        // insert and merge writes, and a scan reads the content as fast.
         for word in search.split_whitespace() {
+            let word = string_literal(word);
             clauses.push(format!(
-                "positionCaseInsensitiveUTF8(search_text, {}) > 0",
-                string_literal(word)
+                "(positionCaseInsensitiveUTF8(name, {word}) > 0 \
+                 OR positionCaseInsensitiveUTF8(content, {word}) > 0)"
             ));
         }
-    }
-    if clauses.is_empty() {
-        "1".to_owned()
-    } else {
-        clauses.join(" AND ")
-    }
-}
-
-/// The WHERE conditions of a trace list over a [`live_traces`] row.
-pub(crate) fn trace_filter_sql(project: ProjectId, query: &TraceQuery) -> String {
-    let mut clauses = Vec::new();
-    if let Some(from) = query.start_from {
-        clauses.push(format!("start_ns >= {}", from.unix_nanos()));
-    }
-    if let Some(to) = query.start_to {
-        clauses.push(format!("start_ns <= {}", to.unix_nanos()));
-    }
-    if let Some(as_of) = query.as_of {
-        clauses.push(format!("first_seen_ns <= {}", as_of.unix_nanos()));
-    }
-    for condition in &query.conditions {
-        clauses.push(column_condition(
-            trace_column(condition.field),
-            trace_column_is_text(condition.field),
-            condition,
-        ));
-    }
-    if !query.spans.is_empty() {
-        clauses.push(format!(
-            "trace_id IN (SELECT trace_id FROM {} AND {})",
-            live_spans(project, ""),
-            span_filter_sql(&query.spans)
-        ));
     }
     if clauses.is_empty() {
         "1".to_owned()
@@ -289,14 +225,6 @@ fn direction(direction: Direction) -> (&'static str, &'static str) {
         Direction::Ascending => ("ASC", "DESC"),
         Direction::Descending => ("DESC", "ASC"),
     }
-}
-
-/// ORDER BY of a trace list: NULLs first when ascending, last when descending (as SQLite
-/// sorts them), ties broken by trace id in the same direction.
-pub(crate) fn trace_order(column: TraceColumn, dir: Direction) -> String {
-    let (order, reverse) = direction(dir);
-    let column = trace_column(column);
-    format!("isNull({column}) {reverse}, {column} {order}, trace_id {order}")
 }
 
 /// ORDER BY of a span list, ties broken by trace id then span id.
@@ -399,106 +327,6 @@ struct Statistics {
     p99: f64,
 }
 
-#[derive(Deserialize)]
-struct RootContent {
-    trace_id: String,
-    span_id: String,
-    content: String,
-}
-
-pub(crate) async fn get_trace(
-    client: &Client,
-    project: ProjectId,
-    trace_id: &TraceId,
-) -> Result<Option<StoredTrace>, StoreError> {
-    let filter = in_list("trace_id", std::iter::once(trace_id.as_str()));
-    let rows: Vec<TraceRow> = client
-        .rows(&format!(
-            "SELECT {TRACE_COLUMNS} FROM {}",
-            live_traces(project, &filter)
-        ))
-        .await?;
-    let Some(row) = rows.into_iter().next() else {
-        return Ok(None);
-    };
-    let summary = row.into_summary()?;
-    let mut spans = spans(
-        client,
-        &format!(
-            "SELECT {SPAN_COLUMNS} FROM {}",
-            live_spans(project, &filter)
-        ),
-    )
-    .await?;
-    spans.sort_by(|a, b| (a.start, &a.span_id).cmp(&(b.start, &b.span_id)));
-    Ok(Some(StoredTrace { summary, spans }))
-}
-
-pub(crate) async fn list_traces(
-    client: &Client,
-    project: ProjectId,
-    query: &TraceQuery,
-) -> Result<Listing<TraceListItem>, StoreError> {
-    let source = live_traces(project, "");
-    let conditions = trace_filter_sql(project, query);
-    let total = count(
-        client,
-        &format!("SELECT count() AS n FROM {source} AND {conditions}"),
-    )
-    .await?;
-    let rows: Vec<TraceRow> = client
-        .rows(&format!(
-            "SELECT {TRACE_COLUMNS} FROM {source} AND {conditions} ORDER BY {} {}",
-            trace_order(query.sort.column, query.sort.direction),
-            page_sql(query.page)
-        ))
-        .await?;
-    // Root spans' input, output and metadata, fetched for this page only.
-    let roots: Vec<(&str, &str)> = rows
-        .iter()
-        .filter_map(|row| Some((row.trace_id.as_str(), row.root_span_id()?)))
-        .collect();
-    let mut contents: HashMap<(String, String), serde_json::Map<String, serde_json::Value>> =
-        HashMap::new();
-    if !roots.is_empty() {
-        let filter = format!(
-            "{}{}",
-            in_list("trace_id", roots.iter().map(|(trace, _)| *trace)),
-            in_list("span_id", roots.iter().map(|(_, span)| *span))
-        );
-        let found: Vec<RootContent> = client
-            .rows(&format!(
-                "SELECT trace_id, span_id, content FROM {}",
-                live_spans(project, &filter)
-            ))
-            .await?;
-        for row in found {
-            if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&row.content) {
-                contents.insert((row.trace_id, row.span_id), map);
-            }
-        }
-    }
-    let mut items = Vec::with_capacity(rows.len());
-    for row in rows {
-        let mut content = row
-            .root_span_id()
-            .and_then(|root| contents.remove(&(row.trace_id.clone(), root.to_owned())));
-        let mut take = |key: &str| content.as_mut().and_then(|map| map.remove(key));
-        let (input, output, metadata) = (take("input"), take("output"), take("metadata"));
-        items.push(TraceListItem {
-            summary: row.into_summary()?,
-            input,
-            output,
-            metadata,
-        });
-    }
-    Ok(Listing {
-        total,
-        total_is_exact: true,
-        items,
-    })
-}
-
 pub(crate) async fn list_spans(
     client: &Client,
     project: ProjectId,
@@ -506,7 +334,7 @@ pub(crate) async fn list_spans(
 ) -> Result<Listing<Span>, StoreError> {
     let mut conditions = span_filter_sql(&query.filter);
     if let Some(as_of) = query.as_of {
-        conditions.push_str(&format!(" AND first_seen_ns <= {}", as_of.unix_nanos()));
+        conditions.push_str(&format!(" AND ingested_ns <= {}", as_of.unix_nanos()));
     }
     let source = live_spans(project, "");
     let total = count(
@@ -620,11 +448,7 @@ pub(crate) async fn project_stats(
     client: &Client,
     project: ProjectId,
 ) -> Result<ProjectStats, StoreError> {
-    let traces = count(
-        client,
-        &format!("SELECT count() AS n FROM {}", live_traces(project, "")),
-    )
-    .await?;
+    let traces = super::traces::trace_count(client, project).await?;
     let spans = count(
         client,
         &format!("SELECT count() AS n FROM {}", live_spans(project, "")),

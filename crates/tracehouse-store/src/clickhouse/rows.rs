@@ -4,12 +4,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tracehouse_core::{
     LogType, ProjectId, Span, SpanGrouping, SpanId, SpanStatus, Timestamp, TokenUsage, TraceId,
-    TraceSummary,
 };
 
 use super::ClickHouseError;
 use super::client::RowBinary;
-use crate::indexing::{MetadataScalar, flatten_metadata, searchable};
+use crate::indexing::{MetadataScalar, flatten_metadata};
 
 /// Columns a [`SpanRead`] is selected with.
 pub(crate) const SPAN_COLUMNS: &str = "trace_id, span_id, parent_id, name, log_type, start_ns, end_ns, latency, \
@@ -17,18 +16,12 @@ pub(crate) const SPAN_COLUMNS: &str = "trace_id, span_id, parent_id, name, log_t
      total_tokens, cost, customer_identifier, session_identifier, thread_identifier, trace_group_identifier, \
      environment, workflow_name, path, content, trace_name";
 
-/// Columns a [`TraceRow`] is selected with.
-pub(crate) const TRACE_COLUMNS: &str = "project_id, trace_id, root_span_id, name, start_ns, end_ns, duration, span_count, \
-     llm_call_count, error_count, total_prompt_tokens, total_completion_tokens, total_tokens, total_cost, \
-     environment, customer_identifier, session_identifier, thread_identifier, trace_group_identifier, models, \
-     first_seen_ns, version, deleted";
-
 /// Columns a [`SpanInsert`] is encoded with, in [`SpanInsert::encode`]'s order.
 pub(crate) const SPAN_INSERT_COLUMNS: &str = "project_id, trace_id, span_id, parent_id, name, log_type, start_ns, end_ns, \
      latency, times_inferred, model, provider_id, status, status_code, error_message, prompt_tokens, completion_tokens, \
      total_tokens, cost, customer_identifier, session_identifier, thread_identifier, trace_group_identifier, \
-     environment, workflow_name, path, content, trace_name, search_text, meta_keys, meta_text, meta_num, meta_is_num, \
-     ingested_ns, first_seen_ns, version, deleted";
+     environment, workflow_name, path, content, trace_name, meta_keys, meta_text, meta_num, meta_is_num, \
+     ingested_ns, version, deleted";
 
 /// Columns of a span tombstone, in [`encode_span_tombstone`]'s order.
 pub(crate) const SPAN_TOMBSTONE_COLUMNS: &str =
@@ -64,13 +57,11 @@ pub(crate) struct SpanInsert<'a> {
     path: Option<&'a str>,
     content: String,
     trace_name: Option<&'a str>,
-    search_text: String,
     meta_keys: Vec<String>,
     meta_text: Vec<String>,
     meta_num: Vec<f64>,
     meta_is_num: Vec<u8>,
     ingested_ns: i64,
-    first_seen_ns: i64,
     version: u64,
     deleted: u8,
 }
@@ -80,7 +71,7 @@ impl<'a> SpanInsert<'a> {
         project: ProjectId,
         span: &'a Span,
         ingested_ns: i64,
-        first_seen_ns: i64,
+        version: u64,
     ) -> Result<Self, ClickHouseError> {
         let metadata = span
             .content
@@ -106,19 +97,6 @@ impl<'a> SpanInsert<'a> {
                 }
             }
         }
-        // Chat spans from OTLP carry their text in messages rather than input/output; search
-        // them then, so search finds what a user sees in the conversation view.
-        let input = searchable(
-            span.content
-                .get("input")
-                .or_else(|| span.content.get("prompt_messages")),
-        );
-        let output = searchable(
-            span.content
-                .get("output")
-                .or_else(|| span.content.get("completion_message"))
-                .or_else(|| span.content.get("completion_messages")),
-        );
         Ok(Self {
             project_id: project.0,
             trace_id: span.trace_id.as_str(),
@@ -148,14 +126,12 @@ impl<'a> SpanInsert<'a> {
             path: span.path.as_deref(),
             content: serde_json::to_string(&span.content).map_err(ClickHouseError::Decode)?,
             trace_name: span.content.get("trace_name").and_then(Value::as_str),
-            search_text: format!("{}\n{input}\n{output}", span.name),
             meta_keys,
             meta_text,
             meta_num,
             meta_is_num,
             ingested_ns,
-            first_seen_ns,
-            version: version_of(ingested_ns),
+            version,
             deleted: 0,
         })
     }
@@ -193,13 +169,11 @@ impl SpanInsert<'_> {
         text(row, self.path);
         row.str(&self.content);
         text(row, self.trace_name);
-        row.str(&self.search_text);
         row.array(&self.meta_keys, |row, key| row.str(key));
         row.array(&self.meta_text, |row, text| row.str(text));
         row.array(&self.meta_num, |row, number| row.f64(*number));
         row.array(&self.meta_is_num, |row, flag| row.u8(*flag));
         row.i64(self.ingested_ns);
-        row.i64(self.first_seen_ns);
         row.u64(self.version);
         row.u8(self.deleted);
     }
@@ -223,16 +197,49 @@ pub(crate) fn encode_span_tombstone(
     row.u8(1);
 }
 
+/// Columns of a trace-start tombstone, in [`encode_trace_start_tombstone`]'s order.
+pub(crate) const TRACE_START_TOMBSTONE_COLUMNS: &str =
+    "project_id, start_ns, trace_id, ingested_ns, version, deleted";
+
+/// A tombstone hiding the `trace_starts` row of `trace_id` at `start_ns` (same sorting key).
+pub(crate) fn encode_trace_start_tombstone(
+    row: &mut RowBinary,
+    project: ProjectId,
+    trace_id: &str,
+    start_ns: i64,
+    version: u64,
+) {
+    row.i64(project.0);
+    row.i64(start_ns);
+    row.str(trace_id);
+    row.i64(0);
+    row.u64(version);
+    row.u8(1);
+}
+
 /// The replacing version of a row written at `ns`: later writes win.
 pub(crate) fn version_of(ns: i64) -> u64 {
     u64::try_from(ns).unwrap_or(0)
 }
 
+/// One stored version of a span: [`SPAN_COLUMNS`] plus [`VERSION_COLUMNS`].
+#[derive(Deserialize)]
+pub(crate) struct SpanVersionRead {
+    #[serde(flatten)]
+    pub(crate) span: SpanRead,
+    pub(crate) ingested_ns: i64,
+    pub(crate) version: u64,
+    pub(crate) deleted: u8,
+}
+
+/// What tells a span's versions apart, selected after [`SPAN_COLUMNS`].
+pub(crate) const VERSION_COLUMNS: &str = "ingested_ns, version, deleted";
+
 /// A span as selected with [`SPAN_COLUMNS`].
 #[derive(Deserialize)]
 pub(crate) struct SpanRead {
-    trace_id: String,
-    span_id: String,
+    pub(crate) trace_id: String,
+    pub(crate) span_id: String,
     parent_id: Option<String>,
     name: String,
     log_type: String,
@@ -314,162 +321,6 @@ impl SpanRead {
             workflow_name: self.workflow_name,
             path: self.path,
             content,
-        })
-    }
-}
-
-/// A trace row, as inserted (RowBinary, [`TRACE_COLUMNS`] order) and as selected.
-#[derive(Deserialize)]
-pub(crate) struct TraceRow {
-    pub(crate) project_id: i64,
-    pub(crate) trace_id: String,
-    root_span_id: Option<String>,
-    name: String,
-    start_ns: i64,
-    end_ns: i64,
-    duration: f64,
-    span_count: u64,
-    llm_call_count: u64,
-    error_count: u64,
-    total_prompt_tokens: u64,
-    total_completion_tokens: u64,
-    total_tokens: u64,
-    total_cost: f64,
-    environment: Option<String>,
-    customer_identifier: Option<String>,
-    session_identifier: Option<String>,
-    thread_identifier: Option<String>,
-    trace_group_identifier: Option<String>,
-    models: Vec<String>,
-    pub(crate) first_seen_ns: i64,
-    pub(crate) version: u64,
-    pub(crate) deleted: u8,
-}
-
-impl TraceRow {
-    pub(crate) fn new(
-        project: ProjectId,
-        summary: &TraceSummary,
-        first_seen_ns: i64,
-        version: u64,
-    ) -> Self {
-        Self {
-            project_id: project.0,
-            trace_id: summary.trace_id.as_str().to_owned(),
-            root_span_id: summary
-                .root_span_id
-                .as_ref()
-                .map(|id| id.as_str().to_owned()),
-            name: summary.name.clone(),
-            start_ns: summary.start.unix_nanos(),
-            end_ns: summary.end.unix_nanos(),
-            duration: summary.duration,
-            span_count: summary.span_count,
-            llm_call_count: summary.llm_call_count,
-            error_count: summary.error_count,
-            total_prompt_tokens: summary.total_prompt_tokens,
-            total_completion_tokens: summary.total_completion_tokens,
-            total_tokens: summary.total_tokens,
-            total_cost: summary.total_cost,
-            environment: summary.environment.clone(),
-            customer_identifier: summary.customer_identifier.clone(),
-            session_identifier: summary.session_identifier.clone(),
-            thread_identifier: summary.thread_identifier.clone(),
-            trace_group_identifier: summary.trace_group_identifier.clone(),
-            models: summary.models.clone(),
-            first_seen_ns,
-            version,
-            deleted: 0,
-        }
-    }
-
-    /// A tombstone hiding every earlier version of the trace.
-    pub(crate) fn tombstone(project: ProjectId, trace_id: &TraceId, version: u64) -> Self {
-        Self {
-            project_id: project.0,
-            trace_id: trace_id.as_str().to_owned(),
-            root_span_id: None,
-            name: String::new(),
-            start_ns: 0,
-            end_ns: 0,
-            duration: 0.0,
-            span_count: 0,
-            llm_call_count: 0,
-            error_count: 0,
-            total_prompt_tokens: 0,
-            total_completion_tokens: 0,
-            total_tokens: 0,
-            total_cost: 0.0,
-            environment: None,
-            customer_identifier: None,
-            session_identifier: None,
-            thread_identifier: None,
-            trace_group_identifier: None,
-            models: Vec::new(),
-            first_seen_ns: 0,
-            version,
-            deleted: 1,
-        }
-    }
-
-    /// Appends this row as RowBinary in [`TRACE_COLUMNS`] order.
-    pub(crate) fn encode(&self, row: &mut RowBinary) {
-        let text = |row: &mut RowBinary, value: &Option<String>| {
-            row.nullable(value.as_deref(), RowBinary::str);
-        };
-        row.i64(self.project_id);
-        row.str(&self.trace_id);
-        text(row, &self.root_span_id);
-        row.str(&self.name);
-        row.i64(self.start_ns);
-        row.i64(self.end_ns);
-        row.f64(self.duration);
-        row.u64(self.span_count);
-        row.u64(self.llm_call_count);
-        row.u64(self.error_count);
-        row.u64(self.total_prompt_tokens);
-        row.u64(self.total_completion_tokens);
-        row.u64(self.total_tokens);
-        row.f64(self.total_cost);
-        text(row, &self.environment);
-        text(row, &self.customer_identifier);
-        text(row, &self.session_identifier);
-        text(row, &self.thread_identifier);
-        text(row, &self.trace_group_identifier);
-        row.array(&self.models, |row, model| row.str(model));
-        row.i64(self.first_seen_ns);
-        row.u64(self.version);
-        row.u8(self.deleted);
-    }
-
-    pub(crate) fn root_span_id(&self) -> Option<&str> {
-        self.root_span_id.as_deref()
-    }
-
-    pub(crate) fn into_summary(self) -> Result<TraceSummary, ClickHouseError> {
-        Ok(TraceSummary {
-            trace_id: id::<TraceId>(self.trace_id, "trace_id")?,
-            root_span_id: self
-                .root_span_id
-                .map(|raw| id::<SpanId>(raw, "root_span_id"))
-                .transpose()?,
-            name: self.name,
-            start: Timestamp::from_unix_nanos(self.start_ns),
-            end: Timestamp::from_unix_nanos(self.end_ns),
-            duration: self.duration,
-            span_count: self.span_count,
-            llm_call_count: self.llm_call_count,
-            error_count: self.error_count,
-            total_prompt_tokens: self.total_prompt_tokens,
-            total_completion_tokens: self.total_completion_tokens,
-            total_tokens: self.total_tokens,
-            total_cost: self.total_cost,
-            environment: self.environment,
-            customer_identifier: self.customer_identifier,
-            session_identifier: self.session_identifier,
-            thread_identifier: self.thread_identifier,
-            trace_group_identifier: self.trace_group_identifier,
-            models: self.models,
         })
     }
 }

@@ -21,12 +21,61 @@ struct Table {
     shard_key: &'static str,
 }
 
-/// Every migration ever shipped, in order; each is a list of tables. Never change the columns
-/// or keys of one that has been released: add another. Statements are idempotent (`IF NOT
-/// EXISTS`) so two servers starting at once against an empty database both succeed, which also
-/// means a storage `SETTINGS` change reaches new databases only (reads and writes are the same
-/// on both; `tracehouse migrate` into a new database rebuilds an old one).
-const MIGRATIONS: &[&[Table]] = &[&[
+/// One schema version: tables to create, then statements run once per node when a database
+/// of an older version upgrades, then tables to drop.
+struct Migration {
+    tables: &'static [Table],
+    /// Materialized views over `tables`, created on each node's own tables (`{local}` as in
+    /// `upgrade`), after the tables and before the upgrade copies rows in.
+    views: &'static [&'static str],
+    /// Statements that move an older version's data into `tables`, with `{local}` standing for
+    /// `_local` on a cluster node and nothing on a single server: each node copies its own
+    /// shard, which every table shards alike by `cityHash64(trace_id)`.
+    upgrade: &'static [&'static str],
+    /// Tables (by their query name) the upgrade empties of meaning; dropped after it.
+    drop: &'static [&'static str],
+}
+
+/// Every migration ever shipped, in order. Never change the columns or keys of a table that has
+/// been released: add another. Statements are idempotent (`IF NOT EXISTS`, and an upgrade that
+/// runs twice copies rows whose duplicates collapse) so two servers starting at once against an
+/// empty database both succeed, which also means a storage `SETTINGS` change reaches new
+/// databases only (reads and writes are the same on both; `tracehouse migrate` into a new
+/// database rebuilds an old one).
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        tables: VERSION_1,
+        views: &[],
+        upgrade: &[],
+        drop: &[],
+    },
+    Migration {
+        tables: VERSION_2,
+        views: VERSION_2_VIEWS,
+        upgrade: &[
+            // Every live span of version 1, keeping the instant it was first seen (the snapshot
+            // bound of paging). The materialized view of version 2 writes their trace starts.
+            "INSERT INTO span_versions{local} (project_id, trace_id, span_id, parent_id, name, \
+             log_type, start_ns, end_ns, latency, times_inferred, model, provider_id, status, \
+             status_code, error_message, prompt_tokens, completion_tokens, total_tokens, cost, \
+             customer_identifier, session_identifier, thread_identifier, trace_group_identifier, \
+             environment, workflow_name, path, content, trace_name, meta_keys, \
+             meta_text, meta_num, meta_is_num, ingested_ns, version, deleted) \
+             SELECT project_id, trace_id, span_id, parent_id, name, log_type, start_ns, end_ns, \
+             latency, times_inferred, model, provider_id, status, status_code, error_message, \
+             prompt_tokens, completion_tokens, total_tokens, cost, customer_identifier, \
+             session_identifier, thread_identifier, trace_group_identifier, environment, \
+             workflow_name, path, content, trace_name, meta_keys, meta_text, \
+             meta_num, meta_is_num, first_seen_ns, version, deleted \
+             FROM (SELECT * FROM spans{local} FINAL) WHERE deleted = 0",
+        ],
+        drop: &["spans", "traces"],
+    },
+];
+
+/// Version 1: spans replaced in place, and per-trace aggregates that every write recomputed
+/// from the trace's stored spans (a read before every insert).
+const VERSION_1: &[Table] = &[
     // Project ids are derived from the name (see `keys::project_id`), so the same name gets
     // the same id on every server without coordination.
     Table {
@@ -144,7 +193,90 @@ const MIGRATIONS: &[&[Table]] = &[&[
     SETTINGS index_granularity = 1024",
         shard_key: "cityHash64(trace_id)",
     },
-]];
+];
+
+/// Version 2: append-only ingest. A group commit inserts its spans and nothing else, reading
+/// nothing first; a materialized view on that insert writes one row per trace of the batch into
+/// `trace_starts`, the index the trace list walks newest first. Trace aggregates are computed at
+/// read time from the spans of the traces being shown (see `clickhouse::traces`).
+const VERSION_2: &[Table] = &[
+    // Every version of every span: a re-sent span is a new row with a higher version, a
+    // deleted span a tombstone row (`deleted = 1`); reads take each span's highest version.
+    // Partitions are days of the span's start, so retention can drop whole days. Granules of
+    // 512 rows keep a trace fetch to a few hundred rows per part.
+    Table {
+        name: "span_versions",
+        body: "(
+        project_id Int64,
+        trace_id String,
+        span_id String,
+        parent_id Nullable(String),
+        name String,
+        log_type String,
+        start_ns Int64,
+        end_ns Int64,
+        latency Float64,
+        times_inferred UInt8,
+        model Nullable(String),
+        provider_id Nullable(String),
+        status String,
+        status_code Nullable(Int64),
+        error_message Nullable(String),
+        prompt_tokens Nullable(UInt64),
+        completion_tokens Nullable(UInt64),
+        total_tokens Nullable(UInt64),
+        cost Nullable(Float64),
+        customer_identifier Nullable(String),
+        session_identifier Nullable(String),
+        thread_identifier Nullable(String),
+        trace_group_identifier Nullable(String),
+        environment Nullable(String),
+        workflow_name Nullable(String),
+        path Nullable(String),
+        content String,
+        trace_name Nullable(String),
+        meta_keys Array(String),
+        meta_text Array(String),
+        meta_num Array(Float64),
+        meta_is_num Array(UInt8),
+        ingested_ns Int64,
+        version UInt64,
+        deleted UInt8
+    ) ENGINE = ReplacingMergeTree(version)
+    PARTITION BY toYYYYMMDD(toDateTime(intDiv(start_ns, 1000000000)))
+    ORDER BY (project_id, trace_id, span_id)
+    SETTINGS index_granularity = 512",
+        shard_key: "cityHash64(trace_id)",
+    },
+    // One row per trace per insert into `span_versions`: the earliest start among that insert's
+    // spans of the trace (over spans with real times when it has any, as a trace's start is).
+    // A trace's start is never later than any of its rows, so the list walks this index
+    // newest first and stops after a page (see `clickhouse::traces`). A deleted trace's rows
+    // are replaced by tombstones with the same keys.
+    Table {
+        name: "trace_starts",
+        body: "(
+        project_id Int64,
+        start_ns Int64,
+        trace_id String,
+        ingested_ns Int64,
+        version UInt64,
+        deleted UInt8
+    ) ENGINE = ReplacingMergeTree(version)
+    PARTITION BY toYYYYMMDD(toDateTime(intDiv(start_ns, 1000000000)))
+    ORDER BY (project_id, start_ns, trace_id)",
+        shard_key: "cityHash64(trace_id)",
+    },
+];
+
+/// The materialized views of version 2, on each node's own tables (`{local}` as in
+/// [`Migration::upgrade`]), so the index row is written by the same insert as the spans.
+const VERSION_2_VIEWS: &[&str] = &["CREATE MATERIALIZED VIEW IF NOT EXISTS \
+     trace_starts_writer{local} TO trace_starts{local} AS \
+     SELECT project_id, \
+     if(countIf(times_inferred = 0) > 0, minIf(start_ns, times_inferred = 0), min(start_ns)) AS start_ns, \
+     trace_id, min(ingested_ns) AS ingested_ns, max(version) AS version, toUInt8(0) AS deleted \
+     FROM span_versions{local} WHERE deleted = 0 GROUP BY project_id, trace_id"];
 
 /// The statements creating `table`, for a single server or for a node of `cluster`.
 fn create_statements(table: &Table, database: &str, cluster: Option<&str>) -> Vec<String> {
@@ -167,6 +299,9 @@ fn create_statements(table: &Table, database: &str, cluster: Option<&str>) -> Ve
         ],
     }
 }
+
+/// Longest an upgrade's copy may run: it rewrites every stored span once.
+const UPGRADE_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 
 /// Creates the database if needed and applies every migration this node has not seen yet.
 /// On a cluster it runs once per node, each node keeping its own `schema_migrations`.
@@ -198,14 +333,46 @@ pub(crate) async fn migrate(
             MIGRATIONS.len()
         )));
     }
-    for (index, tables) in MIGRATIONS.iter().enumerate() {
+    let local = if cluster.is_some() { "_local" } else { "" };
+    for (index, migration) in MIGRATIONS.iter().enumerate() {
         let version = u32::try_from(index + 1).unwrap_or(u32::MAX);
         if version <= applied.version {
             continue;
         }
-        for table in *tables {
+        let fresh = applied.version == 0;
+        for table in migration.tables {
+            // A new database skips tables that a later version replaces.
+            if fresh
+                && MIGRATIONS[index + 1..]
+                    .iter()
+                    .any(|later| later.drop.contains(&table.name))
+            {
+                continue;
+            }
             for statement in create_statements(table, database, cluster) {
                 client.execute(&statement).await?;
+            }
+        }
+        for view in migration.views {
+            client.execute(&view.replace("{local}", local)).await?;
+        }
+        // A database created at this version has nothing to copy or drop.
+        if !fresh {
+            for statement in migration.upgrade {
+                tracing::info!(version, "upgrading the ClickHouse schema in place");
+                client
+                    .execute_long(&statement.replace("{local}", local), UPGRADE_TIME_LIMIT)
+                    .await?;
+            }
+        }
+        for table in migration.drop {
+            client
+                .execute(&format!("DROP TABLE IF EXISTS {table}"))
+                .await?;
+            if cluster.is_some() {
+                client
+                    .execute(&format!("DROP TABLE IF EXISTS {table}_local"))
+                    .await?;
             }
         }
         client
@@ -227,7 +394,7 @@ mod tests {
 
     #[test]
     fn cluster_tables_are_local_plus_distributed() {
-        let table = &MIGRATIONS[0][2];
+        let table = &MIGRATIONS[0].tables[2];
         assert_eq!(table.name, "spans");
         let single = create_statements(table, "db", None);
         assert_eq!(single.len(), 1);

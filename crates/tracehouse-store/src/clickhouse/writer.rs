@@ -1,6 +1,5 @@
 //! Group commit for ClickHouse: writer tasks gather the waiting write requests into one insert
-//! of spans and one insert of recomputed trace aggregates, and answer the requests only after
-//! ClickHouse answered OK to both.
+//! of spans, read nothing before it, and answer the requests only after ClickHouse answered OK.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -8,22 +7,17 @@ use std::time::Instant;
 
 use serde::Deserialize;
 use tokio::sync::{Mutex, mpsc};
-use tracehouse_core::{
-    GroupCommit, ProjectId, Span, StoreObserver, TraceId, WriteReceipt, summarize,
-};
+use tracehouse_core::{GroupCommit, ProjectId, Span, StoreObserver, TraceId, WriteReceipt};
 
 use super::ClickHouseError;
+use super::client::string_literal;
 use super::client::{Client, RowBinary};
-use super::query::{in_list, live_spans, live_traces};
 use super::rows::{
-    SPAN_COLUMNS, SPAN_INSERT_COLUMNS, SPAN_TOMBSTONE_COLUMNS, SpanInsert, SpanRead, TRACE_COLUMNS,
-    TraceRow, encode_span_tombstone, version_of,
+    SPAN_INSERT_COLUMNS, SPAN_TOMBSTONE_COLUMNS, SpanInsert, TRACE_START_TOMBSTONE_COLUMNS,
+    encode_span_tombstone, encode_trace_start_tombstone, version_of,
 };
 use crate::now_ns;
 use crate::write_queue::{WriteOp, gather};
-
-/// Trace ids per key-filter list, so no statement outgrows the server's query size limit.
-const IDS_PER_QUERY: usize = 1000;
 
 /// One request's change, answered with this backend's error.
 pub(crate) type WriteJob = crate::write_queue::WriteJob<ClickHouseError>;
@@ -31,10 +25,9 @@ pub(crate) type WriteJob = crate::write_queue::WriteJob<ClickHouseError>;
 /// Runs until every sender is dropped.
 ///
 /// Several writers share one queue: each takes whatever is waiting as its batch, so while one
-/// waits for ClickHouse the next batch is already on its way. That is safe because every
-/// writer recomputes a trace after its own insert and versions the result by the instant its
-/// read started: of two writers touching one trace, the later reader saw both inserts and its
-/// row wins (the same argument covers several tracehouse servers).
+/// waits for ClickHouse the next batch is already on its way. That is safe because a write
+/// only appends versions of spans: nothing derived from earlier rows is written, so writers
+/// (and several tracehouse servers) never need to agree on anything but the versions' order.
 pub(crate) async fn run(
     client: Client,
     jobs: Arc<Mutex<mpsc::Receiver<WriteJob>>>,
@@ -147,159 +140,131 @@ fn receipt_of(op: &WriteOp) -> WriteReceipt {
     }
 }
 
-#[derive(Deserialize)]
-struct FirstSeen {
-    trace_id: String,
-    span_id: String,
-    first_seen_ns: i64,
-}
+/// Most day partitions one insert may touch: current ClickHouse refuses an insert block that
+/// spans more than 100 (`max_partitions_per_insert_block`), which a bulk import of history can.
+const DAYS_PER_INSERT: usize = 90;
 
-/// Inserts spans of several projects and rewrites the aggregates of every trace they touch.
+const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
+
+/// Inserts spans of several projects: one insert (more only for a batch spanning more than
+/// [`DAYS_PER_INSERT`] days), nothing read first. The same insert fills `trace_starts` through
+/// its materialized view.
 async fn write_spans(
     client: &Client,
     parts: &[(ProjectId, &[Span])],
 ) -> Result<(), ClickHouseError> {
     let ingested_ns = now_ns();
-    let mut touched: BTreeMap<ProjectId, BTreeSet<&str>> = BTreeMap::new();
-    for (project, spans) in parts {
-        let traces = touched.entry(*project).or_default();
-        traces.extend(spans.iter().map(|span| span.trace_id.as_str()));
-    }
-
-    // A replaced span keeps the instant it was first seen, the snapshot bound of stable paging.
-    let mut span_first_seen: HashMap<(ProjectId, String, String), i64> = HashMap::new();
-    let mut trace_first_seen: HashMap<(ProjectId, String), i64> = HashMap::new();
-    for (project, traces) in &touched {
-        let traces: Vec<&str> = traces.iter().copied().collect();
-        for chunk in traces.chunks(IDS_PER_QUERY) {
-            let filter = in_list("trace_id", chunk.iter().copied());
-            // Independent reads, so they travel together: one round trip less per commit.
-            let spans_sql = format!(
-                "SELECT trace_id, span_id, first_seen_ns FROM {}",
-                live_spans(*project, &filter)
-            );
-            let traces_sql = format!(
-                "SELECT {TRACE_COLUMNS} FROM {}",
-                live_traces(*project, &filter)
-            );
-            let (spans, rows): (Vec<FirstSeen>, Vec<TraceRow>) =
-                tokio::try_join!(client.rows(&spans_sql), client.rows(&traces_sql))?;
-            for row in spans {
-                span_first_seen.insert((*project, row.trace_id, row.span_id), row.first_seen_ns);
-            }
-            for row in rows {
-                trace_first_seen.insert((*project, row.trace_id.clone()), row.first_seen_ns);
-            }
-        }
-    }
-
-    let mut rows = RowBinary::default();
+    // Every row of the batch gets its own version, in arrival order, so a span sent twice in
+    // one batch resolves to its later copy exactly as across batches.
+    let mut version = version_of(ingested_ns);
+    let mut by_day: BTreeMap<i64, RowBinary> = BTreeMap::new();
     for (project, spans) in parts {
         for span in *spans {
-            let first_seen = span_first_seen
-                .get(&(
-                    *project,
-                    span.trace_id.as_str().to_owned(),
-                    span.span_id.as_str().to_owned(),
-                ))
-                .copied()
-                .unwrap_or(ingested_ns);
-            SpanInsert::new(*project, span, ingested_ns, first_seen)?.encode(&mut rows);
+            // Day numbers only group rows; the partition itself is computed by ClickHouse.
+            let day = span.start.unix_nanos().div_euclid(NANOS_PER_DAY);
+            SpanInsert::new(*project, span, ingested_ns, version)?
+                .encode(by_day.entry(day).or_default());
+            version += 1;
         }
     }
-    client
-        .insert_binary("spans", SPAN_INSERT_COLUMNS, rows.into_bytes())
-        .await?;
-
-    // Recompute each touched trace from its stored spans with core's one definition. The
-    // version is the instant this read started: of two servers writing to one trace, the
-    // later reader saw every span the earlier one inserted, and its row wins.
-    let mut traces = RowBinary::default();
-    for (project, ids) in &touched {
-        let ids: Vec<&str> = ids.iter().copied().collect();
-        for chunk in ids.chunks(IDS_PER_QUERY) {
-            let version = version_of(now_ns());
-            let columns = SPAN_COLUMNS.replace("content", "'' AS content");
-            let stored: Vec<SpanRead> = client
-                .rows(&format!(
-                    "SELECT {columns} FROM {}",
-                    live_spans(*project, &in_list("trace_id", chunk.iter().copied()))
-                ))
-                .await?;
-            let mut by_trace: BTreeMap<String, Vec<Span>> = BTreeMap::new();
-            for row in stored {
-                let span = row.into_span()?;
-                by_trace
-                    .entry(span.trace_id.as_str().to_owned())
-                    .or_default()
-                    .push(span);
-            }
-            for (trace_id, spans) in by_trace {
-                if let Some(summary) = summarize(&spans) {
-                    let first_seen = trace_first_seen
-                        .get(&(*project, trace_id))
-                        .copied()
-                        .unwrap_or(ingested_ns);
-                    TraceRow::new(*project, &summary, first_seen, version).encode(&mut traces);
-                }
-            }
-        }
+    let days: Vec<Vec<u8>> = by_day.into_values().map(RowBinary::into_bytes).collect();
+    for group in days.chunks(DAYS_PER_INSERT) {
+        let rows = group.concat();
+        client
+            .insert_binary("span_versions", SPAN_INSERT_COLUMNS, rows)
+            .await?;
     }
-    client
-        .insert_binary("traces", TRACE_COLUMNS, traces.into_bytes())
-        .await
+    Ok(())
 }
 
 #[derive(Deserialize)]
-struct SpanKey {
+struct StoredVersion {
     span_id: String,
+    start_ns: i64,
+    version: u64,
+    deleted: u8,
+}
+
+#[derive(Deserialize)]
+struct IndexedStart {
     start_ns: i64,
 }
 
-/// Hides a trace and its spans behind tombstone rows. `traces_touched` is 0 when there was none.
+/// Hides a trace behind tombstones: one per stored version's partition of each span, and one
+/// per `trace_starts` row. `traces_touched` is 0 when the trace had no live span. Reads come
+/// first here (a delete is rare and not on the ingest path).
 async fn delete_trace(
     client: &Client,
     project: ProjectId,
     trace_id: &TraceId,
 ) -> Result<WriteReceipt, ClickHouseError> {
-    let filter = in_list("trace_id", std::iter::once(trace_id.as_str()));
-    let traces: Vec<TraceRow> = client
+    let trace = string_literal(trace_id.as_str());
+    let versions: Vec<StoredVersion> = client
         .rows(&format!(
-            "SELECT {TRACE_COLUMNS} FROM {}",
-            live_traces(project, &filter)
+            "SELECT span_id, start_ns, version, deleted FROM span_versions \
+             PREWHERE project_id = {} AND trace_id = {trace}",
+            project.0
         ))
         .await?;
-    if traces.is_empty() {
+    let mut latest: HashMap<&str, &StoredVersion> = HashMap::new();
+    for row in &versions {
+        let entry = latest.entry(row.span_id.as_str()).or_insert(row);
+        if row.version > entry.version {
+            *entry = row;
+        }
+    }
+    let live = latest.values().filter(|row| row.deleted == 0).count();
+    if live == 0 {
         return Ok(WriteReceipt::default());
     }
-    let spans: Vec<SpanKey> = client
+    let starts: Vec<IndexedStart> = client
         .rows(&format!(
-            "SELECT span_id, start_ns FROM {}",
-            live_spans(project, &filter)
+            "SELECT DISTINCT start_ns FROM trace_starts WHERE project_id = {} AND trace_id = {trace}",
+            project.0
         ))
         .await?;
     let version = version_of(now_ns());
     let mut tombstones = RowBinary::default();
-    for span in &spans {
+    let distinct: BTreeSet<(&str, i64)> = versions
+        .iter()
+        .map(|row| (row.span_id.as_str(), row.start_ns))
+        .collect();
+    for (span_id, start_ns) in distinct {
         encode_span_tombstone(
             &mut tombstones,
             project,
             trace_id.as_str(),
-            &span.span_id,
-            span.start_ns,
+            span_id,
+            start_ns,
             version,
         );
     }
     client
-        .insert_binary("spans", SPAN_TOMBSTONE_COLUMNS, tombstones.into_bytes())
+        .insert_binary(
+            "span_versions",
+            SPAN_TOMBSTONE_COLUMNS,
+            tombstones.into_bytes(),
+        )
         .await?;
-    let mut trace = RowBinary::default();
-    TraceRow::tombstone(project, trace_id, version).encode(&mut trace);
+    let mut index = RowBinary::default();
+    for start in &starts {
+        encode_trace_start_tombstone(
+            &mut index,
+            project,
+            trace_id.as_str(),
+            start.start_ns,
+            version,
+        );
+    }
     client
-        .insert_binary("traces", TRACE_COLUMNS, trace.into_bytes())
+        .insert_binary(
+            "trace_starts",
+            TRACE_START_TOMBSTONE_COLUMNS,
+            index.into_bytes(),
+        )
         .await?;
     Ok(WriteReceipt {
-        spans_written: spans.len() as u64,
+        spans_written: live as u64,
         traces_touched: 1,
     })
 }

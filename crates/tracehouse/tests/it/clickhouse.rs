@@ -168,8 +168,8 @@ async fn engines(url: &str, database: &str) -> std::collections::BTreeMap<String
 }
 
 #[tokio::test]
-async fn span_and_trace_tables_are_created_with_small_granules() {
-    // Trace fetches and the writer's re-reads of touched traces read whole granules.
+async fn spans_are_partitioned_by_day_and_index_their_traces_on_insert() {
+    // Retention drops whole day partitions; a trace fetch reads whole granules.
     let backends = [
         clickhouse_url().map(Backend::ClickHouse),
         cluster_urls().map(Backend::Cluster),
@@ -178,25 +178,37 @@ async fn span_and_trace_tables_are_created_with_small_granules() {
         let cluster = matches!(backend, Backend::Cluster(_));
         let server = TestServer::start_on(backend).await;
         let (nodes, database) = server.clickhouse_database().unwrap();
+        let local = if cluster { "_local" } else { "" };
         for node in nodes {
             let tables = engines(node, database).await;
-            let data_tables = if cluster {
-                ["spans_local", "traces_local"]
-            } else {
-                ["spans", "traces"]
-            };
-            for table in data_tables {
-                assert!(
-                    tables[table].ends_with("SETTINGS index_granularity = 1024"),
-                    "{node} {table}: {}",
-                    tables[table]
-                );
+            let spans = &tables[&format!("span_versions{local}")];
+            assert!(
+                spans.contains(
+                    "PARTITION BY toYYYYMMDD(toDateTime(intDiv(start_ns, 1000000000))) \
+                     ORDER BY (project_id, trace_id, span_id) SETTINGS index_granularity = 512"
+                ),
+                "{node}: {spans}"
+            );
+            let starts = &tables[&format!("trace_starts{local}")];
+            assert!(
+                starts.contains(
+                    "PARTITION BY toYYYYMMDD(toDateTime(intDiv(start_ns, 1000000000))) \
+                     ORDER BY (project_id, start_ns, trace_id)"
+                ),
+                "{node}: {starts}"
+            );
+            assert!(
+                tables.contains_key(&format!("trace_starts_writer{local}")),
+                "{node}: the view writing trace starts"
+            );
+            for replaced in ["spans", "traces"] {
+                assert!(!tables.contains_key(replaced), "{node}: {replaced} is gone");
             }
             if cluster {
                 assert!(
-                    tables["spans"].starts_with("Distributed("),
+                    tables["span_versions"].starts_with("Distributed("),
                     "{}",
-                    tables["spans"]
+                    tables["span_versions"]
                 );
             }
         }

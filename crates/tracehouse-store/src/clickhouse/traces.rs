@@ -1,0 +1,610 @@
+//! Trace reads over append-only span versions: a trace's aggregates are computed when it is
+//! read, from the latest version of each of its spans, with core's `summarize`, so they are
+//! exact whatever order, server or number of re-sends its spans came in.
+//!
+//! A trace fetch reads that trace's rows only (the sorting key starts with the trace id). The
+//! trace list sorted by start time walks an index newest (or oldest) first and computes the
+//! exact aggregates of the traces it meets until a page is certain:
+//!
+//! - `trace_starts` has a row per trace per insert, holding the earliest start among that
+//!   insert's spans of the trace. A trace's start is never later than any of its rows, so after
+//!   reading the newest `L` rows (the last at `b`), every trace not met yet starts at or before
+//!   `b`: the traces met whose exact start is after `b` are placed for good. When they fill the
+//!   page the walk stops; otherwise it reads four times as many rows. Oldest first is the mirror
+//!   image (a trace's start is its earliest row).
+//! - With span conditions, newest first walks the matching span rows instead: a trace starts no
+//!   later than any of its spans, so the same argument holds.
+//!
+//! Other orders (cost, duration, ...) have no index: they visit every candidate trace in
+//! chunks, keeping the best page in a bounded heap, and count exactly.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::Deserialize;
+use tracehouse_core::query::{Direction, Page, TraceColumn, TraceQuery};
+use tracehouse_core::trace_filter::{trace_matches, trace_order};
+use tracehouse_core::{
+    Listing, ProjectId, Span, StoreError, StoredTrace, TraceId, TraceListItem, TraceSummary,
+    summarize,
+};
+
+use super::client::{Client, string_literal};
+use super::query::{in_list, live_spans, span_filter_sql};
+use super::rows::{SPAN_COLUMNS, SpanVersionRead, VERSION_COLUMNS};
+
+/// Trace ids per statement of the exact step: a few hundred primary-key ranges per read.
+const TRACES_PER_READ: usize = 500;
+
+/// Rows the first step of a walk reads per trace of the page it must fill.
+const ROWS_PER_WANTED_TRACE: u64 = 3;
+
+/// Candidates per chunk when a list visits every trace.
+const TRACES_PER_CHUNK: usize = 2000;
+
+/// A trace as computed from its latest span versions.
+pub(crate) struct Assembled {
+    pub(crate) spans: Vec<Span>,
+    /// When the first of its live span versions was written: the snapshot bound of paging.
+    pub(crate) first_seen_ns: i64,
+}
+
+/// The columns `summarize` needs: everything but the span's content.
+fn light_columns() -> String {
+    SPAN_COLUMNS.replace("content", "'' AS content")
+}
+
+/// Collapses stored versions to each span's latest; spans whose latest version is a tombstone
+/// are gone. Ties between equal versions (two servers in the same nanosecond) go to the row
+/// read last.
+fn collapse(rows: Vec<SpanVersionRead>) -> Result<HashMap<String, Assembled>, StoreError> {
+    /// One write of a span: its version, when it was written, whether it was a tombstone.
+    struct Write {
+        version: u64,
+        ingested_ns: i64,
+        deleted: bool,
+    }
+    struct Versions {
+        latest: SpanVersionRead,
+        writes: Vec<Write>,
+    }
+    let mut spans: HashMap<(String, String), Versions> = HashMap::new();
+    for row in rows {
+        let write = Write {
+            version: row.version,
+            ingested_ns: row.ingested_ns,
+            deleted: row.deleted != 0,
+        };
+        let key = (row.span.trace_id.clone(), row.span.span_id.clone());
+        match spans.get_mut(&key) {
+            Some(versions) => {
+                if row.version >= versions.latest.version {
+                    versions.latest = row;
+                }
+                versions.writes.push(write);
+            }
+            None => {
+                spans.insert(
+                    key,
+                    Versions {
+                        latest: row,
+                        writes: vec![write],
+                    },
+                );
+            }
+        }
+    }
+    let mut traces: HashMap<String, Assembled> = HashMap::new();
+    for ((trace_id, _), Versions { latest, writes }) in spans {
+        if latest.deleted != 0 {
+            continue;
+        }
+        // First seen: the earliest write after the span's last tombstone.
+        let last_tombstone = writes
+            .iter()
+            .filter(|write| write.deleted)
+            .map(|write| write.version)
+            .max();
+        let first_seen = writes
+            .iter()
+            .filter(|write| !write.deleted && last_tombstone.is_none_or(|t| write.version > t))
+            .map(|write| write.ingested_ns)
+            .min()
+            .unwrap_or(latest.ingested_ns);
+        let span = latest.span.into_span()?;
+        let trace = traces.entry(trace_id).or_insert_with(|| Assembled {
+            spans: Vec::new(),
+            first_seen_ns: i64::MAX,
+        });
+        trace.first_seen_ns = trace.first_seen_ns.min(first_seen);
+        trace.spans.push(span);
+    }
+    Ok(traces)
+}
+
+/// The live spans of each of `trace_ids` that has any, with `columns` (the full
+/// [`SPAN_COLUMNS`] or [`light_columns`]).
+async fn assemble(
+    client: &Client,
+    project: ProjectId,
+    trace_ids: &[&str],
+    columns: &str,
+) -> Result<HashMap<String, Assembled>, StoreError> {
+    let mut traces = HashMap::new();
+    for chunk in trace_ids.chunks(TRACES_PER_READ) {
+        // PREWHERE on the sorting key: only the granules holding these traces are read, and
+        // their other columns only where a row matched.
+        let rows: Vec<SpanVersionRead> = client
+            .rows(&format!(
+                "SELECT {columns}, {VERSION_COLUMNS} FROM span_versions \
+                 PREWHERE project_id = {}{}",
+                project.0,
+                in_list("trace_id", chunk.iter().copied())
+            ))
+            .await?;
+        traces.extend(collapse(rows)?);
+    }
+    Ok(traces)
+}
+
+pub(crate) async fn get_trace(
+    client: &Client,
+    project: ProjectId,
+    trace_id: &TraceId,
+) -> Result<Option<StoredTrace>, StoreError> {
+    let mut traces = assemble(client, project, &[trace_id.as_str()], SPAN_COLUMNS).await?;
+    let Some(trace) = traces.remove(trace_id.as_str()) else {
+        return Ok(None);
+    };
+    let mut spans = trace.spans;
+    let Some(summary) = summarize(&spans) else {
+        return Ok(None);
+    };
+    spans.sort_by(|a, b| (a.start, &a.span_id).cmp(&(b.start, &b.span_id)));
+    Ok(Some(StoredTrace { summary, spans }))
+}
+
+/// A candidate trace's exact aggregates, and whether it meets the whole query.
+struct Computed {
+    summary: TraceSummary,
+    matches: bool,
+}
+
+/// Computes the traces of `trace_ids` exactly and judges them against `query`.
+async fn compute(
+    client: &Client,
+    project: ProjectId,
+    query: &TraceQuery,
+    trace_ids: &[&str],
+) -> Result<HashMap<String, Computed>, StoreError> {
+    let assembled = assemble(client, project, trace_ids, &light_columns()).await?;
+    // Span conditions are judged by the SQL that lists spans, on the latest versions.
+    let with_matching_span: Option<BTreeSet<String>> = if query.spans.is_empty() {
+        None
+    } else {
+        #[derive(Deserialize)]
+        struct Found {
+            trace_id: String,
+        }
+        let mut found = BTreeSet::new();
+        let ids: Vec<&str> = assembled.keys().map(String::as_str).collect();
+        for chunk in ids.chunks(TRACES_PER_READ) {
+            let rows: Vec<Found> = client
+                .rows(&format!(
+                    "SELECT DISTINCT trace_id FROM {} AND {}",
+                    live_spans(project, &in_list("trace_id", chunk.iter().copied())),
+                    span_filter_sql(&query.spans)
+                ))
+                .await?;
+            found.extend(rows.into_iter().map(|row| row.trace_id));
+        }
+        Some(found)
+    };
+    let mut computed = HashMap::with_capacity(assembled.len());
+    for (trace_id, trace) in assembled {
+        let Some(summary) = summarize(&trace.spans) else {
+            continue;
+        };
+        let start = summary.start.unix_nanos();
+        let matches = query
+            .start_from
+            .is_none_or(|from| start >= from.unix_nanos())
+            && query.start_to.is_none_or(|to| start <= to.unix_nanos())
+            && query
+                .as_of
+                .is_none_or(|as_of| trace.first_seen_ns <= as_of.unix_nanos())
+            && query
+                .conditions
+                .iter()
+                .all(|condition| trace_matches(&summary, condition))
+            && with_matching_span
+                .as_ref()
+                .is_none_or(|found| found.contains(&trace_id));
+        computed.insert(trace_id, Computed { summary, matches });
+    }
+    Ok(computed)
+}
+
+#[derive(Deserialize)]
+struct IndexRow {
+    trace_id: String,
+    at: i64,
+}
+
+/// Where a start-time walk reads its rows, narrowed by what the query lets it skip.
+fn walk_source(project: ProjectId, query: &TraceQuery) -> (String, &'static str) {
+    let mut conditions = Vec::new();
+    if let Some(as_of) = query.as_of {
+        conditions.push(format!("ingested_ns <= {}", as_of.unix_nanos()));
+    }
+    if let Some(to) = query.start_to {
+        conditions.push(format!("start_ns <= {}", to.unix_nanos()));
+    }
+    let extra: String = conditions
+        .iter()
+        .map(|condition| format!(" AND {condition}"))
+        .collect();
+    if query.spans.is_empty() {
+        let from = query
+            .start_from
+            .map(|from| format!(" AND start_ns >= {}", from.unix_nanos()))
+            .unwrap_or_default();
+        (
+            format!(
+                "trace_starts WHERE project_id = {} AND deleted = 0{extra}{from}",
+                project.0
+            ),
+            "start_ns",
+        )
+    } else {
+        // Spans whose times were inferred say nothing about their trace's start: they sort
+        // first, so they are always met before the bound is trusted.
+        (
+            format!(
+                "span_versions WHERE project_id = {} AND deleted = 0{extra} AND {}",
+                project.0,
+                span_filter_sql(&query.spans)
+            ),
+            "if(times_inferred = 1, toInt64(9223372036854775807), start_ns)",
+        )
+    }
+}
+
+/// The list sorted by start time, by walking an index in that order (see the module doc).
+async fn walk_by_start(
+    client: &Client,
+    project: ProjectId,
+    query: &TraceQuery,
+) -> Result<(Vec<TraceSummary>, u64, bool), StoreError> {
+    let descending = query.sort.direction == Direction::Descending;
+    let (source, key) = walk_source(project, query);
+    let order = if descending { "DESC" } else { "ASC" };
+    // One match past the page tells whether a next page exists.
+    let wanted = query.page.offset() + query.page.size + 1;
+    let mut limit = wanted.saturating_mul(ROWS_PER_WANTED_TRACE).max(64);
+    let mut computed: HashMap<String, Computed> = HashMap::new();
+    loop {
+        let rows: Vec<IndexRow> = client
+            .rows(&format!(
+                "SELECT trace_id, {key} AS at FROM {source} ORDER BY at {order} LIMIT {limit}"
+            ))
+            .await?;
+        let exhausted = (rows.len() as u64) < limit;
+        let bound = rows.last().map(|row| row.at);
+        let mut new: Vec<&str> = rows
+            .iter()
+            .map(|row| row.trace_id.as_str())
+            .filter(|id| !computed.contains_key(*id))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        new.retain(|id| !computed.contains_key(*id));
+        let fresh = compute(client, project, query, &new).await?;
+        computed.extend(fresh);
+        let placed = |summary: &TraceSummary| {
+            exhausted
+                || bound.is_some_and(|bound| {
+                    let start = summary.start.unix_nanos();
+                    if descending {
+                        start > bound
+                    } else {
+                        start < bound
+                    }
+                })
+        };
+        let mut settled: Vec<&TraceSummary> = computed
+            .values()
+            .filter(|trace| trace.matches && placed(&trace.summary))
+            .map(|trace| &trace.summary)
+            .collect();
+        if exhausted || settled.len() as u64 >= wanted {
+            settled.sort_by(|a, b| trace_order(a, b, TraceColumn::StartTime, query.sort.direction));
+            let total = settled.len() as u64;
+            let page = page_of(settled, query.page);
+            return Ok((page, total, exhausted));
+        }
+        limit = limit.saturating_mul(4);
+    }
+}
+
+fn page_of(sorted: Vec<&TraceSummary>, page: Page) -> Vec<TraceSummary> {
+    let offset = usize::try_from(page.offset()).unwrap_or(usize::MAX);
+    let size = usize::try_from(page.size).unwrap_or(usize::MAX);
+    sorted
+        .into_iter()
+        .skip(offset)
+        .take(size)
+        .cloned()
+        .collect()
+}
+
+/// Any other order: every candidate trace computed, chunk by chunk, the best
+/// `offset + size` kept.
+async fn visit_all(
+    client: &Client,
+    project: ProjectId,
+    query: &TraceQuery,
+) -> Result<(Vec<TraceSummary>, u64), StoreError> {
+    #[derive(Deserialize)]
+    struct Candidate {
+        trace_id: String,
+    }
+    let source = if query.spans.is_empty() {
+        format!(
+            "trace_starts WHERE project_id = {} AND deleted = 0",
+            project.0
+        )
+    } else {
+        format!(
+            "span_versions WHERE project_id = {} AND deleted = 0 AND {}",
+            project.0,
+            span_filter_sql(&query.spans)
+        )
+    };
+    let keep = usize::try_from(query.page.offset() + query.page.size).unwrap_or(usize::MAX);
+    let order = |a: &TraceSummary, b: &TraceSummary| {
+        trace_order(a, b, query.sort.column, query.sort.direction)
+    };
+    let mut best: Vec<TraceSummary> = Vec::new();
+    let mut total = 0u64;
+    let mut after: Option<String> = None;
+    loop {
+        let position = after
+            .as_deref()
+            .map(|id| format!(" AND trace_id > {}", string_literal(id)))
+            .unwrap_or_default();
+        let candidates: Vec<Candidate> = client
+            .rows(&format!(
+                "SELECT DISTINCT trace_id FROM {source}{position} ORDER BY trace_id \
+                 LIMIT {TRACES_PER_CHUNK}"
+            ))
+            .await?;
+        let Some(last) = candidates.last() else {
+            break;
+        };
+        after = Some(last.trace_id.clone());
+        let ids: Vec<&str> = candidates.iter().map(|c| c.trace_id.as_str()).collect();
+        for trace in compute(client, project, query, &ids).await?.into_values() {
+            if !trace.matches {
+                continue;
+            }
+            total += 1;
+            best.push(trace.summary);
+        }
+        // Bounded: never more than a chunk past the page is held.
+        best.sort_by(order);
+        best.truncate(keep);
+        if candidates.len() < TRACES_PER_CHUNK {
+            break;
+        }
+    }
+    let page = page_of(best.iter().collect(), query.page);
+    Ok((page, total))
+}
+
+#[derive(Deserialize)]
+struct RootContent {
+    trace_id: String,
+    span_id: String,
+    content: String,
+}
+
+pub(crate) async fn list_traces(
+    client: &Client,
+    project: ProjectId,
+    query: &TraceQuery,
+) -> Result<Listing<TraceListItem>, StoreError> {
+    let by_start = query.sort.column == TraceColumn::StartTime
+        && (query.sort.direction == Direction::Descending || query.spans.is_empty());
+    let (page, total, total_is_exact) = if by_start {
+        let (page, matched, exhausted) = walk_by_start(client, project, query).await?;
+        if exhausted {
+            (page, matched, true)
+        } else if is_unfiltered(query) {
+            let (count, exact) = count_traces(client, project, query.page).await?;
+            (page, count, exact)
+        } else {
+            // Counting every match would compute every candidate; what the walk placed is a
+            // lower bound that reaches past this page.
+            (page, matched, false)
+        }
+    } else {
+        let (page, total) = visit_all(client, project, query).await?;
+        (page, total, true)
+    };
+    let items = with_root_content(client, project, page).await?;
+    Ok(Listing {
+        total,
+        total_is_exact,
+        items,
+    })
+}
+
+fn is_unfiltered(query: &TraceQuery) -> bool {
+    query.conditions.is_empty()
+        && query.spans.is_empty()
+        && query.start_from.is_none()
+        && query.start_to.is_none()
+        && query.as_of.is_none()
+}
+
+/// The project's live traces, counted up to the page's count limit.
+async fn count_traces(
+    client: &Client,
+    project: ProjectId,
+    page: Page,
+) -> Result<(u64, bool), StoreError> {
+    #[derive(Deserialize)]
+    struct Count {
+        n: u64,
+    }
+    let limit = page.count_limit();
+    let count: Count = client
+        .row(&format!(
+            "SELECT count() AS n FROM (SELECT DISTINCT trace_id FROM \
+             (SELECT trace_id, deleted FROM trace_starts FINAL WHERE project_id = {}) \
+             WHERE deleted = 0 LIMIT {})",
+            project.0,
+            limit + 1
+        ))
+        .await?;
+    Ok((count.n.min(limit), count.n <= limit))
+}
+
+/// The page's items: each trace with its root span's input, output and metadata, read for the
+/// page's roots only.
+async fn with_root_content(
+    client: &Client,
+    project: ProjectId,
+    page: Vec<TraceSummary>,
+) -> Result<Vec<TraceListItem>, StoreError> {
+    let roots: Vec<(&str, &str)> = page
+        .iter()
+        .filter_map(|summary| {
+            Some((
+                summary.trace_id.as_str(),
+                summary.root_span_id.as_ref()?.as_str(),
+            ))
+        })
+        .collect();
+    let mut contents: HashMap<(String, String), serde_json::Map<String, serde_json::Value>> =
+        HashMap::new();
+    if !roots.is_empty() {
+        let found: Vec<RootContent> = client
+            .rows(&format!(
+                "SELECT trace_id, span_id, argMax(content, version) AS content \
+                 FROM span_versions PREWHERE project_id = {}{}{} GROUP BY trace_id, span_id",
+                project.0,
+                in_list("trace_id", roots.iter().map(|(trace, _)| *trace)),
+                in_list("span_id", roots.iter().map(|(_, span)| *span))
+            ))
+            .await?;
+        for row in found {
+            if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&row.content) {
+                contents.insert((row.trace_id, row.span_id), map);
+            }
+        }
+    }
+    Ok(page
+        .into_iter()
+        .map(|summary| {
+            let mut content = summary.root_span_id.as_ref().and_then(|root| {
+                contents.remove(&(
+                    summary.trace_id.as_str().to_owned(),
+                    root.as_str().to_owned(),
+                ))
+            });
+            let mut take = |key: &str| content.as_mut().and_then(|map| map.remove(key));
+            let (input, output, metadata) = (take("input"), take("output"), take("metadata"));
+            TraceListItem {
+                summary,
+                input,
+                output,
+                metadata,
+            }
+        })
+        .collect())
+}
+
+/// The project's live traces, exactly: every trace with a live `trace_starts` row.
+pub(crate) async fn trace_count(client: &Client, project: ProjectId) -> Result<u64, StoreError> {
+    #[derive(Deserialize)]
+    struct Count {
+        n: u64,
+    }
+    let count: Count = client
+        .row(&format!(
+            "SELECT uniqExact(trace_id) AS n FROM \
+             (SELECT trace_id, deleted FROM trace_starts FINAL WHERE project_id = {}) \
+             WHERE deleted = 0",
+            project.0
+        ))
+        .await?;
+    Ok(count.n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clickhouse::rows::SpanRead;
+
+    fn version(span_id: &str, cost: f64, version: u64, deleted: u8) -> SpanVersionRead {
+        let row = serde_json::json!({
+            "trace_id": "t", "span_id": span_id, "parent_id": null, "name": span_id,
+            "log_type": "chat", "start_ns": 1_000, "end_ns": 2_000, "latency": 0.0,
+            "times_inferred": 0, "model": null, "provider_id": null, "status": "success",
+            "status_code": null, "error_message": null, "prompt_tokens": null,
+            "completion_tokens": null, "total_tokens": null, "cost": cost,
+            "customer_identifier": null, "session_identifier": null, "thread_identifier": null,
+            "trace_group_identifier": null, "environment": null, "workflow_name": null,
+            "path": null, "content": "", "trace_name": null,
+        });
+        let span: SpanRead = serde_json::from_value(row).unwrap();
+        SpanVersionRead {
+            span,
+            ingested_ns: i64::try_from(version).unwrap(),
+            version,
+            deleted,
+        }
+    }
+
+    #[test]
+    fn the_latest_version_of_each_span_counts_and_tombstones_hide() {
+        let rows = vec![
+            version("a", 1.0, 10, 0),
+            version("a", 2.0, 30, 0),
+            version("a", 9.0, 20, 0),
+            version("b", 5.0, 10, 0),
+            version("b", 0.0, 40, 1),
+            version("c", 3.0, 10, 0),
+            version("c", 0.0, 20, 1),
+            version("c", 4.0, 50, 0),
+        ];
+        let traces = collapse(rows).unwrap();
+        let trace = &traces["t"];
+        let mut costs: Vec<(String, Option<f64>)> = trace
+            .spans
+            .iter()
+            .map(|span| (span.span_id.as_str().to_owned(), span.cost))
+            .collect();
+        costs.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            costs,
+            vec![("a".to_owned(), Some(2.0)), ("c".to_owned(), Some(4.0))]
+        );
+        // "c" was deleted and sent again at 50: it is first seen then, "a" at 10.
+        assert_eq!(trace.first_seen_ns, 10);
+        let only_c = collapse(vec![
+            version("c", 3.0, 10, 0),
+            version("c", 0.0, 20, 1),
+            version("c", 4.0, 50, 0),
+        ])
+        .unwrap();
+        assert_eq!(only_c["t"].first_seen_ns, 50);
+    }
+
+    #[test]
+    fn a_trace_of_tombstones_only_is_gone() {
+        let traces = collapse(vec![version("a", 1.0, 10, 0), version("a", 0.0, 20, 1)]).unwrap();
+        assert!(traces.is_empty());
+    }
+}

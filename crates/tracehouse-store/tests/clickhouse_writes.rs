@@ -1,0 +1,975 @@
+//! The append-only ClickHouse write path (schema version 2): several servers writing one trace
+//! at once, re-sent spans, deleted traces sent again, and the in-place upgrade of a database
+//! created by a version-1 release. Each test uses a fresh database of its own on the server
+//! named by `TRACEHOUSE_CLICKHOUSE_URL`; without it the tests are skipped, except under CI
+//! (`CI=true`) or `TRACEHOUSE_CLICKHOUSE_TESTS=required`, where they fail.
+// Test helpers outside #[test] functions may panic on broken test setup; that is their job.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::span;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tracehouse_core::query::{SpanQuery, TraceQuery};
+use tracehouse_core::{
+    ApiKeyHash, Project, ProjectId, ProjectName, Span, SpanStore, TraceId, TraceListItem,
+    TraceSummary, summarize,
+};
+use tracehouse_store::{ClickHouseConfig, ClickHouseStore};
+
+/// A fresh database on the test server; opening it twice gives two "servers" sharing it.
+struct TestDatabase {
+    url: String,
+    database: String,
+}
+
+impl TestDatabase {
+    /// A fresh database name on the test server, or `None` (with a skip line) when no server
+    /// is configured and none is required.
+    fn new() -> Option<Self> {
+        let url = clickhouse_url()?;
+        let database = format!("th_writes_{}_{}", std::process::id(), fastrand::u64(..));
+        Some(Self { url, database })
+    }
+
+    async fn open(&self) -> ClickHouseStore {
+        ClickHouseStore::open(ClickHouseConfig::new(
+            self.url.clone(),
+            self.database.clone(),
+        ))
+        .await
+        .unwrap()
+    }
+
+    /// Runs one statement on the server (outside any database) and returns its answer.
+    async fn sql(&self, statement: &str) -> String {
+        let response = reqwest::Client::new()
+            .post(format!("{}/", self.url))
+            .body(statement.to_owned())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(status.is_success(), "{statement}\n-> {status}: {text}");
+        text
+    }
+
+    /// Inserts rows into a table of this database as JSONEachRow.
+    async fn insert(&self, table: &str, rows: &[Value]) {
+        let body: String = rows.iter().map(|row| format!("{row}\n")).collect();
+        let query = format!("INSERT INTO {}.{table} FORMAT JSONEachRow", self.database);
+        let response = reqwest::Client::new()
+            .post(format!("{}/", self.url))
+            .query(&[("query", query.as_str())])
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(status.is_success(), "{query}\n-> {status}: {text}");
+    }
+
+    /// The tables (and views) of this database.
+    async fn tables(&self) -> BTreeSet<String> {
+        self.sql(&format!("SHOW TABLES FROM {}", self.database))
+            .await
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Drops the database; a failed test leaves it for inspection.
+    async fn cleanup(self) {
+        let _ = reqwest::Client::new()
+            .post(format!("{}/", self.url))
+            .body(format!("DROP DATABASE IF EXISTS {}", self.database))
+            .send()
+            .await;
+    }
+}
+
+/// The ClickHouse server's URL from `TRACEHOUSE_CLICKHOUSE_URL`.
+fn clickhouse_url() -> Option<String> {
+    if let Ok(value) = std::env::var("TRACEHOUSE_CLICKHOUSE_URL") {
+        if !value.trim().is_empty() {
+            return Some(value.trim().trim_end_matches('/').to_owned());
+        }
+    }
+    let required = std::env::var("CI").is_ok_and(|v| v == "true")
+        || std::env::var("TRACEHOUSE_CLICKHOUSE_TESTS").is_ok_and(|v| v == "required");
+    assert!(
+        !required,
+        "TRACEHOUSE_CLICKHOUSE_URL is not set but ClickHouse tests are required (CI=true or TRACEHOUSE_CLICKHOUSE_TESTS=required); run scripts/test, or scripts/clickhouse start DIR"
+    );
+    eprintln!(
+        "skipping ClickHouse test: TRACEHOUSE_CLICKHOUSE_URL is not set (scripts/clickhouse start DIR starts a server)"
+    );
+    None
+}
+
+fn trace_id(raw: &str) -> TraceId {
+    TraceId::try_from(raw).unwrap()
+}
+
+/// Asserts a stored summary equals the expected one, the cost within rounding (a sum in
+/// another order) and every other field exactly.
+fn assert_summary(got: &TraceSummary, want: &TraceSummary, context: &str) {
+    assert_eq!(got.span_count, want.span_count, "{context}: span_count");
+    assert!(
+        (got.total_cost - want.total_cost).abs() <= 1e-12,
+        "{context}: total_cost {} != {}",
+        got.total_cost,
+        want.total_cost
+    );
+    assert_eq!(
+        got.total_prompt_tokens, want.total_prompt_tokens,
+        "{context}: total_prompt_tokens"
+    );
+    assert_eq!(
+        got.total_completion_tokens, want.total_completion_tokens,
+        "{context}: total_completion_tokens"
+    );
+    assert_eq!(
+        got.total_tokens, want.total_tokens,
+        "{context}: total_tokens"
+    );
+    assert_eq!(got.error_count, want.error_count, "{context}: error_count");
+    assert_eq!(
+        got.llm_call_count, want.llm_call_count,
+        "{context}: llm_call_count"
+    );
+    assert_eq!(
+        got.root_span_id, want.root_span_id,
+        "{context}: root_span_id"
+    );
+    assert_eq!(got.name, want.name, "{context}: name");
+    assert_eq!(got.start, want.start, "{context}: start");
+    assert_eq!(got.end, want.end, "{context}: end");
+    let mut same_cost = got.clone();
+    same_cost.total_cost = want.total_cost;
+    assert_eq!(&same_cost, want, "{context}: whole summary");
+}
+
+/// The listing of a project's traces with the default query.
+async fn list(store: &ClickHouseStore, project: ProjectId) -> (u64, Vec<TraceListItem>) {
+    let listing = store
+        .list_traces(project, &TraceQuery::default())
+        .await
+        .unwrap();
+    assert!(listing.total_is_exact);
+    (listing.total, listing.items)
+}
+
+/// The ids of a stored trace's spans.
+fn span_ids(spans: &[Span]) -> BTreeSet<String> {
+    spans
+        .iter()
+        .map(|s| s.span_id.as_str().to_owned())
+        .collect()
+}
+
+/// The stored span `id` of a trace.
+fn stored_span<'a>(spans: &'a [Span], id: &str) -> &'a Span {
+    spans
+        .iter()
+        .find(|s| s.span_id.as_str() == id)
+        .unwrap_or_else(|| panic!("span {id} is missing"))
+}
+
+/// A trace of 40 spans: a root, 39 children (some nested a level deeper) with costs, tokens
+/// and two models on the model calls, one error, and one child ending after the root.
+fn forty_spans() -> Vec<Span> {
+    let mut spans = vec![span(
+        "big",
+        "root",
+        None,
+        json!({"span_name": "agent.workflow", "latency": 60.0, "environment": "prod",
+            "customer_identifier": "ann", "input": "what is a walrus?", "output": "a mammal",
+            "metadata": {"team": "search", "attempt": 2}}),
+    )];
+    for i in 1..40u32 {
+        let parent = if i > 30 { "c05" } else { "root" };
+        let mut extra = json!({
+            "start_time": format!("2025-01-01T00:00:{i:02}Z"),
+            "latency": if i == 39 { 90.0 } else { 1.5 },
+            "cost": f64::from(i) * 0.0013,
+        });
+        let fields = extra.as_object_mut().unwrap();
+        match i % 3 {
+            0 => {
+                fields.insert("model".into(), json!("gpt-4o-mini"));
+                fields.insert("log_type".into(), json!("chat"));
+                fields.insert("prompt_tokens".into(), json!(i * 11));
+                fields.insert("completion_tokens".into(), json!(i * 7));
+            }
+            1 => {
+                fields.insert("model".into(), json!("claude-3-5-sonnet"));
+                fields.insert("log_type".into(), json!("chat"));
+                fields.insert("prompt_tokens".into(), json!(i * 13));
+                fields.insert("completion_tokens".into(), json!(i * 5));
+            }
+            _ => {
+                fields.insert("span_name".into(), json!(format!("lookup{i}.tool")));
+            }
+        }
+        if i == 13 {
+            fields.insert("status".into(), json!("error"));
+            fields.insert("error_message".into(), json!("rate limited"));
+        }
+        spans.push(span("big", &format!("c{i:02}"), Some(parent), extra));
+    }
+    spans
+}
+
+/// Writes `spans` through `store` in requests of `per_request` spans, one after another.
+async fn write_in_requests(
+    store: &ClickHouseStore,
+    project: ProjectId,
+    spans: Vec<Span>,
+    per_request: usize,
+) -> u64 {
+    let mut written = 0;
+    for chunk in spans.chunks(per_request) {
+        written += store
+            .write_spans(project, chunk.to_vec())
+            .await
+            .unwrap()
+            .spans_written;
+    }
+    written
+}
+
+#[tokio::test]
+async fn two_stores_writing_one_trace_at_once_agree_with_summarize() {
+    let Some(db) = TestDatabase::new() else {
+        return;
+    };
+    let first = db.open().await;
+    let second = db.open().await;
+    let project = common::acme_project(&first).await;
+
+    let all = forty_spans();
+    assert_eq!(all.len(), 40);
+    let want = summarize(&all).unwrap();
+    // Sanity of the fixture: the expectation really covers what the test is about.
+    assert_eq!(want.span_count, 40);
+    assert_eq!(want.error_count, 1);
+    assert_eq!(want.llm_call_count, 26);
+    assert_eq!(want.root_span_id.as_ref().unwrap().as_str(), "root");
+    assert_eq!(
+        want.models,
+        vec!["claude-3-5-sonnet".to_owned(), "gpt-4o-mini".to_owned()]
+    );
+
+    // Every other child through one server; the rest, then the root, through the other.
+    let mut through_first = Vec::new();
+    let mut through_second = Vec::new();
+    for (index, child) in all[1..].iter().enumerate() {
+        if index % 2 == 0 {
+            through_first.push(child.clone());
+        } else {
+            through_second.push(child.clone());
+        }
+    }
+    through_second.push(all[0].clone());
+    let (written_first, written_second) = tokio::join!(
+        write_in_requests(&first, project, through_first, 4),
+        write_in_requests(&second, project, through_second, 3),
+    );
+    assert_eq!(written_first + written_second, 40);
+
+    let id = trace_id("big");
+    for (which, store) in [("first", &first), ("second", &second)] {
+        let trace = store.get_trace(project, &id).await.unwrap().unwrap();
+        assert_summary(&trace.summary, &want, &format!("get_trace on {which}"));
+        assert_eq!(trace.spans.len(), 40, "{which}");
+        assert_eq!(span_ids(&trace.spans), span_ids(&all), "{which}");
+        let error = stored_span(&trace.spans, "c13");
+        assert_eq!(error.error_message.as_deref(), Some("rate limited"));
+
+        let (total, items) = list(store, project).await;
+        assert_eq!(total, 1, "{which}");
+        assert_eq!(items.len(), 1, "{which}");
+        assert_summary(&items[0].summary, &want, &format!("list_traces on {which}"));
+        assert_eq!(items[0].input, Some(json!("what is a walrus?")), "{which}");
+        assert_eq!(items[0].output, Some(json!("a mammal")), "{which}");
+        assert_eq!(
+            items[0].metadata,
+            Some(json!({"team": "search", "attempt": 2})),
+            "{which}"
+        );
+    }
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_resent_span_counts_once_with_its_latest_values() {
+    let Some(db) = TestDatabase::new() else {
+        return;
+    };
+    let store = db.open().await;
+    let project = common::acme_project(&store).await;
+    let id = trace_id("again");
+    let root = span(
+        "again",
+        "r",
+        None,
+        json!({"span_name": "agent.workflow", "cost": 1.0}),
+    );
+    let a = |cost: f64, prompt: u64, completion: u64| {
+        span(
+            "again",
+            "a",
+            Some("r"),
+            json!({"model": "gpt-4o", "log_type": "chat", "cost": cost,
+                "prompt_tokens": prompt, "completion_tokens": completion,
+                "start_time": "2025-01-01T00:00:01Z"}),
+        )
+    };
+    let b = |cost: f64, prompt: u64, completion: u64| {
+        span(
+            "again",
+            "b",
+            Some("r"),
+            json!({"model": "gpt-4o", "log_type": "chat", "cost": cost,
+                "prompt_tokens": prompt, "completion_tokens": completion,
+                "start_time": "2025-01-01T00:00:02Z"}),
+        )
+    };
+    let c = span(
+        "again",
+        "c",
+        Some("r"),
+        json!({"span_name": "lookup.tool", "start_time": "2025-01-01T00:00:03Z"}),
+    );
+    let d = |model: &str, cost: f64, prompt: u64, completion: u64| {
+        span(
+            "again",
+            "d",
+            Some("r"),
+            json!({"model": model, "log_type": "chat", "cost": cost,
+                "prompt_tokens": prompt, "completion_tokens": completion,
+                "start_time": "2025-01-01T00:00:04Z"}),
+        )
+    };
+
+    // One request carrying `d` twice: the later copy is the one stored.
+    store
+        .write_spans(
+            project,
+            vec![
+                root.clone(),
+                a(0.5, 100, 50),
+                b(0.25, 10, 10),
+                c.clone(),
+                d("o1-preview", 9.0, 900, 900),
+                d("gpt-4o-mini", 0.125, 1, 2),
+            ],
+        )
+        .await
+        .unwrap();
+    let trace = store.get_trace(project, &id).await.unwrap().unwrap();
+    let want = summarize(&[
+        root.clone(),
+        a(0.5, 100, 50),
+        b(0.25, 10, 10),
+        c.clone(),
+        d("gpt-4o-mini", 0.125, 1, 2),
+    ])
+    .unwrap();
+    assert_summary(&trace.summary, &want, "after the first write");
+    assert_eq!(trace.summary.span_count, 5);
+    assert_eq!(trace.summary.total_cost, 1.875);
+    assert_eq!(trace.summary.total_prompt_tokens, 111);
+    assert_eq!(trace.summary.total_completion_tokens, 62);
+    assert_eq!(
+        trace.summary.models,
+        vec!["gpt-4o".to_owned(), "gpt-4o-mini".to_owned()]
+    );
+    assert_eq!(trace.spans.len(), 5);
+    assert_eq!(stored_span(&trace.spans, "d").cost, Some(0.125));
+
+    // `a` again in a later request; then `b` twice in one request, the later copy winning.
+    store
+        .write_spans(project, vec![a(2.0, 300, 100)])
+        .await
+        .unwrap();
+    store
+        .write_spans(project, vec![b(7.0, 70, 70), b(0.0625, 5, 6)])
+        .await
+        .unwrap();
+
+    let latest = [
+        root,
+        a(2.0, 300, 100),
+        b(0.0625, 5, 6),
+        c,
+        d("gpt-4o-mini", 0.125, 1, 2),
+    ];
+    let want = summarize(&latest).unwrap();
+    let trace = store.get_trace(project, &id).await.unwrap().unwrap();
+    assert_summary(&trace.summary, &want, "get_trace after re-sending");
+    assert_eq!(trace.summary.span_count, 5);
+    assert_eq!(trace.summary.total_cost, 3.1875);
+    assert_eq!(trace.summary.total_prompt_tokens, 306);
+    assert_eq!(trace.summary.total_completion_tokens, 108);
+    assert_eq!(trace.spans.len(), 5);
+    assert_eq!(span_ids(&trace.spans), span_ids(&latest));
+    let stored_a = stored_span(&trace.spans, "a");
+    assert_eq!(stored_a.cost, Some(2.0));
+    assert_eq!(stored_a.usage.prompt_tokens, Some(300));
+    let stored_b = stored_span(&trace.spans, "b");
+    assert_eq!(stored_b.cost, Some(0.0625));
+    assert_eq!(stored_b.usage.completion_tokens, Some(6));
+
+    let (total, items) = list(&store, project).await;
+    assert_eq!(total, 1);
+    assert_eq!(items.len(), 1);
+    assert_summary(&items[0].summary, &want, "list_traces after re-sending");
+
+    // Span lists see one copy of each span too.
+    let spans = store
+        .list_spans(project, &SpanQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(spans.total, 5);
+    assert_eq!(span_ids(&spans.items), span_ids(&latest));
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_deleted_trace_can_be_sent_again() {
+    let Some(db) = TestDatabase::new() else {
+        return;
+    };
+    let store = db.open().await;
+    let project = common::acme_project(&store).await;
+    let gone = trace_id("gone");
+    let spans = vec![
+        span(
+            "gone",
+            "a",
+            None,
+            json!({"span_name": "agent.workflow", "cost": 1.0}),
+        ),
+        span(
+            "gone",
+            "b",
+            Some("a"),
+            json!({"model": "gpt-4o", "log_type": "chat", "cost": 2.0, "prompt_tokens": 40,
+                "completion_tokens": 4, "start_time": "2025-01-01T00:00:05Z"}),
+        ),
+        span(
+            "gone",
+            "c",
+            Some("a"),
+            json!({"status": "error", "cost": 0.5, "start_time": "2025-01-01T00:00:07Z"}),
+        ),
+    ];
+    store.write_spans(project, spans.clone()).await.unwrap();
+    store
+        .write_spans(
+            project,
+            vec![span(
+                "kept",
+                "x",
+                None,
+                json!({"start_time": "2025-01-02T00:00:00Z", "cost": 0.25}),
+            )],
+        )
+        .await
+        .unwrap();
+    let (total, items) = list(&store, project).await;
+    assert_eq!(total, 2);
+    assert_eq!(items.len(), 2);
+    let before = store.get_trace(project, &gone).await.unwrap().unwrap();
+    assert_eq!(before.summary.span_count, 3);
+    assert_eq!(before.summary.total_cost, 3.5);
+
+    assert!(store.delete_trace(project, &gone).await.unwrap());
+    assert!(store.get_trace(project, &gone).await.unwrap().is_none());
+    assert!(!store.delete_trace(project, &gone).await.unwrap());
+    let (total, items) = list(&store, project).await;
+    assert_eq!(total, 1);
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].summary.trace_id.as_str(), "kept");
+    assert_eq!(items[0].summary.total_cost, 0.25);
+
+    // `b` and `c` again with the same ids: the trace is back with only them; `a` stays deleted.
+    let resent = spans[1..].to_vec();
+    store.write_spans(project, resent.clone()).await.unwrap();
+    let want = summarize(&resent).unwrap();
+    let trace = store.get_trace(project, &gone).await.unwrap().unwrap();
+    assert_summary(&trace.summary, &want, "get_trace after sending again");
+    assert_eq!(trace.summary.span_count, 2);
+    assert_eq!(trace.summary.total_cost, 2.5);
+    assert_eq!(trace.summary.error_count, 1);
+    assert_eq!(trace.summary.llm_call_count, 1);
+    assert_eq!(trace.summary.total_prompt_tokens, 40);
+    // The parent is gone, so the earliest orphan is the root.
+    assert_eq!(trace.summary.root_span_id.as_ref().unwrap().as_str(), "b");
+    assert_eq!(
+        span_ids(&trace.spans),
+        BTreeSet::from(["b".to_owned(), "c".to_owned()])
+    );
+
+    let (total, items) = list(&store, project).await;
+    assert_eq!(total, 2);
+    let listed = items
+        .iter()
+        .find(|item| item.summary.trace_id == gone)
+        .expect("the trace sent again is listed");
+    assert_summary(&listed.summary, &want, "list_traces after sending again");
+    db.cleanup().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Version 1, as released: a frozen copy of what older tracehouse releases created. Never edit
+// these to follow the current schema; they are what an upgrade starts from.
+
+const V1_PROJECTS: &str = "(
+        id Int64,
+        name String,
+        created_at_ns Int64
+    ) ENGINE = ReplacingMergeTree ORDER BY name";
+
+const V1_API_KEYS: &str = "(
+        id Int64,
+        project_id Int64,
+        project_name String,
+        key_hash String,
+        prefix String,
+        label String,
+        created_at_ns Int64,
+        revoked_at_ns Nullable(Int64),
+        version UInt64
+    ) ENGINE = ReplacingMergeTree(version) ORDER BY key_hash";
+
+const V1_SPANS: &str = "(
+        project_id Int64,
+        trace_id String,
+        span_id String,
+        parent_id Nullable(String),
+        name String,
+        log_type String,
+        start_ns Int64,
+        end_ns Int64,
+        latency Float64,
+        times_inferred UInt8,
+        model Nullable(String),
+        provider_id Nullable(String),
+        status String,
+        status_code Nullable(Int64),
+        error_message Nullable(String),
+        prompt_tokens Nullable(UInt64),
+        completion_tokens Nullable(UInt64),
+        total_tokens Nullable(UInt64),
+        cost Nullable(Float64),
+        customer_identifier Nullable(String),
+        session_identifier Nullable(String),
+        thread_identifier Nullable(String),
+        trace_group_identifier Nullable(String),
+        environment Nullable(String),
+        workflow_name Nullable(String),
+        path Nullable(String),
+        content String,
+        trace_name Nullable(String),
+        search_text String,
+        meta_keys Array(String),
+        meta_text Array(String),
+        meta_num Array(Float64),
+        meta_is_num Array(UInt8),
+        ingested_ns Int64,
+        first_seen_ns Int64,
+        version UInt64,
+        deleted UInt8
+    ) ENGINE = ReplacingMergeTree(version)
+    PARTITION BY toYYYYMM(toDateTime(intDiv(start_ns, 1000000000)))
+    ORDER BY (project_id, trace_id, span_id)
+    SETTINGS index_granularity = 1024";
+
+const V1_TRACES: &str = "(
+        project_id Int64,
+        trace_id String,
+        root_span_id Nullable(String),
+        name String,
+        start_ns Int64,
+        end_ns Int64,
+        duration Float64,
+        span_count UInt64,
+        llm_call_count UInt64,
+        error_count UInt64,
+        total_prompt_tokens UInt64,
+        total_completion_tokens UInt64,
+        total_tokens UInt64,
+        total_cost Float64,
+        environment Nullable(String),
+        customer_identifier Nullable(String),
+        session_identifier Nullable(String),
+        thread_identifier Nullable(String),
+        trace_group_identifier Nullable(String),
+        models Array(String),
+        first_seen_ns Int64,
+        version UInt64,
+        deleted UInt8
+    ) ENGINE = ReplacingMergeTree(version)
+    PARTITION BY toYYYYMM(toDateTime(intDiv(start_ns, 1000000000)))
+    ORDER BY (project_id, trace_id)
+    SETTINGS index_granularity = 1024";
+
+/// The project id version 1 derived from a project's name.
+fn v1_project_id(name: &str) -> i64 {
+    let digest = Sha256::digest(format!("tracehouse-project\0{name}").as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first) & i64::MAX
+}
+
+/// A `spans` row as version 1 wrote it for `span` (JSONEachRow).
+fn v1_span_row(project: i64, span: &Span, first_seen_ns: i64, version: u64) -> Value {
+    let text = |key: &str| {
+        span.content
+            .get(key)
+            .map(|value| match value {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            })
+            .unwrap_or_default()
+    };
+    json!({
+        "project_id": project,
+        "trace_id": span.trace_id.as_str(),
+        "span_id": span.span_id.as_str(),
+        "parent_id": span.parent_id.as_ref().map(|id| id.as_str()),
+        "name": span.name,
+        "log_type": span.log_type.as_str(),
+        "start_ns": span.start.unix_nanos(),
+        "end_ns": span.end.unix_nanos(),
+        "latency": span.latency,
+        "times_inferred": u8::from(span.times_inferred),
+        "model": span.model,
+        "provider_id": span.provider_id,
+        "status": span.status.as_str(),
+        "status_code": span.status_code,
+        "error_message": span.error_message,
+        "prompt_tokens": span.usage.prompt_tokens,
+        "completion_tokens": span.usage.completion_tokens,
+        "total_tokens": span.usage.total_tokens,
+        "cost": span.cost,
+        "customer_identifier": span.grouping.customer_identifier,
+        "session_identifier": span.grouping.session_identifier,
+        "thread_identifier": span.grouping.thread_identifier,
+        "trace_group_identifier": span.grouping.trace_group_identifier,
+        "environment": span.grouping.environment,
+        "workflow_name": span.workflow_name,
+        "path": span.path,
+        "content": serde_json::to_string(&span.content).unwrap(),
+        "trace_name": span.content.get("trace_name").and_then(Value::as_str),
+        "search_text": format!("{}\n{}\n{}", span.name, text("input"), text("output")),
+        "meta_keys": [],
+        "meta_text": [],
+        "meta_num": [],
+        "meta_is_num": [],
+        "ingested_ns": first_seen_ns,
+        "first_seen_ns": first_seen_ns,
+        "version": version,
+        "deleted": 0,
+    })
+}
+
+/// A `traces` row as version 1 wrote it (JSONEachRow).
+fn v1_trace_row(project: i64, summary: &TraceSummary, first_seen_ns: i64, version: u64) -> Value {
+    json!({
+        "project_id": project,
+        "trace_id": summary.trace_id.as_str(),
+        "root_span_id": summary.root_span_id.as_ref().map(|id| id.as_str()),
+        "name": summary.name,
+        "start_ns": summary.start.unix_nanos(),
+        "end_ns": summary.end.unix_nanos(),
+        "duration": summary.duration,
+        "span_count": summary.span_count,
+        "llm_call_count": summary.llm_call_count,
+        "error_count": summary.error_count,
+        "total_prompt_tokens": summary.total_prompt_tokens,
+        "total_completion_tokens": summary.total_completion_tokens,
+        "total_tokens": summary.total_tokens,
+        "total_cost": summary.total_cost,
+        "environment": summary.environment,
+        "customer_identifier": summary.customer_identifier,
+        "session_identifier": summary.session_identifier,
+        "thread_identifier": summary.thread_identifier,
+        "trace_group_identifier": summary.trace_group_identifier,
+        "models": summary.models,
+        "first_seen_ns": first_seen_ns,
+        "version": version,
+        "deleted": 0,
+    })
+}
+
+#[tokio::test]
+async fn a_version_1_database_upgrades_in_place() {
+    let Some(db) = TestDatabase::new() else {
+        return;
+    };
+    let database = db.database.clone();
+
+    // The database as a version-1 release left it.
+    db.sql(&format!("CREATE DATABASE {database}")).await;
+    for (table, body) in [
+        ("projects", V1_PROJECTS),
+        ("api_keys", V1_API_KEYS),
+        ("spans", V1_SPANS),
+        ("traces", V1_TRACES),
+    ] {
+        db.sql(&format!(
+            "CREATE TABLE IF NOT EXISTS {database}.{table} {body}"
+        ))
+        .await;
+    }
+    db.sql(&format!(
+        "CREATE TABLE IF NOT EXISTS {database}.schema_migrations (version UInt32, applied_ns Int64) \
+         ENGINE = MergeTree ORDER BY version"
+    ))
+    .await;
+    let t0: i64 = 1_735_700_000_000_000_000;
+    db.insert(
+        "schema_migrations",
+        &[json!({"version": 1, "applied_ns": t0})],
+    )
+    .await;
+
+    let name = "legacy";
+    let project_id = v1_project_id(name);
+    db.insert(
+        "projects",
+        &[json!({"id": project_id, "name": name, "created_at_ns": t0})],
+    )
+    .await;
+    let secret = "th_legacy_0123456789abcdef";
+    db.insert(
+        "api_keys",
+        &[
+            json!({"id": 7, "project_id": project_id, "project_name": name,
+            "key_hash": hex::encode(ApiKeyHash::of_secret(secret).as_bytes()),
+            "prefix": &secret[..10], "label": "old key", "created_at_ns": t0,
+            "revoked_at_ns": null, "version": 1}),
+        ],
+    )
+    .await;
+
+    // Costs are binary fractions: JSONEachRow parsing on old servers is inexact for others.
+    let root = span(
+        "old",
+        "root",
+        None,
+        json!({"span_name": "agent.workflow", "latency": 30.0, "cost": 1.0,
+            "environment": "staging", "input": "hello", "output": "bye"}),
+    );
+    let llm_v1 = span(
+        "old",
+        "llm",
+        Some("root"),
+        json!({"model": "gpt-4o", "log_type": "chat", "cost": 0.5, "prompt_tokens": 10,
+            "completion_tokens": 5, "start_time": "2025-01-01T00:00:02Z"}),
+    );
+    let llm_v2 = span(
+        "old",
+        "llm",
+        Some("root"),
+        json!({"model": "claude-3-5-sonnet", "log_type": "chat", "cost": 0.75,
+            "prompt_tokens": 20, "completion_tokens": 7, "start_time": "2025-01-01T00:00:02Z"}),
+    );
+    let tool = span(
+        "old",
+        "tool",
+        Some("root"),
+        json!({"span_name": "lookup.tool", "status": "error", "error_message": "timeout",
+            "start_time": "2025-01-01T00:00:04Z"}),
+    );
+    let dead = span(
+        "old",
+        "dead",
+        Some("root"),
+        json!({"model": "o1-preview", "log_type": "chat", "cost": 4.0, "prompt_tokens": 400,
+            "start_time": "2025-01-01T00:00:06Z"}),
+    );
+    let version = |n: i64| u64::try_from(t0 + n).unwrap();
+    db.insert(
+        "spans",
+        &[
+            v1_span_row(project_id, &root, t0, version(1)),
+            // The higher version is the span's latest value, whatever the row order.
+            v1_span_row(project_id, &llm_v2, t0 + 1, version(5)),
+            v1_span_row(project_id, &llm_v1, t0 + 1, version(2)),
+            v1_span_row(project_id, &tool, t0 + 2, version(2)),
+            v1_span_row(project_id, &dead, t0 + 3, version(3)),
+        ],
+    )
+    .await;
+    // `dead` was deleted: a tombstone as version 1 wrote it, only the key columns set.
+    db.insert(
+        "spans",
+        &[
+            json!({"project_id": project_id, "trace_id": "old", "span_id": "dead",
+            "start_ns": dead.start.unix_nanos(), "version": version(6), "deleted": 1}),
+        ],
+    )
+    .await;
+    let live = [root.clone(), llm_v2.clone(), tool.clone()];
+    let want = summarize(&live).unwrap();
+    db.insert("traces", &[v1_trace_row(project_id, &want, t0, version(6))])
+        .await;
+    // Sanity of the fixture.
+    assert_eq!(want.span_count, 3);
+    assert_eq!(want.total_cost, 1.75);
+    assert_eq!(want.error_count, 1);
+    assert_eq!(want.llm_call_count, 1);
+
+    let tables = db.tables().await;
+    assert!(
+        tables.contains("spans") && tables.contains("traces"),
+        "{tables:?}"
+    );
+
+    // Opening upgrades it.
+    let store = db.open().await;
+    let project = Project {
+        id: ProjectId(project_id),
+        name: name.parse::<ProjectName>().unwrap(),
+    };
+    let found = store.find_project(&project.name).await.unwrap();
+    assert_eq!(found, Some(project.clone()));
+    assert_eq!(
+        store
+            .authenticate(&ApiKeyHash::of_secret(secret))
+            .await
+            .unwrap(),
+        Some(project.clone())
+    );
+
+    let id = trace_id("old");
+    let check = |store: ClickHouseStore, context: &'static str| {
+        let want = want.clone();
+        let id = id.clone();
+        async move {
+            let trace = store.get_trace(ProjectId(project_id), &id).await.unwrap();
+            let trace = trace.unwrap_or_else(|| panic!("{context}: the trace is missing"));
+            assert_summary(&trace.summary, &want, &format!("get_trace {context}"));
+            assert_eq!(
+                span_ids(&trace.spans),
+                BTreeSet::from(["root".to_owned(), "llm".to_owned(), "tool".to_owned()]),
+                "{context}"
+            );
+            let llm = stored_span(&trace.spans, "llm");
+            assert_eq!(llm.cost, Some(0.75), "{context}");
+            assert_eq!(llm.model.as_deref(), Some("claude-3-5-sonnet"), "{context}");
+            assert_eq!(llm.usage.prompt_tokens, Some(20), "{context}");
+            assert_eq!(llm.usage.completion_tokens, Some(7), "{context}");
+            assert_eq!(
+                stored_span(&trace.spans, "root").content.get("input"),
+                Some(&json!("hello")),
+                "{context}"
+            );
+
+            let (total, items) = list(&store, ProjectId(project_id)).await;
+            assert_eq!(total, 1, "{context}");
+            assert_eq!(items.len(), 1, "{context}");
+            assert_summary(&items[0].summary, &want, &format!("list_traces {context}"));
+            assert_eq!(items[0].input, Some(json!("hello")), "{context}");
+            assert!(
+                store
+                    .get_span(ProjectId(project_id), &"dead".parse().unwrap())
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "{context}: the deleted span is back"
+            );
+            store
+        }
+    };
+    let store = check(store, "after the upgrade").await;
+    drop(store);
+
+    let tables = db.tables().await;
+    for gone in ["spans", "traces"] {
+        assert!(!tables.contains(gone), "{gone} is still there: {tables:?}");
+    }
+    for kept in [
+        "span_versions",
+        "trace_starts",
+        "projects",
+        "api_keys",
+        "schema_migrations",
+    ] {
+        assert!(tables.contains(kept), "{kept} is missing: {tables:?}");
+    }
+    let schema_version = db
+        .sql(&format!(
+            "SELECT max(version) FROM {database}.schema_migrations"
+        ))
+        .await;
+    assert_eq!(schema_version.trim(), "2");
+    let count = |table: &'static str| {
+        let db = &db;
+        async move {
+            db.sql(&format!("SELECT count() FROM {}.{table}", db.database))
+                .await
+                .trim()
+                .to_owned()
+        }
+    };
+    let span_rows = count("span_versions").await;
+    let migration_rows = count("schema_migrations").await;
+
+    // Opening again changes nothing and still works.
+    let store = db.open().await;
+    assert_eq!(db.tables().await, tables);
+    assert_eq!(count("span_versions").await, span_rows);
+    assert_eq!(count("schema_migrations").await, migration_rows);
+    let store = check(store, "after opening again").await;
+    assert_eq!(
+        store.find_project(&project.name).await.unwrap(),
+        Some(project.clone())
+    );
+
+    // And takes writes: a new span, and a re-sent one that beats its upgraded version.
+    store
+        .write_spans(
+            project.id,
+            vec![
+                span(
+                    "old",
+                    "late",
+                    Some("root"),
+                    json!({"cost": 0.25, "start_time": "2025-01-01T00:00:08Z"}),
+                ),
+                span(
+                    "old",
+                    "llm",
+                    Some("root"),
+                    json!({"model": "gpt-4o-mini", "log_type": "chat", "cost": 0.125,
+                        "prompt_tokens": 3, "completion_tokens": 1,
+                        "start_time": "2025-01-01T00:00:02Z"}),
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    let trace = store.get_trace(project.id, &id).await.unwrap().unwrap();
+    assert_eq!(trace.summary.span_count, 4);
+    assert_eq!(trace.summary.total_cost, 1.375);
+    assert_eq!(trace.summary.total_prompt_tokens, 3);
+    assert_eq!(
+        trace.summary.models,
+        vec!["gpt-4o-mini".to_owned()],
+        "the upgraded llm version still shows"
+    );
+    let (total, _) = list(&store, project.id).await;
+    assert_eq!(total, 1);
+    db.cleanup().await;
+}
