@@ -114,6 +114,7 @@ impl Client {
             Some(timeout) => request.timeout(timeout),
             None => request,
         };
+        let started = std::time::Instant::now();
         let response = request
             .query(&params)
             .basic_auth(&self.user, self.password.as_deref())
@@ -122,6 +123,13 @@ impl Client {
             .map_err(ClickHouseError::from_http)?;
         let status = response.status();
         let text = response.text().await.map_err(ClickHouseError::from_http)?;
+        // What an operator needs to find the slow statement behind a slow request.
+        tracing::debug!(
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            bytes = text.len(),
+            sql = %sql.chars().take(300).collect::<String>(),
+            "clickhouse statement"
+        );
         if status.is_success() {
             return Ok(text);
         }

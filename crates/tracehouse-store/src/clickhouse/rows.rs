@@ -230,6 +230,9 @@ pub(crate) struct SpanVersionRead {
     pub(crate) ingested_ns: i64,
     pub(crate) version: u64,
     pub(crate) deleted: u8,
+    /// A condition's value on this version, when the read selected one as `hit`.
+    #[serde(default)]
+    pub(crate) hit: u8,
 }
 
 /// What tells a span's versions apart, selected after [`SPAN_COLUMNS`].

@@ -7,11 +7,15 @@
 //! exact aggregates of the traces it meets until a page is certain:
 //!
 //! - `trace_starts` has a row per trace per insert, holding the earliest start among that
-//!   insert's spans of the trace. A trace's start is never later than any of its rows, so after
-//!   reading the newest `L` rows (the last at `b`), every trace not met yet starts at or before
-//!   `b`: the traces met whose exact start is after `b` are placed for good. When they fill the
-//!   page the walk stops; otherwise it reads four times as many rows. Oldest first is the mirror
-//!   image (a trace's start is its earliest row).
+//!   insert's spans of the trace. A trace's start is never later than any of its rows. Newest
+//!   first, the walk reads a window of recent starts (ten minutes, then four times wider),
+//!   takes per trace its smallest row start in the window (`seen`), and meets the `L` traces
+//!   with the newest `seen` (the last at `b`). Every trace not met starts at or before `b`, or
+//!   before the window. The traces met are computed in `seen` order; one whose exact start is
+//!   after `b` (and after every uncomputed trace's `seen`) is placed for good. When the placed
+//!   traces fill the page the walk stops; otherwise it meets four times as many, or widens the
+//!   window. For most traces `seen` is the exact start, so about a page of traces is computed.
+//!   Oldest first is the mirror image over the whole index.
 //! - With span conditions, newest first walks the matching span rows instead: a trace starts no
 //!   later than any of its spans, so the same argument holds.
 //!
@@ -29,14 +33,14 @@ use tracehouse_core::{
 };
 
 use super::client::{Client, string_literal};
-use super::query::{in_list, live_spans, span_filter_sql};
+use super::query::{in_list, span_filter_sql};
 use super::rows::{SPAN_COLUMNS, SpanVersionRead, VERSION_COLUMNS};
 
 /// Trace ids per statement of the exact step: a few hundred primary-key ranges per read.
 const TRACES_PER_READ: usize = 500;
 
-/// Rows the first step of a walk reads per trace of the page it must fill.
-const ROWS_PER_WANTED_TRACE: u64 = 3;
+/// Traces the first step of a walk meets per trace of the page it must fill.
+const MET_PER_WANTED_TRACE: u64 = 2;
 
 /// Candidates per chunk when a list visits every trace.
 const TRACES_PER_CHUNK: usize = 2000;
@@ -44,13 +48,21 @@ const TRACES_PER_CHUNK: usize = 2000;
 /// A trace as computed from its latest span versions.
 pub(crate) struct Assembled {
     pub(crate) spans: Vec<Span>,
+    /// Whether the latest version of one of its spans met the read's `hit` condition.
+    pub(crate) has_hit: bool,
     /// When the first of its live span versions was written: the snapshot bound of paging.
     pub(crate) first_seen_ns: i64,
 }
 
-/// The columns `summarize` needs: everything but the span's content.
+/// The columns `summarize` needs; the others (the content above all) are read as empty values.
 fn light_columns() -> String {
-    SPAN_COLUMNS.replace("content", "'' AS content")
+    SPAN_COLUMNS
+        .replace("content", "'' AS content")
+        .replace("latency", "toFloat64(0) AS latency")
+        .replace("status_code", "NULL AS status_code")
+        .replace("error_message", "NULL AS error_message")
+        .replace("workflow_name", "NULL AS workflow_name")
+        .replace("path", "NULL AS path")
 }
 
 /// Collapses stored versions to each span's latest; spans whose latest version is a tombstone
@@ -113,8 +125,10 @@ fn collapse(rows: Vec<SpanVersionRead>) -> Result<HashMap<String, Assembled>, St
         let span = latest.span.into_span()?;
         let trace = traces.entry(trace_id).or_insert_with(|| Assembled {
             spans: Vec::new(),
+            has_hit: false,
             first_seen_ns: i64::MAX,
         });
+        trace.has_hit |= latest.hit != 0;
         trace.first_seen_ns = trace.first_seen_ns.min(first_seen);
         trace.spans.push(span);
     }
@@ -176,29 +190,18 @@ async fn compute(
     query: &TraceQuery,
     trace_ids: &[&str],
 ) -> Result<HashMap<String, Computed>, StoreError> {
-    let assembled = assemble(client, project, trace_ids, &light_columns()).await?;
-    // Span conditions are judged by the SQL that lists spans, on the latest versions.
-    let with_matching_span: Option<BTreeSet<String>> = if query.spans.is_empty() {
-        None
+    // Span conditions are judged on each span's latest version, by the same SQL that lists
+    // spans, in the same read.
+    let columns = if query.spans.is_empty() {
+        light_columns()
     } else {
-        #[derive(Deserialize)]
-        struct Found {
-            trace_id: String,
-        }
-        let mut found = BTreeSet::new();
-        let ids: Vec<&str> = assembled.keys().map(String::as_str).collect();
-        for chunk in ids.chunks(TRACES_PER_READ) {
-            let rows: Vec<Found> = client
-                .rows(&format!(
-                    "SELECT DISTINCT trace_id FROM {} AND {}",
-                    live_spans(project, &in_list("trace_id", chunk.iter().copied())),
-                    span_filter_sql(&query.spans)
-                ))
-                .await?;
-            found.extend(rows.into_iter().map(|row| row.trace_id));
-        }
-        Some(found)
+        format!(
+            "{}, toUInt8(ifNull({}, 0)) AS hit",
+            light_columns(),
+            span_filter_sql(&query.spans)
+        )
     };
+    let assembled = assemble(client, project, trace_ids, &columns).await?;
     let mut computed = HashMap::with_capacity(assembled.len());
     for (trace_id, trace) in assembled {
         let Some(summary) = summarize(&trace.spans) else {
@@ -216,9 +219,7 @@ async fn compute(
                 .conditions
                 .iter()
                 .all(|condition| trace_matches(&summary, condition))
-            && with_matching_span
-                .as_ref()
-                .is_none_or(|found| found.contains(&trace_id));
+            && (query.spans.is_empty() || trace.has_hit);
         computed.insert(trace_id, Computed { summary, matches });
     }
     Ok(computed)
@@ -227,10 +228,11 @@ async fn compute(
 #[derive(Deserialize)]
 struct IndexRow {
     trace_id: String,
-    at: i64,
+    seen: i64,
 }
 
-/// Where a start-time walk reads its rows, narrowed by what the query lets it skip.
+/// Where a start-time walk reads its rows, narrowed by what the query lets it skip, and the
+/// expression of a row's start bound.
 fn walk_source(project: ProjectId, query: &TraceQuery) -> (String, &'static str) {
     let mut conditions = Vec::new();
     if let Some(as_of) = query.as_of {
@@ -244,13 +246,9 @@ fn walk_source(project: ProjectId, query: &TraceQuery) -> (String, &'static str)
         .map(|condition| format!(" AND {condition}"))
         .collect();
     if query.spans.is_empty() {
-        let from = query
-            .start_from
-            .map(|from| format!(" AND start_ns >= {}", from.unix_nanos()))
-            .unwrap_or_default();
         (
             format!(
-                "trace_starts WHERE project_id = {} AND deleted = 0{extra}{from}",
+                "trace_starts WHERE project_id = {} AND deleted = 0{extra}",
                 project.0
             ),
             "start_ns",
@@ -269,60 +267,173 @@ fn walk_source(project: ProjectId, query: &TraceQuery) -> (String, &'static str)
     }
 }
 
+/// Widths of the windows a newest-first walk of `trace_starts` tries before reading the whole
+/// index: ten minutes back from the newest possible start, then four times wider each time.
+/// The index is sorted by start, so a window reads only its own granules.
+const FIRST_WINDOW_NS: i64 = 10 * 60 * 1_000_000_000;
+const WINDOW_GROWTH: i64 = 4;
+const WINDOWS: u32 = 9;
+
+/// A trace met by a walk: its smallest row start seen so far (an upper bound on its start when
+/// walking newest first, its start when oldest first), and its exact aggregates once computed.
+struct Met {
+    seen: i64,
+    computed: Option<Computed>,
+}
+
 /// The list sorted by start time, by walking an index in that order (see the module doc).
+/// Returns the page, the matches placed, and whether the walk saw every candidate (then the
+/// matches placed are all there are).
 async fn walk_by_start(
     client: &Client,
     project: ProjectId,
     query: &TraceQuery,
 ) -> Result<(Vec<TraceSummary>, u64, bool), StoreError> {
     let descending = query.sort.direction == Direction::Descending;
+    // Whether a start is placed before `than` in the list's order.
+    let before = |start: i64, than: i64| {
+        if descending {
+            start > than
+        } else {
+            start < than
+        }
+    };
     let (source, key) = walk_source(project, query);
     let order = if descending { "DESC" } else { "ASC" };
     // One match past the page tells whether a next page exists.
     let wanted = query.page.offset() + query.page.size + 1;
-    let mut limit = wanted.saturating_mul(ROWS_PER_WANTED_TRACE).max(64);
-    let mut computed: HashMap<String, Computed> = HashMap::new();
+    let mut limit = wanted.saturating_mul(MET_PER_WANTED_TRACE).max(32);
+    let floor = query.start_from.map(|from| from.unix_nanos());
+    // Newest first over the index: windows back from the newest start the query allows.
+    let windowed = descending && query.spans.is_empty();
+    let top = query
+        .start_to
+        .map_or_else(|| crate::now_ns(), |to| to.unix_nanos());
+    let mut window = 0u32;
+    let mut met: HashMap<String, Met> = HashMap::new();
+    // Traces met without a live span (deleted): not computed again when met again.
+    let mut dead: BTreeSet<String> = BTreeSet::new();
     loop {
+        let window_start = windowed.then(|| {
+            if window >= WINDOWS {
+                None
+            } else {
+                let width = FIRST_WINDOW_NS.saturating_mul(WINDOW_GROWTH.pow(window));
+                Some(top.saturating_sub(width))
+            }
+        });
+        let lower = match (window_start.flatten(), floor) {
+            (Some(start), Some(floor)) => Some(start.max(floor)),
+            (start, floor) => start.or(floor),
+        };
+        let range = lower
+            .map(|lower| format!(" AND start_ns >= {lower}"))
+            .unwrap_or_default();
+        // One row per trace in the range: its smallest row start there (`seen`), which is its
+        // start unless it has rows below the range. The traces with the newest (or oldest)
+        // `seen` are met; every trace not met starts at or past the last one's `seen`, or
+        // below the range.
         let rows: Vec<IndexRow> = client
             .rows(&format!(
-                "SELECT trace_id, {key} AS at FROM {source} ORDER BY at {order} LIMIT {limit}"
+                "SELECT trace_id, min(at) AS seen FROM \
+                 (SELECT trace_id, {key} AS at FROM {source}{range}) \
+                 GROUP BY trace_id ORDER BY seen {order}, trace_id {order} LIMIT {limit}"
             ))
             .await?;
-        let exhausted = (rows.len() as u64) < limit;
-        let bound = rows.last().map(|row| row.at);
-        let mut new: Vec<&str> = rows
-            .iter()
-            .map(|row| row.trace_id.as_str())
-            .filter(|id| !computed.contains_key(*id))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        new.retain(|id| !computed.contains_key(*id));
-        let fresh = compute(client, project, query, &new).await?;
-        computed.extend(fresh);
-        let placed = |summary: &TraceSummary| {
-            exhausted
-                || bound.is_some_and(|bound| {
-                    let start = summary.start.unix_nanos();
-                    if descending {
-                        start > bound
-                    } else {
-                        start < bound
-                    }
-                })
+        let full = rows.len() as u64 == limit;
+        let bound = if full {
+            rows.last().map(|row| row.seen)
+        } else {
+            // The range is read to its end: only what lies below its lower edge is unseen.
+            match lower {
+                Some(lower) if lower > floor.unwrap_or(i64::MIN) => Some(lower.saturating_sub(1)),
+                _ => None,
+            }
         };
-        let mut settled: Vec<&TraceSummary> = computed
-            .values()
-            .filter(|trace| trace.matches && placed(&trace.summary))
-            .map(|trace| &trace.summary)
-            .collect();
-        if exhausted || settled.len() as u64 >= wanted {
-            settled.sort_by(|a, b| trace_order(a, b, TraceColumn::StartTime, query.sort.direction));
-            let total = settled.len() as u64;
-            let page = page_of(settled, query.page);
-            return Ok((page, total, exhausted));
+        let exhausted = bound.is_none();
+        for row in rows.iter().filter(|row| !dead.contains(&row.trace_id)) {
+            let entry = met.entry(row.trace_id.clone()).or_insert(Met {
+                seen: row.seen,
+                computed: None,
+            });
+            entry.seen = entry.seen.min(row.seen);
         }
-        limit = limit.saturating_mul(4);
+        // Compute met traces in the order their bounds allow, until the page is certain.
+        loop {
+            let pending_edge = met
+                .values()
+                .filter(|trace| trace.computed.is_none())
+                .map(|trace| trace.seen)
+                .reduce(|a, b| if before(a, b) { a } else { b });
+            let placed = |start: i64| {
+                bound.is_none_or(|bound| before(start, bound))
+                    && pending_edge.is_none_or(|edge| before(start, edge))
+            };
+            let settled = met
+                .values()
+                .filter_map(|trace| trace.computed.as_ref())
+                .filter(|trace| trace.matches && placed(trace.summary.start.unix_nanos()))
+                .count() as u64;
+            if settled >= wanted || pending_edge.is_none() {
+                if settled >= wanted || exhausted {
+                    let mut page: Vec<&TraceSummary> = met
+                        .values()
+                        .filter_map(|trace| trace.computed.as_ref())
+                        .filter(|trace| trace.matches && placed(trace.summary.start.unix_nanos()))
+                        .map(|trace| &trace.summary)
+                        .collect();
+                    page.sort_by(|a, b| {
+                        trace_order(a, b, TraceColumn::StartTime, query.sort.direction)
+                    });
+                    let total = page.len() as u64;
+                    return Ok((page_of(page, query.page), total, exhausted));
+                }
+                break;
+            }
+            let mut pending: Vec<(&String, i64)> = met
+                .iter()
+                .filter(|(_, trace)| trace.computed.is_none())
+                .map(|(id, trace)| (id, trace.seen))
+                .collect();
+            pending.sort_by(|a, b| {
+                if before(a.1, b.1) {
+                    std::cmp::Ordering::Less
+                } else if before(b.1, a.1) {
+                    std::cmp::Ordering::Greater
+                } else {
+                    a.0.cmp(b.0)
+                }
+            });
+            let batch = usize::try_from(wanted.saturating_sub(settled))
+                .unwrap_or(usize::MAX)
+                .max(16);
+            let ids: Vec<String> = pending
+                .into_iter()
+                .take(batch)
+                .map(|(id, _)| id.clone())
+                .collect();
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let mut fresh = compute(client, project, query, &refs).await?;
+            for id in ids {
+                match fresh.remove(&id) {
+                    Some(computed) => {
+                        if let Some(trace) = met.get_mut(&id) {
+                            trace.computed = Some(computed);
+                        }
+                    }
+                    // No live span: deleted, or gone since the walk met it.
+                    None => {
+                        met.remove(&id);
+                        dead.insert(id);
+                    }
+                }
+            }
+        }
+        if full {
+            limit = limit.saturating_mul(4);
+        } else {
+            window += 1;
+        }
     }
 }
 
@@ -415,59 +526,123 @@ pub(crate) async fn list_traces(
 ) -> Result<Listing<TraceListItem>, StoreError> {
     let by_start = query.sort.column == TraceColumn::StartTime
         && (query.sort.direction == Direction::Descending || query.spans.is_empty());
-    let (page, total, total_is_exact) = if by_start {
-        let (page, matched, exhausted) = walk_by_start(client, project, query).await?;
-        if exhausted {
-            (page, matched, true)
-        } else if is_unfiltered(query) {
-            let (count, exact) = count_traces(client, project, query.page).await?;
-            (page, count, exact)
-        } else {
-            // Counting every match would compute every candidate; what the walk placed is a
-            // lower bound that reaches past this page.
-            (page, matched, false)
-        }
-    } else {
+    if !by_start {
         let (page, total) = visit_all(client, project, query).await?;
-        (page, total, true)
+        return Ok(Listing {
+            total,
+            total_is_exact: true,
+            items: with_root_content(client, project, page).await?,
+        });
+    }
+    let page = async {
+        let (page, matched, exhausted) = walk_by_start(client, project, query).await?;
+        let items = with_root_content(client, project, page).await?;
+        Ok::<_, StoreError>((items, matched, exhausted))
     };
-    let items = with_root_content(client, project, page).await?;
-    Ok(Listing {
-        total,
-        total_is_exact,
-        items,
-    })
-}
-
-fn is_unfiltered(query: &TraceQuery) -> bool {
-    query.conditions.is_empty()
+    let countable = query.conditions.is_empty()
         && query.spans.is_empty()
         && query.start_from.is_none()
-        && query.start_to.is_none()
-        && query.as_of.is_none()
+        && query.start_to.is_none();
+    if countable {
+        // The count reads other rows than the page: both at once.
+        let ((items, matched, exhausted), (count, exact)) =
+            tokio::try_join!(page, count_traces(client, project, query))?;
+        let (total, total_is_exact) = if exhausted {
+            (matched, true)
+        } else {
+            (count.max(matched), exact)
+        };
+        Ok(Listing {
+            total,
+            total_is_exact,
+            items,
+        })
+    } else {
+        // Counting every match would compute every candidate; what the walk placed is a lower
+        // bound that reaches past this page.
+        let (items, matched, exhausted) = page.await?;
+        Ok(Listing {
+            total: matched,
+            total_is_exact: exhausted,
+            items,
+        })
+    }
 }
 
-/// The project's live traces, counted up to the page's count limit.
+/// Deleted traces whose tombstones a count handles one by one; more make it read with `FINAL`.
+const TOMBSTONED_TRACES_CHECKED: usize = 1000;
+
+/// The project's live traces first seen by the query's `as_of`, counted up to the page's count
+/// limit. Without `FINAL`: traces never deleted count by their live rows, and the few deleted
+/// ones are judged by the latest version of each of their rows.
 async fn count_traces(
     client: &Client,
     project: ProjectId,
-    page: Page,
+    query: &TraceQuery,
 ) -> Result<(u64, bool), StoreError> {
     #[derive(Deserialize)]
     struct Count {
         n: u64,
     }
-    let limit = page.count_limit();
-    let count: Count = client
-        .row(&format!(
-            "SELECT count() AS n FROM (SELECT DISTINCT trace_id FROM \
-             (SELECT trace_id, deleted FROM trace_starts FINAL WHERE project_id = {}) \
-             WHERE deleted = 0 LIMIT {})",
+    #[derive(Deserialize)]
+    struct Tombstoned {
+        trace_id: String,
+    }
+    let limit = query.page.count_limit();
+    let seen = query
+        .as_of
+        .map(|as_of| format!(" AND ingested_ns <= {}", as_of.unix_nanos()))
+        .unwrap_or_default();
+    let tombstoned: Vec<Tombstoned> = client
+        .rows(&format!(
+            "SELECT DISTINCT trace_id FROM trace_starts WHERE project_id = {} AND deleted = 1 \
+             LIMIT {}",
             project.0,
-            limit + 1
+            TOMBSTONED_TRACES_CHECKED + 1
         ))
         .await?;
-    Ok((count.n.min(limit), count.n <= limit))
+    let n = if tombstoned.len() > TOMBSTONED_TRACES_CHECKED {
+        let count: Count = client
+            .row(&format!(
+                "SELECT count() AS n FROM (SELECT DISTINCT trace_id FROM \
+                 (SELECT trace_id, deleted, ingested_ns FROM trace_starts FINAL \
+                 WHERE project_id = {}) WHERE deleted = 0{seen} LIMIT {})",
+                project.0,
+                limit + 1
+            ))
+            .await?;
+        count.n
+    } else {
+        let deleted = in_list("trace_id", tombstoned.iter().map(|t| t.trace_id.as_str()));
+        let never_deleted = if tombstoned.is_empty() {
+            String::new()
+        } else {
+            format!(" AND NOT ({})", deleted.trim_start_matches(" AND "))
+        };
+        let count: Count = client
+            .row(&format!(
+                "SELECT count() AS n FROM (SELECT DISTINCT trace_id FROM trace_starts \
+                 WHERE project_id = {} AND deleted = 0{seen}{never_deleted} LIMIT {})",
+                project.0,
+                limit + 1
+            ))
+            .await?;
+        let mut n = count.n;
+        if !tombstoned.is_empty() {
+            let revived: Count = client
+                .row(&format!(
+                    "SELECT uniqExact(trace_id) AS n FROM (SELECT trace_id, \
+                     argMax(deleted, version) AS gone, argMax(ingested_ns, version) AS ingested_ns \
+                     FROM trace_starts WHERE project_id = {}{deleted} GROUP BY trace_id, start_ns) \
+                     WHERE gone = 0{seen}",
+                    project.0
+                ))
+                .await?;
+            n += revived.n;
+        }
+        n
+    };
+    Ok((n.min(limit), n <= limit))
 }
 
 /// The page's items: each trace with its root span's input, output and metadata, read for the
@@ -564,6 +739,7 @@ mod tests {
             ingested_ns: i64::try_from(version).unwrap(),
             version,
             deleted,
+            hit: 0,
         }
     }
 
