@@ -308,7 +308,7 @@ async fn walk_by_start(
     let windowed = descending && query.spans.is_empty();
     let top = query
         .start_to
-        .map_or_else(|| crate::now_ns(), |to| to.unix_nanos());
+        .map_or_else(crate::now_ns, |to| to.unix_nanos());
     let mut window = 0u32;
     let mut met: HashMap<String, Met> = HashMap::new();
     // Traces met without a live span (deleted): not computed again when met again.
