@@ -977,4 +977,19 @@ async fn a_trace_reads_the_same_however_its_spans_arrived(backend: &Backend) {
     };
     assert_eq!(traces_with_model("gpt-4o").await, 0);
     assert_eq!(traces_with_model("claude-3-5-sonnet").await, 2);
+    // A trace list searched by the spans' text sees the latest content only.
+    for (word, traces) in [("narwhal", 0), ("walrus", 2)] {
+        let listing = store
+            .list_traces(
+                project,
+                &TraceQuery {
+                    spans: search(word),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(listing.total, traces, "{word}");
+        assert_eq!(listing.items.len() as u64, traces, "{word}");
+    }
 }

@@ -248,12 +248,15 @@ pub(crate) struct SpanRead {
     log_type: String,
     start_ns: i64,
     end_ns: i64,
+    #[serde(default)]
     latency: f64,
     times_inferred: u8,
     model: Option<String>,
     provider_id: Option<String>,
     status: String,
+    #[serde(default)]
     status_code: Option<i64>,
+    #[serde(default)]
     error_message: Option<String>,
     prompt_tokens: Option<u64>,
     completion_tokens: Option<u64>,
@@ -264,8 +267,11 @@ pub(crate) struct SpanRead {
     thread_identifier: Option<String>,
     trace_group_identifier: Option<String>,
     environment: Option<String>,
+    #[serde(default)]
     workflow_name: Option<String>,
+    #[serde(default)]
     path: Option<String>,
+    #[serde(default)]
     content: String,
     trace_name: Option<String>,
 }

@@ -54,16 +54,13 @@ pub(crate) struct Assembled {
     pub(crate) first_seen_ns: i64,
 }
 
-/// The columns `summarize` needs; the others (the content above all) are read as empty values.
-fn light_columns() -> String {
-    SPAN_COLUMNS
-        .replace("content", "'' AS content")
-        .replace("latency", "toFloat64(0) AS latency")
-        .replace("status_code", "NULL AS status_code")
-        .replace("error_message", "NULL AS error_message")
-        .replace("workflow_name", "NULL AS workflow_name")
-        .replace("path", "NULL AS path")
-}
+/// The columns `summarize` needs; [`SpanRead`](super::rows::SpanRead) takes the others (the
+/// content above all) as empty. They are left out rather than aliased to empty values, so a
+/// condition selected beside them still sees the stored columns.
+const LIGHT_COLUMNS: &str = "trace_id, span_id, parent_id, name, log_type, start_ns, end_ns, \
+     times_inferred, model, provider_id, status, prompt_tokens, completion_tokens, total_tokens, \
+     cost, customer_identifier, session_identifier, thread_identifier, trace_group_identifier, \
+     environment, trace_name";
 
 /// Collapses stored versions to each span's latest; spans whose latest version is a tombstone
 /// are gone. Ties between equal versions (two servers in the same nanosecond) go to the row
@@ -136,7 +133,7 @@ fn collapse(rows: Vec<SpanVersionRead>) -> Result<HashMap<String, Assembled>, St
 }
 
 /// The live spans of each of `trace_ids` that has any, with `columns` (the full
-/// [`SPAN_COLUMNS`] or [`light_columns`]).
+/// [`SPAN_COLUMNS`] or [`LIGHT_COLUMNS`]).
 async fn assemble(
     client: &Client,
     project: ProjectId,
@@ -193,11 +190,10 @@ async fn compute(
     // Span conditions are judged on each span's latest version, by the same SQL that lists
     // spans, in the same read.
     let columns = if query.spans.is_empty() {
-        light_columns()
+        LIGHT_COLUMNS.to_owned()
     } else {
         format!(
-            "{}, toUInt8(ifNull({}, 0)) AS hit",
-            light_columns(),
+            "{LIGHT_COLUMNS}, toUInt8(ifNull({}, 0)) AS hit",
             span_filter_sql(&query.spans)
         )
     };
