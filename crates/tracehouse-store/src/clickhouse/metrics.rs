@@ -20,7 +20,7 @@ use tracehouse_core::query::{SpanColumn, SpanFilter};
 
 use super::ClickHouseError;
 use super::client::{Client, string_literal};
-use super::query::{live_spans, span_column, span_filter_sql};
+use super::query::{live_spans_scan, span_column, span_filter_sql};
 use crate::series::{Cell, SeriesPlan, TOTALS, ranked};
 
 /// The value of a measure on a span row; NULL where the span has none.
@@ -158,7 +158,7 @@ async fn cells(
         "SELECT {bucket} AS b, toUInt8({top}) AS is_top, if(is_top = 1, {group}, NULL) AS gg, \
          {value} AS val, {weight} AS wt FROM {source} AND {conditions}",
         bucket = bucket_expr(grid),
-        source = live_spans(project, ""),
+        source = live_spans_scan(client, project, "").await?,
     );
     let outer = match aggregation {
         Aggregation::Percentile { percent, .. } => format!(

@@ -3,9 +3,10 @@
 //! The SQL text is assembled from fixed fragments chosen by the typed model; user values enter
 //! only as literals built by `client::string_literal` and friends.
 //!
-//! Span reads go through [`live_spans`]: the table read with `FINAL` (filtered only on
-//! sorting-key columns, which every version of a row shares), with the remaining conditions
-//! applied outside, after replaced versions and tombstones collapsed. Trace reads, which
+//! Span reads go through [`live_spans`] (by key) or [`live_spans_scan`] (over many spans): the
+//! table read with `FINAL` (filtered only on sorting-key columns, which every version of a row
+//! shares) where a span may have several versions, with the remaining conditions applied
+//! outside, after replaced versions and tombstones collapsed. Trace reads, which
 //! compute aggregates from the spans, are in `traces`.
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use tracehouse_core::{
     Listing, ProjectId, ProjectStats, Span, SpanId, SpanStatistics, StoreError, TraceId,
 };
 
+use super::ClickHouseError;
 use super::client::{Client, float_literal, string_literal};
 use super::rows::{SPAN_COLUMNS, SpanRead};
 
@@ -28,6 +30,54 @@ pub(crate) fn live_spans(project: ProjectId, key_filter: &str) -> String {
         "(SELECT * FROM span_versions FINAL WHERE project_id = {}{key_filter}) WHERE deleted = 0",
         project.0
     )
+}
+
+/// Traces with several versions of a span past which a scan collapses the whole project with
+/// `FINAL` rather than listing them.
+const REWRITTEN_TRACES_LISTED: usize = 10_000;
+
+/// Live spans of a project for reads that scan many of them, narrowed by `key_filter`.
+///
+/// `FINAL` merges every row in one thread on 18.16 (half a second per million spans), yet most
+/// spans were written once: the rows of traces whose spans all were (`trace_versions` says
+/// which) are read as they are, and only the other traces' rows are collapsed with `FINAL`, by
+/// primary key. Their ids are read first and written into the SQL, because 18.16 does not use
+/// the primary key for an `IN` over a subquery.
+pub(crate) async fn live_spans_scan(
+    client: &Client,
+    project: ProjectId,
+    key_filter: &str,
+) -> Result<String, ClickHouseError> {
+    #[derive(Deserialize)]
+    struct Rewritten {
+        trace_id: String,
+    }
+    let p = project.0;
+    let rewritten: Vec<Rewritten> = client
+        .rows(&format!(
+            "SELECT trace_id FROM trace_versions WHERE project_id = {p} GROUP BY trace_id \
+             HAVING countMerge(rows) > uniqExactMerge(spans) LIMIT {}",
+            REWRITTEN_TRACES_LISTED + 1
+        ))
+        .await?;
+    if rewritten.len() > REWRITTEN_TRACES_LISTED {
+        return Ok(format!("{} AND 1", live_spans(project, key_filter)));
+    }
+    if rewritten.is_empty() {
+        return Ok(format!(
+            "(SELECT * FROM span_versions WHERE project_id = {p}{key_filter} AND deleted = 0) WHERE 1"
+        ));
+    }
+    let listed = in_list(
+        "trace_id",
+        rewritten.iter().map(|row| row.trace_id.as_str()),
+    );
+    let others = format!(" AND NOT ({})", listed.trim_start_matches(" AND "));
+    Ok(format!(
+        "(SELECT * FROM span_versions WHERE project_id = {p}{key_filter} AND deleted = 0{others} \
+         UNION ALL SELECT * FROM (SELECT * FROM span_versions FINAL \
+         WHERE project_id = {p}{key_filter}{listed}) WHERE deleted = 0) WHERE 1"
+    ))
 }
 
 /// ` AND column IN ('a', 'b')`, for key filters.
@@ -336,7 +386,7 @@ pub(crate) async fn list_spans(
     if let Some(as_of) = query.as_of {
         conditions.push_str(&format!(" AND ingested_ns <= {}", as_of.unix_nanos()));
     }
-    let source = live_spans(project, "");
+    let source = live_spans_scan(client, project, "").await?;
     let total = count(
         client,
         &format!("SELECT count() AS n FROM {source} AND {conditions}"),
@@ -380,7 +430,7 @@ pub(crate) async fn scan_spans(
         project,
         &format!(
             "SELECT trace_id, span_id FROM {} AND {} ORDER BY trace_id, span_id LIMIT {limit}",
-            live_spans(project, &key_filter),
+            live_spans_scan(client, project, &key_filter).await?,
             span_filter_sql(filter),
         ),
     )
@@ -398,7 +448,8 @@ pub(crate) async fn get_span(
         project,
         &format!(
             "SELECT trace_id, span_id FROM {} ORDER BY ingested_ns DESC LIMIT 1",
-            live_spans(project, &filter)
+            // The span id is not a prefix of the sorting key: this reads the whole project.
+            live_spans_scan(client, project, &filter).await?
         ),
     )
     .await?
@@ -425,7 +476,7 @@ pub(crate) async fn span_statistics(
         rank("0.5"),
         rank("0.9"),
         rank("0.99"),
-        live_spans(project, ""),
+        live_spans_scan(client, project, "").await?,
         span_filter_sql(filter),
     );
     let row: Statistics = client.row(&sql).await?;
@@ -451,7 +502,10 @@ pub(crate) async fn project_stats(
     let traces = super::traces::trace_count(client, project).await?;
     let spans = count(
         client,
-        &format!("SELECT count() AS n FROM {}", live_spans(project, "")),
+        &format!(
+            "SELECT count() AS n FROM {}",
+            live_spans_scan(client, project, "").await?
+        ),
     )
     .await?;
     Ok(ProjectStats { traces, spans })

@@ -267,16 +267,37 @@ const VERSION_2: &[Table] = &[
     ORDER BY (project_id, start_ns, trace_id)",
         shard_key: "cityHash64(trace_id)",
     },
+    // Per trace, how many rows its spans have and how many spans (by a 64-bit hash of the id:
+    // a collision only makes a trace look rewritten, which is read the slower, exact way):
+    // equal exactly when every span of the trace was written once and never deleted. Scans over many spans read such
+    // traces' rows as they are and collapse versions (`FINAL`) only for the others.
+    Table {
+        name: "trace_versions",
+        body: "(
+        project_id Int64,
+        trace_id String,
+        rows AggregateFunction(count),
+        spans AggregateFunction(uniqExact, UInt64)
+    ) ENGINE = AggregatingMergeTree
+    ORDER BY (project_id, trace_id)",
+        shard_key: "cityHash64(trace_id)",
+    },
 ];
 
 /// The materialized views of version 2, on each node's own tables (`{local}` as in
-/// [`Migration::upgrade`]), so the index row is written by the same insert as the spans.
-const VERSION_2_VIEWS: &[&str] = &["CREATE MATERIALIZED VIEW IF NOT EXISTS \
+/// [`Migration::upgrade`]), so their rows are written by the same insert as the spans. The
+/// second counts tombstones too: a deleted span makes its trace one with several versions.
+const VERSION_2_VIEWS: &[&str] = &[
+    "CREATE MATERIALIZED VIEW IF NOT EXISTS \
      trace_starts_writer{local} TO trace_starts{local} AS \
      SELECT project_id, \
      if(countIf(times_inferred = 0) > 0, minIf(start_ns, times_inferred = 0), min(start_ns)) AS start_ns, \
      trace_id, min(ingested_ns) AS ingested_ns, max(version) AS version, toUInt8(0) AS deleted \
-     FROM span_versions{local} WHERE deleted = 0 GROUP BY project_id, trace_id"];
+     FROM span_versions{local} WHERE deleted = 0 GROUP BY project_id, trace_id",
+    "CREATE MATERIALIZED VIEW IF NOT EXISTS trace_versions_writer{local} TO trace_versions{local} AS \
+     SELECT project_id, trace_id, countState() AS rows, uniqExactState(cityHash64(span_id)) AS spans \
+     FROM span_versions{local} GROUP BY project_id, trace_id",
+];
 
 /// The statements creating `table`, for a single server or for a node of `cluster`.
 fn create_statements(table: &Table, database: &str, cluster: Option<&str>) -> Vec<String> {
