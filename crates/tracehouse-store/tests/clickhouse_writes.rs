@@ -10,7 +10,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::span;
+use common::{clickhouse_url, span};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tracehouse_core::query::{SpanQuery, TraceQuery};
@@ -91,25 +91,6 @@ impl TestDatabase {
             .send()
             .await;
     }
-}
-
-/// The ClickHouse server's URL from `TRACEHOUSE_CLICKHOUSE_URL`.
-fn clickhouse_url() -> Option<String> {
-    if let Ok(value) = std::env::var("TRACEHOUSE_CLICKHOUSE_URL") {
-        if !value.trim().is_empty() {
-            return Some(value.trim().trim_end_matches('/').to_owned());
-        }
-    }
-    let required = std::env::var("CI").is_ok_and(|v| v == "true")
-        || std::env::var("TRACEHOUSE_CLICKHOUSE_TESTS").is_ok_and(|v| v == "required");
-    assert!(
-        !required,
-        "TRACEHOUSE_CLICKHOUSE_URL is not set but ClickHouse tests are required (CI=true or TRACEHOUSE_CLICKHOUSE_TESTS=required); run scripts/test, or scripts/clickhouse start DIR"
-    );
-    eprintln!(
-        "skipping ClickHouse test: TRACEHOUSE_CLICKHOUSE_URL is not set (scripts/clickhouse start DIR starts a server)"
-    );
-    None
 }
 
 fn trace_id(raw: &str) -> TraceId {

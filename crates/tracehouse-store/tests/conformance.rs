@@ -11,7 +11,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::span;
+use common::{clickhouse_url, span};
 use serde_json::json;
 use tracehouse_core::query::{
     Condition, FilterValue, Operator, SpanColumn, SpanField, SpanFilter, SpanQuery, TraceQuery,
@@ -44,7 +44,7 @@ impl Backend {
 
     /// A fresh database on the test cluster, or `None` (with a skip line).
     fn cluster() -> Option<Self> {
-        let urls = env_or_skip("TRACEHOUSE_CLICKHOUSE_CLUSTER_URLS")?;
+        let urls = common::env_or_skip("TRACEHOUSE_CLICKHOUSE_CLUSTER_URLS")?;
         let urls: Vec<String> = urls
             .split(',')
             .map(|url| url.trim().trim_end_matches('/').to_owned())
@@ -87,31 +87,6 @@ impl Backend {
                 .await;
         }
     }
-}
-
-/// The ClickHouse server's URL from `TRACEHOUSE_CLICKHOUSE_URL`.
-fn clickhouse_url() -> Option<String> {
-    env_or_skip("TRACEHOUSE_CLICKHOUSE_URL").map(|url| url.trim_end_matches('/').to_owned())
-}
-
-/// The value of `variable`. Without it the test is skipped with a line on stderr, except
-/// under CI (`CI=true`) or `TRACEHOUSE_CLICKHOUSE_TESTS=required`, where it fails.
-fn env_or_skip(variable: &str) -> Option<String> {
-    if let Ok(value) = std::env::var(variable) {
-        if !value.trim().is_empty() {
-            return Some(value.trim().to_owned());
-        }
-    }
-    let required = std::env::var("CI").is_ok_and(|v| v == "true")
-        || std::env::var("TRACEHOUSE_CLICKHOUSE_TESTS").is_ok_and(|v| v == "required");
-    assert!(
-        !required,
-        "TRACEHOUSE_CLICKHOUSE_URL is not set but ClickHouse tests are required (CI=true or TRACEHOUSE_CLICKHOUSE_TESTS=required); run scripts/test, or scripts/clickhouse start DIR"
-    );
-    eprintln!(
-        "skipping ClickHouse test: TRACEHOUSE_CLICKHOUSE_URL is not set (scripts/clickhouse start DIR starts a server)"
-    );
-    None
 }
 
 async fn open(backend: &Backend) -> (Arc<dyn SpanStore>, tracehouse_core::ProjectId) {
