@@ -150,6 +150,7 @@ conformance!(
     statistics_and_span_lists_see_one_copy_per_span,
     floats_round_trip_bit_for_bit,
     a_trace_reads_the_same_however_its_spans_arrived,
+    list_items_carry_the_latest_root_input_whatever_the_root_kind,
 );
 
 async fn writes_read_back_with_content_and_aggregates(backend: &Backend) {
@@ -967,4 +968,79 @@ async fn a_trace_reads_the_same_however_its_spans_arrived(backend: &Backend) {
         assert_eq!(listing.total, traces, "{word}");
         assert_eq!(listing.items.len() as u64, traces, "{word}");
     }
+}
+
+async fn list_items_carry_the_latest_root_input_whatever_the_root_kind(backend: &Backend) {
+    let (store, project) = open(backend).await;
+    let at = |second: u32| format!("2025-01-01T00:00:{second:02}Z");
+    let write = |spans: Vec<Span>| {
+        let store = Arc::clone(&store);
+        async move { store.write_spans(project, spans).await.unwrap() }
+    };
+    write(vec![
+        span(
+            "a",
+            "root",
+            None,
+            json!({"input": "a-old", "start_time": at(3)}),
+        ),
+        span(
+            "b",
+            "x",
+            Some("missing"),
+            json!({"input": "b-in", "start_time": at(2)}),
+        ),
+        span(
+            "b",
+            "y",
+            Some("missing"),
+            json!({"input": "b-later", "start_time": at(5)}),
+        ),
+        span(
+            "c",
+            "root",
+            None,
+            json!({"input": "c-old", "start_time": at(1)}),
+        ),
+    ])
+    .await;
+    // "a" keeps a parentless root with new content; "c"'s root now names a parent that is not
+    // there, so it is an orphan root whose latest content is not that of a parentless span.
+    write(vec![
+        span(
+            "a",
+            "root",
+            None,
+            json!({"input": "a-new", "start_time": at(3)}),
+        ),
+        span(
+            "c",
+            "root",
+            Some("elsewhere"),
+            json!({"input": "c-new", "start_time": at(1)}),
+        ),
+    ])
+    .await;
+    let listing = store
+        .list_traces(project, &TraceQuery::default())
+        .await
+        .unwrap();
+    let inputs: Vec<(String, Option<serde_json::Value>)> = listing
+        .items
+        .iter()
+        .map(|item| {
+            (
+                item.summary.trace_id.as_str().to_owned(),
+                item.input.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        inputs,
+        vec![
+            ("a".to_owned(), Some(json!("a-new"))),
+            ("b".to_owned(), Some(json!("b-in"))),
+            ("c".to_owned(), Some(json!("c-new"))),
+        ]
+    );
 }
