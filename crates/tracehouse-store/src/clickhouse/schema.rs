@@ -282,25 +282,6 @@ const VERSION_2: &[Table] = &[
     ORDER BY (project_id, trace_id)",
         shard_key: "cityHash64(trace_id)",
     },
-    // The spans that name no parent (the roots of almost every trace), for the trace list's
-    // input and output: in 64-row granules a page's roots read a few hundred rows of content
-    // instead of one 512-row granule of `span_versions` each.
-    Table {
-        name: "root_spans",
-        body: "(
-        project_id Int64,
-        trace_id String,
-        span_id String,
-        start_ns Int64,
-        content String,
-        version UInt64,
-        deleted UInt8
-    ) ENGINE = ReplacingMergeTree(version)
-    PARTITION BY toYYYYMMDD(toDateTime(intDiv(start_ns, 1000000000)))
-    ORDER BY (project_id, trace_id, span_id)
-    SETTINGS index_granularity = 64",
-        shard_key: "cityHash64(trace_id)",
-    },
 ];
 
 /// The materialized views of version 2, on each node's own tables (`{local}` as in
@@ -316,9 +297,6 @@ const VERSION_2_VIEWS: &[&str] = &[
     "CREATE MATERIALIZED VIEW IF NOT EXISTS trace_versions_writer{local} TO trace_versions{local} AS \
      SELECT project_id, trace_id, countState() AS rows, uniqExactState(cityHash64(span_id)) AS spans \
      FROM span_versions{local} GROUP BY project_id, trace_id",
-    "CREATE MATERIALIZED VIEW IF NOT EXISTS root_spans_writer{local} TO root_spans{local} AS \
-     SELECT project_id, trace_id, span_id, start_ns, content, version, deleted \
-     FROM span_versions{local} WHERE deleted = 0 AND (isNull(parent_id) OR parent_id = span_id)",
 ];
 
 /// The statements creating `table`, for a single server or for a node of `cluster`.

@@ -175,12 +175,9 @@ pub(crate) async fn get_trace(
 }
 
 /// A candidate trace's exact aggregates, and whether it meets the whole query.
-#[derive(Clone)]
 struct Computed {
     summary: TraceSummary,
     matches: bool,
-    /// Whether the root names no parent, so its latest version is in `root_spans`.
-    root_parentless: bool,
 }
 
 /// Computes the traces of `trace_ids` exactly and judges them against `query`.
@@ -219,19 +216,7 @@ async fn compute(
                 .iter()
                 .all(|condition| trace_matches(&summary, condition))
             && (query.spans.is_empty() || trace.has_hit);
-        let root_parentless = summary.root_span_id.as_ref().is_some_and(|root| {
-            trace.spans.iter().any(|span| {
-                span.span_id == *root && span.parent_id.as_ref().is_none_or(|parent| parent == root)
-            })
-        });
-        computed.insert(
-            trace_id,
-            Computed {
-                summary,
-                matches,
-                root_parentless,
-            },
-        );
+        computed.insert(trace_id, Computed { summary, matches });
     }
     Ok(computed)
 }
@@ -299,7 +284,7 @@ async fn walk_by_start(
     client: &Client,
     project: ProjectId,
     query: &TraceQuery,
-) -> Result<(Vec<Computed>, u64, bool), StoreError> {
+) -> Result<(Vec<TraceSummary>, u64, bool), StoreError> {
     let descending = query.sort.direction == Direction::Descending;
     // Whether a start is placed before `than` in the list's order.
     let before = |start: i64, than: i64| {
@@ -387,18 +372,14 @@ async fn walk_by_start(
                 .count() as u64;
             if settled >= wanted || pending_edge.is_none() {
                 if settled >= wanted || exhausted {
-                    let mut page: Vec<&Computed> = met
+                    let mut page: Vec<&TraceSummary> = met
                         .values()
                         .filter_map(|trace| trace.computed.as_ref())
                         .filter(|trace| trace.matches && placed(trace.summary.start.unix_nanos()))
+                        .map(|trace| &trace.summary)
                         .collect();
                     page.sort_by(|a, b| {
-                        trace_order(
-                            &a.summary,
-                            &b.summary,
-                            TraceColumn::StartTime,
-                            query.sort.direction,
-                        )
+                        trace_order(a, b, TraceColumn::StartTime, query.sort.direction)
                     });
                     let total = page.len() as u64;
                     return Ok((page_of(page, query.page), total, exhausted));
@@ -452,7 +433,7 @@ async fn walk_by_start(
     }
 }
 
-fn page_of(sorted: Vec<&Computed>, page: Page) -> Vec<Computed> {
+fn page_of(sorted: Vec<&TraceSummary>, page: Page) -> Vec<TraceSummary> {
     let offset = usize::try_from(page.offset()).unwrap_or(usize::MAX);
     let size = usize::try_from(page.size).unwrap_or(usize::MAX);
     sorted
@@ -469,7 +450,7 @@ async fn visit_all(
     client: &Client,
     project: ProjectId,
     query: &TraceQuery,
-) -> Result<(Vec<Computed>, u64), StoreError> {
+) -> Result<(Vec<TraceSummary>, u64), StoreError> {
     #[derive(Deserialize)]
     struct Candidate {
         trace_id: String,
@@ -487,15 +468,10 @@ async fn visit_all(
         )
     };
     let keep = usize::try_from(query.page.offset() + query.page.size).unwrap_or(usize::MAX);
-    let order = |a: &Computed, b: &Computed| {
-        trace_order(
-            &a.summary,
-            &b.summary,
-            query.sort.column,
-            query.sort.direction,
-        )
+    let order = |a: &TraceSummary, b: &TraceSummary| {
+        trace_order(a, b, query.sort.column, query.sort.direction)
     };
-    let mut best: Vec<Computed> = Vec::new();
+    let mut best: Vec<TraceSummary> = Vec::new();
     let mut total = 0u64;
     let mut after: Option<String> = None;
     loop {
@@ -519,7 +495,7 @@ async fn visit_all(
                 continue;
             }
             total += 1;
-            best.push(trace);
+            best.push(trace.summary);
         }
         // Bounded: never more than a chunk past the page is held.
         best.sort_by(order);
@@ -670,31 +646,24 @@ async fn count_traces(
 async fn with_root_content(
     client: &Client,
     project: ProjectId,
-    page: Vec<Computed>,
+    page: Vec<TraceSummary>,
 ) -> Result<Vec<TraceListItem>, StoreError> {
-    let roots = |parentless: bool| -> Vec<(&str, &str)> {
-        page.iter()
-            .filter(|trace| trace.root_parentless == parentless)
-            .filter_map(|trace| {
-                Some((
-                    trace.summary.trace_id.as_str(),
-                    trace.summary.root_span_id.as_ref()?.as_str(),
-                ))
-            })
-            .collect()
-    };
-    // A parentless root's latest version is the newest of its rows in `root_spans`, whose
-    // small granules hold little besides roots; any other root is read from the spans.
+    let roots: Vec<(&str, &str)> = page
+        .iter()
+        .filter_map(|summary| {
+            Some((
+                summary.trace_id.as_str(),
+                summary.root_span_id.as_ref()?.as_str(),
+            ))
+        })
+        .collect();
     let mut contents: HashMap<(String, String), serde_json::Map<String, serde_json::Value>> =
         HashMap::new();
-    for (table, roots) in [("root_spans", roots(true)), ("span_versions", roots(false))] {
-        if roots.is_empty() {
-            continue;
-        }
+    if !roots.is_empty() {
         let found: Vec<RootContent> = client
             .rows(&format!(
                 "SELECT trace_id, span_id, argMax(content, version) AS content \
-                 FROM {table} PREWHERE project_id = {}{}{} GROUP BY trace_id, span_id",
+                 FROM span_versions PREWHERE project_id = {}{}{} GROUP BY trace_id, span_id",
                 project.0,
                 in_list("trace_id", roots.iter().map(|(trace, _)| *trace)),
                 in_list("span_id", roots.iter().map(|(_, span)| *span))
@@ -708,7 +677,7 @@ async fn with_root_content(
     }
     Ok(page
         .into_iter()
-        .map(|Computed { summary, .. }| {
+        .map(|summary| {
             let mut content = summary.root_span_id.as_ref().and_then(|root| {
                 contents.remove(&(
                     summary.trace_id.as_str().to_owned(),
