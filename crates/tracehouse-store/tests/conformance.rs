@@ -151,6 +151,7 @@ conformance!(
     floats_round_trip_bit_for_bit,
     a_trace_reads_the_same_however_its_spans_arrived,
     list_items_carry_the_latest_root_input_whatever_the_root_kind,
+    a_span_condition_finds_a_trace_by_its_start_not_the_matching_spans,
 );
 
 async fn writes_read_back_with_content_and_aggregates(backend: &Backend) {
@@ -1043,4 +1044,42 @@ async fn list_items_carry_the_latest_root_input_whatever_the_root_kind(backend: 
             ("c".to_owned(), Some(json!("c-new"))),
         ]
     );
+}
+
+async fn a_span_condition_finds_a_trace_by_its_start_not_the_matching_spans(backend: &Backend) {
+    let (store, project) = open(backend).await;
+    // The trace starts at second 0; its only gpt-4o span starts at second 10.
+    store
+        .write_spans(
+            project,
+            vec![
+                span(
+                    "t",
+                    "root",
+                    None,
+                    json!({"start_time": "2025-01-01T00:00:00Z"}),
+                ),
+                span(
+                    "t",
+                    "llm",
+                    Some("root"),
+                    json!({"model": "gpt-4o", "start_time": "2025-01-01T00:00:10Z"}),
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    let listing = store
+        .list_traces(
+            project,
+            &TraceQuery {
+                spans: equals(SpanColumn::Model, Operator::Equals, "gpt-4o"),
+                start_to: Some(tracehouse_core::Timestamp::parse("2025-01-01T00:00:05Z").unwrap()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listing.total, 1);
+    assert_eq!(listing.items[0].summary.trace_id.as_str(), "t");
 }

@@ -230,21 +230,20 @@ struct IndexRow {
 /// Where a start-time walk reads its rows, narrowed by what the query lets it skip, and the
 /// expression of a row's start bound.
 fn walk_source(project: ProjectId, query: &TraceQuery) -> (String, &'static str) {
-    let mut conditions = Vec::new();
-    if let Some(as_of) = query.as_of {
-        conditions.push(format!("ingested_ns <= {}", as_of.unix_nanos()));
-    }
-    if let Some(to) = query.start_to {
-        conditions.push(format!("start_ns <= {}", to.unix_nanos()));
-    }
-    let extra: String = conditions
-        .iter()
-        .map(|condition| format!(" AND {condition}"))
-        .collect();
     if query.spans.is_empty() {
+        // A trace's first index row was written by its first insert and one of its rows holds
+        // its start, so `as_of` and `start_to` may narrow the index rows; a matching span may
+        // have been written later, or start later, than its trace: those are judged exactly.
+        let mut narrowed = String::new();
+        if let Some(as_of) = query.as_of {
+            narrowed.push_str(&format!(" AND ingested_ns <= {}", as_of.unix_nanos()));
+        }
+        if let Some(to) = query.start_to {
+            narrowed.push_str(&format!(" AND start_ns <= {}", to.unix_nanos()));
+        }
         (
             format!(
-                "trace_starts WHERE project_id = {} AND deleted = 0{extra}",
+                "trace_starts WHERE project_id = {} AND deleted = 0{narrowed}",
                 project.0
             ),
             "start_ns",
@@ -254,7 +253,7 @@ fn walk_source(project: ProjectId, query: &TraceQuery) -> (String, &'static str)
         // first, so they are always met before the bound is trusted.
         (
             format!(
-                "span_versions WHERE project_id = {} AND deleted = 0{extra} AND {}",
+                "span_versions WHERE project_id = {} AND deleted = 0 AND {}",
                 project.0,
                 span_filter_sql(&query.spans)
             ),
