@@ -296,7 +296,8 @@ pub(crate) fn page_sql(page: Page) -> String {
 /// under ClickHouse's default 256 KiB query size.
 const KEYS_PER_FETCH: usize = 250;
 
-async fn count(client: &Client, sql: &str) -> Result<u64, StoreError> {
+/// The `n` of a query selecting one row `count() AS n`.
+pub(crate) async fn count(client: &Client, sql: &str) -> Result<u64, StoreError> {
     #[derive(Deserialize)]
     struct Count {
         n: u64,

@@ -33,7 +33,7 @@ use tracehouse_core::{
 };
 
 use super::client::{Client, string_literal};
-use super::query::{in_list, span_filter_sql};
+use super::query::{count, in_list, span_filter_sql};
 use super::rows::{SPAN_COLUMNS, SpanVersionRead, VERSION_COLUMNS};
 
 /// Trace ids per statement of the exact step: a few hundred primary-key ranges per read.
@@ -576,10 +576,6 @@ async fn count_traces(
     query: &TraceQuery,
 ) -> Result<(u64, bool), StoreError> {
     #[derive(Deserialize)]
-    struct Count {
-        n: u64,
-    }
-    #[derive(Deserialize)]
     struct Tombstoned {
         trace_id: String,
     }
@@ -597,16 +593,17 @@ async fn count_traces(
         ))
         .await?;
     let n = if tombstoned.len() > TOMBSTONED_TRACES_CHECKED {
-        let count: Count = client
-            .row(&format!(
+        count(
+            client,
+            &format!(
                 "SELECT count() AS n FROM (SELECT DISTINCT trace_id FROM \
                  (SELECT trace_id, deleted, ingested_ns FROM trace_starts FINAL \
                  WHERE project_id = {}) WHERE deleted = 0{seen} LIMIT {})",
                 project.0,
                 limit + 1
-            ))
-            .await?;
-        count.n
+            ),
+        )
+        .await?
     } else {
         let deleted = in_list("trace_id", tombstoned.iter().map(|t| t.trace_id.as_str()));
         let never_deleted = if tombstoned.is_empty() {
@@ -614,26 +611,28 @@ async fn count_traces(
         } else {
             format!(" AND NOT ({})", deleted.trim_start_matches(" AND "))
         };
-        let count: Count = client
-            .row(&format!(
+        let mut n = count(
+            client,
+            &format!(
                 "SELECT count() AS n FROM (SELECT DISTINCT trace_id FROM trace_starts \
                  WHERE project_id = {} AND deleted = 0{seen}{never_deleted} LIMIT {})",
                 project.0,
                 limit + 1
-            ))
-            .await?;
-        let mut n = count.n;
+            ),
+        )
+        .await?;
         if !tombstoned.is_empty() {
-            let revived: Count = client
-                .row(&format!(
+            n += count(
+                client,
+                &format!(
                     "SELECT uniqExact(trace_id) AS n FROM (SELECT trace_id, \
                      argMax(deleted, version) AS gone, argMax(ingested_ns, version) AS ingested_ns \
                      FROM trace_starts WHERE project_id = {}{deleted} GROUP BY trace_id, start_ns) \
                      WHERE gone = 0{seen}",
                     project.0
-                ))
-                .await?;
-            n += revived.n;
+                ),
+            )
+            .await?;
         }
         n
     };
@@ -697,19 +696,16 @@ async fn with_root_content(
 
 /// The project's live traces, exactly: every trace with a live `trace_starts` row.
 pub(crate) async fn trace_count(client: &Client, project: ProjectId) -> Result<u64, StoreError> {
-    #[derive(Deserialize)]
-    struct Count {
-        n: u64,
-    }
-    let count: Count = client
-        .row(&format!(
+    count(
+        client,
+        &format!(
             "SELECT uniqExact(trace_id) AS n FROM \
              (SELECT trace_id, deleted FROM trace_starts FINAL WHERE project_id = {}) \
              WHERE deleted = 0",
             project.0
-        ))
-        .await?;
-    Ok(count.n)
+        ),
+    )
+    .await
 }
 
 #[cfg(test)]
