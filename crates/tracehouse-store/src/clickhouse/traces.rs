@@ -227,8 +227,8 @@ struct IndexRow {
     seen: i64,
 }
 
-/// Where a start-time walk reads its rows, narrowed by what the query lets it skip, and the
-/// expression of a row's start bound.
+/// Where a start-time walk (and `visit_all`) reads its candidates, narrowed by what the query
+/// lets it skip, and the expression of a row's start bound.
 fn walk_source(project: ProjectId, query: &TraceQuery) -> (String, &'static str) {
     if query.spans.is_empty() {
         // A trace's first index row was written by its first insert and one of its rows holds
@@ -454,18 +454,8 @@ async fn visit_all(
     struct Candidate {
         trace_id: String,
     }
-    let source = if query.spans.is_empty() {
-        format!(
-            "trace_starts WHERE project_id = {} AND deleted = 0",
-            project.0
-        )
-    } else {
-        format!(
-            "span_versions WHERE project_id = {} AND deleted = 0 AND {}",
-            project.0,
-            span_filter_sql(&query.spans)
-        )
-    };
+    // The candidates a start-time walk would meet, in trace id order instead.
+    let (source, _) = walk_source(project, query);
     let keep = usize::try_from(query.page.offset() + query.page.size).unwrap_or(usize::MAX);
     let order = |a: &TraceSummary, b: &TraceSummary| {
         trace_order(a, b, query.sort.column, query.sort.direction)
