@@ -1,6 +1,6 @@
-//! The append-only ClickHouse write path (schema version 2): several servers writing one trace
-//! at once, re-sent spans, deleted traces sent again, and the in-place upgrade of a database
-//! created by a version-1 release. Each test uses a fresh database of its own on the server
+//! The append-only ClickHouse write path (schema versions 2 and 3): several servers writing one
+//! trace at once, re-sent spans, deleted traces sent again, and the in-place upgrades of
+//! databases created by version-1 and version-2 releases. Each test uses a fresh database of its own on the server
 //! named by `TRACEHOUSE_CLICKHOUSE_URL`; without it the tests are skipped, except under CI
 //! (`CI=true`) or `TRACEHOUSE_CLICKHOUSE_TESTS=required`, where they fail.
 // Test helpers outside #[test] functions may panic on broken test setup; that is their job.
@@ -877,12 +877,14 @@ async fn a_version_1_database_upgrades_in_place() {
     drop(store);
 
     let tables = db.tables().await;
-    for gone in ["spans", "traces"] {
+    for gone in ["spans", "traces", "trace_versions", "trace_versions_writer"] {
         assert!(!tables.contains(gone), "{gone} is still there: {tables:?}");
     }
     for kept in [
         "span_versions",
         "trace_starts",
+        "trace_span_counts",
+        "trace_span_counts_writer",
         "projects",
         "api_keys",
         "schema_migrations",
@@ -894,7 +896,7 @@ async fn a_version_1_database_upgrades_in_place() {
             "SELECT max(version) FROM {database}.schema_migrations"
         ))
         .await;
-    assert_eq!(schema_version.trim(), "2");
+    assert_eq!(schema_version.trim(), "3");
     let count = |table: &'static str| {
         let db = &db;
         async move {
@@ -952,5 +954,135 @@ async fn a_version_1_database_upgrades_in_place() {
     );
     let (total, _) = list(&store, project.id).await;
     assert_eq!(total, 1);
+    db.cleanup().await;
+}
+
+/// Version 2's count of versions per trace, as that release created it.
+const V2_TRACE_VERSIONS: &str = "(
+        project_id Int64,
+        trace_id String,
+        rows AggregateFunction(count),
+        spans AggregateFunction(uniqExact, UInt64)
+    ) ENGINE = AggregatingMergeTree
+    ORDER BY (project_id, trace_id)";
+
+#[tokio::test]
+async fn a_version_2_database_upgrades_its_span_counts_in_place() {
+    let Some(db) = TestDatabase::new() else {
+        return;
+    };
+    let database = db.database.clone();
+    let store = db.open().await;
+    let project = common::acme_project(&store).await;
+    let llm = |model: &str, cost: f64| {
+        span(
+            "two",
+            "llm",
+            Some("root"),
+            json!({"model": model, "log_type": "chat", "cost": cost,
+                "start_time": "2025-01-01T00:00:01Z"}),
+        )
+    };
+    let root = span("two", "root", None, json!({"cost": 1.0}));
+    let once = span("one", "only", None, json!({"cost": 0.5}));
+    store
+        .write_spans(
+            project,
+            vec![root.clone(), llm("gpt-4o", 2.0), once.clone()],
+        )
+        .await
+        .unwrap();
+    store
+        .write_spans(project, vec![llm("gpt-4o-mini", 0.25)])
+        .await
+        .unwrap();
+    drop(store);
+
+    // Back to what a version-2 release leaves: its uniqExact counts, filled from the spans,
+    // and no trace of version 3.
+    db.sql(&format!("DROP TABLE {database}.trace_span_counts_writer"))
+        .await;
+    db.sql(&format!("DROP TABLE {database}.trace_span_counts"))
+        .await;
+    db.sql(&format!(
+        "CREATE TABLE {database}.trace_versions {V2_TRACE_VERSIONS}"
+    ))
+    .await;
+    db.sql(&format!(
+        "CREATE MATERIALIZED VIEW {database}.trace_versions_writer TO {database}.trace_versions AS \
+         SELECT project_id, trace_id, countState() AS rows, uniqExactState(cityHash64(span_id)) AS spans \
+         FROM {database}.span_versions GROUP BY project_id, trace_id"
+    ))
+    .await;
+    db.sql(&format!(
+        "INSERT INTO {database}.trace_versions SELECT project_id, trace_id, countState(), \
+         uniqExactState(cityHash64(span_id)) FROM {database}.span_versions GROUP BY project_id, trace_id"
+    ))
+    .await;
+    db.sql(&format!("DROP TABLE {database}.schema_migrations"))
+        .await;
+    db.sql(&format!(
+        "CREATE TABLE {database}.schema_migrations (version UInt32, applied_ns Int64) \
+         ENGINE = MergeTree ORDER BY version"
+    ))
+    .await;
+    db.insert(
+        "schema_migrations",
+        &[
+            json!({"version": 1, "applied_ns": 1}),
+            json!({"version": 2, "applied_ns": 2}),
+        ],
+    )
+    .await;
+
+    let store = db.open().await;
+    let tables = db.tables().await;
+    assert!(tables.contains("trace_span_counts"), "{tables:?}");
+    assert!(tables.contains("trace_span_counts_writer"), "{tables:?}");
+    assert!(!tables.contains("trace_versions"), "{tables:?}");
+    assert!(!tables.contains("trace_versions_writer"), "{tables:?}");
+    assert_eq!(
+        db.sql(&format!(
+            "SELECT max(version) FROM {database}.schema_migrations"
+        ))
+        .await
+        .trim(),
+        "3"
+    );
+    // The re-sent span's trace is known as rewritten, so scans count its span once, latest
+    // value first; the trace written once is read as it is.
+    assert_eq!(
+        db.sql(&format!(
+            "SELECT trace_id, countMerge(rows), uniqMerge(spans) FROM {database}.trace_span_counts \
+             GROUP BY trace_id ORDER BY trace_id FORMAT CSV"
+        ))
+        .await,
+        "\"one\",1,1\n\"two\",3,2\n"
+    );
+    let spans = store
+        .list_spans(project, &SpanQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(spans.total, 3);
+    assert_eq!(
+        span_ids(&spans.items),
+        BTreeSet::from(["llm".to_owned(), "only".to_owned(), "root".to_owned()])
+    );
+    assert_eq!(stored_span(&spans.items, "llm").cost, Some(0.25));
+
+    // New writes are counted by the new view.
+    store
+        .write_spans(project, vec![llm("o1", 4.0)])
+        .await
+        .unwrap();
+    let spans = store
+        .list_spans(project, &SpanQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(spans.total, 3);
+    assert_eq!(
+        stored_span(&spans.items, "llm").model.as_deref(),
+        Some("o1")
+    );
     db.cleanup().await;
 }

@@ -388,6 +388,19 @@ pub(crate) struct ClickHouseArgs {
         value_name = "SECS"
     )]
     pub(crate) clickhouse_timeout_secs: u64,
+
+    /// Inserts the server keeps in flight at once. More overlap one insert's wait with the
+    /// next batch, which helps when few clients send small requests; each insert makes parts
+    /// ClickHouse later merges, so raise it only when ingest latency, not ClickHouse's CPU,
+    /// is the limit.
+    #[arg(
+        long,
+        env = "TRACEHOUSE_CLICKHOUSE_WRITERS",
+        default_value_t = 1,
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(1..=16)
+    )]
+    pub(crate) clickhouse_writers: u16,
 }
 
 /// `tracehouse migrate`.

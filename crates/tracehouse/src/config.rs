@@ -67,6 +67,7 @@ impl StoreConfig {
                 config.password = password.or_else(|| args.clickhouse.clickhouse_password.clone());
                 config.timeout =
                     Duration::from_secs(args.clickhouse.clickhouse_timeout_secs.max(1));
+                config.writers = usize::from(args.clickhouse.clickhouse_writers);
                 StoreConfig::ClickHouse(config)
             }
         })

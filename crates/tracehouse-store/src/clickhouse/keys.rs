@@ -1,6 +1,10 @@
 //! API keys and projects in ClickHouse, so tracehouse servers in front of one cluster share
 //! them and keep no state of their own. Keys are stored only as SHA-256 hashes.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracehouse_core::{
@@ -123,7 +127,63 @@ pub(crate) async fn create_project(
     })
 }
 
-pub(crate) async fn authenticate(
+/// Keys recently found valid, so a busy client's requests do not each query ClickHouse.
+///
+/// Only valid keys are kept, for [`KEY_CACHE_TTL`]: a key revoked by this server is forgotten
+/// at once, one revoked elsewhere (another server, `tracehouse keys revoke`) within the TTL.
+/// Bounded: when full, it starts over, which costs one query per key in use.
+#[derive(Debug, Default)]
+pub(crate) struct KeyCache {
+    valid: Mutex<HashMap<ApiKeyHash, (Project, Instant)>>,
+}
+
+/// How long a valid key is trusted without asking ClickHouse again.
+pub(crate) const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
+const KEY_CACHE_CAPACITY: usize = 10_000;
+
+impl KeyCache {
+    fn lookup(&self, key: &ApiKeyHash, now: Instant) -> Option<Project> {
+        let valid = self.valid.lock().unwrap_or_else(PoisonError::into_inner);
+        valid
+            .get(key)
+            .filter(|(_, checked)| now.duration_since(*checked) < KEY_CACHE_TTL)
+            .map(|(project, _)| project.clone())
+    }
+
+    fn remember(&self, key: &ApiKeyHash, project: &Project, now: Instant) {
+        let mut valid = self.valid.lock().unwrap_or_else(PoisonError::into_inner);
+        if valid.len() >= KEY_CACHE_CAPACITY {
+            valid.clear();
+        }
+        valid.insert(key.clone(), (project.clone(), now));
+    }
+
+    /// Forgets every key, after this server revoked one.
+    pub(crate) fn clear(&self) {
+        self.valid
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+}
+
+pub(crate) async fn authenticate_cached(
+    client: &Client,
+    cache: &KeyCache,
+    key: &ApiKeyHash,
+) -> Result<Option<Project>, ClickHouseError> {
+    let now = Instant::now();
+    if let Some(project) = cache.lookup(key, now) {
+        return Ok(Some(project));
+    }
+    let project = authenticate(client, key).await?;
+    if let Some(project) = &project {
+        cache.remember(key, project, now);
+    }
+    Ok(project)
+}
+
+async fn authenticate(
     client: &Client,
     key: &ApiKeyHash,
 ) -> Result<Option<Project>, ClickHouseError> {
@@ -217,4 +277,44 @@ pub(crate) async fn revoke(
     }
     client.insert("api_keys", json_lines(&revoked)?).await?;
     revoked.first().map(KeyRow::info).transpose()
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    fn project(name: &str) -> Project {
+        Project {
+            id: ProjectId(7),
+            name: name.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_valid_key_is_trusted_for_the_ttl_only() {
+        let cache = KeyCache::default();
+        let key = ApiKeyHash::of_secret("th_secret");
+        let start = Instant::now();
+        assert_eq!(cache.lookup(&key, start), None);
+        cache.remember(&key, &project("shop"), start);
+        assert_eq!(
+            cache.lookup(&key, start + Duration::from_secs(9)),
+            Some(project("shop"))
+        );
+        assert_eq!(cache.lookup(&key, start + KEY_CACHE_TTL), None);
+        assert_eq!(
+            cache.lookup(&ApiKeyHash::of_secret("th_other"), start),
+            None
+        );
+    }
+
+    #[test]
+    fn clearing_forgets_every_key() {
+        let cache = KeyCache::default();
+        let key = ApiKeyHash::of_secret("th_secret");
+        let now = Instant::now();
+        cache.remember(&key, &project("shop"), now);
+        cache.clear();
+        assert_eq!(cache.lookup(&key, now), None);
+    }
 }

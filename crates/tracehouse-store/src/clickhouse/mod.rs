@@ -193,6 +193,7 @@ pub struct ClickHouseStore {
     cluster: Option<String>,
     writer: mpsc::Sender<WriteJob>,
     enqueue_timeout: Duration,
+    valid_keys: keys::KeyCache,
 }
 
 impl std::fmt::Debug for ClickHouseStore {
@@ -254,6 +255,7 @@ impl ClickHouseStore {
             cluster: config.cluster,
             writer: sender,
             enqueue_timeout: config.enqueue_timeout,
+            valid_keys: keys::KeyCache::default(),
         })
     }
 
@@ -388,7 +390,7 @@ impl SpanStore for ClickHouseStore {
     }
 
     async fn authenticate(&self, key: &ApiKeyHash) -> Result<Option<Project>, StoreError> {
-        Ok(keys::authenticate(&self.client, key).await?)
+        Ok(keys::authenticate_cached(&self.client, &self.valid_keys, key).await?)
     }
 
     async fn create_key(
@@ -404,7 +406,9 @@ impl SpanStore for ClickHouseStore {
     }
 
     async fn revoke_key(&self, id: i64) -> Result<ApiKeyInfo, StoreError> {
-        match keys::revoke(&self.client, id).await? {
+        let revoked = keys::revoke(&self.client, id).await;
+        self.valid_keys.clear();
+        match revoked? {
             Some(info) => Ok(info),
             None => Err(StoreError::NotFound {
                 what: format!("api key {id}"),

@@ -39,7 +39,7 @@ const REWRITTEN_TRACES_LISTED: usize = 10_000;
 /// Live spans of a project for reads that scan many of them, narrowed by `key_filter`.
 ///
 /// `FINAL` merges every row in one thread on 18.16 (half a second per million spans), yet most
-/// spans were written once: the rows of traces whose spans all were (`trace_versions` says
+/// spans were written once: the rows of traces whose spans all were (`trace_span_counts` says
 /// which) are read as they are, and only the other traces' rows are collapsed with `FINAL`, by
 /// primary key. Their ids are read first and written into the SQL, because 18.16 does not use
 /// the primary key for an `IN` over a subquery.
@@ -55,8 +55,9 @@ pub(crate) async fn live_spans_scan(
     let p = project.0;
     let rewritten: Vec<Rewritten> = client
         .rows(&format!(
-            "SELECT trace_id FROM trace_versions WHERE project_id = {p} GROUP BY trace_id \
-             HAVING countMerge(rows) > uniqExactMerge(spans) LIMIT {}",
+            "SELECT trace_id FROM trace_span_counts WHERE project_id = {p} GROUP BY trace_id \
+             HAVING countMerge(rows) > uniqMerge(spans) OR countMerge(rows) > {} LIMIT {}",
+            super::schema::UNIQ_EXACT_UP_TO,
             REWRITTEN_TRACES_LISTED + 1
         ))
         .await?;

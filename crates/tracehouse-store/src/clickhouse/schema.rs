@@ -27,13 +27,20 @@ struct Migration {
     tables: &'static [Table],
     /// Materialized views over `tables`, created on each node's own tables (`{local}` as in
     /// `upgrade`), after the tables and before the upgrade copies rows in.
-    views: &'static [&'static str],
+    views: &'static [View],
     /// Statements that move an older version's data into `tables`, with `{local}` standing for
     /// `_local` on a cluster node and nothing on a single server: each node copies its own
     /// shard, which every table shards alike by `cityHash64(trace_id)`.
     upgrade: &'static [&'static str],
     /// Tables (by their query name) the upgrade empties of meaning; dropped after it.
     drop: &'static [&'static str],
+}
+
+/// A materialized view a migration creates: `sql` creates it, with `{local}` as in
+/// [`Migration::upgrade`]; `name` is how a later migration's `drop` names it.
+struct View {
+    name: &'static str,
+    sql: &'static str,
 }
 
 /// Every migration ever shipped, in order. Never change the columns or keys of a table that has
@@ -70,6 +77,20 @@ const MIGRATIONS: &[Migration] = &[
              FROM (SELECT * FROM spans{local} FINAL) WHERE deleted = 0",
         ],
         drop: &["spans", "traces"],
+    },
+    Migration {
+        tables: VERSION_3,
+        views: VERSION_3_VIEWS,
+        upgrade: &[
+            // Every span row so far, counted as the new view counts rows from now on. Rows
+            // inserted while this runs are counted twice, which only makes their traces look
+            // rewritten (read the exact, slower way).
+            "INSERT INTO trace_span_counts{local} \
+             SELECT project_id, trace_id, countState() AS rows, \
+             uniqState(cityHash64(span_id)) AS spans \
+             FROM span_versions{local} GROUP BY project_id, trace_id",
+        ],
+        drop: &["trace_versions_writer", "trace_versions"],
     },
 ];
 
@@ -287,17 +308,57 @@ const VERSION_2: &[Table] = &[
 /// The materialized views of version 2, on each node's own tables (`{local}` as in
 /// [`Migration::upgrade`]), so their rows are written by the same insert as the spans. The
 /// second counts tombstones too: a deleted span makes its trace one with several versions.
-const VERSION_2_VIEWS: &[&str] = &[
-    "CREATE MATERIALIZED VIEW IF NOT EXISTS \
+const VERSION_2_VIEWS: &[View] = &[
+    View {
+        name: "trace_starts_writer",
+        sql: "CREATE MATERIALIZED VIEW IF NOT EXISTS \
      trace_starts_writer{local} TO trace_starts{local} AS \
      SELECT project_id, \
      if(countIf(times_inferred = 0) > 0, minIf(start_ns, times_inferred = 0), min(start_ns)) AS start_ns, \
      trace_id, min(ingested_ns) AS ingested_ns, max(version) AS version, toUInt8(0) AS deleted \
      FROM span_versions{local} WHERE deleted = 0 GROUP BY project_id, trace_id",
-    "CREATE MATERIALIZED VIEW IF NOT EXISTS trace_versions_writer{local} TO trace_versions{local} AS \
+    },
+    View {
+        name: "trace_versions_writer",
+        sql: "CREATE MATERIALIZED VIEW IF NOT EXISTS trace_versions_writer{local} TO trace_versions{local} AS \
      SELECT project_id, trace_id, countState() AS rows, uniqExactState(cityHash64(span_id)) AS spans \
      FROM span_versions{local} GROUP BY project_id, trace_id",
+    },
 ];
+
+/// Version 3: `trace_versions` counted distinct spans with `uniqExact`, whose hash sets made
+/// every merge of that table allocate and free per trace: with a part per insert, its merges
+/// took three quarters of ClickHouse's CPU during ingest (BENCHMARKS.md). `trace_span_counts`
+/// counts them with `uniq`, which holds up to 65,536 32-bit hashes in a flat table and is
+/// exact until then, except that two spans whose hashes collide count as one. Both errors
+/// only lower the count, so `rows > spans` still catches every trace with a span written twice
+/// (plus a rare trace that was not, read the slower exact way), and a trace of more than
+/// [`UNIQ_EXACT_UP_TO`] rows is always treated as rewritten.
+const VERSION_3: &[Table] = &[Table {
+    name: "trace_span_counts",
+    body: "(
+        project_id Int64,
+        trace_id String,
+        rows AggregateFunction(count),
+        spans AggregateFunction(uniq, UInt64)
+    ) ENGINE = AggregatingMergeTree
+    ORDER BY (project_id, trace_id)",
+    shard_key: "cityHash64(trace_id)",
+}];
+
+/// Rows past which `uniq` samples instead of counting, so a trace with more is taken as
+/// rewritten whatever its counts say.
+pub(crate) const UNIQ_EXACT_UP_TO: u64 = 65_536;
+
+/// Counts every row of `span_versions`, tombstones included: a deleted span makes its trace
+/// one with several versions.
+const VERSION_3_VIEWS: &[View] = &[View {
+    name: "trace_span_counts_writer",
+    sql: "CREATE MATERIALIZED VIEW IF NOT EXISTS trace_span_counts_writer{local} \
+     TO trace_span_counts{local} AS \
+     SELECT project_id, trace_id, countState() AS rows, uniqState(cityHash64(span_id)) AS spans \
+     FROM span_versions{local} GROUP BY project_id, trace_id",
+}];
 
 /// The statements creating `table`, for a single server or for a node of `cluster`.
 fn create_statements(table: &Table, database: &str, cluster: Option<&str>) -> Vec<String> {
@@ -319,6 +380,13 @@ fn create_statements(table: &Table, database: &str, cluster: Option<&str>) -> Ve
             ),
         ],
     }
+}
+
+/// Whether a migration after the one at `index` drops the table or view `name`.
+fn dropped_later(index: usize, name: &str) -> bool {
+    MIGRATIONS[index + 1..]
+        .iter()
+        .any(|later| later.drop.contains(&name))
 }
 
 /// Longest an upgrade's copy may run: it rewrites every stored span once.
@@ -363,11 +431,7 @@ pub(crate) async fn migrate(
         let fresh = applied.version == 0;
         for table in migration.tables {
             // A new database skips tables that a later version replaces.
-            if fresh
-                && MIGRATIONS[index + 1..]
-                    .iter()
-                    .any(|later| later.drop.contains(&table.name))
-            {
+            if fresh && dropped_later(index, table.name) {
                 continue;
             }
             for statement in create_statements(table, database, cluster) {
@@ -375,7 +439,10 @@ pub(crate) async fn migrate(
             }
         }
         for view in migration.views {
-            client.execute(&view.replace("{local}", local)).await?;
+            if fresh && dropped_later(index, view.name) {
+                continue;
+            }
+            client.execute(&view.sql.replace("{local}", local)).await?;
         }
         // A database created at this version has nothing to copy or drop.
         if !fresh {
