@@ -93,6 +93,50 @@ string_id!(
     SpanId
 );
 
+/// The id of one span in its project (`id` and `unique_id` in the API): unambiguous where a
+/// span id alone is not, since span-log clients reuse short span ids (`root`, `llm-1`) in
+/// every trace.
+///
+/// It encodes the trace and span ids themselves (URL-safe base64 of both, split by a control
+/// character no id may contain), so it is stable across re-sends, needs no stored mapping and
+/// resolves to a primary-key read in every store.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LogId(String);
+
+const LOG_ID_SEPARATOR: char = '\u{1f}';
+
+impl LogId {
+    /// The id of span `span` of trace `trace`.
+    pub fn of(trace: &TraceId, span: &SpanId) -> Self {
+        use base64::Engine as _;
+        let joined = format!("{}{LOG_ID_SEPARATOR}{}", trace.as_str(), span.as_str());
+        Self(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(joined))
+    }
+
+    /// The trace and span a text names, when it is a log id; `None` for anything else (a bare
+    /// span id, say), which callers then try as a span id.
+    pub fn parse(raw: &str) -> Option<(TraceId, SpanId)> {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(raw)
+            .ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (trace, span) = text.split_once(LOG_ID_SEPARATOR)?;
+        Some((TraceId::try_from(trace).ok()?, SpanId::try_from(span).ok()?))
+    }
+
+    /// The id as the API shows it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for LogId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Internal numeric id of a project (tenant); every stored row carries one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ProjectId(pub i64);
@@ -209,6 +253,38 @@ pub fn api_key_from_random(random: &[u8; 32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_ids_name_one_span_of_one_trace_and_read_back() {
+        let trace = TraceId::try_from("t-1").unwrap();
+        let other = TraceId::try_from("t-2").unwrap();
+        let root = SpanId::try_from("root").unwrap();
+        let id = LogId::of(&trace, &root);
+        assert_eq!(id.as_str(), "dC0xH3Jvb3Q");
+        assert_ne!(id, LogId::of(&other, &root));
+        assert_eq!(
+            LogId::parse(id.as_str()),
+            Some((trace.clone(), root.clone()))
+        );
+        // Ids with any printable text, slashes and unicode included, survive the round trip
+        // and stay URL-safe.
+        let odd_trace = TraceId::try_from("a/b?c=d é").unwrap();
+        let odd_span = SpanId::try_from("🙂 +/").unwrap();
+        let odd = LogId::of(&odd_trace, &odd_span);
+        assert!(
+            odd.as_str()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+        assert_eq!(LogId::parse(odd.as_str()), Some((odd_trace, odd_span)));
+    }
+
+    #[test]
+    fn bare_span_ids_are_not_log_ids() {
+        for raw in ["root", "llm-1", "a1b2c3d4e5f60718", "", "dC0x", "!!"] {
+            assert_eq!(LogId::parse(raw), None, "{raw}");
+        }
+    }
 
     #[test]
     fn ids_accept_any_printable_string_up_to_the_limit() {

@@ -30,7 +30,7 @@ pub mod trace_filter;
 pub mod trace_state;
 
 pub use cost::PriceTable;
-pub use ids::{ApiKeyHash, Project, ProjectId, ProjectName, SpanId, TraceId};
+pub use ids::{ApiKeyHash, LogId, Project, ProjectId, ProjectName, SpanId, TraceId};
 pub use span::{LogType, Span, SpanGrouping, SpanStatus, TokenUsage};
 pub use spanlog::{FieldError, IngestContext, span_from_log};
 pub use store::{

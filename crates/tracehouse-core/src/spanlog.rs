@@ -6,7 +6,7 @@
 use serde_json::{Map, Value};
 
 use crate::cost::PriceTable;
-use crate::ids::{IdError, SpanId, TraceId};
+use crate::ids::{IdError, LogId, SpanId, TraceId};
 use crate::span::{LogType, Span, SpanGrouping, SpanStatus, TokenUsage};
 use crate::time::{Timestamp, TimestampError};
 
@@ -458,6 +458,14 @@ pub fn span_from_log(item: Value, context: IngestContext<'_>) -> Result<Span, Fi
     // Anything left is content, kept exactly as sent; remaining hot-field keys were nulls.
     for field in HOT_FIELDS {
         item.shift_remove(*field);
+    }
+    // `id` and `unique_id` are what reads derive from the ids (exports carry them); a span
+    // read back and sent again must not store them as content. Other values are the client's.
+    let log_id = LogId::of(&trace_id, &span_id);
+    for derived in ["id", "unique_id"] {
+        if item.get(derived).and_then(Value::as_str) == Some(log_id.as_str()) {
+            item.shift_remove(derived);
+        }
     }
 
     Ok(Span {

@@ -187,12 +187,22 @@ pub trait SpanStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Span>, StoreError>;
 
-    /// A span by its id; when several traces hold the same span id, the most recently ingested.
+    /// One span by its trace and span id, `None` when the project has no such span.
     async fn get_span(
         &self,
         project: ProjectId,
+        trace_id: &TraceId,
         span_id: &SpanId,
     ) -> Result<Option<Span>, StoreError>;
+
+    /// Up to `limit` spans with this span id, in any trace of the project, most recently
+    /// ingested first: a bare span id may name spans of several traces.
+    async fn find_spans(
+        &self,
+        project: ProjectId,
+        span_id: &SpanId,
+        limit: usize,
+    ) -> Result<Vec<Span>, StoreError>;
 
     /// Totals and latency percentiles over the spans matching a filter.
     async fn span_statistics(

@@ -4,6 +4,8 @@
 //! - [`compression`]: `Content-Encoding: gzip` with a limit on the inflated size.
 //! - [`spanlog`]: the span-log routes' body (a JSON array, or `{"data": [...]}`).
 //! - [`otlp`]: the OTLP routes' body (protobuf or JSON), each span mapped to a span log.
+//! - [`request_log`]: the logging API's body (one request log, or an array), ids generated
+//!   by the caller's [`request_log::IdSource`] where a log carries none.
 //!
 //! Architecture invariant: decoding is pure (bytes in, spans and rejections out): no IO, no
 //! clock (the caller passes the receive time), no store.
@@ -12,6 +14,7 @@
 
 pub mod compression;
 pub mod otlp;
+pub mod request_log;
 pub mod spanlog;
 
 use tracehouse_core::Span;

@@ -19,6 +19,14 @@ pub enum ApiError {
     /// Nothing at this path for this project.
     #[error("{0}")]
     NotFound(String),
+    /// An id names several things; `candidates` describes each, so the client can pick one.
+    #[error("{message}")]
+    Ambiguous {
+        /// What is ambiguous and how to say which is meant.
+        message: String,
+        /// One JSON object per match.
+        candidates: Vec<serde_json::Value>,
+    },
     /// The route exists but not for this method.
     #[error("{0}")]
     MethodNotAllowed(String),
@@ -71,6 +79,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Ambiguous { .. } => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } | ApiError::TooManyItems { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -90,6 +99,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Ambiguous { .. } => "ambiguous_id",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::TooManyItems { .. } => "too_many_items",
@@ -111,11 +121,18 @@ pub(crate) struct ErrorBody<'a> {
     /// The id in the answer's `x-request-id` header, to find the request in the server log.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) request_id: Option<String>,
+    /// What an ambiguous id could mean (409 answers only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) candidates: Option<Vec<serde_json::Value>>,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let candidates = match &self {
+            ApiError::Ambiguous { candidates, .. } => Some(candidates.clone()),
+            _ => None,
+        };
         let message = match &self {
             ApiError::Internal(cause) => {
                 tracing::error!(error = %cause, "request failed");
@@ -133,6 +150,7 @@ impl IntoResponse for ApiError {
                 error: self.code(),
                 message,
                 request_id: crate::guard::current_request_id(),
+                candidates,
             }),
         )
             .into_response();

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`router`] builds the whole API from an [`AppState`]; [`serve`] runs it on a listener.
-//! - `ingest_api`: span-log ingest routes.
+//! - `ingest_api`: ingest routes (span logs, OTLP/HTTP, the logging API's create).
+//! - `feedback_api`: changes people make to stored logs (`PATCH` of feedback fields).
 //! - `read_api`: trace and span reads, exports, and the JSON shapes of spans and traces;
 //!   [`span_to_json`] and [`ExportEncoder`] give the binary's offline `export` the same bytes.
 //! - `auth`: API key extraction; `error`: `ApiError` and its HTTP mapping.
@@ -13,6 +14,7 @@
 
 mod auth;
 mod error;
+mod feedback_api;
 mod guard;
 mod ingest_api;
 mod read_api;
@@ -163,7 +165,7 @@ async fn wrong_method(method: Method, uri: Uri) -> ApiError {
 
 fn cors_layer(origins: &[String]) -> CorsLayer {
     let layer = CorsLayer::new()
-        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
         .allow_headers([
             axum::http::header::AUTHORIZATION,
             axum::http::header::CONTENT_TYPE,

@@ -16,7 +16,7 @@ use serde_json::json;
 use tracehouse_core::query::{
     Condition, FilterValue, Operator, SpanColumn, SpanField, SpanFilter, SpanQuery, TraceQuery,
 };
-use tracehouse_core::{ProjectName, Span, SpanStore, StoreError, TraceId};
+use tracehouse_core::{ProjectName, Span, SpanId, SpanStore, StoreError, TraceId};
 use tracehouse_store::{ClickHouseConfig, ClickHouseStore, SqliteConfig, SqliteStore};
 
 /// Where a test's store lives; opening the same place twice reopens the same data.
@@ -152,7 +152,89 @@ conformance!(
     a_trace_reads_the_same_however_its_spans_arrived,
     list_items_carry_the_latest_root_input_whatever_the_root_kind,
     a_span_condition_finds_a_trace_by_its_start_not_the_matching_spans,
+    a_span_id_shared_by_traces_reads_each_span_by_its_trace,
 );
+
+async fn a_span_id_shared_by_traces_reads_each_span_by_its_trace(backend: &Backend) {
+    let (store, project) = open(backend).await;
+    let first = span(
+        "one",
+        "root",
+        None,
+        json!({"span_name": "first", "cost": 1.0}),
+    );
+    let second = span(
+        "two",
+        "root",
+        None,
+        json!({"span_name": "second", "cost": 2.0}),
+    );
+    let only = span("two", "llm-1", Some("root"), json!({"model": "gpt-4o"}));
+    store
+        .write_spans(project, vec![first.clone()])
+        .await
+        .unwrap();
+    store
+        .write_spans(project, vec![second.clone(), only.clone()])
+        .await
+        .unwrap();
+    let root: SpanId = "root".parse().unwrap();
+    let get = |trace: &'static str, id: &'static str| {
+        let store = &store;
+        async move {
+            store
+                .get_span(
+                    project,
+                    &TraceId::try_from(trace).unwrap(),
+                    &id.parse().unwrap(),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        get("one", "root").await.map(|s| s.name),
+        Some("first".to_owned())
+    );
+    assert_eq!(
+        get("two", "root").await.map(|s| s.name),
+        Some("second".to_owned())
+    );
+    assert_eq!(get("one", "llm-1").await, None);
+    assert_eq!(get("three", "root").await, None);
+
+    // Newest ingested first, bounded by the limit.
+    let found = store.find_spans(project, &root, 10).await.unwrap();
+    let names: Vec<&str> = found.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, vec!["second", "first"]);
+    assert_eq!(store.find_spans(project, &root, 1).await.unwrap().len(), 1);
+    let single = store
+        .find_spans(project, &"llm-1".parse().unwrap(), 10)
+        .await
+        .unwrap();
+    assert_eq!(single, vec![only]);
+    assert!(
+        store
+            .find_spans(project, &"nope".parse().unwrap(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Another project sees none of them.
+    let other = store
+        .create_project(&"elsewhere".parse().unwrap())
+        .await
+        .unwrap()
+        .id;
+    assert!(store.find_spans(other, &root, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .get_span(other, &TraceId::try_from("one").unwrap(), &root)
+            .await
+            .unwrap(),
+        None
+    );
+}
 
 async fn writes_read_back_with_content_and_aggregates(backend: &Backend) {
     let (store, project) = open(backend).await;
@@ -684,7 +766,7 @@ async fn deleted_traces_vanish_and_can_be_sent_again(backend: &Backend) {
     );
     assert!(
         store
-            .get_span(project, &"b".parse().unwrap())
+            .get_span(project, &id, &"b".parse().unwrap())
             .await
             .unwrap()
             .is_none()

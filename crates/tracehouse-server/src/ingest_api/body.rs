@@ -10,7 +10,7 @@ use crate::Limits;
 use crate::error::ApiError;
 
 /// The request's media type, lowercase, without parameters; `None` when absent.
-pub(super) fn media_type(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn media_type(headers: &HeaderMap) -> Option<String> {
     headers.get(CONTENT_TYPE).map(|value| {
         value
             .to_str()
@@ -25,7 +25,7 @@ pub(super) fn media_type(headers: &HeaderMap) -> Option<String> {
 
 /// Whether the request's content type is JSON. A missing type is taken as JSON: hand-written
 /// scripts often omit it and the body decides anyway.
-pub(super) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(media_type) = media_type(headers) else {
         return Ok(());
     };
@@ -42,7 +42,7 @@ pub(super) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Reads the whole body within the limit, then inflates it if it is gzip.
-pub(super) async fn read_body(
+pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limits: &Limits,
@@ -96,7 +96,7 @@ pub(super) async fn read_body(
 }
 
 /// Maps a whole-body decode failure to its answer.
-pub(super) fn decode_error(error: DecodeError) -> ApiError {
+pub(crate) fn decode_error(error: DecodeError) -> ApiError {
     match error {
         DecodeError::TooLarge { limit } => ApiError::PayloadTooLarge { limit },
         other => ApiError::BadRequest(other.to_string()),

@@ -1,8 +1,9 @@
-//! Ingest routes: span logs (`/v1/traces/ingest` and the OpenAI-agents variant) and OTLP/HTTP
-//! (`/v1/traces`, `/v2/traces`).
+//! Ingest routes: span logs (`/v1/traces/ingest` and the OpenAI-agents variant), OTLP/HTTP
+//! (`/v1/traces`, `/v2/traces`) and the logging API's create (`/request-logs/`).
 
-mod body;
+pub(crate) mod body;
 pub(crate) mod model;
+mod request_logs;
 mod rest_handler;
 
 use axum::Router;
@@ -16,6 +17,11 @@ pub(crate) fn router() -> Router<AppState> {
     for path in ["/v1/traces/ingest", "/openai/v1/traces/ingest"] {
         for variant in routes::variants(path) {
             router = router.route(&variant, post(rest_handler::ingest_span_logs));
+        }
+    }
+    for path in ["/request-logs", "/request-logs/create"] {
+        for variant in routes::variants(path) {
+            router = router.route(&variant, post(request_logs::create_request_logs));
         }
     }
     for path in ["/v1/traces", "/v2/traces"] {

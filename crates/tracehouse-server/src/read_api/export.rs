@@ -137,11 +137,13 @@ const CSV_COLUMNS: &[&str] = &[
     "input",
     "output",
     "metadata",
+    // Added after the first release's columns, so spreadsheets built on them still line up.
+    "id",
 ];
 
 /// Span JSON keys that have no CSV column of their own and are not content (`end_time`
-/// repeats `timestamp`).
-const CSV_SKIPPED: &[&str] = &["end_time"];
+/// repeats `timestamp`, `unique_id` repeats `id`).
+const CSV_SKIPPED: &[&str] = &["end_time", "unique_id"];
 
 /// Turns spans into the bytes of an export, batch by batch: [`begin`](Self::begin), then
 /// [`encode`](Self::encode) for each batch in order, then [`finish`](Self::finish).

@@ -6,8 +6,10 @@ pub(crate) mod model;
 mod params;
 mod rest_handler;
 
+pub(crate) use rest_handler::resolve_span;
+
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, patch};
 
 use crate::{AppState, routes};
 
@@ -31,7 +33,14 @@ pub(crate) fn router() -> Router<AppState> {
             "/request-logs/summary",
             get(summarize_spans).post(summarize_spans),
         ),
-        ("/request-logs/{span_id}", get(get_span)),
+        (
+            "/request-logs/batch-update",
+            patch(crate::feedback_api::updates::batch_update_logs),
+        ),
+        (
+            "/request-logs/{span_id}",
+            get(get_span).patch(crate::feedback_api::updates::update_log),
+        ),
         ("/projects/current", get(current_project)),
         (
             "/metrics/timeseries",

@@ -1,7 +1,9 @@
 //! Wire shapes of spans and traces as the vendor's read API returns them.
 
 use serde_json::{Map, Value, json};
-use tracehouse_core::{Span, StoredTrace, TraceListItem, TraceSummary, TreeNode, build_tree};
+use tracehouse_core::{
+    LogId, Span, StoredTrace, TraceListItem, TraceSummary, TreeNode, build_tree,
+};
 
 /// Deepest nesting of `children` rendered; deeper descendants are listed flat under the node
 /// at this depth (marked `depth_truncated`), so a hostile parent chain cannot blow the stack
@@ -13,11 +15,15 @@ fn optional<T: Into<Value>>(value: Option<T>) -> Value {
 }
 
 /// A span with every stored field: the content as sent, then the typed fields (so a content
-/// key can never shadow them), `timestamp` also exposed as `end_time`.
+/// key can never shadow them), `timestamp` also exposed as `end_time`, and the span's
+/// [`LogId`] as `id` and `unique_id`.
 pub(crate) fn span_json(span: &Span) -> Map<String, Value> {
     let mut object = span.content.clone();
     let end = span.end.to_rfc3339();
+    let log_id = LogId::of(&span.trace_id, &span.span_id);
     let typed = [
+        ("id", json!(log_id.as_str())),
+        ("unique_id", json!(log_id.as_str())),
         ("trace_unique_id", json!(span.trace_id.as_str())),
         ("span_unique_id", json!(span.span_id.as_str())),
         (

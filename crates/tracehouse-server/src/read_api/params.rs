@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 use tracehouse_core::Timestamp;
 use tracehouse_core::query::{
     Condition, FilterValue, Operator, Page, QueryError, SpanColumn, SpanField, SpanFilter,
-    SpanQuery, TraceColumn, TraceQuery, parse_page, parse_sort, parse_span_filters,
-    parse_time_parameter, parse_trace_filters,
+    SpanQuery, TraceColumn, TraceQuery, parse_page, parse_sort, parse_span_field,
+    parse_span_filters, parse_time_parameter, parse_trace_filters,
 };
 
 use crate::error::ApiError;
@@ -86,6 +86,52 @@ impl ListParams {
         Ok(parse_page(self.get("page"), self.get("page_size"))?)
     }
 
+    /// The `filters` object completed by plain `field=value` query parameters (as the
+    /// vendor's clients send `?customer_identifier=...`): each name `is_field` accepts becomes
+    /// an equality filter unless `filters` already has that field. A `metadata__*` value that
+    /// reads as a number is matched as one.
+    fn filters_with_query(&self, is_field: impl Fn(&str) -> bool) -> Value {
+        const NOT_FILTERS: &[&str] = &[
+            "page",
+            "page_size",
+            "sort_by",
+            "search",
+            "start_time",
+            "end_time",
+            "span_start_time",
+            "span_end_time",
+            "as_of",
+            "environment",
+            SNAPSHOT_COUNT,
+        ];
+        let mut filters = match &self.filters {
+            Value::Object(object) => object.clone(),
+            // Anything else is refused by the filter parser, which names it.
+            Value::Null => Map::new(),
+            other => return other.clone(),
+        };
+        let mut names: Vec<&String> = self.values.keys().collect();
+        names.sort();
+        for name in names {
+            let Some(raw) = self.get(name) else { continue };
+            if NOT_FILTERS.contains(&name.as_str()) || filters.contains_key(name) || !is_field(name)
+            {
+                continue;
+            }
+            let value = match raw.parse::<f64>() {
+                Ok(number) if name.starts_with("metadata__") && number.is_finite() => {
+                    serde_json::json!(number)
+                }
+                _ => Value::String(raw.to_owned()),
+            };
+            filters.insert(
+                name.clone(),
+                serde_json::json!({"operator": "", "value": [value]}),
+            );
+        }
+        Value::Object(filters)
+    }
+
     fn equals(value: &str) -> Vec<FilterValue> {
         vec![FilterValue::Text(value.to_owned())]
     }
@@ -114,7 +160,10 @@ impl ListParams {
         // same span): what a dashboard bucket counts.
         query.spans.start_from = self.time("span_start_time")?;
         query.spans.start_to = self.time("span_end_time")?;
-        parse_trace_filters(&self.filters, &mut query)?;
+        let filters = self.filters_with_query(|name| {
+            TraceColumn::from_api(name).is_some() || parse_span_field(name).is_ok()
+        });
+        parse_trace_filters(&filters, &mut query)?;
         Ok(query)
     }
 
@@ -133,7 +182,8 @@ impl ListParams {
                 values: Self::equals(environment),
             });
         }
-        parse_span_filters(&self.filters, &mut filter)?;
+        let filters = self.filters_with_query(|name| parse_span_field(name).is_ok());
+        parse_span_filters(&filters, &mut filter)?;
         Ok(filter)
     }
 
@@ -287,5 +337,43 @@ mod tests {
         assert_eq!(query.filter.conditions.len(), 1);
         assert!(ListParams::new(HashMap::new(), b"[1]").is_err());
         assert!(ListParams::new(HashMap::new(), b"{").is_err());
+    }
+
+    #[test]
+    fn plain_query_parameters_filter_by_equality_unless_filters_name_the_field() {
+        let query: HashMap<String, String> = [
+            ("customer_identifier", "acme"),
+            ("metadata__step", "3"),
+            ("model", "ignored"),
+            ("page_size", "5"),
+            ("not_a_field", "x"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        let params = ListParams::new(
+            query,
+            br#"{"filters": {"model": {"operator": "", "value": ["gpt-4o"]}}}"#,
+        )
+        .unwrap();
+        let filter = params.span_filter().unwrap();
+        let mut got: Vec<String> = filter
+            .conditions
+            .iter()
+            .map(|c| format!("{:?} {:?}", c.field, c.values))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                "Column(CustomerIdentifier) [Text(\"acme\")]".to_owned(),
+                "Column(Model) [Text(\"gpt-4o\")]".to_owned(),
+                "Metadata([\"step\"]) [Number(3.0)]".to_owned(),
+            ]
+        );
+        // On trace lists a trace field filters the traces, span fields the spans they hold.
+        let traces = params.trace_query().unwrap();
+        assert_eq!(traces.conditions.len(), 1);
+        assert_eq!(traces.spans.conditions.len(), 2);
     }
 }

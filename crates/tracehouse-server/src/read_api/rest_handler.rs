@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use tracehouse_core::query::Page;
-use tracehouse_core::{Listing, SpanId, Timestamp, TraceId};
+use tracehouse_core::{Listing, LogId, ProjectId, Span, SpanId, Timestamp, TraceId};
 
 use super::model::{span_json, trace_json, trace_list_item_json};
 use super::params::{ListParams, SNAPSHOT_COUNT, list_envelope, page_link};
@@ -174,16 +174,84 @@ pub(super) async fn delete_trace(
 }
 
 /// `GET /api/request-logs/{span_unique_id}/`: one span with every stored field.
+/// `GET /api/request-logs/{id}/`: one span by its `id`, or by a bare `span_unique_id` when
+/// that names one span (`?trace_unique_id=` picks among several).
 pub(super) async fn get_span(
     State(state): State<AppState>,
     Authenticated(project): Authenticated,
-    Path(span_id): Path<String>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Result<JsonObject, ApiError> {
-    let not_found = || ApiError::NotFound(format!("span {span_id:?} not found"));
-    let id = SpanId::try_from(span_id.as_str()).map_err(|_| not_found())?;
-    match state.store.get_span(project.id, &id).await? {
-        Some(span) => Ok(Json(span_json(&span))),
-        None => Err(not_found()),
+    let trace = query.get("trace_unique_id").map(String::as_str);
+    let span = resolve_span(&state, project.id, &id, trace).await?;
+    Ok(Json(span_json(&span)))
+}
+
+/// Most spans a 409 for an ambiguous span id lists.
+const AMBIGUOUS_CANDIDATES: usize = 20;
+
+/// The span an id in a path names: its `id` (see [`LogId`]) first; otherwise a span id, which
+/// must then name one span of the project, or be narrowed by `trace` (409 listing the
+/// candidates when it names several).
+pub(crate) async fn resolve_span(
+    state: &AppState,
+    project: ProjectId,
+    raw: &str,
+    trace: Option<&str>,
+) -> Result<Span, ApiError> {
+    let not_found = || ApiError::NotFound(format!("span {raw:?} not found"));
+    if let Some((trace_id, span_id)) = LogId::parse(raw) {
+        if let Some(span) = state.store.get_span(project, &trace_id, &span_id).await? {
+            return Ok(span);
+        }
+    }
+    let span_id = SpanId::try_from(raw).map_err(|_| not_found())?;
+    if let Some(trace) = trace {
+        let trace_id = TraceId::try_from(trace).map_err(|e| {
+            ApiError::BadRequest(format!("trace_unique_id {trace:?} is not a trace id: {e}"))
+        })?;
+        return state
+            .store
+            .get_span(project, &trace_id, &span_id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("span {raw:?} not found in trace {trace:?}"))
+            });
+    }
+    let mut found = state
+        .store
+        .find_spans(project, &span_id, AMBIGUOUS_CANDIDATES + 1)
+        .await?;
+    match found.len() {
+        0 => Err(not_found()),
+        1 => Ok(found.remove(0)),
+        many => {
+            let candidates: Vec<Value> = found
+                .iter()
+                .take(AMBIGUOUS_CANDIDATES)
+                .map(|span| {
+                    json!({
+                        "id": LogId::of(&span.trace_id, &span.span_id).as_str(),
+                        "trace_unique_id": span.trace_id.as_str(),
+                        "span_unique_id": span.span_id.as_str(),
+                        "span_name": span.name,
+                        "start_time": span.start.to_rfc3339(),
+                    })
+                })
+                .collect();
+            let more = if many > AMBIGUOUS_CANDIDATES {
+                format!("more than {AMBIGUOUS_CANDIDATES}")
+            } else {
+                many.to_string()
+            };
+            Err(ApiError::Ambiguous {
+                message: format!(
+                    "span id {raw:?} names {more} spans in different traces: use one's `id`, \
+                     or add ?trace_unique_id="
+                ),
+                candidates,
+            })
+        }
     }
 }
 

@@ -333,9 +333,19 @@ impl SpanStore for ClickHouseStore {
     async fn get_span(
         &self,
         project: ProjectId,
+        trace_id: &TraceId,
         span_id: &SpanId,
     ) -> Result<Option<Span>, StoreError> {
-        query::get_span(&self.client, project, span_id).await
+        query::get_span(&self.client, project, trace_id, span_id).await
+    }
+
+    async fn find_spans(
+        &self,
+        project: ProjectId,
+        span_id: &SpanId,
+        limit: usize,
+    ) -> Result<Vec<Span>, StoreError> {
+        query::find_spans(&self.client, project, span_id, limit).await
     }
 
     async fn span_statistics(

@@ -442,20 +442,42 @@ pub(crate) async fn scan_spans(
 pub(crate) async fn get_span(
     client: &Client,
     project: ProjectId,
+    trace_id: &TraceId,
     span_id: &SpanId,
 ) -> Result<Option<Span>, StoreError> {
-    let filter = in_list("span_id", std::iter::once(span_id.as_str()));
-    Ok(spans_by_key_query(
+    let filter = format!(
+        "{}{}",
+        in_list("trace_id", std::iter::once(trace_id.as_str())),
+        in_list("span_id", std::iter::once(span_id.as_str()))
+    );
+    Ok(spans(
         client,
-        project,
         &format!(
-            "SELECT trace_id, span_id FROM {} ORDER BY ingested_ns DESC LIMIT 1",
-            // The span id is not a prefix of the sorting key: this reads the whole project.
-            live_spans_scan(client, project, &filter).await?
+            "SELECT {SPAN_COLUMNS} FROM {}",
+            live_spans(project, &filter)
         ),
     )
     .await?
     .pop())
+}
+
+pub(crate) async fn find_spans(
+    client: &Client,
+    project: ProjectId,
+    span_id: &SpanId,
+    limit: usize,
+) -> Result<Vec<Span>, StoreError> {
+    let filter = in_list("span_id", std::iter::once(span_id.as_str()));
+    spans_by_key_query(
+        client,
+        project,
+        &format!(
+            "SELECT trace_id, span_id FROM {} ORDER BY ingested_ns DESC LIMIT {limit}",
+            // The span id is not a prefix of the sorting key: this reads the whole project.
+            live_spans_scan(client, project, &filter).await?
+        ),
+    )
+    .await
 }
 
 pub(crate) async fn span_statistics(

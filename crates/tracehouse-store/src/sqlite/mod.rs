@@ -465,10 +465,22 @@ impl SpanStore for SqliteStore {
     async fn get_span(
         &self,
         project: ProjectId,
+        trace_id: &TraceId,
         span_id: &SpanId,
     ) -> Result<Option<Span>, StoreError> {
+        let (trace_id, span_id) = (trace_id.clone(), span_id.clone());
+        self.read(move |connection| query::get_span(connection, project, &trace_id, &span_id))
+            .await
+    }
+
+    async fn find_spans(
+        &self,
+        project: ProjectId,
+        span_id: &SpanId,
+        limit: usize,
+    ) -> Result<Vec<Span>, StoreError> {
         let span_id = span_id.clone();
-        self.read(move |connection| query::get_span(connection, project, &span_id))
+        self.read(move |connection| query::find_spans(connection, project, &span_id, limit))
             .await
     }
 

@@ -873,13 +873,35 @@ pub(crate) fn scan_spans(
 pub(crate) fn get_span(
     connection: &Connection,
     project: ProjectId,
+    trace_id: &TraceId,
     span_id: &SpanId,
 ) -> Result<Option<Span>, SqliteError> {
     let mut statement = connection.prepare_cached(&format!(
-        "SELECT {SPAN_COLUMNS} FROM spans WHERE project_id = ?1 AND span_id = ?2 ORDER BY ingested_ns DESC LIMIT 1"
+        "SELECT {SPAN_COLUMNS} FROM spans WHERE project_id = ?1 AND trace_id = ?2 AND span_id = ?3"
     ))?;
-    let mut rows = statement.query(params![project.0, span_id.as_str()])?;
+    let mut rows = statement.query(params![project.0, trace_id.as_str(), span_id.as_str()])?;
     rows.next()?.map(span_from_row).transpose()
+}
+
+pub(crate) fn find_spans(
+    connection: &Connection,
+    project: ProjectId,
+    span_id: &SpanId,
+    limit: usize,
+) -> Result<Vec<Span>, SqliteError> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {SPAN_COLUMNS} FROM spans WHERE project_id = ?1 AND span_id = ?2 \
+         ORDER BY ingested_ns DESC LIMIT ?3"
+    ))?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = statement.query_map(params![project.0, span_id.as_str(), limit], |row| {
+        Ok(span_from_row(row))
+    })?;
+    let mut spans = Vec::new();
+    for row in rows {
+        spans.push(row??);
+    }
+    Ok(spans)
 }
 
 pub(crate) fn span_statistics(

@@ -8,6 +8,7 @@ mod corpus;
 mod crash;
 mod guard;
 mod ingest;
+mod logging_api;
 mod metrics;
 mod migration;
 mod otlp;

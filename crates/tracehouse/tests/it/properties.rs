@@ -215,7 +215,7 @@ proptest! {
             let project = store.create_project(&ProjectName::default_project()).await.unwrap().id;
             store.write_spans(project, spans.clone()).await.unwrap();
             for (span_id, span) in &expected {
-                let read = store.get_span(project, span_id).await.unwrap();
+                let read = store.get_span(project, &span.trace_id, span_id).await.unwrap();
                 prop_assert_eq!(read.as_ref(), Some(span));
                 // What the read API and exports write decodes back to the same span.
                 let rendered = Value::Object(tracehouse_server::span_to_json(span));

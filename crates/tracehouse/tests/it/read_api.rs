@@ -701,7 +701,9 @@ async fn openapi_describes_every_route() {
         "/api/traces/list/",
         "/api/traces/{trace_unique_id}/",
         "/api/request-logs/list/",
-        "/api/request-logs/{span_unique_id}/",
+        "/api/request-logs/",
+        "/api/request-logs/{id}/",
+        "/api/request-logs/batch-update/",
         "/api/request-logs/summary/",
         "/api/projects/current/",
         "/api/metrics/timeseries/",
@@ -710,4 +712,6 @@ async fn openapi_describes_every_route() {
         assert!(paths.contains_key(route), "{route}");
     }
     assert!(doc["paths"]["/api/traces/{trace_unique_id}/"]["delete"].is_object());
+    assert!(doc["paths"]["/api/request-logs/{id}/"]["patch"].is_object());
+    assert!(doc["components"]["schemas"]["Span"]["properties"]["id"].is_object());
 }

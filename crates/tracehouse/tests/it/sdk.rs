@@ -282,3 +282,49 @@ async fn stock_otel_python_exporter_reads_back_as_a_trace() {
         json!({"role": "assistant", "content": "The OpenTelemetry protocol."})
     );
 }
+
+#[tokio::test]
+async fn vendor_logging_clients_create_get_and_list_logs() {
+    let server = TestServer::start().await;
+    // keywordsai's LogAPI and respan-api's spans client, each reading back what it created
+    // through its own response models (the script fails if one does not validate).
+    let Some(trace_id) = run_script("logging_clients.py", &[&server.base, &server.key]).await
+    else {
+        return;
+    };
+
+    let trace = server.trace(&trace_id).await;
+    assert_eq!(trace["span_count"], 1, "{trace}");
+    assert_eq!(trace["total_prompt_tokens"], 20);
+    assert_eq!(trace["total_cost"], 0.0002);
+    let (_, list) = server.get("/api/request-logs/list/?page_size=10").await;
+    assert_eq!(list["count"], 2, "{list}");
+    let mut by_client: Vec<(String, String, String)> = list["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|log| {
+            (
+                log["metadata"]["source"].as_str().unwrap().to_owned(),
+                log["thread_identifier"].as_str().unwrap().to_owned(),
+                log["custom_identifier"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    by_client.sort();
+    assert_eq!(
+        by_client,
+        vec![
+            (
+                "keywordsai".to_owned(),
+                "kwai-thread".to_owned(),
+                "kwai-custom".to_owned()
+            ),
+            (
+                "respan-api".to_owned(),
+                "respan-thread".to_owned(),
+                "respan-custom".to_owned()
+            ),
+        ]
+    );
+}

@@ -295,6 +295,19 @@ impl TestServer {
         answer(response).await
     }
 
+    /// PATCHes a JSON body with the server's key.
+    pub(crate) async fn patch_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .patch(self.url(path))
+            .bearer_auth(&self.key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        answer(response).await
+    }
+
     pub(crate) async fn get_with_key(&self, path: &str, key: &str) -> (StatusCode, Value) {
         let response = self
             .client
