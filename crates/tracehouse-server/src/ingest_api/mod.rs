@@ -1,8 +1,9 @@
 //! Ingest routes: span logs (`/v1/traces/ingest` and the OpenAI-agents variant) and OTLP/HTTP
-//! (`/v1/traces`, `/v2/traces`).
+//! (`/v1/traces`, `/v2/traces`); `otlp` is the export both OTLP transports share.
 
 mod body;
 pub(crate) mod model;
+pub(crate) mod otlp;
 mod rest_handler;
 
 use axum::Router;
