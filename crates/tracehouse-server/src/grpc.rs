@@ -306,6 +306,6 @@ mod tests {
             Some(Duration::from_secs(3))
         );
         let status = status_of(ApiError::PayloadTooLarge { limit: 10 });
-        assert_eq!(status.get_details_retry_info(), None);
+        assert!(status.get_details_retry_info().is_none());
     }
 }
