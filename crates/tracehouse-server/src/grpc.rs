@@ -123,7 +123,10 @@ impl Service<axum::http::Request<tonic::body::Body>> for GrpcService {
 fn limit_body(body: tonic::body::Body, state: &AppState) -> tonic::body::Body {
     let limits = state.limits;
     let timed = TimeoutBody::new(limits.request_body_timeout, body);
-    let limited = Limited::new(timed, limits.max_body_bytes + FRAME_HEADER_BYTES);
+    let limited = Limited::new(
+        timed,
+        limits.max_body_bytes.saturating_add(FRAME_HEADER_BYTES),
+    );
     tonic::body::Body::new(limited.map_err(move |error: BoxError| {
         if error.is::<LengthLimitError>() {
             return status_of(ApiError::PayloadTooLarge {

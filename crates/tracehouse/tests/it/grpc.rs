@@ -24,8 +24,10 @@ on_every_store!(
 
 /// How the key travels in a request's metadata.
 enum Key<'a> {
+    /// `authorization: Bearer <key>`.
     Bearer(&'a str),
-    XApiKey(&'a str),
+    /// `x-api-key: <key>`.
+    XApi(&'a str),
     Missing,
 }
 
@@ -55,7 +57,7 @@ impl TestServer {
                     .metadata_mut()
                     .insert("authorization", format!("Bearer {key}").parse().unwrap());
             }
-            Key::XApiKey(key) => {
+            Key::XApi(key) => {
                 request
                     .metadata_mut()
                     .insert("x-api-key", key.parse().unwrap());
@@ -185,7 +187,7 @@ async fn grpc_gzip_and_keys(backend: Backend) {
     server
         .grpc_export(
             request_of(vec![span(7, 1, "via x-api-key")]),
-            Key::XApiKey(&server.key),
+            Key::XApi(&server.key),
             false,
         )
         .await
