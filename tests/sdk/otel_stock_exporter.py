@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Sends a two-span trace to tracehouse with the stock OpenTelemetry Python SDK and its
-OTLP/HTTP protobuf exporter, configured the way the README tells a user to.
+OTLP exporter, configured the way the README tells a user to: OTLP/HTTP protobuf by default,
+OTLP/gRPC with `grpc`.
 
-    otel_stock_exporter.py [BASE_URL [API_KEY]]
+    otel_stock_exporter.py [BASE_URL [API_KEY [http|grpc]]]
 
 BASE_URL is the server root, `http://127.0.0.1:8080`; spans go to `{BASE_URL}/v1/traces`.
-Without arguments, TRACEHOUSE_BASE_URL and TRACEHOUSE_API_KEY are read. It must be a
-loopback URL. The last stdout line is the trace id, 32 lowercase hex digits. Exits non-zero
-when the exporter could not deliver the spans.
+With `grpc`, BASE_URL is the gRPC listener, `http://127.0.0.1:4317`, and spans go to its
+`TraceService/Export` over plaintext HTTP/2 (`insecure=True`) with the key in the
+`authorization` metadata. Without arguments, TRACEHOUSE_BASE_URL and TRACEHOUSE_API_KEY are
+read. It must be a loopback URL. The last stdout line is the trace id, 32 lowercase hex
+digits. Exits non-zero when the exporter could not deliver the spans.
 """
 
 import os
@@ -24,23 +27,32 @@ INPUT_TOKENS = 11
 OUTPUT_TOKENS = 6
 
 
-def arguments() -> tuple[str, str]:
+def arguments() -> tuple[str, str, str]:
     base = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("TRACEHOUSE_BASE_URL")
     key = sys.argv[2] if len(sys.argv) > 2 else os.environ.get("TRACEHOUSE_API_KEY")
-    if not base or not key:
+    protocol = sys.argv[3] if len(sys.argv) > 3 else "http"
+    if not base or not key or protocol not in ("http", "grpc"):
         sys.exit(__doc__)
-    return base.rstrip("/"), key
+    return base.rstrip("/"), key, protocol
+
+
+def exporter_class(protocol: str):  # type: ignore[no-untyped-def]
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    return OTLPSpanExporter
 
 
 def main() -> None:
-    base, key = arguments()
+    base, key, protocol = arguments()
     loopback_guard.require_loopback_url(base)
     loopback_guard.install()
     for name in list(os.environ):
         if name.startswith("OTEL_"):
             del os.environ[name]
 
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    OTLPSpanExporter = exporter_class(protocol)
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
@@ -58,10 +70,21 @@ def main() -> None:
                 CountingExporter.failed += len(spans)
             return result
 
-    exporter = CountingExporter(
-        endpoint=f"{base}/v1/traces",
-        headers={"Authorization": f"Bearer {key}"},
-    )
+    if protocol == "grpc":
+        # gRPC metadata keys are lowercase; the gRPC core opens its own sockets, which the
+        # loopback guard cannot see, so the URL was checked above instead.
+        destination = base
+        exporter = CountingExporter(
+            endpoint=base,
+            insecure=True,
+            headers={"authorization": f"Bearer {key}"},
+        )
+    else:
+        destination = f"{base}/v1/traces"
+        exporter = CountingExporter(
+            endpoint=destination,
+            headers={"Authorization": f"Bearer {key}"},
+        )
     provider = TracerProvider(resource=Resource.create({"service.name": "otel-stock-e2e"}))
     provider.add_span_processor(BatchSpanProcessor(exporter))
     tracer = provider.get_tracer("tracehouse.e2e.stock")
@@ -89,7 +112,7 @@ def main() -> None:
             f"the exporter did not deliver the spans: flushed={flushed} "
             f"ok={CountingExporter.ok} failed={CountingExporter.failed}"
         )
-    print(f"exported {CountingExporter.ok} spans to {base}/v1/traces", file=sys.stderr)
+    print(f"exported {CountingExporter.ok} spans to {destination}", file=sys.stderr)
     print(trace_id)
 
 

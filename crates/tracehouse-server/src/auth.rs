@@ -1,6 +1,7 @@
 //! API key authentication: every data route resolves the caller's key to a project.
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use tracehouse_core::{ApiKeyHash, Project};
@@ -14,8 +15,9 @@ use crate::error::ApiError;
 pub struct Authenticated(pub Project);
 
 /// The key from `Authorization: Bearer <key>` or, as some OTLP exporters send it, `x-api-key`.
-fn presented_key(parts: &Parts) -> Result<&str, ApiError> {
-    if let Some(value) = parts.headers.get(AUTHORIZATION) {
+/// gRPC metadata are HTTP/2 headers, so OTLP/gRPC reads its key here too.
+fn presented_key(headers: &HeaderMap) -> Result<&str, ApiError> {
+    if let Some(value) = headers.get(AUTHORIZATION) {
         let value = value.to_str().map_err(|_| {
             ApiError::Unauthorized("Authorization header is not valid text".to_owned())
         })?;
@@ -27,7 +29,7 @@ fn presented_key(parts: &Parts) -> Result<&str, ApiError> {
         }
         return Ok(key.trim());
     }
-    if let Some(value) = parts.headers.get("x-api-key") {
+    if let Some(value) = headers.get("x-api-key") {
         return value
             .to_str()
             .map(str::trim)
@@ -38,19 +40,27 @@ fn presented_key(parts: &Parts) -> Result<&str, ApiError> {
     ))
 }
 
+/// The project of the key in `headers`, after taking one request from the key's rate limit.
+pub(crate) async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Project, ApiError> {
+    let key = ApiKeyHash::of_secret(presented_key(headers)?);
+    match state.store.authenticate(&key).await? {
+        Some(project) => {
+            state.guard.check_rate(&key)?;
+            Ok(project)
+        }
+        None => Err(ApiError::Unauthorized(
+            "invalid or revoked API key".to_owned(),
+        )),
+    }
+}
+
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let key = ApiKeyHash::of_secret(presented_key(parts)?);
-        match state.store.authenticate(&key).await? {
-            Some(project) => {
-                state.guard.check_rate(&key)?;
-                Ok(Authenticated(project))
-            }
-            None => Err(ApiError::Unauthorized(
-                "invalid or revoked API key".to_owned(),
-            )),
-        }
+        authenticate(state, &parts.headers).await.map(Authenticated)
     }
 }

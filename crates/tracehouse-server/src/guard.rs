@@ -74,6 +74,12 @@ impl Guard {
         }
     }
 
+    /// A slot among the requests in flight (HTTP and gRPC share them), held until dropped;
+    /// `None` when all are taken.
+    pub(crate) fn try_enter(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        Arc::clone(&self.in_flight).try_acquire_owned().ok()
+    }
+
     /// Takes one request's worth from the key's token bucket, or says when to come back.
     pub(crate) fn check_rate(&self, key: &ApiKeyHash) -> Result<(), ApiError> {
         let Some(rate) = &self.rate else {
@@ -127,9 +133,9 @@ pub(crate) async fn guard(State(state): State<AppState>, request: Request, next:
                 let _permit = if is_exempt(request.uri().path()) {
                     None
                 } else {
-                    match Arc::clone(&guard.in_flight).try_acquire_owned() {
-                        Ok(permit) => Some(permit),
-                        Err(_) => {
+                    match guard.try_enter() {
+                        Some(permit) => Some(permit),
+                        None => {
                             return ApiError::Unavailable(
                                 "too many requests in flight; retry shortly".to_owned(),
                             )
@@ -281,7 +287,13 @@ impl Metrics {
         }
     }
 
-    fn request_answered(&self, route: String, method: String, status: u16, took: Duration) {
+    pub(crate) fn request_answered(
+        &self,
+        route: String,
+        method: String,
+        status: u16,
+        took: Duration,
+    ) {
         self.request_seconds
             .get_or_create(&RouteLabels {
                 route: route.clone(),

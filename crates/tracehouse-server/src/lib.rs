@@ -2,19 +2,24 @@
 //!
 //! # Layout
 //! - [`router`] builds the whole API from an [`AppState`]; [`serve`] runs it on a listener.
-//! - `ingest_api`: ingest routes (span logs, OTLP/HTTP, the logging API's create).
+//! - `ingest_api`: ingest routes (span logs, OTLP/HTTP, the logging API's create), and the
+//!   OTLP export both OTLP transports share.
 //! - `feedback_api`: changes people make to stored logs (`PATCH` of feedback fields).
+//! - `grpc`: OTLP/gRPC ingest ([`grpc_service`], [`serve_grpc`] on a second listener).
 //! - `read_api`: trace and span reads, exports, and the JSON shapes of spans and traces;
 //!   [`span_to_json`] and [`ExportEncoder`] give the binary's offline `export` the same bytes.
 //! - `auth`: API key extraction; `error`: `ApiError` and its HTTP mapping.
 //! - `ui`: the web trace viewer, embedded HTML/CSS/JS served at `/` and under `/ui/`.
 //!
+//! Architecture invariant: OTLP types are named only in `grpc` (the gRPC service's messages);
+//! every OTLP body is decoded by `tracehouse-ingest`.
 //! Architecture invariant: this crate holds an `Arc<dyn SpanStore>` and never names a backend.
 //! It binds no socket and reads no environment: the binary hands it a listener and a config.
 
 mod auth;
 mod error;
 mod feedback_api;
+mod grpc;
 mod guard;
 mod ingest_api;
 mod read_api;
@@ -37,6 +42,7 @@ use tracehouse_core::{PriceTable, Span, SpanStore, Timestamp};
 
 pub use auth::Authenticated;
 pub use error::ApiError;
+pub use grpc::{GrpcService, grpc_service, serve_grpc};
 pub use guard::Metrics;
 pub use read_api::export::{ExportEncoder, ExportError, ExportFormat};
 

@@ -437,6 +437,25 @@ pub(crate) enum SyncMode {
     Full,
 }
 
+/// `--grpc-listen`: where the OTLP/gRPC listener binds, or that there is none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GrpcListen {
+    /// `off`: no gRPC listener.
+    Off,
+    /// Bind this address.
+    On(SocketAddr),
+}
+
+fn parse_grpc_listen(text: &str) -> Result<GrpcListen, String> {
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(GrpcListen::Off);
+    }
+    text.trim()
+        .parse()
+        .map(GrpcListen::On)
+        .map_err(|_| format!("expected ADDRESS:PORT (such as 0.0.0.0:4317) or off, not {text:?}"))
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// A TOML file of these settings, keyed by flag name (`listen = "0.0.0.0:8080"`,
@@ -453,6 +472,19 @@ pub(crate) struct ServeArgs {
         value_name = "ADDR"
     )]
     pub(crate) listen: SocketAddr,
+
+    /// Address of the OTLP/gRPC listener (`TraceService/Export`, the port collectors and
+    /// OpenTelemetry SDKs export to by default), or `off` for none. It takes the same API key
+    /// (`authorization: Bearer <key>` or `x-api-key` metadata), gzip and limits as OTLP/HTTP on
+    /// --listen. Use port 0 for any free port.
+    #[arg(
+        long,
+        env = "TRACEHOUSE_GRPC_LISTEN",
+        default_value = "127.0.0.1:4317",
+        value_name = "ADDR|off",
+        value_parser = parse_grpc_listen
+    )]
+    pub(crate) grpc_listen: GrpcListen,
 
     #[command(flatten)]
     pub(crate) store: StoreArgs,
@@ -535,6 +567,11 @@ pub(crate) struct ServeArgs {
     /// Write the bound address to this file once listening (for scripts using port 0).
     #[arg(long, value_name = "FILE")]
     pub(crate) addr_file: Option<PathBuf>,
+
+    /// Write the bound OTLP/gRPC address to this file once listening (for scripts using
+    /// `--grpc-listen 127.0.0.1:0`). It is written before the --addr-file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) grpc_addr_file: Option<PathBuf>,
 
     /// Seconds to let in-flight requests finish after SIGTERM or Ctrl-C.
     #[arg(

@@ -9,7 +9,7 @@ use tracehouse_core::PriceTable;
 use tracehouse_server::Limits;
 use tracehouse_store::{ClickHouseConfig, SqliteConfig, Synchronous};
 
-use crate::cli::{ClickHouseArgs, ServeArgs, StoreArgs, SyncMode};
+use crate::cli::{ClickHouseArgs, GrpcListen, ServeArgs, StoreArgs, SyncMode};
 
 /// Which backend to open, and how.
 #[derive(Debug, Clone)]
@@ -221,6 +221,9 @@ pub(crate) struct ServeConfig {
     pub(crate) limits: Limits,
     pub(crate) prices: PriceTable,
     pub(crate) addr_file: Option<PathBuf>,
+    /// The OTLP/gRPC listener's address; `None`: no gRPC listener.
+    pub(crate) grpc_listen: Option<SocketAddr>,
+    pub(crate) grpc_addr_file: Option<PathBuf>,
     pub(crate) shutdown_grace: Duration,
     pub(crate) cors_origins: Option<Vec<String>>,
 }
@@ -255,6 +258,19 @@ impl ServeConfig {
         if args.request_body_timeout_secs == 0 {
             bail!("--request-body-timeout-secs must be at least 1");
         }
+        let grpc_listen = match args.grpc_listen {
+            GrpcListen::Off => None,
+            GrpcListen::On(address) => Some(address),
+        };
+        if grpc_listen.is_none() && args.grpc_addr_file.is_some() {
+            bail!("--grpc-addr-file needs a gRPC listener, but --grpc-listen is off");
+        }
+        if grpc_listen == Some(args.listen) && args.listen.port() != 0 {
+            bail!(
+                "--grpc-listen and --listen are both {}: gRPC needs a port of its own (4317 by default)",
+                args.listen
+            );
+        }
         let mut store = StoreConfig::from_args(&args.store)?;
         match &mut store {
             StoreConfig::Sqlite(sqlite) => sqlite.max_database_bytes = args.max_db_bytes,
@@ -285,6 +301,8 @@ impl ServeConfig {
             cors_origins: (!cors_origins.is_empty()).then_some(cors_origins),
             prices: load_prices(args.prices.as_deref())?,
             addr_file: args.addr_file,
+            grpc_listen,
+            grpc_addr_file: args.grpc_addr_file,
             shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         })
     }

@@ -162,6 +162,37 @@ mod tests {
         );
     }
 
+    /// The gRPC listener is configured like the HTTP one, `off` included, and parses to the
+    /// address or to no listener.
+    #[test]
+    fn grpc_listen_comes_from_the_file_too() {
+        use clap::Parser;
+
+        use crate::cli::{Command, GrpcListen};
+
+        let grpc = |extra: &[String]| {
+            let mut argv = vec!["tracehouse".to_owned(), "serve".to_owned()];
+            argv.extend(extra.iter().cloned());
+            match Cli::try_parse_from(argv).unwrap().command {
+                Command::Serve(serve) => serve.grpc_listen,
+                other => panic!("parsed {other:?}"),
+            }
+        };
+        let off = added("grpc-listen = \"off\"", &[], &[]).unwrap();
+        assert_eq!(off, ["--grpc-listen", "off"]);
+        assert_eq!(grpc(&off), GrpcListen::Off);
+        let any = added(
+            "grpc_listen = \"0.0.0.0:4318\"",
+            &[],
+            &["TRACEHOUSE_GRPC_LISTEN"],
+        )
+        .unwrap();
+        assert!(any.is_empty(), "the environment wins over the file");
+        let on = added("grpc_listen = \"0.0.0.0:4318\"", &[], &[]).unwrap();
+        assert_eq!(grpc(&on), GrpcListen::On("0.0.0.0:4318".parse().unwrap()));
+        assert!(Cli::try_parse_from(["tracehouse", "serve", "--grpc-listen", "nowhere"]).is_err());
+    }
+
     #[test]
     fn unknown_keys_and_bad_values_are_errors_that_name_them() {
         let error = added("lissen = \"x\"", &[], &[]).unwrap_err().to_string();

@@ -66,7 +66,19 @@ pub fn decode_otlp(
         OtlpEncoding::Protobuf => OtlpExportRequest::decode(body)?,
         OtlpEncoding::Json => json::parse_request(body)?,
     };
-    decode_request(request, context)
+    decode_export_request(request, context)
+}
+
+/// The OTLP response to an export: empty when every span was stored, otherwise a
+/// `partial_success` with the number of rejected spans and `error_message`. OTLP/gRPC answers
+/// with it as it is; [`encode_export_response`] encodes it for OTLP/HTTP.
+pub fn export_response(rejected_spans: i64, error_message: &str) -> OtlpExportResponse {
+    OtlpExportResponse {
+        partial_success: (rejected_spans > 0).then(|| OtlpPartialSuccess {
+            rejected_spans,
+            error_message: error_message.to_owned(),
+        }),
+    }
 }
 
 /// Encodes an `ExportTraceServiceResponse`: empty when every span was stored, otherwise a
@@ -76,15 +88,12 @@ pub fn encode_export_response(
     error_message: &str,
     encoding: OtlpEncoding,
 ) -> Vec<u8> {
-    let partial_success = (rejected_spans > 0).then(|| OtlpPartialSuccess {
-        rejected_spans,
-        error_message: error_message.to_owned(),
-    });
+    let response = export_response(rejected_spans, error_message);
     match encoding {
-        OtlpEncoding::Protobuf => OtlpExportResponse { partial_success }.encode_to_vec(),
+        OtlpEncoding::Protobuf => response.encode_to_vec(),
         // Written by hand because opentelemetry-proto's serde writes an absent `partialSuccess`
         // as `null` where the OTLP JSON mapping expects the field left out.
-        OtlpEncoding::Json => match partial_success {
+        OtlpEncoding::Json => match response.partial_success {
             None => b"{}".to_vec(),
             Some(partial) => json!({"partialSuccess": {
                 "rejectedSpans": partial.rejected_spans,
@@ -120,8 +129,10 @@ fn qualified_span_name(name: String, attributes: &[(String, Value)]) -> String {
     }
 }
 
-/// The path both encodings share, from a parsed request on.
-fn decode_request(
+/// Decodes an `ExportTraceServiceRequest` that is already parsed (OTLP/gRPC hands the service
+/// the message itself) into spans and rejections. Both OTLP/HTTP encodings end here too, so a
+/// span stores the same whichever transport carried it.
+pub fn decode_export_request(
     request: OtlpExportRequest,
     context: IngestContext<'_>,
 ) -> Result<Decoded, DecodeError> {
@@ -485,7 +496,7 @@ mod tests {
             received_at: Timestamp::from_unix_nanos(0),
             prices: &prices,
         };
-        let decoded = decode_request(request, context).unwrap();
+        let decoded = decode_export_request(request, context).unwrap();
         decoded
             .rejected
             .into_iter()
@@ -537,6 +548,46 @@ mod tests {
                 (4, "resource".to_owned())
             ]
         );
+    }
+
+    // OTLP/gRPC decodes the parsed message, OTLP/HTTP the bytes: the spans must not differ.
+    #[test]
+    fn parsed_request_decodes_like_its_protobuf_bytes() {
+        let request = OtlpExportRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![
+                        span(1, deep("app.value", 2), vec![]),
+                        OtlpSpan {
+                            trace_id: vec![1; 3],
+                            ..span(2, vec![], vec![])
+                        },
+                    ],
+                    ..ScopeSpans::default()
+                }],
+                ..ResourceSpans::default()
+            }],
+        };
+        let prices = PriceTable::builtin();
+        let context = IngestContext {
+            received_at: Timestamp::from_unix_nanos(5),
+            prices: &prices,
+        };
+        let from_bytes =
+            decode_otlp(&request.encode_to_vec(), OtlpEncoding::Protobuf, context).unwrap();
+        let from_message = decode_export_request(request, context).unwrap();
+        assert_eq!(from_message, from_bytes);
+        assert_eq!(from_message.spans.len(), 1);
+        assert_eq!(from_message.rejected[0].index, 1);
+        assert_eq!(from_message.rejected[0].field, "trace_unique_id");
+    }
+
+    #[test]
+    fn export_response_has_partial_success_only_for_rejections() {
+        assert_eq!(export_response(0, "").partial_success, None);
+        let partial = export_response(2, "span 1: bad").partial_success.unwrap();
+        assert_eq!(partial.rejected_spans, 2);
+        assert_eq!(partial.error_message, "span 1: bad");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Ingest routes: span logs (`/v1/traces/ingest` and the OpenAI-agents variant), OTLP/HTTP
-//! (`/v1/traces`, `/v2/traces`) and the logging API's create (`/request-logs/`).
+//! (`/v1/traces`, `/v2/traces`) and the logging API's create (`/request-logs/`); `otlp` is the
+//! export both OTLP transports share.
 
 pub(crate) mod body;
 pub(crate) mod model;
+pub(crate) mod otlp;
 mod request_logs;
 mod rest_handler;
 

@@ -1,7 +1,5 @@
 //! Handlers of the span-log ingest routes.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
@@ -13,11 +11,12 @@ use tracehouse_ingest::otlp::{OtlpEncoding, decode_otlp, encode_export_response}
 use tracehouse_ingest::spanlog::decode_span_logs;
 use tracehouse_ingest::{DecodeError, Decoded};
 
-use super::body::{decode_error, media_type, read_body, require_json};
+use super::body::{media_type, read_body, require_json};
 use super::model::{IngestResponse, RejectedItem};
+use super::otlp::{check_item_count, decode_off_runtime, ingest_export};
+use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::ApiError;
-use crate::{AppState, now};
 
 /// `POST /api/v1/traces/ingest`: a JSON array of span logs (or `{"data": [...]}`).
 /// Answers only after the accepted spans are committed.
@@ -30,7 +29,7 @@ pub(super) async fn ingest_span_logs(
     require_json(&headers)?;
     let bytes = read_body(&headers, body, &state.limits).await?;
     let decoded = decode_off_runtime(&state, bytes, |bytes, context| {
-        decode_span_logs(bytes, context)
+        decode_span_logs(&bytes, context)
     })
     .await?;
 
@@ -73,29 +72,6 @@ pub(super) async fn ingest_span_logs(
         .into_response())
 }
 
-/// Runs a decoder on a blocking thread: decoding a large batch takes milliseconds, which
-/// must not stall the async workers that serve other requests.
-async fn decode_off_runtime(
-    state: &AppState,
-    bytes: Vec<u8>,
-    decoder: fn(&[u8], IngestContext<'_>) -> Result<Decoded, DecodeError>,
-) -> Result<Decoded, ApiError> {
-    let received_at = now();
-    let prices = Arc::clone(&state.prices);
-    tokio::task::spawn_blocking(move || {
-        decoder(
-            &bytes,
-            IngestContext {
-                received_at,
-                prices: &prices,
-            },
-        )
-    })
-    .await
-    .map_err(|join| ApiError::Internal(format!("decoder task failed: {join}")))?
-    .map_err(decode_error)
-}
-
 /// The OTLP encoding named by a request's content type.
 fn otlp_encoding(headers: &HeaderMap) -> Result<OtlpEncoding, ApiError> {
     match media_type(headers).as_deref() {
@@ -111,15 +87,6 @@ fn otlp_encoding(headers: &HeaderMap) -> Result<OtlpEncoding, ApiError> {
 /// `POST /v1/traces` (and `/api/v1/traces`, `/v2/traces`, `/api/v2/traces`): an OTLP/HTTP
 /// `ExportTraceServiceRequest`. Answers, after the commit, an `ExportTraceServiceResponse` in
 /// the request's encoding; spans that fail validation are counted in its partial success.
-/// The configured bound on items per request; the decoders enforce the absolute one.
-fn check_item_count(state: &AppState, count: usize) -> Result<(), ApiError> {
-    let limit = state.limits.max_spans_per_request;
-    if count > limit {
-        return Err(ApiError::TooManyItems { count, limit });
-    }
-    Ok(())
-}
-
 pub(super) async fn ingest_otlp(
     State(state): State<AppState>,
     Authenticated(project): Authenticated,
@@ -128,37 +95,11 @@ pub(super) async fn ingest_otlp(
 ) -> Result<Response, ApiError> {
     let encoding = otlp_encoding(&headers)?;
     let bytes = read_body(&headers, body, &state.limits).await?;
-    let decoded = match encoding {
-        OtlpEncoding::Protobuf => {
-            decode_off_runtime(&state, bytes, |bytes, context| {
-                decode_otlp(bytes, OtlpEncoding::Protobuf, context)
-            })
-            .await?
-        }
-        OtlpEncoding::Json => {
-            decode_off_runtime(&state, bytes, |bytes, context| {
-                decode_otlp(bytes, OtlpEncoding::Json, context)
-            })
-            .await?
-        }
+    let decoder = match encoding {
+        OtlpEncoding::Protobuf => decode_otlp_protobuf,
+        OtlpEncoding::Json => decode_otlp_json,
     };
-    check_item_count(&state, decoded.spans.len() + decoded.rejected.len())?;
-    let rejected = decoded.rejected;
-    let accepted = decoded.spans.len();
-    if accepted > 0 {
-        state.store.write_spans(project.id, decoded.spans).await?;
-    }
-    state
-        .guard
-        .metrics
-        .spans_ingested(accepted, rejected.iter().map(|r| r.field.as_str()));
-    let message = rejected
-        .iter()
-        .take(10)
-        .map(|r| format!("span {}: {}", r.index, r.error))
-        .collect::<Vec<_>>()
-        .join("; ");
-    let rejected_count = i64::try_from(rejected.len()).unwrap_or(i64::MAX);
+    let outcome = ingest_export(&state, &project, bytes, decoder).await?;
     let content_type = match encoding {
         OtlpEncoding::Protobuf => "application/x-protobuf",
         OtlpEncoding::Json => "application/json",
@@ -166,7 +107,15 @@ pub(super) async fn ingest_otlp(
     Ok((
         StatusCode::OK,
         [(CONTENT_TYPE, content_type)],
-        encode_export_response(rejected_count, &message, encoding),
+        encode_export_response(outcome.rejected_spans, &outcome.message, encoding),
     )
         .into_response())
+}
+
+fn decode_otlp_protobuf(body: Vec<u8>, context: IngestContext<'_>) -> Result<Decoded, DecodeError> {
+    decode_otlp(&body, OtlpEncoding::Protobuf, context)
+}
+
+fn decode_otlp_json(body: Vec<u8>, context: IngestContext<'_>) -> Result<Decoded, DecodeError> {
+    decode_otlp(&body, OtlpEncoding::Json, context)
 }

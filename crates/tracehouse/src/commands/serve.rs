@@ -33,6 +33,24 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let address = listener
         .local_addr()
         .context("cannot read the bound address")?;
+    let grpc_listener = match config.grpc_listen {
+        Some(grpc_address) => Some(TcpListener::bind(grpc_address).await.with_context(|| {
+            format!(
+                "cannot listen on {grpc_address} for OTLP/gRPC (--grpc-listen; `off` disables it)"
+            )
+        })?),
+        None => None,
+    };
+    let grpc_address = grpc_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .context("cannot read the bound gRPC address")?;
+    // The gRPC file first: a script that waits for --addr-file finds both.
+    if let (Some(path), Some(grpc_address)) = (&config.grpc_addr_file, grpc_address) {
+        std::fs::write(path, grpc_address.to_string())
+            .with_context(|| format!("cannot write gRPC address file {}", path.display()))?;
+    }
     if let Some(path) = &config.addr_file {
         std::fs::write(path, address.to_string())
             .with_context(|| format!("cannot write address file {}", path.display()))?;
@@ -41,6 +59,12 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "tracehouse listening on http://{address} (store {})",
         store.describe()
     );
+    match grpc_address {
+        Some(grpc_address) => {
+            println!("tracehouse OTLP/gRPC listening on {grpc_address}");
+        }
+        None => tracing::info!("OTLP/gRPC listener off"),
+    }
     if let Some(secret) = first_key {
         println!(
             "created an API key for project \"default\"; it is shown only now, store it safely:"
@@ -54,20 +78,40 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         state = state.with_cors_origins(origins);
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(tracehouse_server::serve(listener, state, async move {
-        let mut stop_rx = stop_rx;
+    let stopped = |mut stop_rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
-    }));
+    };
+    let grpc_server = grpc_listener.map(|grpc_listener| {
+        tokio::spawn(tracehouse_server::serve_grpc(
+            grpc_listener,
+            state.clone(),
+            stopped(stop_rx.clone()),
+        ))
+    });
+    let server = tokio::spawn(tracehouse_server::serve(listener, state, stopped(stop_rx)));
     shutdown_signal().await;
     tracing::info!(
         grace_secs = config.shutdown_grace.as_secs(),
         "shutting down: finishing in-flight requests"
     );
     let _ = stop_tx.send(true);
-    match tokio::time::timeout(config.shutdown_grace, server).await {
-        Ok(joined) => joined
+    // Both listeners drain within one grace period.
+    let drained = async {
+        let http = server
+            .await
             .context("server task panicked")?
-            .context("server failed")?,
+            .context("server failed");
+        let grpc = match grpc_server {
+            Some(grpc_server) => grpc_server
+                .await
+                .context("gRPC server task panicked")?
+                .context("gRPC server failed"),
+            None => Ok(()),
+        };
+        http.and(grpc)
+    };
+    match tokio::time::timeout(config.shutdown_grace, drained).await {
+        Ok(result) => result?,
         Err(_) => tracing::warn!("in-flight requests did not finish within the grace period"),
     }
     Ok(ExitCode::SUCCESS)

@@ -39,8 +39,15 @@ impl ServeProcess {
     pub(crate) fn start_with(store_args: &[&std::ffi::OsStr], addr_file: &Path) -> Self {
         let addr_file = addr_file.to_path_buf();
         let _ = std::fs::remove_file(&addr_file);
+        // Tests run in parallel: the gRPC listener takes any free port unless a test says.
+        let grpc_listen: &[&str] = if store_args.iter().any(|arg| *arg == "--grpc-listen") {
+            &[]
+        } else {
+            &["--grpc-listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(grpc_listen)
             .args(store_args)
             .arg("--addr-file")
             .arg(&addr_file)
@@ -300,6 +307,10 @@ fn help_and_bad_config_are_explained() {
         "TRACEHOUSE_LISTEN",
         "TRACEHOUSE_DATA_DIR",
         "127.0.0.1:8080",
+        "--grpc-listen",
+        "TRACEHOUSE_GRPC_LISTEN",
+        "127.0.0.1:4317",
+        "--grpc-addr-file",
     ] {
         assert!(help.contains(flag), "serve --help lacks {flag}");
     }

@@ -32,6 +32,10 @@ const DATA_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/request-logs/list/"),
     ("POST", "/api/request-logs/list/"),
     ("GET", "/api/request-logs/{span}/"),
+    ("PATCH", "/api/request-logs/{span}/"),
+    ("PATCH", "/api/request-logs/batch-update/"),
+    ("POST", "/api/request-logs/"),
+    ("POST", "/api/request-logs/create/"),
     ("GET", "/api/request-logs/summary/"),
     ("POST", "/api/request-logs/summary/"),
     ("GET", "/api/projects/current/"),
@@ -61,6 +65,14 @@ fn spellings(path: &str) -> Vec<String> {
 }
 
 fn body_for(method: &str, path: &str) -> (Vec<u8>, &'static str) {
+    if method == "PATCH" {
+        let change = if path.contains("batch-update") {
+            json!([{"id": "guarded-span", "note": "changed"}])
+        } else {
+            json!({"note": "changed"})
+        };
+        return (change.to_string().into_bytes(), "application/json");
+    }
     if method != "POST" {
         return (Vec::new(), "application/json");
     }
@@ -89,6 +101,7 @@ async fn every_data_route_needs_a_key_and_the_router_has_no_undocumented_ones() 
                         == path
                             .replace("{trace_unique_id}", "guarded-trace")
                             .replace("{span_unique_id}", "guarded-span")
+                            .replace("{id}", "guarded-span")
             });
             assert!(
                 public || walked,
@@ -146,15 +159,21 @@ async fn another_projects_data_is_not_found_not_forbidden() {
     let intruder = server.key_for("intruder").await;
     for (method, path) in DATA_ROUTES {
         let path = concrete(path);
-        if !(path.contains("guarded-trace") || path.contains("guarded-span")) {
+        if !(path.contains("guarded-trace")
+            || path.contains("guarded-span")
+            || path.contains("batch-update"))
+        {
             continue;
         }
+        let (body, content_type) = body_for(method, &path);
         let response = server
             .client
             .request(
                 Method::from_bytes(method.as_bytes()).unwrap(),
                 server.url(&path),
             )
+            .header("content-type", content_type)
+            .body(body)
             .bearer_auth(&intruder)
             .send()
             .await
@@ -167,6 +186,10 @@ async fn another_projects_data_is_not_found_not_forbidden() {
             "{method} {path} leaked: {text}"
         );
     }
+    // The intruder's updates changed nothing.
+    let (status, owned) = server.get("/api/request-logs/guarded-span/").await;
+    assert_eq!(status, 200);
+    assert_eq!(owned.get("note"), None, "{owned}");
     // Lists, summaries and exports of the intruder hold none of it.
     for path in ["/api/traces/list/", "/api/request-logs/list/"] {
         let (status, body) = server.get_with_key(path, &intruder).await;

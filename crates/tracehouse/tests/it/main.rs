@@ -6,6 +6,7 @@ mod cli;
 mod clickhouse;
 mod corpus;
 mod crash;
+mod grpc;
 mod guard;
 mod ingest;
 mod logging_api;

@@ -328,3 +328,85 @@ async fn vendor_logging_clients_create_get_and_list_logs() {
         ]
     );
 }
+
+/// Ids, clock readings and the SDK's per-process `service.instance.id`, which differ between
+/// two runs of the same script; every other field of a trace and its spans must not.
+const RUN_SPECIFIC: [&str; 14] = [
+    "id",
+    "unique_id",
+    "trace_unique_id",
+    "root_span_unique_id",
+    "service.instance.id",
+    "span_unique_id",
+    "span_parent_id",
+    "start_time",
+    "timestamp",
+    "end_time",
+    "latency",
+    "trace_start_time",
+    "trace_end_time",
+    "duration",
+];
+
+fn without_run_specific(value: &Value) -> Value {
+    match value {
+        Value::Object(object) => Value::Object(
+            object
+                .iter()
+                .filter(|(key, _)| !RUN_SPECIFIC.contains(&key.as_str()))
+                .map(|(key, value)| (key.clone(), without_run_specific(value)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(without_run_specific).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The stock OTLP/gRPC exporter (`insecure=True`, key in the `authorization` metadata) against
+/// the gRPC listener stores the same trace as the stock OTLP/HTTP exporter sending the same
+/// spans: every field but ids and times reads back equal.
+#[tokio::test]
+async fn stock_otel_python_grpc_exporter_reads_back_like_the_http_one() {
+    let server = TestServer::start().await;
+    let Some(http_trace_id) = run_script(
+        "otel_stock_exporter.py",
+        &[&server.base, &server.key, "http"],
+    )
+    .await
+    else {
+        return;
+    };
+    let Some(grpc_trace_id) = run_script(
+        "otel_stock_exporter.py",
+        &[&server.grpc_base, &server.key, "grpc"],
+    )
+    .await
+    else {
+        return;
+    };
+    assert_ne!(grpc_trace_id, http_trace_id);
+
+    let over_grpc = server.trace(&grpc_trace_id).await;
+    assert_eq!(over_grpc["span_count"], 2, "{over_grpc}");
+    assert_eq!(over_grpc["name"], "answer_question");
+    assert_eq!(over_grpc["total_prompt_tokens"], 11);
+    assert_eq!(over_grpc["total_completion_tokens"], 6);
+    let chat = only_child(&over_grpc["span_tree"][0]);
+    assert_eq!(chat["model"], "gpt-4o-mini");
+    assert_eq!(
+        chat["span_parent_id"],
+        over_grpc["span_tree"][0]["span_unique_id"]
+    );
+    assert_eq!(
+        chat["completion_message"],
+        json!({"role": "assistant", "content": "The OpenTelemetry protocol."})
+    );
+    assert_eq!(over_grpc["trace_unique_id"], grpc_trace_id);
+
+    let over_http = server.trace(&http_trace_id).await;
+    assert_eq!(
+        without_run_specific(&over_grpc),
+        without_run_specific(&over_http),
+        "\n--- grpc\n{over_grpc:#}\n--- http\n{over_http:#}"
+    );
+}

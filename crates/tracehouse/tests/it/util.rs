@@ -151,13 +151,15 @@ pub(crate) use on_every_store;
 /// An in-process server; dropped, it shuts down.
 pub(crate) struct TestServer {
     pub(crate) base: String,
+    /// The OTLP/gRPC listener, as `http://127.0.0.1:PORT`.
+    pub(crate) grpc_base: String,
     pub(crate) key: String,
     pub(crate) store: Arc<dyn SpanStore>,
     pub(crate) client: reqwest::Client,
     _dir: tempfile::TempDir,
     /// The ClickHouse nodes and database to drop afterwards.
     clickhouse: Option<(Vec<String>, String)>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    shutdown: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 impl TestServer {
@@ -220,13 +222,26 @@ impl TestServer {
             .secret;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let grpc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc_base = format!("http://{}", grpc_listener.local_addr().unwrap());
+        let shutdown = tokio::sync::watch::Sender::new(false);
+        let stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
         let state = AppState::with_limits(Arc::clone(&store), limits, metrics);
-        tokio::spawn(tracehouse_server::serve(listener, state, async move {
-            let _ = stopped.await;
-        }));
+        tokio::spawn(tracehouse_server::serve_grpc(
+            grpc_listener,
+            state.clone(),
+            stopped(shutdown.subscribe()),
+        ));
+        tokio::spawn(tracehouse_server::serve(
+            listener,
+            state,
+            stopped(shutdown.subscribe()),
+        ));
         Self {
             base,
+            grpc_base,
             key,
             store,
             client: reqwest::Client::new(),
@@ -333,7 +348,7 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
+            let _ = shutdown.send(true);
         }
         if let Some((urls, database)) = self.clickhouse.take() {
             for url in urls {
