@@ -764,10 +764,31 @@ fn parse_condition<F>(
     })
 }
 
-/// Parses a span field name: a column or `metadata__key__subkey`.
+/// The first key of the index path under which stores keep a span's scores beside its
+/// metadata (`scores__<evaluator>` filters on `[SCORES_INDEX_KEY, evaluator]`). It starts with
+/// a control character, which no `metadata__*` filter may name, so the two never meet.
+pub const SCORES_INDEX_KEY: &str = "\u{1f}scores";
+
+/// Parses a span field name: a column, `metadata__key__subkey`, or `scores__<evaluator>` (a
+/// score's evaluator slug or id).
 pub fn parse_span_field(name: &str) -> Result<(SpanField, FieldType), QueryError> {
     if let Some((column, kind)) = SpanColumn::from_api(name) {
         return Ok((SpanField::Column(column), kind));
+    }
+    if let Some(evaluator) = name.strip_prefix("scores__") {
+        if evaluator.is_empty()
+            || evaluator.contains('"')
+            || evaluator.chars().any(char::is_control)
+        {
+            return Err(bad_value(
+                name,
+                "the evaluator after scores__ must be non-empty and contain no '\"'",
+            ));
+        }
+        return Ok((
+            SpanField::Metadata(vec![SCORES_INDEX_KEY.to_owned(), evaluator.to_owned()]),
+            FieldType::Dynamic,
+        ));
     }
     if let Some(path) = name.strip_prefix("metadata__") {
         let keys: Vec<String> = path.split("__").map(str::to_owned).collect();
@@ -785,7 +806,7 @@ pub fn parse_span_field(name: &str) -> Result<(SpanField, FieldType), QueryError
     Err(QueryError::UnknownField {
         field: name.to_owned(),
         known: format!(
-            "{}, metadata__<key>",
+            "{}, metadata__<key>, scores__<evaluator>",
             SpanColumn::api_names().collect::<Vec<_>>().join(", ")
         ),
     })
@@ -832,7 +853,7 @@ pub fn parse_trace_filters(filters: &Value, query: &mut TraceQuery) -> Result<()
             QueryError::UnknownField { field, .. } => QueryError::UnknownField {
                 field,
                 known: format!(
-                    "{}, span fields ({}), metadata__<key>",
+                    "{}, span fields ({}), metadata__<key>, scores__<evaluator>",
                     TraceColumn::api_names().collect::<Vec<_>>().join(", "),
                     SpanColumn::api_names().collect::<Vec<_>>().join(", ")
                 ),
@@ -995,6 +1016,14 @@ mod tests {
             Err(QueryError::BadShape(_))
         ));
         assert!(parse_span_field("metadata__").is_err());
+        assert_eq!(
+            parse_span_field("scores__helpfulness").map(|(field, _)| field),
+            Ok(SpanField::Metadata(vec![
+                SCORES_INDEX_KEY.to_owned(),
+                "helpfulness".to_owned()
+            ]))
+        );
+        assert!(parse_span_field("scores__").is_err());
         assert!(parse_span_field("metadata__a\"b").is_err());
     }
 

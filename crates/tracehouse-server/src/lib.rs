@@ -4,7 +4,7 @@
 //! - [`router`] builds the whole API from an [`AppState`]; [`serve`] runs it on a listener.
 //! - `ingest_api`: ingest routes (span logs, OTLP/HTTP, the logging API's create), and the
 //!   OTLP export both OTLP transports share.
-//! - `feedback_api`: changes people make to stored logs (`PATCH` of feedback fields).
+//! - `feedback_api`: what people add to stored logs (`PATCH` of feedback fields, scores).
 //! - `grpc`: OTLP/gRPC ingest ([`grpc_service`], [`serve_grpc`] on a second listener).
 //! - `read_api`: trace and span reads, exports, and the JSON shapes of spans and traces;
 //!   [`span_to_json`] and [`ExportEncoder`] give the binary's offline `export` the same bytes.
@@ -200,6 +200,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/openapi.json", get(openapi))
         .merge(ingest_api::router())
         .merge(read_api::router())
+        .merge(feedback_api::router())
         .merge(ui::router())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)

@@ -2,7 +2,8 @@
 //! alike on each: metadata flattened to scalars (for `metadata__*` filters and grouping) and
 //! the bounded text that search reads.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
+use tracehouse_core::query::SCORES_INDEX_KEY;
 
 /// Deepest metadata nesting that is indexed; deeper values stay in the content, unindexed.
 const MAX_METADATA_DEPTH: usize = 8;
@@ -61,6 +62,54 @@ fn flatten(prefix: &str, value: &Value, depth: usize, out: &mut Vec<(String, Met
     }
 }
 
+/// Most scores indexed per span.
+const MAX_SCORES: usize = 64;
+
+/// What a span's content puts in the metadata index: its metadata flattened, then its
+/// scores (`scores`, keyed by evaluator, as the scores API writes them) under
+/// `[SCORES_INDEX_KEY, evaluator]`, by the map's key and by `evaluator_id` when that differs:
+/// a numerical value as a number; string, boolean and categorical values as text.
+pub(crate) fn index_entries(content: &Map<String, Value>) -> Vec<(String, MetadataScalar)> {
+    let mut entries = content
+        .get("metadata")
+        .map(flatten_metadata)
+        .unwrap_or_default();
+    let Some(Value::Object(scores)) = content.get("scores") else {
+        return entries;
+    };
+    for (evaluator, score) in scores.iter().take(MAX_SCORES) {
+        let mut values = Vec::new();
+        if let Some(number) = score.get("numerical_value").and_then(Value::as_f64) {
+            values.push(MetadataScalar::Number(number));
+        }
+        if let Some(text) = score.get("string_value").and_then(Value::as_str) {
+            values.push(MetadataScalar::Text(text.to_owned()));
+        }
+        if let Some(flag) = score.get("boolean_value").and_then(Value::as_bool) {
+            values.push(MetadataScalar::Text(flag.to_string()));
+        }
+        if let Some(Value::Array(items)) = score.get("categorical_value") {
+            values.extend(
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|item| MetadataScalar::Text(item.to_owned())),
+            );
+        }
+        let mut names = vec![evaluator.as_str()];
+        if let Some(id) = score.get("evaluator_id").and_then(Value::as_str) {
+            if id != evaluator && !id.is_empty() {
+                names.push(id);
+            }
+        }
+        for name in names {
+            let key = format!("{SCORES_INDEX_KEY}__{name}");
+            entries.extend(values.iter().map(|value| (key.clone(), value.clone())));
+        }
+    }
+    entries
+}
+
 /// Text of a content field for search: strings as they are, other JSON as JSON, at most
 /// [`MAX_SEARCH_CHARS`] characters.
 pub(crate) fn searchable(value: Option<&Value>) -> String {
@@ -78,6 +127,35 @@ pub(crate) fn searchable(value: Option<&Value>) -> String {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+
+    #[test]
+    fn scores_are_indexed_beside_metadata_by_evaluator_slug_and_id() {
+        let content = json!({
+            "metadata": {"step": 2},
+            "scores": {
+                "helpfulness": {"evaluator_slug": "helpfulness", "evaluator_id": "ev-1",
+                                "numerical_value": 4.5},
+                "tone": {"evaluator_slug": "tone", "string_value": "warm",
+                         "categorical_value": ["polite", "brief"], "boolean_value": true},
+            },
+        });
+        let Value::Object(content) = content else {
+            unreachable!()
+        };
+        let key = |name: &str| format!("{SCORES_INDEX_KEY}__{name}");
+        assert_eq!(
+            index_entries(&content),
+            vec![
+                ("step".to_owned(), MetadataScalar::Number(2.0)),
+                (key("helpfulness"), MetadataScalar::Number(4.5)),
+                (key("ev-1"), MetadataScalar::Number(4.5)),
+                (key("tone"), MetadataScalar::Text("warm".to_owned())),
+                (key("tone"), MetadataScalar::Text("true".to_owned())),
+                (key("tone"), MetadataScalar::Text("polite".to_owned())),
+                (key("tone"), MetadataScalar::Text("brief".to_owned())),
+            ]
+        );
+    }
 
     use super::*;
 

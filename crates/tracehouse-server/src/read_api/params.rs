@@ -88,8 +88,8 @@ impl ListParams {
 
     /// The `filters` object completed by plain `field=value` query parameters (as the
     /// vendor's clients send `?customer_identifier=...`): each name `is_field` accepts becomes
-    /// an equality filter unless `filters` already has that field. A `metadata__*` value that
-    /// reads as a number is matched as one.
+    /// an equality filter unless `filters` already has that field. A `metadata__*` or
+    /// `scores__*` value that reads as a number is matched as one.
     fn filters_with_query(&self, is_field: impl Fn(&str) -> bool) -> Value {
         const NOT_FILTERS: &[&str] = &[
             "page",
@@ -119,7 +119,10 @@ impl ListParams {
                 continue;
             }
             let value = match raw.parse::<f64>() {
-                Ok(number) if name.starts_with("metadata__") && number.is_finite() => {
+                Ok(number)
+                    if (name.starts_with("metadata__") || name.starts_with("scores__"))
+                        && number.is_finite() =>
+                {
                     serde_json::json!(number)
                 }
                 _ => Value::String(raw.to_owned()),

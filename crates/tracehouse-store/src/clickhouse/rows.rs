@@ -8,7 +8,7 @@ use tracehouse_core::{
 
 use super::ClickHouseError;
 use super::client::RowBinary;
-use crate::indexing::{MetadataScalar, flatten_metadata};
+use crate::indexing::{MetadataScalar, index_entries};
 
 /// Columns a [`SpanRead`] is selected with.
 pub(crate) const SPAN_COLUMNS: &str = "trace_id, span_id, parent_id, name, log_type, start_ns, end_ns, latency, \
@@ -73,11 +73,7 @@ impl<'a> SpanInsert<'a> {
         ingested_ns: i64,
         version: u64,
     ) -> Result<Self, ClickHouseError> {
-        let metadata = span
-            .content
-            .get("metadata")
-            .map(flatten_metadata)
-            .unwrap_or_default();
+        let metadata = index_entries(&span.content);
         let mut meta_keys = Vec::with_capacity(metadata.len());
         let mut meta_text = Vec::with_capacity(metadata.len());
         let mut meta_num = Vec::with_capacity(metadata.len());

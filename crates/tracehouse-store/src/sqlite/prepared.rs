@@ -13,7 +13,7 @@ use tracehouse_core::{ProjectId, Span};
 use super::SqliteError;
 use super::content::StoredContent;
 use super::rollup::{RollupDeltas, RollupFacts};
-use crate::indexing::{MetadataScalar, flatten_metadata, searchable};
+use crate::indexing::{MetadataScalar, index_entries, searchable};
 
 /// What the writer stores for one span besides its columns.
 pub(crate) struct PreparedSpan {
@@ -43,11 +43,7 @@ impl PreparedSpan {
             content: StoredContent::encode(serde_json::to_string(&span.content)?)?,
             search_input: searchable(input),
             search_output: searchable(output),
-            metadata: span
-                .content
-                .get("metadata")
-                .map(|metadata| distinct(flatten_metadata(metadata)))
-                .unwrap_or_default(),
+            metadata: distinct(index_entries(&span.content)),
         })
     }
 }

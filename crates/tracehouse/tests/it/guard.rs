@@ -36,6 +36,11 @@ const DATA_ROUTES: &[(&str, &str)] = &[
     ("PATCH", "/api/request-logs/batch-update/"),
     ("POST", "/api/request-logs/"),
     ("POST", "/api/request-logs/create/"),
+    ("GET", "/api/logs/{span}/scores/"),
+    ("POST", "/api/logs/{span}/scores/"),
+    ("GET", "/api/logs/{span}/scores/{score}/"),
+    ("PATCH", "/api/logs/{span}/scores/{score}/"),
+    ("DELETE", "/api/logs/{span}/scores/{score}/"),
     ("GET", "/api/request-logs/summary/"),
     ("POST", "/api/request-logs/summary/"),
     ("GET", "/api/projects/current/"),
@@ -48,6 +53,7 @@ const DATA_ROUTES: &[(&str, &str)] = &[
 fn concrete(path: &str) -> String {
     path.replace("{trace}", "guarded-trace")
         .replace("{span}", "guarded-span")
+        .replace("{score}", "guarded-score")
 }
 
 /// Each spelling a client may use: with and without `/api`, with and without the slash.
@@ -65,6 +71,14 @@ fn spellings(path: &str) -> Vec<String> {
 }
 
 fn body_for(method: &str, path: &str) -> (Vec<u8>, &'static str) {
+    if path.contains("/scores/") && matches!(method, "POST" | "PATCH") {
+        let score = if method == "POST" {
+            json!({"evaluator_slug": "guard", "numerical_value": 1})
+        } else {
+            json!({"numerical_value": 1})
+        };
+        return (score.to_string().into_bytes(), "application/json");
+    }
     if method == "PATCH" {
         let change = if path.contains("batch-update") {
             json!([{"id": "guarded-span", "note": "changed"}])
@@ -102,6 +116,7 @@ async fn every_data_route_needs_a_key_and_the_router_has_no_undocumented_ones() 
                             .replace("{trace_unique_id}", "guarded-trace")
                             .replace("{span_unique_id}", "guarded-span")
                             .replace("{id}", "guarded-span")
+                            .replace("{score_id}", "guarded-score")
             });
             assert!(
                 public || walked,
@@ -190,6 +205,7 @@ async fn another_projects_data_is_not_found_not_forbidden() {
     let (status, owned) = server.get("/api/request-logs/guarded-span/").await;
     assert_eq!(status, 200);
     assert_eq!(owned.get("note"), None, "{owned}");
+    assert_eq!(owned.get("scores"), None, "{owned}");
     // Lists, summaries and exports of the intruder hold none of it.
     for path in ["/api/traces/list/", "/api/request-logs/list/"] {
         let (status, body) = server.get_with_key(path, &intruder).await;

@@ -11,6 +11,7 @@ on_every_store!(
     a_batch_of_logs_stores_the_good_ones_and_names_the_bad,
     a_span_id_shared_by_two_traces_is_resolved_by_id_and_refused_bare,
     updates_change_only_feedback_fields_and_refused_ones_change_nothing,
+    scores_are_one_per_evaluator_and_filter_spans_and_traces,
 );
 
 /// The body a vendor client sent, from `fixtures/logging-api/`.
@@ -390,4 +391,195 @@ async fn updates_change_only_feedback_fields_and_refused_ones_change_nothing(bac
     let (_, second) = server.get(&format!("/api/request-logs/{other_id}/")).await;
     assert_eq!(second["positive_feedback"], true);
     assert_eq!(second["metadata"], json!({"k": 1}));
+}
+
+/// A span list (or trace list) filtered by one `filters` entry, as JSON in the query string.
+async fn count_where(
+    server: &TestServer,
+    list: &str,
+    field: &str,
+    operator: &str,
+    value: Value,
+) -> u64 {
+    let filters = json!({ field: {"operator": operator, "value": [value]} }).to_string();
+    let encoded: String = filters.bytes().map(|b| format!("%{b:02X}")).collect();
+    let (status, answer) = server.get(&format!("{list}?filters={encoded}")).await;
+    assert_eq!(status, StatusCode::OK, "{field} {operator}: {answer}");
+    answer["count"].as_u64().unwrap()
+}
+
+async fn scores_are_one_per_evaluator_and_filter_spans_and_traces(backend: Backend) {
+    let server = TestServer::start_on(backend).await;
+    let (status, body) = server
+        .ingest(&json!([
+            {"trace_unique_id": "one", "span_unique_id": "root", "span_name": "first",
+             "start_time": "2025-01-01T00:00:00Z", "latency": 1.0},
+            {"trace_unique_id": "two", "span_unique_id": "root", "span_name": "second",
+             "start_time": "2025-01-01T00:01:00Z", "latency": 1.0, "model": "gpt-4o"},
+        ]))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, two) = server
+        .get("/api/request-logs/root/?trace_unique_id=two")
+        .await;
+    let (_, one) = server
+        .get("/api/request-logs/root/?trace_unique_id=one")
+        .await;
+    let (two, one) = (
+        two["id"].as_str().unwrap().to_owned(),
+        one["id"].as_str().unwrap().to_owned(),
+    );
+    let scores = format!("/api/logs/{two}/scores/");
+
+    let (status, first) = server
+        .post_json(
+            &scores,
+            &json!({"evaluator_slug": "helpfulness", "numerical_value": 4}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(first["log_id"], two.as_str());
+    assert_eq!(first["evaluator_slug"], "helpfulness");
+    assert_eq!(first["numerical_value"], 4);
+    assert_eq!(first["score_value_type"], "numerical");
+    assert_eq!(first["is_passed"], Value::Null);
+    let score_id = first["id"].as_str().unwrap().to_owned();
+    // The same evaluator again updates its one score.
+    let (status, again) = server
+        .post_json(
+            &scores,
+            &json!({"evaluator_slug": "helpfulness", "numerical_value": 2}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["id"], score_id.as_str());
+    assert_eq!(again["numerical_value"], 2);
+    assert_eq!(again["created_at"], first["created_at"]);
+    let (status, safe) = server
+        .post_json(
+            &scores,
+            &json!({"evaluator_id": "ev-safe", "boolean_value": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{safe}");
+    assert_eq!(safe["is_passed"], true);
+
+    let (status, listed) = server.get(&scores).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["count"], 2);
+    assert_eq!(listed["next"], Value::Null);
+    assert_eq!(listed["results"][0]["id"], score_id.as_str());
+    let (_, detail) = server.get(&format!("/api/request-logs/{two}/")).await;
+    assert_eq!(detail["scores"]["helpfulness"]["numerical_value"], 2);
+    assert_eq!(detail["scores"]["ev-safe"]["boolean_value"], true);
+    let (_, untouched) = server.get(&format!("/api/logs/{one}/scores/")).await;
+    assert_eq!(untouched["count"], 0);
+
+    // Filters by score, on spans and on traces.
+    let spans = "/api/request-logs/list/";
+    let traces = "/api/traces/list/";
+    assert_eq!(
+        count_where(&server, spans, "scores__helpfulness", "gte", json!(2)).await,
+        1
+    );
+    assert_eq!(
+        count_where(&server, spans, "scores__helpfulness", "lt", json!(2)).await,
+        0
+    );
+    assert_eq!(
+        count_where(&server, spans, "scores__ev-safe", "", json!("true")).await,
+        1
+    );
+    assert_eq!(
+        count_where(&server, traces, "scores__helpfulness", "", json!(2)).await,
+        1
+    );
+    let (_, list) = server.get("/api/traces/list/?scores__helpfulness=2").await;
+    assert_eq!(list["count"], 1, "{list}");
+    assert_eq!(list["results"][0]["trace_unique_id"], "two");
+
+    // Refused: no evaluator, no value, a wrong type, a bare shared span id; nothing changes.
+    for (body, named) in [
+        (json!({"numerical_value": 1}), "evaluator_slug"),
+        (json!({"evaluator_slug": "tone"}), "needs a value"),
+        (
+            json!({"evaluator_slug": "tone", "numerical_value": "4"}),
+            "numerical_value",
+        ),
+        (
+            json!({"evaluator_slug": "tone", "string_value": "ok", "model": "x"}),
+            "model",
+        ),
+    ] {
+        let (status, error) = server.post_json(&scores, &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {error}");
+        assert!(
+            error["message"].as_str().unwrap().contains(named),
+            "{body}: {error}"
+        );
+    }
+    let (status, _) = server
+        .post_json(
+            "/api/logs/root/scores/",
+            &json!({"evaluator_slug": "tone", "string_value": "ok"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (_, listed) = server.get(&scores).await;
+    assert_eq!(listed["count"], 2);
+
+    // One score: read, changed, refused changes, deleted.
+    let one_score = format!("{scores}{score_id}/");
+    let (status, got) = server.get(&one_score).await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    assert_eq!(got["numerical_value"], 2);
+    let (status, changed) = server
+        .patch_json(
+            &one_score,
+            &json!({"numerical_value": 5, "explanation": "better"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["numerical_value"], 5);
+    assert_eq!(changed["explanation"], "better");
+    assert_eq!(
+        count_where(&server, spans, "scores__helpfulness", "gte", json!(5)).await,
+        1
+    );
+    let (status, error) = server
+        .patch_json(&one_score, &json!({"evaluator_slug": "other"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("evaluator_slug cannot be changed")
+    );
+    let (status, error) = server
+        .patch_json(&one_score, &json!({"numerical_value": null}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    let (_, got) = server.get(&one_score).await;
+    assert_eq!(got["numerical_value"], 5);
+
+    let response = server
+        .client
+        .delete(server.url(&one_score))
+        .bearer_auth(&server.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let (status, _) = server.get(&one_score).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, listed) = server.get(&scores).await;
+    assert_eq!(listed["count"], 1);
+    assert_eq!(
+        count_where(&server, spans, "scores__helpfulness", "gte", json!(0)).await,
+        0
+    );
+    // The span itself is as it was: its trace's aggregates did not move.
+    let trace = server.trace("two").await;
+    assert_eq!(trace["span_count"], 1);
 }
