@@ -137,6 +137,100 @@ impl fmt::Display for LogId {
     }
 }
 
+/// One thing a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Send spans: every ingest route, nothing else. For applications, where keys leak most.
+    Ingest,
+    /// Read everything (lists, traces, spans, scores, exports, the dashboard); change nothing.
+    Read,
+    /// Everything, including deletes, updates of logs and scores.
+    Admin,
+}
+
+impl Scope {
+    /// Every scope, in the order listings print them.
+    pub const ALL: [Scope; 3] = [Scope::Ingest, Scope::Read, Scope::Admin];
+
+    /// The name users type and see.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Ingest => "ingest",
+            Scope::Read => "read",
+            Scope::Admin => "admin",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            Scope::Ingest => 1,
+            Scope::Read => 2,
+            Scope::Admin => 4,
+        }
+    }
+}
+
+/// Why text is not a set of scopes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown scope {0:?}: scopes are ingest, read and admin (comma-separated)")]
+pub struct ScopeError(pub String);
+
+/// The scopes of a key: any of ingest, read and admin, never none. `admin` grants everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Scopes(u8);
+
+impl Scopes {
+    /// Everything: the scope of keys created without one, and of every key made before scopes.
+    pub const ADMIN: Scopes = Scopes(4);
+
+    /// The scopes listed.
+    pub fn of(scopes: &[Scope]) -> Option<Self> {
+        let bits = scopes.iter().fold(0, |bits, scope| bits | scope.bit());
+        (bits != 0).then_some(Self(bits))
+    }
+
+    /// Whether a key with these scopes may do what `needed` allows.
+    pub fn allow(self, needed: Scope) -> bool {
+        self.0 & (needed.bit() | Scope::Admin.bit()) != 0
+    }
+
+    /// Each scope held, in [`Scope::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = Scope> {
+        Scope::ALL
+            .into_iter()
+            .filter(move |scope| self.0 & scope.bit() != 0)
+    }
+}
+
+impl fmt::Display for Scopes {
+    /// Comma-separated, as stored and as `--scope` takes them: `ingest,read`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.iter().map(Scope::as_str).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+impl std::str::FromStr for Scopes {
+    type Err = ScopeError;
+
+    /// Comma-separated scope names, in any order and case, blanks ignored.
+    fn from_str(raw: &str) -> Result<Self, ScopeError> {
+        let mut scopes = Vec::new();
+        for name in raw
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+        {
+            let scope = Scope::ALL
+                .into_iter()
+                .find(|scope| scope.as_str().eq_ignore_ascii_case(name))
+                .ok_or_else(|| ScopeError(name.to_owned()))?;
+            scopes.push(scope);
+        }
+        Self::of(&scopes).ok_or_else(|| ScopeError(raw.to_owned()))
+    }
+}
+
 /// Internal numeric id of a project (tenant); every stored row carries one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ProjectId(pub i64);
@@ -253,6 +347,25 @@ pub fn api_key_from_random(random: &[u8; 32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scopes_parse_print_and_admin_grants_everything() {
+        let ingest_read: Scopes = "read, Ingest".parse().unwrap();
+        assert_eq!(ingest_read.to_string(), "ingest,read");
+        assert!(ingest_read.allow(Scope::Ingest) && ingest_read.allow(Scope::Read));
+        assert!(!ingest_read.allow(Scope::Admin));
+        let read: Scopes = "read".parse().unwrap();
+        assert!(!read.allow(Scope::Ingest));
+        for scope in Scope::ALL {
+            assert!(Scopes::ADMIN.allow(scope));
+        }
+        assert_eq!(Scopes::ADMIN.to_string(), "admin");
+        assert_eq!("".parse::<Scopes>(), Err(ScopeError(String::new())));
+        assert_eq!(
+            "read,write".parse::<Scopes>(),
+            Err(ScopeError("write".to_owned()))
+        );
+    }
 
     #[test]
     fn log_ids_name_one_span_of_one_trace_and_read_back() {

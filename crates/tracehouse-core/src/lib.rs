@@ -30,11 +30,13 @@ pub mod trace_filter;
 pub mod trace_state;
 
 pub use cost::PriceTable;
-pub use ids::{ApiKeyHash, LogId, Project, ProjectId, ProjectName, SpanId, TraceId};
+pub use ids::{
+    ApiKeyHash, LogId, Project, ProjectId, ProjectName, Scope, ScopeError, Scopes, SpanId, TraceId,
+};
 pub use span::{LogType, Span, SpanGrouping, SpanStatus, TokenUsage};
 pub use spanlog::{FieldError, IngestContext, span_from_log};
 pub use store::{
-    ApiKeyInfo, GroupCommit, Listing, NewApiKey, ProjectStats, SpanStatistics, SpanStore,
+    ApiKeyInfo, GroupCommit, KeyGrant, Listing, NewApiKey, ProjectStats, SpanStatistics, SpanStore,
     StoreError, StoreObserver, StoredTrace, TraceListItem, WriteReceipt,
 };
 pub use time::Timestamp;

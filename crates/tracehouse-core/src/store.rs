@@ -4,10 +4,11 @@ use async_trait::async_trait;
 
 use serde_json::Value;
 
-use crate::ids::{ApiKeyHash, Project, ProjectId, ProjectName, SpanId, TraceId};
+use crate::ids::{ApiKeyHash, Project, ProjectId, ProjectName, Scopes, SpanId, TraceId};
 use crate::metrics::{Timeseries, TimeseriesQuery, TopEntry, TopQuery};
 use crate::query::{SpanFilter, SpanQuery, TraceQuery};
 use crate::span::Span;
+use crate::time::Timestamp;
 use crate::trace::TraceSummary;
 
 /// Failures of a store, as the API needs to tell them apart.
@@ -127,6 +128,20 @@ pub struct ApiKeyInfo {
     pub created_at: String,
     /// Revocation time, RFC 3339; a revoked key authenticates nothing.
     pub revoked_at: Option<String>,
+    /// What the key may do.
+    pub scopes: Scopes,
+    /// When a server last accepted it, RFC 3339, to the minute (servers record a use at most
+    /// once a minute per key); `None` when never.
+    pub last_used_at: Option<String>,
+}
+
+/// What a valid key grants: its project and scopes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyGrant {
+    /// The project the key reads and writes.
+    pub project: Project,
+    /// What it may do there.
+    pub scopes: Scopes,
 }
 
 /// A freshly created key: the only moment the secret is known.
@@ -248,12 +263,21 @@ pub trait SpanStore: Send + Sync + 'static {
     /// A project by name, created when it does not exist yet (offline `import`).
     async fn create_project(&self, name: &ProjectName) -> Result<Project, StoreError>;
 
-    /// The project an unrevoked key belongs to.
-    async fn authenticate(&self, key: &ApiKeyHash) -> Result<Option<Project>, StoreError>;
+    /// The project and scopes of an unrevoked key.
+    async fn authenticate(&self, key: &ApiKeyHash) -> Result<Option<KeyGrant>, StoreError>;
 
-    /// Creates a key for a project, creating the project when it does not exist yet.
-    async fn create_key(&self, project: &ProjectName, label: &str)
-    -> Result<NewApiKey, StoreError>;
+    /// Notes that a server accepted `key` at `at` (shown by `keys list`). Servers call it at
+    /// most once a minute per key.
+    async fn record_key_use(&self, key: &ApiKeyHash, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Creates a key with these scopes for a project, creating the project when it does not
+    /// exist yet.
+    async fn create_key(
+        &self,
+        project: &ProjectName,
+        label: &str,
+        scopes: Scopes,
+    ) -> Result<NewApiKey, StoreError>;
 
     /// Every key, revoked ones included, oldest first.
     async fn list_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError>;

@@ -16,6 +16,9 @@ pub enum ApiError {
     /// No key, or a key that is unknown or revoked.
     #[error("{0}")]
     Unauthorized(String),
+    /// A valid key without the scope this needs.
+    #[error("{0}")]
+    Forbidden(String),
     /// Nothing at this path for this project.
     #[error("{0}")]
     NotFound(String),
@@ -78,6 +81,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Ambiguous { .. } => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -98,6 +102,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Ambiguous { .. } => "ambiguous_id",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",

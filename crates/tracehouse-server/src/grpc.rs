@@ -30,6 +30,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use tower::Service;
 use tower_http::timeout::TimeoutBody;
+use tracehouse_core::Scope;
 use tracehouse_ingest::otlp::{decode_export_request, export_response};
 
 use crate::AppState;
@@ -181,7 +182,9 @@ impl TraceExport {
         request: tonic::Request<OtlpExportRequest>,
     ) -> Result<OtlpExportResponse, ApiError> {
         let (metadata, _, message) = request.into_parts();
-        let project = authenticate(&self.state, metadata.as_ref()).await?;
+        let project = authenticate(&self.state, metadata.as_ref(), Some(Scope::Ingest))
+            .await?
+            .project;
         let outcome = ingest_export(&self.state, &project, message, decode_export_request).await?;
         Ok(export_response(outcome.rejected_spans, &outcome.message))
     }
@@ -221,6 +224,7 @@ fn status_of(error: ApiError) -> Status {
             Status::invalid_argument(message)
         }
         ApiError::Unauthorized(_) => Status::unauthenticated(message),
+        ApiError::Forbidden(_) => Status::permission_denied(message),
         ApiError::NotFound(_) => Status::not_found(message),
         ApiError::Ambiguous { .. } => Status::failed_precondition(message),
         ApiError::MethodNotAllowed(_) => Status::unimplemented(message),

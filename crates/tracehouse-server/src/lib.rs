@@ -40,7 +40,7 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracehouse_core::{PriceTable, Span, SpanStore, Timestamp};
 
-pub use auth::Authenticated;
+pub use auth::{AdminKey, AnyKey, IngestKey, ReadKey};
 pub use error::ApiError;
 pub use grpc::{GrpcService, grpc_service, serve_grpc};
 pub use guard::Metrics;
@@ -95,6 +95,8 @@ pub struct AppState {
     /// Cross-origin browser access: `None` (the default) sends no CORS headers at all.
     pub(crate) cors_origins: Option<Vec<String>>,
     pub(crate) guard: Arc<guard::Guard>,
+    /// When this server last recorded each key's use.
+    pub(crate) key_uses: Arc<auth::KeyUses>,
 }
 
 impl AppState {
@@ -112,6 +114,7 @@ impl AppState {
             guard: Arc::new(guard::Guard::new(&limits, metrics)),
             limits,
             cors_origins: None,
+            key_uses: Arc::new(auth::KeyUses::default()),
         }
     }
 

@@ -74,11 +74,15 @@ async fn main() {
         .await
         .unwrap()
     {
-        Some(project) => project,
+        Some(grant) => grant.project,
         None => {
             // A fixed, known key hash lets a reused database be opened again.
             let key = store
-                .create_key(&ProjectName::default_project(), "bench")
+                .create_key(
+                    &ProjectName::default_project(),
+                    "bench",
+                    tracehouse_core::Scopes::ADMIN,
+                )
                 .await
                 .unwrap();
             store
@@ -86,6 +90,7 @@ async fn main() {
                 .await
                 .unwrap()
                 .unwrap()
+                .project
         }
     };
     let prices = PriceTable::builtin();

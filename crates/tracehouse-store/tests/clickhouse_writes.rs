@@ -830,7 +830,11 @@ async fn a_version_1_database_upgrades_in_place() {
             .authenticate(&ApiKeyHash::of_secret(secret))
             .await
             .unwrap(),
-        Some(project.clone())
+        Some(tracehouse_core::KeyGrant {
+            project: project.clone(),
+            scopes: tracehouse_core::Scopes::ADMIN,
+        }),
+        "a key made before scopes keeps doing everything"
     );
 
     let id = trace_id("old");
@@ -877,7 +881,13 @@ async fn a_version_1_database_upgrades_in_place() {
     drop(store);
 
     let tables = db.tables().await;
-    for gone in ["spans", "traces", "trace_versions", "trace_versions_writer"] {
+    for gone in [
+        "spans",
+        "traces",
+        "trace_versions",
+        "trace_versions_writer",
+        "api_keys",
+    ] {
         assert!(!tables.contains(gone), "{gone} is still there: {tables:?}");
     }
     for kept in [
@@ -886,7 +896,8 @@ async fn a_version_1_database_upgrades_in_place() {
         "trace_span_counts",
         "trace_span_counts_writer",
         "projects",
-        "api_keys",
+        "access_keys",
+        "key_uses",
         "schema_migrations",
     ] {
         assert!(tables.contains(kept), "{kept} is missing: {tables:?}");
@@ -896,7 +907,7 @@ async fn a_version_1_database_upgrades_in_place() {
             "SELECT max(version) FROM {database}.schema_migrations"
         ))
         .await;
-    assert_eq!(schema_version.trim(), "3");
+    assert_eq!(schema_version.trim(), "4");
     let count = |table: &'static str| {
         let db = &db;
         async move {
@@ -1019,6 +1030,9 @@ async fn a_version_2_database_upgrades_its_span_counts_in_place() {
          uniqExactState(cityHash64(span_id)) FROM {database}.span_versions GROUP BY project_id, trace_id"
     ))
     .await;
+    // A version-2 database still has version 1's keys table.
+    db.sql(&format!("CREATE TABLE {database}.api_keys {V1_API_KEYS}"))
+        .await;
     db.sql(&format!("DROP TABLE {database}.schema_migrations"))
         .await;
     db.sql(&format!(
@@ -1047,7 +1061,7 @@ async fn a_version_2_database_upgrades_its_span_counts_in_place() {
         ))
         .await
         .trim(),
-        "3"
+        "4"
     );
     // The re-sent span's trace is known as rewritten, so scans count its span once, latest
     // value first; the trace written once is read as it is.

@@ -153,7 +153,58 @@ conformance!(
     list_items_carry_the_latest_root_input_whatever_the_root_kind,
     a_span_condition_finds_a_trace_by_its_start_not_the_matching_spans,
     a_span_id_shared_by_traces_reads_each_span_by_its_trace,
+    keys_keep_their_scopes_and_last_use,
 );
+
+async fn keys_keep_their_scopes_and_last_use(backend: &Backend) {
+    let (store, _) = open(backend).await;
+    let project = ProjectName::default_project();
+    let read: tracehouse_core::Scopes = "read".parse().unwrap();
+    let ingest_read: tracehouse_core::Scopes = "ingest,read".parse().unwrap();
+    let reader = store.create_key(&project, "viewer", read).await.unwrap();
+    let app = store
+        .create_key(&project, "app", ingest_read)
+        .await
+        .unwrap();
+    assert_eq!(reader.info.scopes, read);
+    assert_eq!(reader.info.last_used_at, None);
+    let grant = |secret: String| {
+        let store = &store;
+        async move {
+            store
+                .authenticate(&tracehouse_core::ApiKeyHash::of_secret(&secret))
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    assert_eq!(grant(reader.secret.clone()).await.scopes, read);
+    assert_eq!(grant(app.secret.clone()).await.scopes, ingest_read);
+    assert_eq!(grant(app.secret.clone()).await.project.name, project);
+
+    let used_at = tracehouse_core::Timestamp::from_unix_nanos(1_764_000_000_000_000_000);
+    let hash = tracehouse_core::ApiKeyHash::of_secret(&reader.secret);
+    store
+        .record_key_use(
+            &hash,
+            tracehouse_core::Timestamp::from_unix_nanos(1_763_000_000_000_000_000),
+        )
+        .await
+        .unwrap();
+    store.record_key_use(&hash, used_at).await.unwrap();
+    let listed = store.list_keys().await.unwrap();
+    let find = |id: i64| listed.iter().find(|key| key.id == id).unwrap();
+    assert_eq!(find(reader.info.id).scopes, read);
+    assert_eq!(
+        find(reader.info.id).last_used_at.as_deref(),
+        Some(used_at.to_rfc3339().as_str())
+    );
+    assert_eq!(find(app.info.id).scopes, ingest_read);
+    assert_eq!(find(app.info.id).last_used_at, None);
+    // Revoking keeps what the key was.
+    let revoked = store.revoke_key(reader.info.id).await.unwrap();
+    assert_eq!(revoked.scopes, read);
+}
 
 async fn a_span_id_shared_by_traces_reads_each_span_by_its_trace(backend: &Backend) {
     let (store, project) = open(backend).await;
@@ -331,14 +382,19 @@ async fn concurrent_writers_are_grouped_and_all_committed(backend: &Backend) {
 async fn projects_are_isolated_and_data_survives_reopen(backend: &Backend) {
     let (store, project) = open(backend).await;
     let other = store
-        .create_key(&"other".parse::<ProjectName>().unwrap(), "")
+        .create_key(
+            &"other".parse::<ProjectName>().unwrap(),
+            "",
+            tracehouse_core::Scopes::ADMIN,
+        )
         .await
         .unwrap();
     let other = store
         .authenticate(&tracehouse_core::ApiKeyHash::of_secret(&other.secret))
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .project;
     assert_ne!(other.id, project);
     store
         .write_spans(project, vec![span("t", "a", None, json!({}))])
@@ -365,7 +421,11 @@ async fn projects_are_isolated_and_data_survives_reopen(backend: &Backend) {
 async fn revoked_keys_stop_authenticating(backend: &Backend) {
     let (store, _) = open(backend).await;
     let key = store
-        .create_key(&ProjectName::default_project(), "ci")
+        .create_key(
+            &ProjectName::default_project(),
+            "ci",
+            tracehouse_core::Scopes::ADMIN,
+        )
         .await
         .unwrap();
     let hash = tracehouse_core::ApiKeyHash::of_secret(&key.secret);

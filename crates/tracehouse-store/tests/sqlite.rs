@@ -12,6 +12,10 @@ use tracehouse_store::{SqliteConfig, SqliteStore};
 
 /// Takes a database back to schema v3 (before trace states, root candidates, project totals
 /// and timed metadata rows).
+/// What v5 added (key scopes and last use), taken away again for databases of older versions.
+const UNDO_V5: &str = "ALTER TABLE api_keys DROP COLUMN scopes; \
+     ALTER TABLE api_keys DROP COLUMN last_used_ns;";
+
 const UNDO_V4: &str = "DROP TABLE trace_roots; DROP TABLE project_totals; \
      ALTER TABLE traces DROP COLUMN state; \
      DROP INDEX span_metadata_by_text; DROP INDEX span_metadata_by_number; \
@@ -118,7 +122,7 @@ async fn upgrading_a_v1_database_fills_the_metrics_rollups() {
         let connection = rusqlite::Connection::open(dir.path().join("tracehouse.db")).unwrap();
         connection
             .execute_batch(&format!(
-                "DROP TABLE span_rollup_hourly; DROP TABLE span_latency_hourly; {UNDO_V4} \
+                "{UNDO_V5} DROP TABLE span_rollup_hourly; DROP TABLE span_latency_hourly; {UNDO_V4} \
                      PRAGMA user_version = 1;"
             ))
             .unwrap();
@@ -448,7 +452,7 @@ async fn upgrading_a_v3_database_keeps_trace_aggregates_exact() {
         connection
             .execute_batch(
                 &format!(
-                    "{UNDO_V4} ALTER TABLE span_rollup_hourly DROP COLUMN latency_total; \
+                    "{UNDO_V5} {UNDO_V4} ALTER TABLE span_rollup_hourly DROP COLUMN latency_total; \
                      PRAGMA user_version = 3; \
                      INSERT INTO span_metadata (span_rowid, project_id, key, text_value, num_value) \
                      SELECT span_rowid, project_id, key, text_value, num_value FROM span_metadata;"
@@ -457,6 +461,11 @@ async fn upgrading_a_v3_database_keeps_trace_aggregates_exact() {
             .unwrap();
     }
     let store = SqliteStore::open(SqliteConfig::in_data_dir(dir.path())).unwrap();
+    // The key made before scopes existed keeps doing everything, and was never used.
+    let keys = store.list_keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].scopes, tracehouse_core::Scopes::ADMIN);
+    assert_eq!(keys[0].last_used_at, None);
     let late = vec![span(
         "t",
         "root",

@@ -593,10 +593,22 @@ pub(crate) enum KeysCommand {
         /// A note to recognise the key by in `keys list`.
         #[arg(long, default_value = "")]
         label: String,
+        /// What the key may do: `ingest` (send spans, nothing else: for applications),
+        /// `read` (read everything, change nothing: for people and dashboards) or `admin`
+        /// (everything, deletes and updates included). Repeat it or separate with commas.
+        #[arg(
+            long = "scope",
+            value_name = "SCOPE",
+            value_delimiter = ',',
+            default_value = "admin",
+            value_parser = ["ingest", "read", "admin"]
+        )]
+        scopes: Vec<String>,
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// List keys (ids, projects, prefixes; never the secrets).
+    /// List keys: id, project, scope, prefix, label, creation, last use, revocation (never
+    /// the secrets).
     List {
         #[command(flatten)]
         store: StoreArgs,
@@ -608,8 +620,8 @@ pub(crate) enum KeysCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Replace a key: create a new one for the same project and label, then revoke the old
-    /// one. The new key is printed alone on the last line of stdout, once.
+    /// Replace a key: create a new one for the same project, label and scopes, then revoke
+    /// the old one. The new key is printed alone on the last line of stdout, once.
     Rotate {
         /// The id of the key to replace, from `keys list`.
         id: i64,

@@ -255,9 +255,9 @@
     }
   }
 
-  async function api(path, body, key = session.key) {
+  async function api(path, body, key = session.key, method = body === undefined ? 'GET' : 'POST') {
     const init = {
-      method: body === undefined ? 'GET' : 'POST',
+      method,
       headers: { Authorization: `Bearer ${key}` },
       cache: 'no-store',
     };
@@ -341,6 +341,18 @@
   let lastListUrl = paths.list;
   let lastDashboardUrl = paths.dashboard;
 
+  // What the signed-in key may do, from /api/projects/current/ (older servers send no
+  // scopes: their keys could do everything).
+  function scopesText(project) {
+    return Array.isArray(project.scopes) ? project.scopes.join(', ') : 'admin';
+  }
+  function canRead(project) {
+    return !project.can || Boolean(project.can.read);
+  }
+  function canAdmin(project) {
+    return !project || !project.can || Boolean(project.can.admin);
+  }
+
   async function render() {
     const seq = ++renderSeq;
     const isCurrent = () => seq === renderSeq;
@@ -366,6 +378,12 @@
         return;
       }
       if (!isCurrent()) return;
+      if (!canRead(session.project)) {
+        const scopes = scopesText(session.project);
+        session.clear();
+        renderSignIn(`Signed out: this key has the ${scopes} scope and cannot read traces`);
+        return;
+      }
     }
     const route = currentRoute();
     if (route.view === 'list') {
@@ -415,6 +433,10 @@
       h('div', { class: 'spacer' }),
       project && h('span', { class: 'project', title: 'project of the API key' },
         'project ', h('strong', null, project.name)),
+      project && !canAdmin(project) && h('span', {
+        class: 'badge badge-muted', id: 'key-scopes',
+        title: 'What this key may do: deleting traces needs a key with the admin scope',
+      }, `${scopesText(project)} key`),
       h('button', {
         type: 'button',
         class: 'ghost',
@@ -464,6 +486,12 @@
       feedback.textContent = '';
       try {
         const project = await api('/api/projects/current/', undefined, key);
+        if (!canRead(project)) {
+          feedback.textContent = `This key has the ${scopesText(project)} scope: it can send spans ` +
+            'but not read them. Sign in with a key that has the read (or admin) scope, made with ' +
+            '`tracehouse keys create --scope read`.';
+          return;
+        }
         session.set(key);
         session.project = project;
         render();
@@ -1443,6 +1471,35 @@
     let selected = nodes.findIndex((node) => node.span.span_unique_id === wanted);
     if (selected < 0) selected = nodes.length ? 0 : -1;
 
+    // Deleting needs the admin scope: a read key sees the button disabled, and why.
+    function deleteTraceButton(trace) {
+      const allowed = canAdmin(session.project);
+      const why = allowed
+        ? 'Delete this trace and all its spans'
+        : `This key has the ${scopesText(session.project)} scope: deleting needs a key with the admin scope`;
+      const button = h('button', {
+        type: 'button', class: 'ghost small danger', id: 'delete-trace', disabled: !allowed,
+        'aria-disabled': allowed ? 'false' : 'true',
+      }, 'Delete trace');
+      if (allowed) {
+        button.addEventListener('click', async () => {
+          const question = `Delete trace ${trace.trace_unique_id} and its ` +
+            `${plural(trace.span_count, 'span', 'spans')}? This cannot be undone.`;
+          if (!window.confirm(question)) return;
+          button.disabled = true;
+          try {
+            await api(`/api/traces/${encodeURIComponent(trace.trace_unique_id)}/`, undefined, session.key, 'DELETE');
+            navigate(lastListUrl);
+          } catch (error) {
+            button.disabled = false;
+            button.replaceWith(errorBanner(error));
+          }
+        });
+      }
+      // A disabled button gets no pointer events, so the explanation sits on its wrapper.
+      return h('span', { class: 'delete-trace', title: why }, button);
+    }
+
     // Header with totals.
     const stat = (label, value, extra = {}) => h('div', { class: `stat ${extra.class || ''}`, dataset: { stat: extra.key } },
       h('dt', null, label), h('dd', null, value, extra.sub ? h('span', { class: 'sub' }, extra.sub) : null));
@@ -1456,7 +1513,8 @@
         copyButton(trace.trace_unique_id, 'Copy id')),
       h('div', { class: 'title-row' },
         h('h1', { class: 'trace-title', id: 'trace-title' }, trace.name || '(unnamed trace)'),
-        trace.error_count > 0 ? badge('error', plural(trace.error_count, 'error', 'errors')) : badge('ok', 'ok')),
+        trace.error_count > 0 ? badge('error', plural(trace.error_count, 'error', 'errors')) : badge('ok', 'ok'),
+        deleteTraceButton(trace)),
       h('div', { class: 'meta-line' },
         h('span', null, 'started ', h('strong', null, fmtTime(parseTime(trace.start_time), true))),
         trace.customer_identifier && h('span', null, 'customer ', h('strong', null, trace.customer_identifier)),

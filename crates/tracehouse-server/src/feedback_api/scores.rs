@@ -18,7 +18,7 @@ use tracehouse_core::ids::MAX_ID_LEN;
 use tracehouse_core::spanlog::json_type_name;
 use tracehouse_core::{LogId, ProjectId, Span};
 
-use crate::auth::Authenticated;
+use crate::auth::{AdminKey, ReadKey};
 use crate::error::ApiError;
 use crate::read_api::resolve_span;
 use crate::{AppState, now};
@@ -180,7 +180,7 @@ async fn log_of(
 /// evaluator (`201` for a new score, `200` for an update), once committed.
 pub(crate) async fn create_score(
     State(state): State<AppState>,
-    Authenticated(project): Authenticated,
+    AdminKey(project): AdminKey,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
@@ -269,7 +269,7 @@ fn listing(span: &Span) -> Result<Vec<Value>, ApiError> {
 /// `GET /api/logs/{id}/scores/`: the log's scores, oldest first, in the list envelope.
 pub(crate) async fn list_scores(
     State(state): State<AppState>,
-    Authenticated(project): Authenticated,
+    ReadKey(project): ReadKey,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
@@ -297,7 +297,7 @@ fn find_score(span: &Span, score_id: &str) -> Result<(Map<String, Value>, String
 /// `GET /api/logs/{id}/scores/{score_id}/`.
 pub(crate) async fn get_score(
     State(state): State<AppState>,
-    Authenticated(project): Authenticated,
+    ReadKey(project): ReadKey,
     Path((id, score_id)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
@@ -310,7 +310,7 @@ pub(crate) async fn get_score(
 /// one must remain), `is_passed` or `explanation`; its evaluator stays.
 pub(crate) async fn update_score(
     State(state): State<AppState>,
-    Authenticated(project): Authenticated,
+    AdminKey(project): AdminKey,
     Path((id, score_id)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
@@ -358,7 +358,7 @@ pub(crate) async fn update_score(
 /// `DELETE /api/logs/{id}/scores/{score_id}/`: `204` once committed.
 pub(crate) async fn delete_score(
     State(state): State<AppState>,
-    Authenticated(project): Authenticated,
+    AdminKey(project): AdminKey,
     Path((id, score_id)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<StatusCode, ApiError> {

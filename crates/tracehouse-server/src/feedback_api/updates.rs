@@ -12,7 +12,7 @@ use tracehouse_core::spanlog::json_type_name;
 use tracehouse_core::{ProjectId, Span};
 
 use crate::AppState;
-use crate::auth::Authenticated;
+use crate::auth::AdminKey;
 use crate::error::ApiError;
 use crate::read_api::model::span_json;
 use crate::read_api::resolve_span;
@@ -134,7 +134,7 @@ async fn store_updated(
 /// `custom_identifier` of one log and answers the log as stored.
 pub(crate) async fn update_log(
     State(state): State<AppState>,
-    Authenticated(project): Authenticated,
+    AdminKey(project): AdminKey,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
@@ -162,7 +162,7 @@ pub(crate) async fn update_log(
 /// one bad item refuses the whole batch, naming its index.
 pub(crate) async fn batch_update_logs(
     State(state): State<AppState>,
-    Authenticated(project): Authenticated,
+    AdminKey(project): AdminKey,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let items = match object_body(&body)? {

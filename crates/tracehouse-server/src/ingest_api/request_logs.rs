@@ -12,7 +12,7 @@ use tracehouse_ingest::request_log::{DecodedRequestLogs, IdSource, decode_reques
 
 use super::body::{decode_error, read_body, require_json};
 use super::model::RejectedItem;
-use crate::auth::Authenticated;
+use crate::auth::IngestKey;
 use crate::error::ApiError;
 use crate::read_api::model::span_json;
 use crate::{AppState, now};
@@ -36,7 +36,7 @@ impl IdSource for RandomIds {
 /// with each stored log's ids under `results`.
 pub(super) async fn create_request_logs(
     State(state): State<AppState>,
-    Authenticated(project): Authenticated,
+    IngestKey(project): IngestKey,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {

@@ -15,14 +15,14 @@ use super::body::{media_type, read_body, require_json};
 use super::model::{IngestResponse, RejectedItem};
 use super::otlp::{check_item_count, decode_off_runtime, ingest_export};
 use crate::AppState;
-use crate::auth::Authenticated;
+use crate::auth::IngestKey;
 use crate::error::ApiError;
 
 /// `POST /api/v1/traces/ingest`: a JSON array of span logs (or `{"data": [...]}`).
 /// Answers only after the accepted spans are committed.
 pub(super) async fn ingest_span_logs(
     State(state): State<AppState>,
-    Authenticated(project): Authenticated,
+    IngestKey(project): IngestKey,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -89,7 +89,7 @@ fn otlp_encoding(headers: &HeaderMap) -> Result<OtlpEncoding, ApiError> {
 /// the request's encoding; spans that fail validation are counted in its partial success.
 pub(super) async fn ingest_otlp(
     State(state): State<AppState>,
-    Authenticated(project): Authenticated,
+    IngestKey(project): IngestKey,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {

@@ -20,7 +20,7 @@ use tracehouse_ingest::otlp::span_logs_to_otlp_json;
 use super::model::span_json;
 use super::params::ListParams;
 use crate::AppState;
-use crate::auth::Authenticated;
+use crate::auth::ReadKey;
 use crate::error::ApiError;
 
 /// Spans read from the store per step of an HTTP export (one chunk of the answer).
@@ -367,7 +367,7 @@ fn filters_body(query: &HashMap<String, String>, body: Bytes) -> Result<Bytes, A
 /// JSON query parameter), in (trace id, span id) order, streamed in `format` (`jsonl` default).
 pub(super) async fn export_spans(
     State(state): State<AppState>,
-    Authenticated(project): Authenticated,
+    ReadKey(project): ReadKey,
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {

@@ -16,7 +16,7 @@ use tracehouse_core::metrics::{
 use tracehouse_core::query::SpanFilter;
 
 use super::params::ListParams;
-use crate::auth::Authenticated;
+use crate::auth::ReadKey;
 use crate::error::ApiError;
 use crate::{AppState, now};
 
@@ -94,7 +94,7 @@ fn series_json(key: &SeriesKey, total: Value) -> Value {
 /// `GET|POST /api/metrics/timeseries/`: a metric per time bucket and group.
 pub(super) async fn timeseries(
     State(state): State<AppState>,
-    Authenticated(project): Authenticated,
+    ReadKey(project): ReadKey,
     Query(query_string): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -156,7 +156,7 @@ pub(super) async fn timeseries(
 /// `GET|POST /api/metrics/top/`: the groups with the largest metric over a range.
 pub(super) async fn top(
     State(state): State<AppState>,
-    Authenticated(project): Authenticated,
+    ReadKey(project): ReadKey,
     Query(query_string): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {

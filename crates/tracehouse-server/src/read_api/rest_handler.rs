@@ -9,11 +9,11 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use tracehouse_core::query::Page;
-use tracehouse_core::{Listing, LogId, ProjectId, Span, SpanId, Timestamp, TraceId};
+use tracehouse_core::{Listing, LogId, ProjectId, Scope, Span, SpanId, Timestamp, TraceId};
 
 use super::model::{span_json, trace_json, trace_list_item_json};
 use super::params::{ListParams, SNAPSHOT_COUNT, list_envelope, page_link};
-use crate::auth::Authenticated;
+use crate::auth::{AdminKey, AnyKey, ReadKey};
 use crate::error::ApiError;
 use crate::{AppState, now};
 
@@ -76,7 +76,7 @@ impl ListRequest {
 /// `GET|POST /api/traces/list/`: a page of the project's traces.
 pub(super) async fn list_traces(
     State(state): State<AppState>,
-    Authenticated(project): Authenticated,
+    ReadKey(project): ReadKey,
     Query(query_string): Query<HashMap<String, String>>,
     headers: HeaderMap,
     uri: Uri,
@@ -101,7 +101,7 @@ pub(super) async fn list_traces(
 /// `GET|POST /api/request-logs/list/`: a page of the project's spans.
 pub(super) async fn list_spans(
     State(state): State<AppState>,
-    Authenticated(project): Authenticated,
+    ReadKey(project): ReadKey,
     Query(query_string): Query<HashMap<String, String>>,
     headers: HeaderMap,
     uri: Uri,
@@ -126,7 +126,7 @@ pub(super) async fn list_spans(
 /// `POST /api/request-logs/summary/`: totals and latency percentiles over a filter.
 pub(super) async fn summarize_spans(
     State(state): State<AppState>,
-    Authenticated(project): Authenticated,
+    ReadKey(project): ReadKey,
     Query(query_string): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -149,7 +149,7 @@ pub(super) async fn summarize_spans(
 /// `GET|POST /api/traces/{trace_unique_id}/`: one trace of the key's project with its span tree.
 pub(super) async fn get_trace(
     State(state): State<AppState>,
-    Authenticated(project): Authenticated,
+    ReadKey(project): ReadKey,
     Path(trace_id): Path<String>,
 ) -> Result<JsonObject, ApiError> {
     let id = TraceId::try_from(trace_id.as_str()).map_err(|_| trace_not_found(&trace_id))?;
@@ -162,7 +162,7 @@ pub(super) async fn get_trace(
 /// `DELETE /api/traces/{trace_unique_id}/`: removes the trace and its spans (204), 404 when absent.
 pub(super) async fn delete_trace(
     State(state): State<AppState>,
-    Authenticated(project): Authenticated,
+    AdminKey(project): AdminKey,
     Path(trace_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = TraceId::try_from(trace_id.as_str()).map_err(|_| trace_not_found(&trace_id))?;
@@ -178,7 +178,7 @@ pub(super) async fn delete_trace(
 /// that names one span (`?trace_unique_id=` picks among several).
 pub(super) async fn get_span(
     State(state): State<AppState>,
-    Authenticated(project): Authenticated,
+    ReadKey(project): ReadKey,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<JsonObject, ApiError> {
@@ -255,16 +255,28 @@ pub(crate) async fn resolve_span(
     }
 }
 
-/// `GET /api/projects/current/`: the key's project and how much it holds.
+/// `GET /api/projects/current/`: the key's project, its scopes (so a client can check what it
+/// holds) and, for a key that may read, how much the project holds. Any valid key may ask.
 pub(super) async fn current_project(
     State(state): State<AppState>,
-    Authenticated(project): Authenticated,
+    AnyKey(grant): AnyKey,
 ) -> Result<Json<Value>, ApiError> {
-    let stats = state.store.project_stats(project.id).await?;
-    Ok(Json(json!({
+    let project = &grant.project;
+    let scopes: Vec<&str> = grant.scopes.iter().map(Scope::as_str).collect();
+    let mut answer = json!({
         "id": project.id.0,
         "name": project.name.as_str(),
-        "trace_count": stats.traces,
-        "span_count": stats.spans,
-    })))
+        "scopes": scopes,
+        "can": {
+            "ingest": grant.scopes.allow(Scope::Ingest),
+            "read": grant.scopes.allow(Scope::Read),
+            "admin": grant.scopes.allow(Scope::Admin),
+        },
+    });
+    if grant.scopes.allow(Scope::Read) {
+        let stats = state.store.project_stats(project.id).await?;
+        answer["trace_count"] = json!(stats.traces);
+        answer["span_count"] = json!(stats.spans);
+    }
+    Ok(Json(answer))
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracehouse_core::{
-    ApiKeyHash, ApiKeyInfo, NewApiKey, Project, ProjectId, ProjectName, Timestamp,
+    ApiKeyHash, ApiKeyInfo, KeyGrant, NewApiKey, Project, ProjectId, ProjectName, Scopes, Timestamp,
 };
 
 use super::ClickHouseError;
@@ -47,10 +47,11 @@ struct KeyRow {
     created_at_ns: i64,
     revoked_at_ns: Option<i64>,
     version: u64,
+    scopes: String,
 }
 
-const KEY_COLUMNS: &str =
-    "id, project_id, project_name, key_hash, prefix, label, created_at_ns, revoked_at_ns, version";
+const KEY_COLUMNS: &str = "id, project_id, project_name, key_hash, prefix, label, created_at_ns, \
+     revoked_at_ns, version, scopes";
 
 fn parse_name(raw: &str) -> Result<ProjectName, ClickHouseError> {
     raw.parse()
@@ -58,7 +59,13 @@ fn parse_name(raw: &str) -> Result<ProjectName, ClickHouseError> {
 }
 
 impl KeyRow {
-    fn info(&self) -> Result<ApiKeyInfo, ClickHouseError> {
+    fn scopes(&self) -> Result<Scopes, ClickHouseError> {
+        self.scopes
+            .parse()
+            .map_err(|e| ClickHouseError::Corrupt(format!("stored key scopes: {e}")))
+    }
+
+    fn info(&self, last_used_ns: Option<i64>) -> Result<ApiKeyInfo, ClickHouseError> {
         Ok(ApiKeyInfo {
             id: self.id,
             project: parse_name(&self.project_name)?,
@@ -68,6 +75,8 @@ impl KeyRow {
             revoked_at: self
                 .revoked_at_ns
                 .map(|ns| Timestamp::from_unix_nanos(ns).to_rfc3339()),
+            scopes: self.scopes()?,
+            last_used_at: last_used_ns.map(|ns| Timestamp::from_unix_nanos(ns).to_rfc3339()),
         })
     }
 }
@@ -134,7 +143,7 @@ pub(crate) async fn create_project(
 /// Bounded: when full, it starts over, which costs one query per key in use.
 #[derive(Debug, Default)]
 pub(crate) struct KeyCache {
-    valid: Mutex<HashMap<ApiKeyHash, (Project, Instant)>>,
+    valid: Mutex<HashMap<ApiKeyHash, (KeyGrant, Instant)>>,
 }
 
 /// How long a valid key is trusted without asking ClickHouse again.
@@ -142,20 +151,20 @@ pub(crate) const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
 const KEY_CACHE_CAPACITY: usize = 10_000;
 
 impl KeyCache {
-    fn lookup(&self, key: &ApiKeyHash, now: Instant) -> Option<Project> {
+    fn lookup(&self, key: &ApiKeyHash, now: Instant) -> Option<KeyGrant> {
         let valid = self.valid.lock().unwrap_or_else(PoisonError::into_inner);
         valid
             .get(key)
             .filter(|(_, checked)| now.duration_since(*checked) < KEY_CACHE_TTL)
-            .map(|(project, _)| project.clone())
+            .map(|(grant, _)| grant.clone())
     }
 
-    fn remember(&self, key: &ApiKeyHash, project: &Project, now: Instant) {
+    fn remember(&self, key: &ApiKeyHash, grant: &KeyGrant, now: Instant) {
         let mut valid = self.valid.lock().unwrap_or_else(PoisonError::into_inner);
         if valid.len() >= KEY_CACHE_CAPACITY {
             valid.clear();
         }
-        valid.insert(key.clone(), (project.clone(), now));
+        valid.insert(key.clone(), (grant.clone(), now));
     }
 
     /// Forgets every key, after this server revoked one.
@@ -171,43 +180,69 @@ pub(crate) async fn authenticate_cached(
     client: &Client,
     cache: &KeyCache,
     key: &ApiKeyHash,
-) -> Result<Option<Project>, ClickHouseError> {
+) -> Result<Option<KeyGrant>, ClickHouseError> {
     let now = Instant::now();
-    if let Some(project) = cache.lookup(key, now) {
-        return Ok(Some(project));
+    if let Some(grant) = cache.lookup(key, now) {
+        return Ok(Some(grant));
     }
-    let project = authenticate(client, key).await?;
-    if let Some(project) = &project {
-        cache.remember(key, project, now);
+    let grant = authenticate(client, key).await?;
+    if let Some(grant) = &grant {
+        cache.remember(key, grant, now);
     }
-    Ok(project)
+    Ok(grant)
 }
 
 async fn authenticate(
     client: &Client,
     key: &ApiKeyHash,
-) -> Result<Option<Project>, ClickHouseError> {
+) -> Result<Option<KeyGrant>, ClickHouseError> {
     let rows: Vec<KeyRow> = client
         .rows(&format!(
-            "SELECT {KEY_COLUMNS} FROM api_keys FINAL WHERE key_hash = {}",
+            "SELECT {KEY_COLUMNS} FROM access_keys FINAL WHERE key_hash = {}",
             string_literal(&hex::encode(key.as_bytes()))
         ))
         .await?;
     rows.into_iter()
         .find(|row| row.revoked_at_ns.is_none())
         .map(|row| {
-            Ok(Project {
-                id: ProjectId(row.project_id),
-                name: parse_name(&row.project_name)?,
+            Ok(KeyGrant {
+                project: Project {
+                    id: ProjectId(row.project_id),
+                    name: parse_name(&row.project_name)?,
+                },
+                scopes: row.scopes()?,
             })
         })
         .transpose()
+}
+
+/// Notes a use of `key`: one row per recorded use, the latest kept after merges.
+pub(crate) async fn record_use(
+    client: &Client,
+    key: &ApiKeyHash,
+    at: Timestamp,
+) -> Result<(), ClickHouseError> {
+    #[derive(Serialize)]
+    struct KeyUse {
+        key_hash: String,
+        used_ns: i64,
+    }
+    client
+        .insert(
+            "key_uses",
+            json_lines(&[KeyUse {
+                key_hash: hex::encode(key.as_bytes()),
+                used_ns: at.unix_nanos(),
+            }])?,
+        )
+        .await
 }
 
 pub(crate) async fn create(
     client: &Client,
     project: &ProjectName,
     label: &str,
+    scopes: Scopes,
 ) -> Result<NewApiKey, ClickHouseError> {
     let secret = crate::new_key_secret().map_err(ClickHouseError::Randomness)?;
     let hash = ApiKeyHash::of_secret(&secret);
@@ -219,7 +254,9 @@ pub(crate) async fn create(
     // Key ids are small counters, as in SQLite, because users type them into `keys revoke`.
     // Two keys created at the same instant on two servers could share an id; key creation
     // is a rare administrative act, and the secret (hash) stays unique regardless.
-    let next: Next = client.row("SELECT max(id) + 1 AS id FROM api_keys").await?;
+    let next: Next = client
+        .row("SELECT max(id) + 1 AS id FROM access_keys")
+        .await?;
     let now = now_ns();
     let row = KeyRow {
         id: next.id.max(1),
@@ -231,12 +268,13 @@ pub(crate) async fn create(
         created_at_ns: now,
         revoked_at_ns: None,
         version: version_of(now),
+        scopes: scopes.to_string(),
     };
     client
-        .insert("api_keys", json_lines(std::slice::from_ref(&row))?)
+        .insert("access_keys", json_lines(std::slice::from_ref(&row))?)
         .await?;
     Ok(NewApiKey {
-        info: row.info()?,
+        info: row.info(None)?,
         secret,
     })
 }
@@ -244,10 +282,23 @@ pub(crate) async fn create(
 pub(crate) async fn list(client: &Client) -> Result<Vec<ApiKeyInfo>, ClickHouseError> {
     let rows: Vec<KeyRow> = client
         .rows(&format!(
-            "SELECT {KEY_COLUMNS} FROM api_keys FINAL ORDER BY id, created_at_ns"
+            "SELECT {KEY_COLUMNS} FROM access_keys FINAL ORDER BY id, created_at_ns"
         ))
         .await?;
-    rows.iter().map(KeyRow::info).collect()
+    #[derive(Deserialize)]
+    struct LastUse {
+        key_hash: String,
+        used_ns: i64,
+    }
+    let uses: HashMap<String, i64> = client
+        .rows::<LastUse>("SELECT key_hash, max(used_ns) AS used_ns FROM key_uses GROUP BY key_hash")
+        .await?
+        .into_iter()
+        .map(|last| (last.key_hash, last.used_ns))
+        .collect();
+    rows.iter()
+        .map(|row| row.info(uses.get(&row.key_hash).copied()))
+        .collect()
 }
 
 pub(crate) async fn revoke(
@@ -256,7 +307,7 @@ pub(crate) async fn revoke(
 ) -> Result<Option<ApiKeyInfo>, ClickHouseError> {
     let rows: Vec<KeyRow> = client
         .rows(&format!(
-            "SELECT {KEY_COLUMNS} FROM api_keys FINAL WHERE id = {id}"
+            "SELECT {KEY_COLUMNS} FROM access_keys FINAL WHERE id = {id}"
         ))
         .await?;
     let Some(first) = rows.first() else {
@@ -273,20 +324,23 @@ pub(crate) async fn revoke(
         })
         .collect();
     if revoked.is_empty() {
-        return first.info().map(Some);
+        return first.info(None).map(Some);
     }
-    client.insert("api_keys", json_lines(&revoked)?).await?;
-    revoked.first().map(KeyRow::info).transpose()
+    client.insert("access_keys", json_lines(&revoked)?).await?;
+    revoked.first().map(|row| row.info(None)).transpose()
 }
 
 #[cfg(test)]
 mod cache_tests {
     use super::*;
 
-    fn project(name: &str) -> Project {
-        Project {
-            id: ProjectId(7),
-            name: name.parse().unwrap(),
+    fn project(name: &str) -> KeyGrant {
+        KeyGrant {
+            project: Project {
+                id: ProjectId(7),
+                name: name.parse().unwrap(),
+            },
+            scopes: Scopes::ADMIN,
         }
     }
 

@@ -26,9 +26,9 @@ use tokio::sync::mpsc;
 use tracehouse_core::metrics::{Timeseries, TimeseriesQuery, TopEntry, TopQuery};
 use tracehouse_core::query::{SpanFilter, SpanQuery, TraceQuery};
 use tracehouse_core::{
-    ApiKeyHash, ApiKeyInfo, Listing, NewApiKey, Project, ProjectId, ProjectName, ProjectStats,
-    Span, SpanId, SpanStatistics, SpanStore, StoreError, StoreObserver, StoredTrace, TraceId,
-    TraceListItem, WriteReceipt,
+    ApiKeyHash, ApiKeyInfo, KeyGrant, Listing, NewApiKey, Project, ProjectId, ProjectName,
+    ProjectStats, Scopes, Span, SpanId, SpanStatistics, SpanStore, StoreError, StoreObserver,
+    StoredTrace, Timestamp, TraceId, TraceListItem, WriteReceipt,
 };
 
 use self::client::Client;
@@ -399,16 +399,21 @@ impl SpanStore for ClickHouseStore {
         Ok(keys::create_project(&self.client, name).await?)
     }
 
-    async fn authenticate(&self, key: &ApiKeyHash) -> Result<Option<Project>, StoreError> {
+    async fn authenticate(&self, key: &ApiKeyHash) -> Result<Option<KeyGrant>, StoreError> {
         Ok(keys::authenticate_cached(&self.client, &self.valid_keys, key).await?)
+    }
+
+    async fn record_key_use(&self, key: &ApiKeyHash, at: Timestamp) -> Result<(), StoreError> {
+        Ok(keys::record_use(&self.client, key, at).await?)
     }
 
     async fn create_key(
         &self,
         project: &ProjectName,
         label: &str,
+        scopes: Scopes,
     ) -> Result<NewApiKey, StoreError> {
-        Ok(keys::create(&self.client, project, label).await?)
+        Ok(keys::create(&self.client, project, label, scopes).await?)
     }
 
     async fn list_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {

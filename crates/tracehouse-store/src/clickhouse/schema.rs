@@ -92,6 +92,18 @@ const MIGRATIONS: &[Migration] = &[
         ],
         drop: &["trace_versions_writer", "trace_versions"],
     },
+    Migration {
+        tables: VERSION_4,
+        views: &[],
+        upgrade: &[
+            // Keys made before scopes keep doing everything.
+            "INSERT INTO access_keys{local} (id, project_id, project_name, key_hash, prefix, \
+             label, created_at_ns, revoked_at_ns, version, scopes) \
+             SELECT id, project_id, project_name, key_hash, prefix, label, created_at_ns, \
+             revoked_at_ns, version, 'admin' FROM api_keys{local}",
+        ],
+        drop: &["api_keys"],
+    },
 ];
 
 /// Version 1: spans replaced in place, and per-trace aggregates that every write recomputed
@@ -345,6 +357,37 @@ const VERSION_3: &[Table] = &[Table {
     ORDER BY (project_id, trace_id)",
     shard_key: "cityHash64(trace_id)",
 }];
+
+/// Version 4: key scopes, and when each key was last used. 18.16 cannot add a column only
+/// where it is missing (`ADD COLUMN IF NOT EXISTS`), which an idempotent migration needs, so
+/// keys move to a new table with the column; uses are rows of their own, so recording one
+/// never rewrites (and so can never un-revoke) a key.
+const VERSION_4: &[Table] = &[
+    Table {
+        name: "access_keys",
+        body: "(
+        id Int64,
+        project_id Int64,
+        project_name String,
+        key_hash String,
+        prefix String,
+        label String,
+        created_at_ns Int64,
+        revoked_at_ns Nullable(Int64),
+        version UInt64,
+        scopes String
+    ) ENGINE = ReplacingMergeTree(version) ORDER BY key_hash",
+        shard_key: "cityHash64(key_hash)",
+    },
+    Table {
+        name: "key_uses",
+        body: "(
+        key_hash String,
+        used_ns Int64
+    ) ENGINE = ReplacingMergeTree(used_ns) ORDER BY key_hash",
+        shard_key: "cityHash64(key_hash)",
+    },
+];
 
 /// Rows past which `uniq` samples instead of counting, so a trace with more is taken as
 /// rewritten whatever its counts say.

@@ -1,13 +1,15 @@
 //! API keys and projects: keys are stored only as hashes and resolve to a project.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use tracehouse_core::{ApiKeyHash, ApiKeyInfo, Project, ProjectId, ProjectName, Timestamp};
+use tracehouse_core::{
+    ApiKeyHash, ApiKeyInfo, KeyGrant, Project, ProjectId, ProjectName, Scopes, Timestamp,
+};
 
 use super::SqliteError;
 use crate::now_ns;
 
-const INFO_SELECT: &str = "SELECT k.id, p.name, k.label, k.prefix, k.created_at_ns, k.revoked_at_ns \
-     FROM api_keys k JOIN projects p ON p.id = k.project_id";
+const INFO_SELECT: &str = "SELECT k.id, p.name, k.label, k.prefix, k.created_at_ns, k.revoked_at_ns, \
+     k.scopes, k.last_used_ns FROM api_keys k JOIN projects p ON p.id = k.project_id";
 
 /// Characters of the secret kept in clear to recognise a key in listings.
 const VISIBLE_PREFIX_LEN: usize = 10;
@@ -20,8 +22,13 @@ pub(crate) enum KeyChange {
         project: ProjectName,
         label: String,
         secret: String,
+        scopes: Scopes,
     },
     Revoke(i64),
+    RecordUse {
+        key: ApiKeyHash,
+        at: Timestamp,
+    },
 }
 
 /// What a [`KeyChange`] answers.
@@ -29,6 +36,7 @@ pub(crate) enum KeyAnswer {
     Project(Project),
     Key(ApiKeyInfo),
     Revoked(Option<ApiKeyInfo>),
+    Recorded,
 }
 
 impl KeyChange {
@@ -40,8 +48,15 @@ impl KeyChange {
                 project,
                 label,
                 secret,
-            } => KeyAnswer::Key(create(connection, project, label, secret)?),
+                scopes,
+            } => KeyAnswer::Key(create(connection, project, label, secret, *scopes)?),
             KeyChange::Revoke(id) => KeyAnswer::Revoked(revoke(connection, *id)?),
+            KeyChange::RecordUse { key, at } => {
+                connection
+                    .prepare_cached("UPDATE api_keys SET last_used_ns = ?2 WHERE key_hash = ?1")?
+                    .execute(params![key.as_bytes().as_slice(), at.unix_nanos()])?;
+                KeyAnswer::Recorded
+            }
         })
     }
 }
@@ -49,27 +64,40 @@ impl KeyChange {
 pub(super) fn authenticate(
     connection: &Connection,
     key: &ApiKeyHash,
-) -> Result<Option<Project>, SqliteError> {
+) -> Result<Option<KeyGrant>, SqliteError> {
     let found = connection
         .prepare_cached(
-            "SELECT p.id, p.name FROM api_keys k JOIN projects p ON p.id = k.project_id \
+            "SELECT p.id, p.name, k.scopes FROM api_keys k JOIN projects p ON p.id = k.project_id \
              WHERE k.key_hash = ?1 AND k.revoked_at_ns IS NULL",
         )?
         .query_row(params![key.as_bytes().as_slice()], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+            ))
         })
         .optional()?;
     found
-        .map(|(id, name)| {
+        .map(|(id, name, scopes)| {
             let name = name
                 .parse::<ProjectName>()
                 .map_err(|e| SqliteError::Corrupt(format!("stored project name: {e}")))?;
-            Ok(Project {
-                id: ProjectId(id),
-                name,
+            Ok(KeyGrant {
+                project: Project {
+                    id: ProjectId(id),
+                    name,
+                },
+                scopes: parse_scopes(&scopes)?,
             })
         })
         .transpose()
+}
+
+fn parse_scopes(stored: &str) -> Result<Scopes, SqliteError> {
+    stored
+        .parse()
+        .map_err(|e| SqliteError::Corrupt(format!("stored key scopes: {e}")))
 }
 
 pub(super) fn find_project(
@@ -127,6 +155,10 @@ fn info_from_row(row: &Row<'_>) -> Result<ApiKeyInfo, SqliteError> {
         revoked_at: row
             .get::<_, Option<i64>>(5)?
             .map(|ns| Timestamp::from_unix_nanos(ns).to_rfc3339()),
+        scopes: parse_scopes(&row.get::<_, String>(6)?)?,
+        last_used_at: row
+            .get::<_, Option<i64>>(7)?
+            .map(|ns| Timestamp::from_unix_nanos(ns).to_rfc3339()),
     })
 }
 
@@ -149,13 +181,22 @@ pub(super) fn create(
     project: &ProjectName,
     label: &str,
     secret: &str,
+    scopes: Scopes,
 ) -> Result<ApiKeyInfo, SqliteError> {
     let hash = ApiKeyHash::of_secret(secret);
     let now = now_ns();
     let project = create_project(connection, project)?;
     connection.execute(
-        "INSERT INTO api_keys (project_id, key_hash, prefix, label, created_at_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![project.id.0, hash.as_bytes().as_slice(), secret.get(..VISIBLE_PREFIX_LEN).unwrap_or(secret), label, now],
+        "INSERT INTO api_keys (project_id, key_hash, prefix, label, created_at_ns, scopes) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            project.id.0,
+            hash.as_bytes().as_slice(),
+            secret.get(..VISIBLE_PREFIX_LEN).unwrap_or(secret),
+            label,
+            now,
+            scopes.to_string()
+        ],
     )?;
     let id = connection.last_insert_rowid();
     info_by_id(connection, id)?

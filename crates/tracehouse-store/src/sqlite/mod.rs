@@ -27,9 +27,9 @@ use tokio::sync::mpsc;
 use tracehouse_core::metrics::{Timeseries, TimeseriesQuery, TopEntry, TopQuery};
 use tracehouse_core::query::{SpanFilter, SpanQuery, TraceQuery};
 use tracehouse_core::{
-    ApiKeyHash, ApiKeyInfo, Listing, NewApiKey, Project, ProjectId, ProjectName, ProjectStats,
-    Span, SpanId, SpanStatistics, SpanStore, StoreError, StoreObserver, StoredTrace, TraceId,
-    TraceListItem, WriteReceipt,
+    ApiKeyHash, ApiKeyInfo, KeyGrant, Listing, NewApiKey, Project, ProjectId, ProjectName,
+    ProjectStats, Scopes, Span, SpanId, SpanStatistics, SpanStore, StoreError, StoreObserver,
+    StoredTrace, Timestamp, TraceId, TraceListItem, WriteReceipt,
 };
 
 use self::keys::{KeyAnswer, KeyChange};
@@ -572,22 +572,35 @@ impl SpanStore for SqliteStore {
         }
     }
 
-    async fn authenticate(&self, key: &ApiKeyHash) -> Result<Option<Project>, StoreError> {
+    async fn authenticate(&self, key: &ApiKeyHash) -> Result<Option<KeyGrant>, StoreError> {
         let key = key.clone();
         self.read(move |connection| keys::authenticate(connection, &key))
             .await
+    }
+
+    async fn record_key_use(&self, key: &ApiKeyHash, at: Timestamp) -> Result<(), StoreError> {
+        let change = KeyChange::RecordUse {
+            key: key.clone(),
+            at,
+        };
+        match self.change_keys(change).await? {
+            KeyAnswer::Recorded => Ok(()),
+            _ => Err(SqliteError::Corrupt("the writer answered another change".to_owned()).into()),
+        }
     }
 
     async fn create_key(
         &self,
         project: &ProjectName,
         label: &str,
+        scopes: Scopes,
     ) -> Result<NewApiKey, StoreError> {
         let secret = keys::new_secret()?;
         let change = KeyChange::CreateKey {
             project: project.clone(),
             label: label.to_owned(),
             secret: secret.clone(),
+            scopes,
         };
         match self.change_keys(change).await? {
             KeyAnswer::Key(info) => Ok(NewApiKey { info, secret }),

@@ -23,8 +23,15 @@ pub(crate) fn migrations() -> Migrations<'static> {
             super::rollup::backfill_rollups(transaction)
                 .map_err(|error| HookError::Hook(error.to_string()))
         }),
+        M::up(V5),
     ])
 }
+
+/// v5: key scopes and last use. Keys made before scopes keep doing everything (`admin`).
+const V5: &str = r#"
+        ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT 'admin';
+        ALTER TABLE api_keys ADD COLUMN last_used_ns INTEGER;
+"#;
 
 /// v4: trace aggregates kept by deltas. `traces.state` holds each trace's
 /// `tracehouse_core::trace_state::TraceState` as JSON (NULL for traces written before: the

@@ -5,7 +5,11 @@ use tracehouse_core::{ApiKeyHash, ProjectId, ProjectName, SpanStore};
 /// Creates a key for project "acme" in `store` and returns the project it authenticates as.
 pub(crate) async fn acme_project(store: &dyn SpanStore) -> ProjectId {
     let key = store
-        .create_key(&"acme".parse::<ProjectName>().unwrap(), "test")
+        .create_key(
+            &"acme".parse::<ProjectName>().unwrap(),
+            "test",
+            tracehouse_core::Scopes::ADMIN,
+        )
         .await
         .unwrap();
     store
@@ -13,6 +17,7 @@ pub(crate) async fn acme_project(store: &dyn SpanStore) -> ProjectId {
         .await
         .unwrap()
         .unwrap()
+        .project
         .id
 }
 

@@ -128,7 +128,11 @@ async fn create_first_key(store: &dyn SpanStore) -> anyhow::Result<Option<String
         return Ok(None);
     }
     let key = store
-        .create_key(&ProjectName::default_project(), "created on first start")
+        .create_key(
+            &ProjectName::default_project(),
+            "created on first start",
+            tracehouse_core::Scopes::ADMIN,
+        )
         .await
         .context("cannot create the first API key")?;
     Ok(Some(key.secret))

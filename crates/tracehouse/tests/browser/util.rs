@@ -23,6 +23,7 @@ const PAGE_TIMEOUT: Duration = Duration::from_secs(15);
 pub(crate) struct TestServer {
     pub(crate) base: String,
     pub(crate) key: String,
+    store: Arc<dyn SpanStore>,
     client: reqwest::Client,
     _dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -34,7 +35,11 @@ impl TestServer {
         let store: Arc<dyn SpanStore> =
             Arc::new(SqliteStore::open(SqliteConfig::in_data_dir(dir.path())).unwrap());
         let key = store
-            .create_key(&ProjectName::default_project(), "browser")
+            .create_key(
+                &ProjectName::default_project(),
+                "browser",
+                tracehouse_core::Scopes::ADMIN,
+            )
             .await
             .unwrap()
             .secret;
@@ -43,7 +48,7 @@ impl TestServer {
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(tracehouse_server::serve(
             listener,
-            AppState::new(store),
+            AppState::new(Arc::clone(&store)),
             async move {
                 let _ = stopped.await;
             },
@@ -51,6 +56,7 @@ impl TestServer {
         Self {
             base,
             key,
+            store,
             client: reqwest::Client::new(),
             _dir: dir,
             shutdown: Some(shutdown),
@@ -59,6 +65,19 @@ impl TestServer {
 
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// A new key of the project with these scopes (`"read"`, `"ingest"`).
+    pub(crate) async fn key_with_scopes(&self, scopes: &str) -> String {
+        self.store
+            .create_key(
+                &ProjectName::default_project(),
+                scopes,
+                scopes.parse().unwrap(),
+            )
+            .await
+            .unwrap()
+            .secret
     }
 
     pub(crate) fn http(&self) -> &reqwest::Client {

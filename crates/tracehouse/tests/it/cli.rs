@@ -296,6 +296,103 @@ async fn keys_rotate_replaces_a_key_without_a_gap() {
     assert!(stderr.contains("no key with id 4242"), "{stderr}");
 }
 
+#[tokio::test]
+async fn scoped_keys_are_created_listed_used_and_rotated_with_their_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let data = data_dir.to_str().unwrap();
+    let create = |scope_args: &[&str]| {
+        let mut args = vec!["keys", "create", "--project", "shop", "--data-dir", data];
+        args.extend_from_slice(scope_args);
+        tracehouse(&args)
+    };
+    let (ok, stdout, stderr) = create(&["--scope", "ingest", "--label", "app"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("(ingest)"), "{stdout}");
+    let ingest = stdout.lines().last().unwrap().to_owned();
+    let (ok, stdout, stderr) = create(&["--scope", "read", "--scope", "ingest", "--label", "both"]);
+    assert!(ok, "{stderr}");
+    let both = stdout.lines().last().unwrap().to_owned();
+    let (ok, stdout, stderr) = create(&["--scope", "read", "--label", "people"]);
+    assert!(ok, "{stderr}");
+    let read = stdout.lines().last().unwrap().to_owned();
+    let (ok, _, stderr) = create(&["--scope", "write"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("write") && stderr.contains("ingest, read, admin"),
+        "{stderr}"
+    );
+
+    let server = ServeProcess::start(&data_dir);
+    let ingest_status = |key: String| {
+        let base = server.base.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{base}/api/v1/traces/ingest"))
+                .bearer_auth(key)
+                .json(&serde_json::json!([{"trace_unique_id": "t", "span_unique_id": "s"}]))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(ingest_status(ingest.clone()).await, StatusCode::OK);
+    assert_eq!(ingest_status(both.clone()).await, StatusCode::OK);
+    assert_eq!(ingest_status(read.clone()).await, StatusCode::FORBIDDEN);
+    let (status, _) = get_trace(&server.base, &ingest, "t").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "an ingest key reads nothing");
+    let (status, trace) = get_trace(&server.base, &read, "t").await;
+    assert_eq!(status, StatusCode::OK, "{trace}");
+
+    // The listing shows scopes and that the keys were used; the read key, used last, was.
+    let listed = || {
+        let (ok, listing, stderr) = tracehouse(&["keys", "list", "--data-dir", data]);
+        assert!(ok, "{stderr}");
+        listing
+    };
+    let mut listing = listed();
+    // Uses are recorded in the background, right after the request.
+    for _ in 0..50 {
+        if listing.lines().skip(1).all(|row| !row.contains("never")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        listing = listed();
+    }
+    assert!(
+        listing.lines().next().unwrap().contains("SCOPE"),
+        "{listing}"
+    );
+    assert!(
+        listing.lines().next().unwrap().contains("LAST USED"),
+        "{listing}"
+    );
+    let row = |label: &str| {
+        listing
+            .lines()
+            .find(|row| row.contains(label))
+            .unwrap_or_else(|| panic!("no {label} in {listing}"))
+            .to_owned()
+    };
+    assert!(row("app").contains(" ingest "), "{listing}");
+    assert!(row("both").contains(" ingest,read "), "{listing}");
+    assert!(row("people").contains(" read "), "{listing}");
+    for label in ["app", "both", "people"] {
+        assert!(!row(label).contains("never"), "{label} was used: {listing}");
+    }
+
+    // Rotation keeps the scope.
+    let id = row("people").split_whitespace().next().unwrap().to_owned();
+    let (ok, stdout, stderr) = tracehouse(&["keys", "rotate", &id, "--data-dir", data]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("(read)"), "{stdout}");
+    let rotated = stdout.lines().last().unwrap().to_owned();
+    assert_eq!(ingest_status(rotated.clone()).await, StatusCode::FORBIDDEN);
+    let (status, _) = get_trace(&server.base, &rotated, "t").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
 #[test]
 fn help_and_bad_config_are_explained() {
     let (ok, help, _) = tracehouse(&["serve", "--help"]);

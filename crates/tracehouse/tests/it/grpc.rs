@@ -221,6 +221,33 @@ async fn grpc_gzip_and_keys(backend: Backend) {
     );
     let (_, list) = server.get("/api/traces/list/").await;
     assert_eq!(list["count"], 2, "{list}");
+
+    // A key without the ingest scope may not export, and nothing is stored.
+    let reader = server.key_with_scopes("read").await;
+    let denied = server
+        .grpc_export(
+            request_of(vec![span(9, 1, "read key")]),
+            Key::Bearer(&reader),
+            false,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    assert!(
+        denied.message().contains("needs the ingest scope"),
+        "{denied:?}"
+    );
+    let ingester = server.key_with_scopes("ingest").await;
+    server
+        .grpc_export(
+            request_of(vec![span(10, 1, "ingest key")]),
+            Key::Bearer(&ingester),
+            false,
+        )
+        .await
+        .unwrap();
+    let (_, list) = server.get("/api/traces/list/").await;
+    assert_eq!(list["count"], 3, "{list}");
 }
 
 /// One bad span: the others are stored and the answer's partial success names the bad one.

@@ -15,5 +15,6 @@ mod migration;
 mod otlp;
 mod properties;
 mod read_api;
+mod scopes;
 mod sdk;
 mod util;

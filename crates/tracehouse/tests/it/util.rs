@@ -216,7 +216,11 @@ impl TestServer {
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let key = store
-            .create_key(&ProjectName::default_project(), "test")
+            .create_key(
+                &ProjectName::default_project(),
+                "test",
+                tracehouse_core::Scopes::ADMIN,
+            )
             .await
             .unwrap()
             .secret;
@@ -263,9 +267,26 @@ impl TestServer {
     }
 
     /// A key of another project, for isolation tests.
+    /// A new key of this server's project with these scopes (`"read"`, `"ingest,read"`).
+    pub(crate) async fn key_with_scopes(&self, scopes: &str) -> String {
+        self.store
+            .create_key(
+                &tracehouse_core::ProjectName::default_project(),
+                scopes,
+                scopes.parse().unwrap(),
+            )
+            .await
+            .unwrap()
+            .secret
+    }
+
     pub(crate) async fn key_for(&self, project: &str) -> String {
         self.store
-            .create_key(&project.parse().unwrap(), "other")
+            .create_key(
+                &project.parse().unwrap(),
+                "other",
+                tracehouse_core::Scopes::ADMIN,
+            )
             .await
             .unwrap()
             .secret
