@@ -6,11 +6,11 @@
 //! `custom_identifier`, `tools`, unknown fields) is validated and kept by [`span_from_log`].
 
 use serde_json::{Map, Value};
+use tracehouse_core::IngestContext;
 use tracehouse_core::spanlog::json_type_name;
-use tracehouse_core::{IngestContext, span_from_log};
 
-use crate::spanlog::MAX_ITEMS_PER_REQUEST;
-use crate::{DecodeError, Decoded, Rejection};
+use crate::spanlog::{parse_json_body, validate_items};
+use crate::{DecodeError, Decoded};
 
 /// Ids for a request log that carries none: a trace id and a span id, fresh per call.
 pub trait IdSource {
@@ -35,13 +35,10 @@ pub fn decode_request_logs(
     context: IngestContext<'_>,
     ids: &mut dyn IdSource,
 ) -> Result<DecodedRequestLogs, DecodeError> {
-    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(DecodeError::WrongShape(
-            "body is empty: send a request log (a JSON object) or an array of them".to_owned(),
-        ));
-    }
-    let value: Value = serde_json::from_slice(body).map_err(|e| DecodeError::from_json(&e))?;
+    let value = parse_json_body(
+        body,
+        "send a request log (a JSON object) or an array of them",
+    )?;
     let (items, single) = match value {
         Value::Array(items) => (items, false),
         object @ Value::Object(_) => (vec![object], true),
@@ -52,30 +49,10 @@ pub fn decode_request_logs(
             )));
         }
     };
-    if items.len() > MAX_ITEMS_PER_REQUEST {
-        return Err(DecodeError::TooManyItems {
-            count: items.len(),
-            limit: MAX_ITEMS_PER_REQUEST,
-        });
-    }
-    let mut decoded = Decoded {
-        spans: Vec::with_capacity(items.len()),
-        rejected: Vec::new(),
-    };
-    for (index, item) in items.into_iter().enumerate() {
-        let item = match item {
-            Value::Object(object) => Value::Object(as_span_log(object, ids)),
-            other => other,
-        };
-        match span_from_log(item, context) {
-            Ok(span) => decoded.spans.push(span),
-            Err(error) => decoded.rejected.push(Rejection {
-                index,
-                field: error.field,
-                error: error.message,
-            }),
-        }
-    }
+    let decoded = validate_items(items, context, |item| match item {
+        Value::Object(object) => Value::Object(as_span_log(object, ids)),
+        other => other,
+    })?;
     Ok(DecodedRequestLogs { decoded, single })
 }
 

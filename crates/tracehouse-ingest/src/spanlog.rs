@@ -12,13 +12,7 @@ pub const MAX_ITEMS_PER_REQUEST: usize = 100_000;
 /// Decodes a span-log body. A single span-log object (not in an array) is accepted as a
 /// batch of one, since hand-written scripts send that and the intent is unambiguous.
 pub fn decode_span_logs(body: &[u8], context: IngestContext<'_>) -> Result<Decoded, DecodeError> {
-    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(DecodeError::WrongShape(
-            "body is empty: send a JSON array of span logs".to_owned(),
-        ));
-    }
-    let value: Value = serde_json::from_slice(body).map_err(|e| DecodeError::from_json(&e))?;
+    let value = parse_json_body(body, "send a JSON array of span logs")?;
     let items = match value {
         Value::Array(items) => items,
         Value::Object(mut object) => match object.remove("data") {
@@ -43,6 +37,28 @@ pub fn decode_span_logs(body: &[u8], context: IngestContext<'_>) -> Result<Decod
             )));
         }
     };
+    validate_items(items, context, |item| item)
+}
+
+/// The JSON value of a body, after a byte-order mark; `what_to_send` completes the error
+/// for an empty body.
+pub(crate) fn parse_json_body(body: &[u8], what_to_send: &str) -> Result<Value, DecodeError> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(DecodeError::WrongShape(format!(
+            "body is empty: {what_to_send}"
+        )));
+    }
+    serde_json::from_slice(body).map_err(|e| DecodeError::from_json(&e))
+}
+
+/// Validates each item of a batch (after `prepare`) into a span or a rejection naming its
+/// index and field, refusing batches over [`MAX_ITEMS_PER_REQUEST`].
+pub(crate) fn validate_items(
+    items: Vec<Value>,
+    context: IngestContext<'_>,
+    mut prepare: impl FnMut(Value) -> Value,
+) -> Result<Decoded, DecodeError> {
     if items.len() > MAX_ITEMS_PER_REQUEST {
         return Err(DecodeError::TooManyItems {
             count: items.len(),
@@ -54,7 +70,7 @@ pub fn decode_span_logs(body: &[u8], context: IngestContext<'_>) -> Result<Decod
         rejected: Vec::new(),
     };
     for (index, item) in items.into_iter().enumerate() {
-        match span_from_log(item, context) {
+        match span_from_log(prepare(item), context) {
             Ok(span) => decoded.spans.push(span),
             Err(error) => decoded.rejected.push(Rejection {
                 index,

@@ -49,6 +49,26 @@ async fn snapshot(server: &TestServer, log: &str) -> Value {
     })
 }
 
+/// One call as `key`, with `body` as JSON unless it is null; the answer's JSON (null if none).
+async fn call(
+    server: &TestServer,
+    method: &Method,
+    path: &str,
+    body: &Value,
+    key: &str,
+) -> (StatusCode, Value) {
+    let mut request = server
+        .client
+        .request(method.clone(), server.url(path))
+        .bearer_auth(key);
+    if !body.is_null() {
+        request = request.json(body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or_default())
+}
+
 async fn every_route_answers_each_scope_as_documented(backend: Backend) {
     let server = TestServer::start_on(backend).await;
     let (status, body) = server
@@ -190,16 +210,7 @@ async fn every_route_answers_each_scope_as_documented(backend: Backend) {
         // Refused first, so the state they must not change is the state before the route ran.
         for (scopes, key) in refused {
             let before = snapshot(&server, &log).await;
-            let mut request = server
-                .client
-                .request(method.clone(), server.url(path))
-                .bearer_auth(key);
-            if !body.is_null() {
-                request = request.json(body);
-            }
-            let response = request.send().await.unwrap();
-            let status = response.status();
-            let answer: Value = response.json().await.unwrap_or_default();
+            let (status, answer) = call(&server, method, path, body, key).await;
             assert_eq!(
                 status,
                 StatusCode::FORBIDDEN,
@@ -231,19 +242,10 @@ async fn every_route_answers_each_scope_as_documented(backend: Backend) {
             permitted.len()
         };
         for (scopes, key) in permitted.into_iter().take(runs) {
-            let mut request = server
-                .client
-                .request(method.clone(), server.url(path))
-                .bearer_auth(key);
-            if !body.is_null() {
-                request = request.json(body);
-            }
-            let response = request.send().await.unwrap();
-            let status = response.status();
-            let text = response.text().await.unwrap();
+            let (status, answer) = call(&server, method, path, body, key).await;
             assert!(
                 status.is_success(),
-                "{method} {path} as {scopes}: {status} {text}"
+                "{method} {path} as {scopes}: {status} {answer}"
             );
         }
     }

@@ -318,11 +318,16 @@ impl TestServer {
         .await
     }
 
-    /// POSTs a JSON body with the server's key.
-    pub(crate) async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+    /// Sends a JSON body with the server's key.
+    pub(crate) async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> (StatusCode, Value) {
         let response = self
             .client
-            .post(self.url(path))
+            .request(method, self.url(path))
             .bearer_auth(&self.key)
             .json(body)
             .send()
@@ -331,17 +336,14 @@ impl TestServer {
         answer(response).await
     }
 
+    /// POSTs a JSON body with the server's key.
+    pub(crate) async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send_json(reqwest::Method::POST, path, body).await
+    }
+
     /// PATCHes a JSON body with the server's key.
     pub(crate) async fn patch_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        let response = self
-            .client
-            .patch(self.url(path))
-            .bearer_auth(&self.key)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        answer(response).await
+        self.send_json(reqwest::Method::PATCH, path, body).await
     }
 
     pub(crate) async fn get_with_key(&self, path: &str, key: &str) -> (StatusCode, Value) {
