@@ -41,7 +41,10 @@ impl SpanRedactor {
     }
 
     /// Redacts spans on a blocking thread (for handlers that have no decoding task to share).
-    pub(crate) async fn apply_off_runtime(&self, mut spans: Vec<Span>) -> Result<Vec<Span>, ApiError> {
+    pub(crate) async fn apply_off_runtime(
+        &self,
+        mut spans: Vec<Span>,
+    ) -> Result<Vec<Span>, ApiError> {
         if self.rules.is_none() {
             return Ok(spans);
         }
