@@ -124,7 +124,6 @@ fn text(key: &str, value: &str) -> KeyValue {
         value: Some(AnyValue {
             value: Some(any_value::Value::StringValue(value.to_owned())),
         }),
-        ..KeyValue::default()
     }
 }
 
