@@ -6,6 +6,8 @@
 //! - [`otlp`]: the OTLP routes' body (protobuf or JSON), each span mapped to a span log.
 //! - [`request_log`]: the logging API's body (one request log, or an array), ids generated
 //!   by the caller's [`request_log::IdSource`] where a log carries none.
+//! - [`redact`]: redaction rules (built-in detectors and custom regexes) applied to decoded
+//!   spans before they are stored.
 //!
 //! Architecture invariant: decoding is pure (bytes in, spans and rejections out): no IO, no
 //! clock (the caller passes the receive time), no store.
@@ -14,6 +16,7 @@
 
 pub mod compression;
 pub mod otlp;
+pub mod redact;
 pub mod request_log;
 pub mod spanlog;
 

@@ -21,6 +21,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::sync::Semaphore;
 use tracehouse_core::{ApiKeyHash, GroupCommit, StoreObserver};
+use tracehouse_ingest::redact::RedactionCounts;
 use tracing::Instrument;
 
 use crate::error::ApiError;
@@ -177,6 +178,11 @@ struct RejectLabels {
     field: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RedactionLabels {
+    rule: String,
+}
+
 /// The server's own metrics, in Prometheus' text format at `/metrics`.
 pub struct Metrics {
     registry: Registry,
@@ -184,6 +190,7 @@ pub struct Metrics {
     request_seconds: Family<RouteLabels, Histogram>,
     spans_accepted: Counter,
     spans_rejected: Family<RejectLabels, Counter>,
+    redactions: Family<RedactionLabels, Counter>,
     commits: Counter,
     failed_commits: Counter,
     commit_seconds: Histogram,
@@ -228,6 +235,12 @@ impl Metrics {
             "spans_rejected",
             "Items rejected by validation, by the field at fault",
             spans_rejected.clone(),
+        );
+        let redactions = Family::<RedactionLabels, Counter>::default();
+        registry.register(
+            "redactions",
+            "Matches masked, hashed or dropped by the redaction rules before storing, by rule",
+            redactions.clone(),
         );
         let commits = Counter::default();
         registry.register(
@@ -277,6 +290,7 @@ impl Metrics {
             request_seconds,
             spans_accepted,
             spans_rejected,
+            redactions,
             commits,
             failed_commits,
             commit_seconds,
@@ -322,6 +336,17 @@ impl Metrics {
                     field: field.to_owned(),
                 })
                 .inc();
+        }
+    }
+
+    /// Counts what the redaction rules of one request did.
+    pub(crate) fn redacted(&self, counts: &RedactionCounts) {
+        for (rule, matches) in counts.iter() {
+            self.redactions
+                .get_or_create(&RedactionLabels {
+                    rule: rule.to_owned(),
+                })
+                .inc_by(matches);
         }
     }
 

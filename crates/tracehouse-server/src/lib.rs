@@ -8,6 +8,8 @@
 //! - `grpc`: OTLP/gRPC ingest ([`grpc_service`], [`serve_grpc`] on a second listener).
 //! - `read_api`: trace and span reads, exports, and the JSON shapes of spans and traces;
 //!   [`span_to_json`] and [`ExportEncoder`] give the binary's offline `export` the same bytes.
+//! - `redaction`: the configured redaction rules, applied to every written span between
+//!   decoding and `write_spans` (ingest routes, OTLP/gRPC, log updates and scores).
 //! - `auth`: API key extraction; `error`: `ApiError` and its HTTP mapping.
 //! - `ui`: the web trace viewer, embedded HTML/CSS/JS served at `/` and under `/ui/`.
 //!
@@ -23,6 +25,7 @@ mod grpc;
 mod guard;
 mod ingest_api;
 mod read_api;
+mod redaction;
 mod routes;
 mod ui;
 
@@ -39,6 +42,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracehouse_core::{PriceTable, Span, SpanStore, Timestamp};
+use tracehouse_ingest::redact::Redaction;
 
 pub use auth::{AdminKey, AnyKey, IngestKey, ReadKey};
 pub use error::ApiError;
@@ -97,6 +101,8 @@ pub struct AppState {
     pub(crate) guard: Arc<guard::Guard>,
     /// When this server last recorded each key's use.
     pub(crate) key_uses: Arc<auth::KeyUses>,
+    /// Redaction rules applied to spans before they are written; `None`: none configured.
+    pub(crate) redaction: Option<Arc<Redaction>>,
 }
 
 impl AppState {
@@ -115,7 +121,15 @@ impl AppState {
             limits,
             cors_origins: None,
             key_uses: Arc::new(auth::KeyUses::default()),
+            redaction: None,
         }
+    }
+
+    /// Applies these redaction rules to every span before it is stored: on every ingest route,
+    /// OTLP/gRPC, and the updates of stored logs (metadata, note, scores).
+    pub fn with_redaction(mut self, redaction: Arc<Redaction>) -> Self {
+        self.redaction = Some(redaction);
+        self
     }
 
     /// Allows browsers on these origins (`*` for any) to call the API.

@@ -126,6 +126,16 @@ pub(crate) struct ImportArgs {
     /// Ignore an existing checkpoint and import everything from the start.
     #[arg(long)]
     pub(crate) restart: bool,
+
+    /// Redaction rules (TOML, as `serve --redact`) applied to every span before it is written,
+    /// with --project's rules. With --url the server's own rules apply instead.
+    #[arg(
+        long,
+        env = "TRACEHOUSE_REDACT",
+        value_name = "FILE",
+        conflicts_with = "url"
+    )]
+    pub(crate) redact: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -558,6 +568,13 @@ pub(crate) struct ServeArgs {
     /// (nothing is acknowledged that was not written) while reads go on.
     #[arg(long, env = "TRACEHOUSE_MAX_DB_BYTES", value_name = "BYTES")]
     pub(crate) max_db_bytes: Option<u64>,
+
+    /// Redaction rules (TOML; see examples/redact.toml): built-in detectors (email, phone,
+    /// credit_card, ip_address, api_key, jwt, bearer_token) and custom regexes, each scoped to
+    /// fields and masking, hashing or dropping what it finds, per project if wanted. Applied to
+    /// every span before it is stored, on every ingest route. A bad file stops the start.
+    #[arg(long, env = "TRACEHOUSE_REDACT", value_name = "FILE")]
+    pub(crate) redact: Option<PathBuf>,
 
     /// A JSON price file `{"model-prefix": {"input": usd_per_1m, "output": usd_per_1m}}` that
     /// extends and overrides the builtin table used when a span has tokens but no cost.

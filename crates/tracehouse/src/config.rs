@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tracehouse_core::PriceTable;
+use tracehouse_ingest::redact::{Redaction, RedactionConfig};
 use tracehouse_server::Limits;
 use tracehouse_store::{ClickHouseConfig, SqliteConfig, Synchronous};
 
@@ -226,6 +227,18 @@ pub(crate) struct ServeConfig {
     pub(crate) grpc_addr_file: Option<PathBuf>,
     pub(crate) shutdown_grace: Duration,
     pub(crate) cors_origins: Option<Vec<String>>,
+    /// `--redact`: compiled redaction rules.
+    pub(crate) redaction: Option<Redaction>,
+}
+
+/// Reads and compiles a redaction rules file; the error names the file and the rule at fault.
+pub(crate) fn load_redaction(path: &Path) -> anyhow::Result<Redaction> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read redaction rules file {}", path.display()))?;
+    let config: RedactionConfig = toml::from_str(&text)
+        .with_context(|| format!("invalid redaction rules file {}", path.display()))?;
+    Redaction::compile(&config)
+        .with_context(|| format!("invalid redaction rules file {}", path.display()))
 }
 
 fn load_prices(path: Option<&Path>) -> anyhow::Result<PriceTable> {
@@ -300,6 +313,7 @@ impl ServeConfig {
             },
             cors_origins: (!cors_origins.is_empty()).then_some(cors_origins),
             prices: load_prices(args.prices.as_deref())?,
+            redaction: args.redact.as_deref().map(load_redaction).transpose()?,
             addr_file: args.addr_file,
             grpc_listen,
             grpc_addr_file: args.grpc_addr_file,

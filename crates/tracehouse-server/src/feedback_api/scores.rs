@@ -16,11 +16,12 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use tracehouse_core::ids::MAX_ID_LEN;
 use tracehouse_core::spanlog::json_type_name;
-use tracehouse_core::{LogId, ProjectId, Span};
+use tracehouse_core::{LogId, Project, ProjectId, Span};
 
 use crate::auth::{AdminKey, ReadKey};
 use crate::error::ApiError;
 use crate::read_api::resolve_span;
+use crate::redaction::SpanRedactor;
 use crate::{AppState, now};
 
 /// The value fields of a score, and what each must be.
@@ -158,9 +159,30 @@ fn complete(score: &mut Map<String, Value>, log_id: &str) {
     }
 }
 
-async fn store_span(state: &AppState, project: ProjectId, span: Span) -> Result<(), ApiError> {
-    state.store.write_spans(project, vec![span]).await?;
-    Ok(())
+/// Writes a changed span after the project's redaction rules, which reach the score text a
+/// person sent (`string_value`, `explanation`) like any ingested text.
+async fn store_span(state: &AppState, project: &Project, span: Span) -> Result<Span, ApiError> {
+    let mut spans = SpanRedactor::for_project(state, &project.name)
+        .apply_off_runtime(vec![span])
+        .await?;
+    let stored = spans
+        .first()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal("a redacted span went missing".to_owned()))?;
+    state
+        .store
+        .write_spans(project.id, std::mem::take(&mut spans))
+        .await?;
+    Ok(stored)
+}
+
+/// The score under `key` as stored (after redaction), for the answer.
+fn stored_score(span: &Span, key: &str) -> Value {
+    span.content
+        .get("scores")
+        .and_then(|scores| scores.get(key))
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 /// The log of a path: its `id`, or a span id that names one span (`?trace_unique_id=`).
@@ -243,10 +265,10 @@ pub(crate) async fn create_score(
     score.insert("updated_at".to_owned(), json!(now));
     complete(&mut score, &log_id);
     scores.shift_remove(&key);
-    scores.insert(key, Value::Object(score.clone()));
+    scores.insert(key.clone(), Value::Object(score));
     set_scores(&mut span, scores);
-    store_span(&state, project.id, span).await?;
-    Ok((status, Json(Value::Object(score))).into_response())
+    let stored = store_span(&state, &project, span).await?;
+    Ok((status, Json(stored_score(&stored, &key))).into_response())
 }
 
 fn listing(span: &Span) -> Result<Vec<Value>, ApiError> {
@@ -349,10 +371,10 @@ pub(crate) async fn update_score(
     }
     score.insert("updated_at".to_owned(), json!(now().to_rfc3339()));
     complete(&mut score, &log_id);
-    scores.insert(key, Value::Object(score.clone()));
+    scores.insert(key.clone(), Value::Object(score));
     set_scores(&mut span, scores);
-    store_span(&state, project.id, span).await?;
-    Ok(Json(Value::Object(score)))
+    let stored = store_span(&state, &project, span).await?;
+    Ok(Json(stored_score(&stored, &key)))
 }
 
 /// `DELETE /api/logs/{id}/scores/{score_id}/`: `204` once committed.
@@ -366,7 +388,7 @@ pub(crate) async fn delete_score(
     let (mut scores, key) = find_score(&span, &score_id)?;
     scores.shift_remove(&key);
     set_scores(&mut span, scores);
-    store_span(&state, project.id, span).await?;
+    store_span(&state, &project, span).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -9,13 +9,14 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use serde_json::{Map, Value, json};
 use tracehouse_core::spanlog::json_type_name;
-use tracehouse_core::{ProjectId, Span};
+use tracehouse_core::{Project, Span};
 
 use crate::AppState;
 use crate::auth::AdminKey;
 use crate::error::ApiError;
 use crate::read_api::model::span_json;
 use crate::read_api::resolve_span;
+use crate::redaction::SpanRedactor;
 
 /// The fields an update may set, and what each must be.
 const UPDATABLE: &[(&str, &str)] = &[
@@ -120,14 +121,20 @@ fn object_body(body: &Bytes) -> Result<Value, ApiError> {
 }
 
 /// Stores updated spans: a span sent again replaces the stored one, and every index (metadata
-/// filters, search) follows it, in both stores.
+/// filters, search) follows it, in both stores. The project's redaction rules run first, since
+/// a note or metadata value is text a person sent like any ingested span's. Returns the spans'
+/// JSON as stored, for the answer.
 async fn store_updated(
     state: &AppState,
-    project: ProjectId,
+    project: &Project,
     spans: Vec<Span>,
-) -> Result<(), ApiError> {
-    state.store.write_spans(project, spans).await?;
-    Ok(())
+) -> Result<Vec<Map<String, Value>>, ApiError> {
+    let spans = SpanRedactor::for_project(state, &project.name)
+        .apply_off_runtime(spans)
+        .await?;
+    let stored = spans.iter().map(span_json).collect();
+    state.store.write_spans(project.id, spans).await?;
+    Ok(stored)
 }
 
 /// `PATCH /api/request-logs/{id}/`: changes `metadata` (merged), `note`, `positive_feedback` or
@@ -151,8 +158,11 @@ pub(crate) async fn update_log(
     let trace = query.get("trace_unique_id").map(String::as_str);
     let mut span = resolve_span(&state, project.id, &id, trace).await?;
     update.apply(&mut span);
-    let answer = span_json(&span);
-    store_updated(&state, project.id, vec![span]).await?;
+    let answer = store_updated(&state, &project, vec![span])
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::Internal("an updated log went missing".to_owned()))?;
     Ok(Json(answer))
 }
 
@@ -251,12 +261,12 @@ pub(crate) async fn batch_update_logs(
             update.apply(span);
         }
     }
-    let results: Vec<Value> = updated
-        .iter()
-        .map(|span| Value::Object(span_json(span)))
-        .collect();
     let count = updated.len();
-    store_updated(&state, project.id, updated).await?;
+    let results: Vec<Value> = store_updated(&state, &project, updated)
+        .await?
+        .into_iter()
+        .map(Value::Object)
+        .collect();
     Ok(Json(json!({
         "message": format!("updated {count} logs"),
         "updated": count,

@@ -9,6 +9,7 @@ use tracehouse_ingest::{DecodeError, Decoded, Rejection};
 
 use super::body::decode_error;
 use crate::error::ApiError;
+use crate::redaction::SpanRedactor;
 use crate::{AppState, now};
 
 /// Rejections named in a partial success's message; the count covers them all.
@@ -31,7 +32,7 @@ pub(crate) async fn ingest_export<T: Send + 'static>(
     request: T,
     decoder: fn(T, IngestContext<'_>) -> Result<Decoded, DecodeError>,
 ) -> Result<ExportOutcome, ApiError> {
-    let decoded = decode_off_runtime(state, request, decoder).await?;
+    let decoded = decode_off_runtime(state, project, request, decoder).await?;
     check_item_count(state, decoded.spans.len() + decoded.rejected.len())?;
     let rejected = decoded.rejected;
     let accepted = decoded.spans.len();
@@ -72,23 +73,28 @@ fn describe(rejection: &Rejection) -> String {
     }
 }
 
-/// Runs a decoder on a blocking thread: decoding a large batch takes milliseconds, which
-/// must not stall the async workers that serve other requests.
+/// Runs a decoder on a blocking thread, then `project`'s redaction rules on what it decoded:
+/// decoding and redacting a large batch take milliseconds, which must not stall the async
+/// workers that serve other requests. Nothing sees the spans before they are redacted.
 pub(super) async fn decode_off_runtime<T: Send + 'static>(
     state: &AppState,
+    project: &Project,
     input: T,
     decoder: fn(T, IngestContext<'_>) -> Result<Decoded, DecodeError>,
 ) -> Result<Decoded, ApiError> {
     let received_at = now();
     let prices = Arc::clone(&state.prices);
+    let redactor = SpanRedactor::for_project(state, &project.name);
     tokio::task::spawn_blocking(move || {
-        decoder(
+        let mut decoded = decoder(
             input,
             IngestContext {
                 received_at,
                 prices: &prices,
             },
-        )
+        )?;
+        redactor.apply(&mut decoded.spans);
+        Ok::<_, DecodeError>(decoded)
     })
     .await
     .map_err(|join| ApiError::Internal(format!("decoder task failed: {join}")))?

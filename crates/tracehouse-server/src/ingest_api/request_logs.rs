@@ -15,6 +15,7 @@ use super::model::RejectedItem;
 use crate::auth::IngestKey;
 use crate::error::ApiError;
 use crate::read_api::model::span_json;
+use crate::redaction::SpanRedactor;
 use crate::{AppState, now};
 
 /// Random ids in the shapes OTLP uses: 32 hex digits for a trace, 16 for a span.
@@ -44,12 +45,16 @@ pub(super) async fn create_request_logs(
     let bytes = read_body(&headers, body, &state.limits).await?;
     let received_at = now();
     let prices = std::sync::Arc::clone(&state.prices);
+    let redactor = SpanRedactor::for_project(&state, &project.name);
+    // Redacted on the decoding thread, before the answer's copy of each log is made.
     let DecodedRequestLogs { decoded, single } = tokio::task::spawn_blocking(move || {
         let context = IngestContext {
             received_at,
             prices: &prices,
         };
-        decode_request_logs(&bytes, context, &mut RandomIds)
+        let mut logs = decode_request_logs(&bytes, context, &mut RandomIds)?;
+        redactor.apply(&mut logs.decoded.spans);
+        Ok::<_, tracehouse_ingest::DecodeError>(logs)
     })
     .await
     .map_err(|join| ApiError::Internal(format!("decoder task failed: {join}")))?

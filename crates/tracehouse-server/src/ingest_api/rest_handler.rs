@@ -28,7 +28,7 @@ pub(super) async fn ingest_span_logs(
 ) -> Result<Response, ApiError> {
     require_json(&headers)?;
     let bytes = read_body(&headers, body, &state.limits).await?;
-    let decoded = decode_off_runtime(&state, bytes, |bytes, context| {
+    let decoded = decode_off_runtime(&state, &project, bytes, |bytes, context| {
         decode_span_logs(&bytes, context)
     })
     .await?;

@@ -36,6 +36,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tracehouse_core::{PriceTable, ProjectId, ProjectName, SpanStore, Timestamp};
+use tracehouse_ingest::redact::RuleSet;
 
 use self::checkpoint::{Checkpoint, Position};
 use self::decode::{DecodedBatch, Decoder, Payload, RawBatch, Reject, Target};
@@ -80,6 +81,7 @@ fn start_pipeline(
     workers: usize,
     target: Target,
     received_at: Timestamp,
+    redaction: Option<Arc<RuleSet>>,
 ) -> anyhow::Result<Ordered> {
     // Two batches waiting per stage is enough to keep every stage busy.
     let (raw_sender, raw_receiver) = std::sync::mpsc::sync_channel::<RawBatch>(workers);
@@ -96,6 +98,7 @@ fn start_pipeline(
             received_at,
             prices: PriceTable::builtin(),
             names: Arc::clone(&names),
+            redaction: redaction.clone(),
         };
         let (receiver, sender) = (Arc::clone(&raw_receiver), decoded_sender.clone());
         std::thread::Builder::new()
@@ -329,6 +332,8 @@ pub(super) async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
         return dry_run(&args, &sources, visible, total_size, received_at).await;
     }
 
+    // Rules of `--redact` for the project imported into; a server target applies its own.
+    let mut redaction: Option<Arc<RuleSet>> = None;
     let (sink, target_name, checkpoint_dir) = match &args.url {
         Some(url) => {
             let key = args.key.clone().context("--url needs --key")?;
@@ -366,6 +371,13 @@ pub(super) async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
                 ),
             };
             let project: ProjectName = args.project.parse().context("invalid --project")?;
+            redaction = match &args.redact {
+                Some(path) => {
+                    let rules = crate::config::load_redaction(path)?;
+                    Some(Arc::clone(rules.rules_for(&project)))
+                }
+                None => None,
+            };
             let store = open_store(&config).await?;
             let project = store
                 .create_project(&project)
@@ -449,7 +461,7 @@ pub(super) async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
         start: state.position,
         bytes_read: Arc::clone(&bytes_read),
     };
-    let batches = start_pipeline(reader, workers, target, received_at)?;
+    let batches = start_pipeline(reader, workers, target, received_at, redaction)?;
     let mut committer = Committer {
         state,
         checkpoint_path: checkpoint_path.clone(),
@@ -715,7 +727,7 @@ async fn dry_run(
         start: Position::start_of(0),
         bytes_read: Arc::clone(&bytes_read),
     };
-    let mut batches = start_pipeline(reader, workers, Target::Spans, received_at)?;
+    let mut batches = start_pipeline(reader, workers, Target::Spans, received_at, None)?;
     let mut analysis = Analysis::default();
     let (mut items, mut bytes, mut spans, mut rejected) = (0u64, 0u64, 0u64, 0u64);
     while let Some(batch) = batches.next().await {

@@ -77,6 +77,9 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(origins) = config.cors_origins {
         state = state.with_cors_origins(origins);
     }
+    if let Some(redaction) = config.redaction {
+        state = state.with_redaction(Arc::new(redaction));
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut stop_rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;

@@ -15,6 +15,7 @@ mod migration;
 mod otlp;
 mod properties;
 mod read_api;
+mod redaction;
 mod scopes;
 mod sdk;
 mod util;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use reqwest::StatusCode;
 use serde_json::Value;
 use tracehouse_core::{ProjectName, SpanStore, StoreObserver};
+use tracehouse_ingest::redact::Redaction;
 use tracehouse_server::{AppState, Limits, Metrics};
 use tracehouse_store::{ClickHouseConfig, ClickHouseStore, SqliteConfig, SqliteStore};
 
@@ -168,15 +169,39 @@ impl TestServer {
     }
 
     pub(crate) async fn start_on(backend: Backend) -> Self {
+        Self::start_redacting(backend, None).await
+    }
+
+    /// A server on `backend` that applies these redaction rules to every span it stores.
+    pub(crate) async fn start_redacting(
+        backend: Backend,
+        redaction: Option<Arc<Redaction>>,
+    ) -> Self {
         match backend {
-            Backend::Sqlite => Self::start().await,
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let metrics = Arc::new(Metrics::new());
+                let mut config = SqliteConfig::in_data_dir(dir.path());
+                config.observer = Some(Arc::clone(&metrics) as Arc<dyn StoreObserver>);
+                let store: Arc<dyn SpanStore> = Arc::new(SqliteStore::open(config).unwrap());
+                let mut server =
+                    Self::start_with_everything(store, Limits::default(), metrics, redaction).await;
+                server._dir = dir;
+                server
+            }
             Backend::ClickHouse(url) => {
                 let database = fresh_database();
                 let store =
                     ClickHouseStore::open(ClickHouseConfig::new(url.clone(), database.clone()))
                         .await
                         .unwrap();
-                let mut server = Self::start_with_store(Arc::new(store), Limits::default()).await;
+                let mut server = Self::start_with_everything(
+                    Arc::new(store),
+                    Limits::default(),
+                    Arc::new(Metrics::new()),
+                    redaction,
+                )
+                .await;
                 server.clickhouse = Some((vec![url], database));
                 server
             }
@@ -186,7 +211,13 @@ impl TestServer {
                 config.cluster = Some("tracehouse".to_owned());
                 config.other_nodes = urls[1..].to_vec();
                 let store = ClickHouseStore::open(config).await.unwrap();
-                let mut server = Self::start_with_store(Arc::new(store), Limits::default()).await;
+                let mut server = Self::start_with_everything(
+                    Arc::new(store),
+                    Limits::default(),
+                    Arc::new(Metrics::new()),
+                    redaction,
+                )
+                .await;
                 server.clickhouse = Some((urls, database));
                 server
             }
@@ -214,6 +245,15 @@ impl TestServer {
         limits: Limits,
         metrics: Arc<Metrics>,
     ) -> Self {
+        Self::start_with_everything(store, limits, metrics, None).await
+    }
+
+    async fn start_with_everything(
+        store: Arc<dyn SpanStore>,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+        redaction: Option<Arc<Redaction>>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let key = store
             .create_key(
@@ -232,7 +272,10 @@ impl TestServer {
         let stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
-        let state = AppState::with_limits(Arc::clone(&store), limits, metrics);
+        let mut state = AppState::with_limits(Arc::clone(&store), limits, metrics);
+        if let Some(redaction) = redaction {
+            state = state.with_redaction(redaction);
+        }
         tokio::spawn(tracehouse_server::serve_grpc(
             grpc_listener,
             state.clone(),

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tracehouse_core::{IngestContext, PriceTable, Span, Timestamp};
 use tracehouse_ingest::otlp::{OtlpEncoding, decode_otlp};
+use tracehouse_ingest::redact::RuleSet;
 use tracehouse_ingest::spanlog::decode_span_logs;
 
 use super::checkpoint::Position;
@@ -155,6 +156,9 @@ pub(super) struct Decoder {
     pub(super) prices: PriceTable,
     /// Display names of the inputs, by index.
     pub(super) names: std::sync::Arc<Vec<String>>,
+    /// `--redact`: rules applied to validated spans before they reach the store (a server
+    /// target applies its own rules).
+    pub(super) redaction: Option<std::sync::Arc<RuleSet>>,
 }
 
 impl Decoder {
@@ -195,7 +199,7 @@ impl Decoder {
             bytes,
         } = batch;
         let mut count = (items.len() + rejects.len()) as u64;
-        let payload = match (format, self.target) {
+        let mut payload = match (format, self.target) {
             (FileFormat::Json | FileFormat::Jsonl, Target::Spans) => {
                 Payload::Spans(self.span_logs(file, &items, &mut rejects))
             }
@@ -242,6 +246,9 @@ impl Decoder {
                 }
             }
         };
+        if let (Payload::Spans(spans), Some(rules)) = (&mut payload, &self.redaction) {
+            rules.redact_spans(spans);
+        }
         DecodedBatch {
             seq,
             file_name: self.names.get(file).cloned().unwrap_or_default(),
@@ -423,6 +430,7 @@ mod tests {
             received_at: Timestamp::from_unix_nanos(1_700_000_000_000_000_000),
             prices: PriceTable::builtin(),
             names: std::sync::Arc::new(vec!["in.jsonl".to_owned()]),
+            redaction: None,
         }
     }
 
