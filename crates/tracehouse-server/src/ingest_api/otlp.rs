@@ -34,18 +34,8 @@ pub(crate) async fn ingest_export<T: Send + 'static>(
 ) -> Result<ExportOutcome, ApiError> {
     let decoded = decode_off_runtime(state, project, request, decoder).await?;
     check_item_count(state, decoded.spans.len() + decoded.rejected.len())?;
-    let rejected = decoded.rejected;
-    let accepted = decoded.spans.len();
-    if accepted > 0 {
-        state.store.write_spans(project.id, decoded.spans).await?;
-    }
-    state
-        .guard
-        .metrics
-        .spans_ingested(accepted, rejected.iter().map(|r| r.field.as_str()));
-    if !rejected.is_empty() {
-        tracing::debug!(project = %project.name, accepted, rejected = rejected.len(), "otlp spans partly rejected");
-    }
+    let (_, rejected) =
+        super::commit_batch(state, project, decoded.spans, decoded.rejected).await?;
     let message = rejected
         .iter()
         .take(REJECTIONS_IN_MESSAGE)

@@ -87,19 +87,9 @@ pub(super) async fn create_request_logs(
         .iter()
         .map(|span| Value::Object(span_json(span)))
         .collect();
-    let accepted = decoded.spans.len();
-    let rejected: Vec<RejectedItem> = decoded
-        .rejected
-        .into_iter()
-        .map(RejectedItem::from)
-        .collect();
-    if accepted > 0 {
-        state.store.write_spans(project.id, decoded.spans).await?;
-    }
-    state
-        .guard
-        .metrics
-        .spans_ingested(accepted, rejected.iter().map(|r| r.field.as_str()));
+    let (accepted, rejected) =
+        super::commit_batch(&state, &project, decoded.spans, decoded.rejected).await?;
+    let rejected: Vec<RejectedItem> = rejected.into_iter().map(RejectedItem::from).collect();
 
     if single {
         let mut log = match stored.into_iter().next() {
@@ -120,17 +110,7 @@ pub(super) async fn create_request_logs(
             })
         })
         .collect();
-    let (status, message) = match (accepted, rejected.len()) {
-        (_, 0) => (StatusCode::OK, format!("logged {accepted} requests")),
-        (0, bad) => (
-            StatusCode::BAD_REQUEST,
-            format!("nothing logged: all {bad} items were rejected"),
-        ),
-        (_, bad) => (
-            StatusCode::MULTI_STATUS,
-            format!("logged {accepted} requests, rejected {bad} items"),
-        ),
-    };
+    let (status, message) = super::batch_status(accepted, rejected.len(), "logged", "requests");
     Ok((
         status,
         Json(json!({

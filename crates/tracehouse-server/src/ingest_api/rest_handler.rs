@@ -34,33 +34,10 @@ pub(super) async fn ingest_span_logs(
     .await?;
 
     check_item_count(&state, decoded.spans.len() + decoded.rejected.len())?;
-    let accepted = decoded.spans.len();
-    let rejected: Vec<RejectedItem> = decoded
-        .rejected
-        .into_iter()
-        .map(RejectedItem::from)
-        .collect();
-    if accepted > 0 {
-        state.store.write_spans(project.id, decoded.spans).await?;
-    }
-    state
-        .guard
-        .metrics
-        .spans_ingested(accepted, rejected.iter().map(|r| r.field.as_str()));
-    let (status, message) = match (accepted, rejected.len()) {
-        (_, 0) => (StatusCode::OK, format!("ingested {accepted} spans")),
-        (0, bad) => (
-            StatusCode::BAD_REQUEST,
-            format!("no spans ingested: all {bad} items were rejected"),
-        ),
-        (_, bad) => (
-            StatusCode::MULTI_STATUS,
-            format!("ingested {accepted} spans, rejected {bad} items"),
-        ),
-    };
-    if !rejected.is_empty() {
-        tracing::debug!(project = %project.name, accepted, rejected = rejected.len(), "span logs partly rejected");
-    }
+    let (accepted, rejected) =
+        super::commit_batch(&state, &project, decoded.spans, decoded.rejected).await?;
+    let rejected: Vec<RejectedItem> = rejected.into_iter().map(RejectedItem::from).collect();
+    let (status, message) = super::batch_status(accepted, rejected.len(), "ingested", "spans");
     Ok((
         status,
         Json(IngestResponse {
