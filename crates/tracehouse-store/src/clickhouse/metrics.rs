@@ -120,11 +120,13 @@ struct CellRow {
     n: u64,
 }
 
-/// The spans of `filter` starting in `start..end`, aggregated per bucket and group.
+/// The spans of `filter` starting in `start..end`, aggregated per bucket and group. `source`
+/// is the project's live spans (`live_spans_scan`), found once per request: finding which
+/// traces were rewritten is a query of its own, the same for every aggregation of a request.
 #[allow(clippy::too_many_arguments)]
 async fn cells(
     client: &Client,
-    project: ProjectId,
+    source: &str,
     filter: &SpanFilter,
     range: (Timestamp, Timestamp),
     group_by: Option<&GroupBy>,
@@ -158,7 +160,6 @@ async fn cells(
         "SELECT {bucket} AS b, toUInt8({top}) AS is_top, if(is_top = 1, {group}, NULL) AS gg, \
          {value} AS val, {weight} AS wt FROM {source} AND {conditions}",
         bucket = bucket_expr(grid),
-        source = live_spans_scan(client, project, "").await?,
     );
     let outer = match aggregation {
         Aggregation::Percentile { percent, .. } => format!(
@@ -191,7 +192,7 @@ async fn cells(
 /// Per-group values over a range, largest first.
 async fn ranking(
     client: &Client,
-    project: ProjectId,
+    source: &str,
     metric: Metric,
     filter: &SpanFilter,
     group_by: &GroupBy,
@@ -199,7 +200,7 @@ async fn ranking(
 ) -> Result<Vec<TopEntry>, ClickHouseError> {
     let cells = cells(
         client,
-        project,
+        source,
         filter,
         range,
         Some(group_by),
@@ -216,9 +217,10 @@ pub(crate) async fn top(
     project: ProjectId,
     query: &TopQuery,
 ) -> Result<Vec<TopEntry>, ClickHouseError> {
+    let source = live_spans_scan(client, project, "").await?;
     let mut entries = ranking(
         client,
-        project,
+        &source,
         query.metric,
         &query.filter,
         &query.group_by,
@@ -237,12 +239,13 @@ pub(crate) async fn timeseries(
     let grid = &query.grid;
     let range = (grid.start(), grid.end());
     let group_by = query.group_by.as_ref();
+    let source = live_spans_scan(client, project, "").await?;
     let plan = match group_by {
         None => SeriesPlan::ungrouped(),
         Some(group_by) => SeriesPlan::grouped(
             ranking(
                 client,
-                project,
+                &source,
                 query.metric.ranking(),
                 &query.filter,
                 group_by,
@@ -255,28 +258,29 @@ pub(crate) async fn timeseries(
     let named_groups = plan.named.clone();
     let named = group_by.is_some().then_some(named_groups.as_slice());
     let aggregation = query.metric.aggregation();
-    let buckets = cells(
-        client,
-        project,
-        &query.filter,
-        range,
-        group_by,
-        aggregation,
-        Some(grid),
-        named,
-    )
-    .await?;
-    let mut totals = cells(
-        client,
-        project,
-        &query.filter,
-        range,
-        group_by,
-        aggregation,
-        None,
-        named,
-    )
-    .await?;
+    // The buckets and the totals beside them are independent: ClickHouse runs both at once.
+    let (buckets, mut totals) = tokio::try_join!(
+        cells(
+            client,
+            &source,
+            &query.filter,
+            range,
+            group_by,
+            aggregation,
+            Some(grid),
+            named,
+        ),
+        cells(
+            client,
+            &source,
+            &query.filter,
+            range,
+            group_by,
+            aggregation,
+            None,
+            named,
+        ),
+    )?;
     for cell in &mut totals {
         cell.bucket = TOTALS;
     }
