@@ -55,21 +55,21 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(path, address.to_string())
             .with_context(|| format!("cannot write address file {}", path.display()))?;
     }
-    println!(
+    announce(&format!(
         "tracehouse listening on http://{address} (store {})",
         store.describe()
-    );
+    ));
     match grpc_address {
         Some(grpc_address) => {
-            println!("tracehouse OTLP/gRPC listening on {grpc_address}");
+            announce(&format!("tracehouse OTLP/gRPC listening on {grpc_address}"));
         }
         None => tracing::info!("OTLP/gRPC listener off"),
     }
     if let Some(secret) = first_key {
-        println!(
-            "created an API key for project \"default\"; it is shown only now, store it safely:"
+        announce(
+            "created an API key for project \"default\"; it is shown only now, store it safely:",
         );
-        println!("{secret}");
+        announce(&secret);
     }
 
     let mut state = AppState::with_limits(store, config.limits, metrics);
@@ -161,5 +161,15 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
+    }
+}
+
+/// Prints a start-up line on stdout. A server whose stdout was closed (`serve | head -1`)
+/// keeps serving: `println!` would panic on the broken pipe, so the failure is logged instead.
+fn announce(line: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        tracing::warn!(error = %error, "cannot write the start-up line to stdout");
     }
 }

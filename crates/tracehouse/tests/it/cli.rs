@@ -296,6 +296,59 @@ async fn keys_rotate_replaces_a_key_without_a_gap() {
     assert!(stderr.contains("no key with id 4242"), "{stderr}");
 }
 
+/// `serve | head -1`, or a supervisor that closes the server's stdout: the start-up lines
+/// cannot be written, and the server serves anyway.
+#[tokio::test]
+async fn serve_keeps_serving_when_its_stdout_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr_file = dir.path().join("addr");
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--grpc-listen",
+            "off",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .arg("--addr-file")
+        .arg(&addr_file)
+        .env_remove("TRACEHOUSE_DATA_DIR")
+        .env_remove("TRACEHOUSE_STORE")
+        .env_remove("TRACEHOUSE_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The read end closes before the server prints its first line.
+    drop(child.stdout.take());
+    let started = std::time::Instant::now();
+    let base = loop {
+        if let Ok(address) = std::fs::read_to_string(&addr_file) {
+            if !address.trim().is_empty() {
+                break format!("http://{}", address.trim());
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no address file"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "serve exited at start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Past the start-up lines: still running and answering.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "serve exited after printing"
+    );
+    let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
 #[tokio::test]
 async fn scoped_keys_are_created_listed_used_and_rotated_with_their_scope() {
     let dir = tempfile::tempdir().unwrap();
