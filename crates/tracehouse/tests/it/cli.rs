@@ -20,6 +20,21 @@ pub(crate) struct ServeProcess {
     stdout_lines: Vec<String>,
 }
 
+/// `tracehouse serve` on any free port, writing its address to `addr_file`, with stdout piped
+/// and none of the caller's tracehouse environment: add the store and other flags.
+fn serve_command(addr_file: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--addr-file"])
+        .arg(addr_file)
+        .env_remove("TRACEHOUSE_DATA_DIR")
+        .env_remove("TRACEHOUSE_STORE")
+        .env_remove("TRACEHOUSE_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    command
+}
+
 impl ServeProcess {
     /// Starts the binary on a free port and waits until it prints its address (and, on a fresh
     /// store, its first key).
@@ -45,17 +60,9 @@ impl ServeProcess {
         } else {
             &["--grpc-listen", "127.0.0.1:0"]
         };
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+        let mut child = serve_command(&addr_file)
             .args(grpc_listen)
             .args(store_args)
-            .arg("--addr-file")
-            .arg(&addr_file)
-            .env_remove("TRACEHOUSE_DATA_DIR")
-            .env_remove("TRACEHOUSE_STORE")
-            .env_remove("TRACEHOUSE_CONFIG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -302,23 +309,9 @@ async fn keys_rotate_replaces_a_key_without_a_gap() {
 async fn serve_keeps_serving_when_its_stdout_is_closed() {
     let dir = tempfile::tempdir().unwrap();
     let addr_file = dir.path().join("addr");
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--grpc-listen",
-            "off",
-            "--data-dir",
-        ])
+    let mut child = serve_command(&addr_file)
+        .args(["--grpc-listen", "off", "--data-dir"])
         .arg(dir.path().join("data"))
-        .arg("--addr-file")
-        .arg(&addr_file)
-        .env_remove("TRACEHOUSE_DATA_DIR")
-        .env_remove("TRACEHOUSE_STORE")
-        .env_remove("TRACEHOUSE_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     // The read end closes before the server prints its first line.

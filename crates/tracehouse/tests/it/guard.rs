@@ -396,15 +396,7 @@ async fn metrics_count_requests_and_spans() {
         .await;
     assert_eq!(status, 207);
     server.get("/api/traces/m/").await;
-    let text = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics_text().await;
     assert_eq!(metric(&text, "tracehouse_spans_accepted_total"), 2.0);
     assert_eq!(
         metric(

@@ -382,15 +382,7 @@ async fn secrets_never_come_back_from_any_route(backend: Backend) {
     }
 
     // Each rule's matches are counted.
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics_text().await;
     for rule in [
         "email",
         "phone",

@@ -400,6 +400,18 @@ impl TestServer {
         answer(response).await
     }
 
+    /// The server's `/metrics` page (Prometheus text; no key needed).
+    pub(crate) async fn metrics_text(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub(crate) async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.get_with_key(path, &self.key).await
     }
