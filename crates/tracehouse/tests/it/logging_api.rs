@@ -14,6 +14,16 @@ on_every_store!(
     scores_are_one_per_evaluator_and_filter_spans_and_traces,
 );
 
+/// A 400 whose message names `named` (the field at fault, or what is missing).
+fn assert_refused(answer: (StatusCode, Value), body: &Value, named: &str) {
+    let (status, error) = answer;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {error}");
+    assert!(
+        error["message"].as_str().unwrap().contains(named),
+        "{body}: {error}"
+    );
+}
+
 /// The body a vendor client sent, from `fixtures/logging-api/`.
 fn captured_body(name: &str) -> Value {
     fixture_json(&format!("logging-api/{name}"))["body_json"].clone()
@@ -274,12 +284,7 @@ async fn updates_change_only_feedback_fields_and_refused_ones_change_nothing(bac
         (json!({"metadata": [1, 2]}), "metadata"),
         (json!({}), "nothing to update"),
     ] {
-        let (status, error) = server.patch_json(&path, &body).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {error}");
-        assert!(
-            error["message"].as_str().unwrap().contains(field),
-            "{body}: {error}"
-        );
+        assert_refused(server.patch_json(&path, &body).await, &body, field);
     }
     let (status, _) = server
         .patch_json("/api/request-logs/nothing-here/", &json!({"note": "x"}))
@@ -511,12 +516,7 @@ async fn scores_are_one_per_evaluator_and_filter_spans_and_traces(backend: Backe
             "model",
         ),
     ] {
-        let (status, error) = server.post_json(&scores, &body).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {error}");
-        assert!(
-            error["message"].as_str().unwrap().contains(named),
-            "{body}: {error}"
-        );
+        assert_refused(server.post_json(&scores, &body).await, &body, named);
     }
     let (status, _) = server
         .post_json(

@@ -496,26 +496,16 @@ async fn serve_with_redact_never_logs_a_raw_value() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::MULTI_STATUS);
 
-    let trace = client
-        .get(format!("{}/api/traces/logged/", server.base))
-        .bearer_auth(&server.key)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let read = |path: &'static str| {
+        let request = client
+            .get(format!("{}{path}", server.base))
+            .bearer_auth(&server.key);
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let trace = read("/api/traces/logged/").await;
     assert!(trace.contains("[REDACTED:email]"), "{trace}");
     assert_clean("the binary's trace fetch", &trace);
-    let export = client
-        .get(format!("{}/api/traces/export/?format=jsonl", server.base))
-        .bearer_auth(&server.key)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let export = read("/api/traces/export/?format=jsonl").await;
     assert_eq!(export.lines().count(), 4, "{export}");
     assert_clean("the binary's export", &export);
 
