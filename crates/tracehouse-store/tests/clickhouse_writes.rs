@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tracehouse_core::query::{SpanQuery, TraceQuery};
 use tracehouse_core::{
-    ApiKeyHash, Project, ProjectId, ProjectName, Span, SpanStore, TraceId, TraceListItem,
-    TraceSummary, summarize,
+    ApiKeyHash, Project, ProjectId, ProjectName, Span, SpanStore, Timestamp, TraceId,
+    TraceListItem, TraceSummary, summarize,
 };
 use tracehouse_store::{ClickHouseConfig, ClickHouseStore};
 
@@ -1098,5 +1098,248 @@ async fn a_version_2_database_upgrades_its_span_counts_in_place() {
         stored_span(&spans.items, "llm").model.as_deref(),
         Some("o1")
     );
+    db.cleanup().await;
+}
+
+/// `2025-01-01T02:00:00Z` plus `seconds` (and `millis`), as a span log's `start_time`.
+fn at(seconds: u64, millis: u64) -> String {
+    format!(
+        "2025-01-01T{:02}:{:02}:{:02}.{millis:03}Z",
+        2 + seconds / 3600,
+        (seconds / 60) % 60,
+        seconds % 60
+    )
+}
+
+fn span_keys(spans: &[Span]) -> Vec<(String, String)> {
+    spans
+        .iter()
+        .map(|span| {
+            (
+                span.trace_id.as_str().to_owned(),
+                span.span_id.as_str().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Newest-first span and trace lists look for their page among recent spans first (windows
+/// sized from `trace_starts`) and read on when the window falls short; every answer must
+/// equal the one over all spans: deep pages, rare matches, a trace whose re-sent span moved
+/// out of the window, and a deleted trace.
+#[tokio::test]
+async fn newest_first_lists_read_recent_windows_and_agree_with_every_span() {
+    use tracehouse_core::query::{
+        Condition, Direction, FilterValue, Operator, Page, Sort, SpanColumn, SpanField, SpanFilter,
+    };
+    let Some(db) = TestDatabase::new() else {
+        return;
+    };
+    let store = db.open().await;
+    let project = common::acme_project(&store).await;
+    const TRACES: u64 = 800;
+    let trace_name = |i: u64| format!("{:016x}{i:04}", fastrand::u64(..));
+    let names: Vec<String> = (0..TRACES).map(trace_name).collect();
+    let mut live: Vec<Span> = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let i = i as u64;
+        // Every third trace's tool saw a walrus; two old ones saw a narwhal.
+        let tool_input = if i == 5 || i == 10 {
+            "a narwhal surfaced"
+        } else if i % 3 == 0 {
+            "a walrus surfaced"
+        } else {
+            "nothing surfaced"
+        };
+        let model = if i % 2 == 0 { "gpt-4o" } else { "gpt-4o-mini" };
+        live.push(span(
+            name,
+            "root",
+            None,
+            json!({"span_name": "agent.run", "start_time": at(i, 0)}),
+        ));
+        live.push(span(
+            name,
+            "llm",
+            Some("root"),
+            json!({"model": model, "log_type": "chat", "start_time": at(i, 100)}),
+        ));
+        live.push(span(
+            name,
+            "tool",
+            Some("root"),
+            json!({"span_name": "search.tool", "input": tool_input, "start_time": at(i, 200)}),
+        ));
+    }
+    // Oldest traces first, 99 spans per request: hundreds of `trace_starts` rows.
+    for request in live.chunks(99) {
+        store.write_spans(project, request.to_vec()).await.unwrap();
+    }
+    // The newest trace's LLM span is sent again starting an hour earlier (same day), so its
+    // older version lies in every window and its latest in none.
+    let moved = span(
+        &names[799],
+        "llm",
+        Some("root"),
+        json!({"model": "o1", "log_type": "chat", "start_time": "2025-01-01T01:00:00Z"}),
+    );
+    store
+        .write_spans(project, vec![moved.clone()])
+        .await
+        .unwrap();
+    live.retain(|span| !(span.trace_id.as_str() == names[799] && span.span_id.as_str() == "llm"));
+    live.push(moved);
+    // The second newest trace is deleted.
+    let deleted = trace_id(&names[798]);
+    store.delete_trace(project, &deleted).await.unwrap();
+    live.retain(|span| span.trace_id != deleted);
+    live.sort_by(|a, b| {
+        (b.start, b.trace_id.as_str(), b.span_id.as_str()).cmp(&(
+            a.start,
+            a.trace_id.as_str(),
+            a.span_id.as_str(),
+        ))
+    });
+
+    let newest_first = |filter: SpanFilter, number: u64, size: u64| SpanQuery {
+        filter,
+        sort: Sort {
+            column: SpanColumn::StartTime,
+            direction: Direction::Descending,
+        },
+        page: Page { number, size },
+        as_of: None,
+    };
+    let search = |word: &str| SpanFilter {
+        search: Some(word.to_owned()),
+        ..SpanFilter::default()
+    };
+    let model_is = |model: &str| SpanFilter {
+        conditions: vec![Condition {
+            field: SpanField::Column(SpanColumn::Model),
+            operator: Operator::Equals,
+            values: vec![FilterValue::Text(model.to_owned())],
+        }],
+        ..SpanFilter::default()
+    };
+    let matching = |keep: &dyn Fn(&Span) -> bool| -> Vec<Span> {
+        live.iter().filter(|span| keep(span)).cloned().collect()
+    };
+    let says = |span: &Span, word: &str| {
+        span.content
+            .get("input")
+            .is_some_and(|input| input.to_string().contains(word))
+    };
+    let cases: Vec<(&str, SpanFilter, Vec<Span>, u64, u64)> = vec![
+        ("newest spans", SpanFilter::default(), live.clone(), 1, 50),
+        (
+            "newest spans, page 3",
+            SpanFilter::default(),
+            live.clone(),
+            3,
+            50,
+        ),
+        // Rows 1,600-1,699: past the first window's 500 traces.
+        (
+            "newest spans, page 17 of 100",
+            SpanFilter::default(),
+            live.clone(),
+            17,
+            100,
+        ),
+        (
+            "model gpt-4o",
+            model_is("gpt-4o"),
+            matching(&|span| span.model.as_deref() == Some("gpt-4o")),
+            1,
+            50,
+        ),
+        (
+            "model o1 (only the moved span)",
+            model_is("o1"),
+            matching(&|span| span.model.as_deref() == Some("o1")),
+            1,
+            50,
+        ),
+        (
+            "search walrus, page 2",
+            search("walrus"),
+            matching(&|span| says(span, "walrus")),
+            2,
+            50,
+        ),
+        (
+            "search narwhal (two old traces)",
+            search("narwhal"),
+            matching(&|span| says(span, "narwhal")),
+            1,
+            50,
+        ),
+    ];
+    for (what, filter, want, number, size) in cases {
+        let unfiltered = filter.is_empty();
+        let got = store
+            .list_spans(project, &newest_first(filter, number, size))
+            .await
+            .unwrap();
+        let offset = ((number - 1) * size) as usize;
+        let want_page: Vec<Span> = want
+            .iter()
+            .skip(offset)
+            .take(size as usize)
+            .cloned()
+            .collect();
+        assert_eq!(span_keys(&got.items), span_keys(&want_page), "{what}");
+        assert_eq!(got.total, want.len() as u64, "{what}: count");
+        assert!(got.total_is_exact, "{what}: a count under the cap is exact");
+        if unfiltered {
+            assert_eq!(got.total, 3 * TRACES - 3, "{what}: every live span");
+        }
+    }
+    // The moved span's trace now starts an hour before the others.
+    let moved_trace = store
+        .get_trace(project, &trace_id(&names[799]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(moved_trace.summary.span_count, 3);
+
+    // Trace search newest first: traces with a matching span, by their start.
+    for (word, expected_traces) in [("walrus", 266usize), ("narwhal", 2)] {
+        let mut want: Vec<(Timestamp, String)> = live
+            .iter()
+            .filter(|span| says(span, word))
+            .map(|span| span.trace_id.as_str().to_owned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(|trace| {
+                let start = live
+                    .iter()
+                    .filter(|span| span.trace_id.as_str() == trace)
+                    .map(|span| span.start)
+                    .min()
+                    .unwrap();
+                (start, trace)
+            })
+            .collect();
+        want.sort_by(|a, b| b.cmp(a));
+        assert_eq!(want.len(), expected_traces, "{word}: traces in the data");
+        let query = TraceQuery {
+            spans: search(word),
+            page: Page {
+                number: 1,
+                size: 20,
+            },
+            ..TraceQuery::default()
+        };
+        let got = store.list_traces(project, &query).await.unwrap();
+        let got_ids: Vec<String> = got
+            .items
+            .iter()
+            .map(|item| item.summary.trace_id.as_str().to_owned())
+            .collect();
+        let want_ids: Vec<String> = want.iter().take(20).map(|(_, id)| id.clone()).collect();
+        assert_eq!(got_ids, want_ids, "trace search {word}");
+    }
     db.cleanup().await;
 }

@@ -22,7 +22,7 @@ use tracehouse_core::{
 
 use super::ClickHouseError;
 use super::client::{Client, float_literal, string_literal};
-use super::rows::{SPAN_COLUMNS, SpanRead};
+use super::rows::{SPAN_COLUMNS, SpanRead, SpanVersionRead, VERSION_COLUMNS};
 
 /// Live (latest, undeleted) spans of a project, narrowed by `key_filter` on key columns.
 pub(crate) fn live_spans(project: ProjectId, key_filter: &str) -> String {
@@ -43,30 +43,52 @@ const REWRITTEN_TRACES_LISTED: usize = 10_000;
 /// which) are read as they are, and only the other traces' rows are collapsed with `FINAL`, by
 /// primary key. Their ids are read first and written into the SQL, because 18.16 does not use
 /// the primary key for an `IN` over a subquery.
+///
+/// With `since`, only spans starting at or after it are live here: the rows written once are
+/// narrowed by `PREWHERE` (recent traces lie together in the sort order, so this reads their
+/// granules rather than the table), the rewritten traces are looked up among that window's
+/// alone, and their collapsed rows are narrowed after `FINAL`, so an older version inside
+/// the window never stands in for a latest one outside it.
 pub(crate) async fn live_spans_scan(
     client: &Client,
     project: ProjectId,
     key_filter: &str,
+    since: Option<i64>,
 ) -> Result<String, ClickHouseError> {
     #[derive(Deserialize)]
     struct Rewritten {
         trace_id: String,
     }
     let p = project.0;
+    let (prewhere, window_traces, outer) = match since {
+        Some(since) => (
+            format!(" PREWHERE start_ns >= {since}"),
+            // `GLOBAL`: on a cluster both tables are distributed, and ClickHouse refuses a
+            // subquery over one inside another's `IN` unless it is run once and shipped.
+            format!(
+                " AND trace_id GLOBAL IN (SELECT trace_id FROM span_versions \
+                 PREWHERE start_ns >= {since} WHERE project_id = {p})"
+            ),
+            format!("start_ns >= {since}"),
+        ),
+        None => (String::new(), String::new(), "1".to_owned()),
+    };
     let rewritten: Vec<Rewritten> = client
         .rows(&format!(
-            "SELECT trace_id FROM trace_span_counts WHERE project_id = {p} GROUP BY trace_id \
+            "SELECT trace_id FROM trace_span_counts WHERE project_id = {p}{window_traces} \
+             GROUP BY trace_id \
              HAVING countMerge(rows) > uniqMerge(spans) OR countMerge(rows) > {} LIMIT {}",
             super::schema::UNIQ_EXACT_UP_TO,
             REWRITTEN_TRACES_LISTED + 1
         ))
         .await?;
     if rewritten.len() > REWRITTEN_TRACES_LISTED {
-        return Ok(format!("{} AND 1", live_spans(project, key_filter)));
+        return Ok(format!("{} AND {outer}", live_spans(project, key_filter)));
     }
     if rewritten.is_empty() {
         return Ok(format!(
-            "(SELECT * FROM span_versions WHERE project_id = {p}{key_filter} AND deleted = 0) WHERE 1"
+            "(SELECT * FROM span_versions{prewhere} WHERE project_id = {p}{key_filter} \
+             AND deleted = 0) WHERE {outer}"
         ));
     }
     let listed = in_list(
@@ -75,10 +97,46 @@ pub(crate) async fn live_spans_scan(
     );
     let others = format!(" AND NOT ({})", listed.trim_start_matches(" AND "));
     Ok(format!(
-        "(SELECT * FROM span_versions WHERE project_id = {p}{key_filter} AND deleted = 0{others} \
+        "(SELECT * FROM span_versions{prewhere} WHERE project_id = {p}{key_filter} \
+         AND deleted = 0{others} \
          UNION ALL SELECT * FROM (SELECT * FROM span_versions FINAL \
-         WHERE project_id = {p}{key_filter}{listed}) WHERE deleted = 0) WHERE 1"
+         WHERE project_id = {p}{key_filter}{listed}) WHERE deleted = 0) WHERE {outer}"
     ))
+}
+
+/// Rows of `trace_starts` (about one per trace per request that carried it) behind each
+/// window a newest-first scan tries before reading everything: a few hundred traces' spans,
+/// then ten and a hundred times more.
+const RECENT_WINDOW_ROWS: [u64; 3] = [500, 5_000, 50_000];
+
+/// Lower start bounds of growing windows of a project's newest spans, for newest-first reads
+/// that can stop once a window holds their page. Taken from `trace_starts`, whose sort order
+/// is the start, so this reads its newest rows, not the spans. Empty when the project is small
+/// enough that one read of everything is as cheap.
+pub(crate) async fn recent_windows(
+    client: &Client,
+    project: ProjectId,
+) -> Result<Vec<i64>, ClickHouseError> {
+    #[derive(Deserialize)]
+    struct Windows {
+        bounds: Vec<i64>,
+    }
+    let last = RECENT_WINDOW_ROWS[RECENT_WINDOW_ROWS.len() - 1];
+    let picks: Vec<String> = RECENT_WINDOW_ROWS
+        .iter()
+        .map(|rows| format!("starts[{rows}]"))
+        .collect();
+    // An index past the array's end reads 0: that window would hold everything.
+    let windows: Windows = client
+        .row(&format!(
+            "SELECT arrayFilter(bound -> bound != 0, [{}]) AS bounds FROM \
+             (SELECT groupArray(start_ns) AS starts FROM (SELECT start_ns FROM trace_starts \
+             WHERE project_id = {} AND deleted = 0 ORDER BY start_ns DESC LIMIT {last}))",
+            picks.join(", "),
+            project.0
+        ))
+        .await?;
+    Ok(windows.bounds)
 }
 
 /// ` AND column IN ('a', 'b')`, for key filters.
@@ -325,37 +383,44 @@ async fn spans_by_key_query(
     project: ProjectId,
     key_sql: &str,
 ) -> Result<Vec<Span>, StoreError> {
-    #[derive(Deserialize)]
-    struct Key {
-        trace_id: String,
-        span_id: String,
-    }
-    let keys: Vec<Key> = client.rows(key_sql).await?;
+    let keys: Vec<SpanKey> = client.rows(key_sql).await?;
+    spans_by_keys(client, project, keys).await
+}
+
+/// A span's primary key, as the first step of a list selects it.
+#[derive(Deserialize)]
+struct SpanKey {
+    trace_id: String,
+    span_id: String,
+}
+
+/// The live spans of `keys`, in their order.
+async fn spans_by_keys(
+    client: &Client,
+    project: ProjectId,
+    keys: Vec<SpanKey>,
+) -> Result<Vec<Span>, StoreError> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
     let mut found: HashMap<(String, String), Span> = HashMap::with_capacity(keys.len());
-    // In chunks, so no statement outgrows the server's query size limit (256 KiB).
+    // In chunks, so no statement outgrows the server's query size limit (256 KiB). Every
+    // version of the page's spans is read by primary key and collapsed here: `FINAL` would
+    // merge the granules' rows in one thread, several times slower for the same rows.
     for chunk in keys.chunks(KEYS_PER_FETCH) {
-        let filter = format!(
-            "{}{}",
-            in_list("trace_id", chunk.iter().map(|k| k.trace_id.as_str())),
-            in_list("span_id", chunk.iter().map(|k| k.span_id.as_str()))
-        );
-        let spans = spans(
-            client,
-            &format!(
-                "SELECT {SPAN_COLUMNS} FROM {}",
-                live_spans(project, &filter)
-            ),
-        )
-        .await?;
-        for span in spans {
-            let key = (
-                span.trace_id.as_str().to_owned(),
-                span.span_id.as_str().to_owned(),
-            );
-            found.insert(key, span);
+        let rows: Vec<SpanVersionRead> = client
+            .rows(&format!(
+                "SELECT {SPAN_COLUMNS}, {VERSION_COLUMNS} FROM span_versions \
+                 PREWHERE project_id = {}{}{}",
+                project.0,
+                in_list("trace_id", chunk.iter().map(|k| k.trace_id.as_str())),
+                in_list("span_id", chunk.iter().map(|k| k.span_id.as_str()))
+            ))
+            .await?;
+        for (trace_id, trace) in super::traces::collapse(rows)? {
+            for span in trace.spans {
+                found.insert((trace_id.clone(), span.span_id.as_str().to_owned()), span);
+            }
         }
     }
     // A span deleted between the two reads is left out rather than failing the page.
@@ -379,6 +444,14 @@ struct Statistics {
     p99: f64,
 }
 
+/// A page of spans, and its count: exact when the list is unfiltered, else counted up to
+/// [`Page::count_limit`].
+///
+/// Newest first (the default and the viewer's order) the page is looked for in windows of
+/// recent spans ([`recent_windows`]) before the whole project: a window holding the page's
+/// last row holds every row before it, since all it leaves out starts earlier. The cost of
+/// a page then follows the window, not the project, for a filter or search that matches
+/// often; a rare one reads on to the whole project.
 pub(crate) async fn list_spans(
     client: &Client,
     project: ProjectId,
@@ -388,25 +461,63 @@ pub(crate) async fn list_spans(
     if let Some(as_of) = query.as_of {
         conditions.push_str(&format!(" AND ingested_ns <= {}", as_of.unix_nanos()));
     }
-    let source = live_spans_scan(client, project, "").await?;
-    let total = count(
-        client,
-        &format!("SELECT count() AS n FROM {source} AND {conditions}"),
-    )
-    .await?;
-    let items = spans_by_key_query(
-        client,
-        project,
-        &format!(
-            "SELECT trace_id, span_id FROM {source} AND {conditions} ORDER BY {} {}",
-            span_order(query.sort.column, query.sort.direction),
-            page_sql(query.page)
-        ),
-    )
-    .await?;
+    let conditions = conditions.as_str();
+    let newest_first =
+        query.sort.column == SpanColumn::StartTime && query.sort.direction == Direction::Descending;
+    let order = format!(
+        "ORDER BY {} {}",
+        span_order(query.sort.column, query.sort.direction),
+        page_sql(query.page)
+    );
+    let page = async {
+        let windows = if newest_first {
+            recent_windows(client, project).await?
+        } else {
+            Vec::new()
+        };
+        for since in windows.into_iter().map(Some).chain([None]) {
+            let source = live_spans_scan(client, project, "", since).await?;
+            let keys: Vec<SpanKey> = client
+                .rows(&format!(
+                    "SELECT trace_id, span_id FROM {source} AND {conditions} {order}"
+                ))
+                .await?;
+            if since.is_none() || keys.len() as u64 == query.page.size {
+                return spans_by_keys(client, project, keys).await;
+            }
+        }
+        Ok(Vec::new())
+    };
+    let total = async {
+        let source = live_spans_scan(client, project, "", None).await?;
+        if query.filter.is_empty() {
+            let all = count(
+                client,
+                &format!("SELECT count() AS n FROM {source} AND {conditions}"),
+            )
+            .await?;
+            return Ok((all, true));
+        }
+        // Counting stops at the limit, so a filter that matches most spans reads few of them.
+        let limit = query.page.count_limit();
+        let counted = count(
+            client,
+            &format!(
+                "SELECT count() AS n FROM (SELECT 1 FROM {source} AND {conditions} LIMIT {})",
+                limit.saturating_add(1)
+            ),
+        )
+        .await?;
+        Ok::<_, StoreError>(if counted > limit {
+            (limit, false)
+        } else {
+            (counted, true)
+        })
+    };
+    let (items, (total, total_is_exact)) = tokio::try_join!(page, total)?;
     Ok(Listing {
         total,
-        total_is_exact: true,
+        total_is_exact,
         items,
     })
 }
@@ -432,7 +543,7 @@ pub(crate) async fn scan_spans(
         project,
         &format!(
             "SELECT trace_id, span_id FROM {} AND {} ORDER BY trace_id, span_id LIMIT {limit}",
-            live_spans_scan(client, project, &key_filter).await?,
+            live_spans_scan(client, project, &key_filter, None).await?,
             span_filter_sql(filter),
         ),
     )
@@ -474,7 +585,7 @@ pub(crate) async fn find_spans(
         &format!(
             "SELECT trace_id, span_id FROM {} ORDER BY ingested_ns DESC LIMIT {limit}",
             // The span id is not a prefix of the sorting key: this reads the whole project.
-            live_spans_scan(client, project, &filter).await?
+            live_spans_scan(client, project, &filter, None).await?
         ),
     )
     .await
@@ -500,7 +611,7 @@ pub(crate) async fn span_statistics(
         rank("0.5"),
         rank("0.9"),
         rank("0.99"),
-        live_spans_scan(client, project, "").await?,
+        live_spans_scan(client, project, "", None).await?,
         span_filter_sql(filter),
     );
     let row: Statistics = client.row(&sql).await?;
@@ -528,7 +639,7 @@ pub(crate) async fn project_stats(
         client,
         &format!(
             "SELECT count() AS n FROM {}",
-            live_spans_scan(client, project, "").await?
+            live_spans_scan(client, project, "", None).await?
         ),
     )
     .await?;

@@ -65,7 +65,9 @@ const LIGHT_COLUMNS: &str = "trace_id, span_id, parent_id, name, log_type, start
 /// Collapses stored versions to each span's latest; spans whose latest version is a tombstone
 /// are gone. Ties between equal versions (two servers in the same nanosecond) go to the row
 /// read last.
-fn collapse(rows: Vec<SpanVersionRead>) -> Result<HashMap<String, Assembled>, StoreError> {
+pub(crate) fn collapse(
+    rows: Vec<SpanVersionRead>,
+) -> Result<HashMap<String, Assembled>, StoreError> {
     /// One write of a span: its version, when it was written, whether it was a tombstone.
     struct Write {
         version: u64,
@@ -228,8 +230,13 @@ struct IndexRow {
 }
 
 /// Where a start-time walk (and `visit_all`) reads its candidates, narrowed by what the query
-/// lets it skip, and the expression of a row's start bound.
-fn walk_source(project: ProjectId, query: &TraceQuery) -> (String, &'static str) {
+/// lets it skip and to rows starting at or after `lower`, and the expression of a row's
+/// start bound.
+fn walk_source(
+    project: ProjectId,
+    query: &TraceQuery,
+    lower: Option<i64>,
+) -> (String, &'static str) {
     if query.spans.is_empty() {
         // A trace's first index row was written by its first insert and one of its rows holds
         // its start, so `as_of` and `start_to` may narrow the index rows; a matching span may
@@ -241,6 +248,9 @@ fn walk_source(project: ProjectId, query: &TraceQuery) -> (String, &'static str)
         if let Some(to) = query.start_to {
             narrowed.push_str(&format!(" AND start_ns <= {}", to.unix_nanos()));
         }
+        if let Some(lower) = lower {
+            narrowed.push_str(&format!(" AND start_ns >= {lower}"));
+        }
         (
             format!(
                 "trace_starts WHERE project_id = {} AND deleted = 0{narrowed}",
@@ -250,10 +260,15 @@ fn walk_source(project: ProjectId, query: &TraceQuery) -> (String, &'static str)
         )
     } else {
         // Spans whose times were inferred say nothing about their trace's start: they sort
-        // first, so they are always met before the bound is trusted.
+        // first, so they are always met before the bound is trusted, whatever the range.
+        // The range is a `PREWHERE`: recent spans lie together in the sort order (by trace),
+        // so a filter or search over content reads the range's granules, not the table's.
+        let range = lower
+            .map(|lower| format!(" PREWHERE (start_ns >= {lower} OR times_inferred = 1)"))
+            .unwrap_or_default();
         (
             format!(
-                "span_versions WHERE project_id = {} AND deleted = 0 AND {}",
+                "span_versions{range} WHERE project_id = {} AND deleted = 0 AND {}",
                 project.0,
                 span_filter_sql(&query.spans)
             ),
@@ -293,14 +308,24 @@ async fn walk_by_start(
             start < than
         }
     };
-    let (source, key) = walk_source(project, query);
     let order = if descending { "DESC" } else { "ASC" };
     // One match past the page tells whether a next page exists.
     let wanted = query.page.offset() + query.page.size + 1;
     let mut limit = wanted.saturating_mul(MET_PER_WANTED_TRACE).max(32);
     let floor = query.start_from.map(|from| from.unix_nanos());
-    // Newest first over the index: windows back from the newest start the query allows.
-    let windowed = descending && query.spans.is_empty();
+    // Newest first: windows back from the newest start the query allows over the index, or
+    // windows of the newest spans (their width in spans, not time) when spans are filtered.
+    let windowed = descending;
+    // The first span window (a few dozen traces) rarely holds a page of matching traces.
+    let span_windows = if descending && !query.spans.is_empty() {
+        let mut windows = super::query::recent_windows(client, project).await?;
+        if windows.len() > 1 {
+            windows.remove(0);
+        }
+        windows
+    } else {
+        Vec::new()
+    };
     let top = query
         .start_to
         .map_or_else(crate::now_ns, |to| to.unix_nanos());
@@ -310,7 +335,11 @@ async fn walk_by_start(
     let mut dead: BTreeSet<String> = BTreeSet::new();
     loop {
         let window_start = windowed.then(|| {
-            if window >= WINDOWS {
+            if !query.spans.is_empty() {
+                usize::try_from(window)
+                    .ok()
+                    .and_then(|window| span_windows.get(window).copied())
+            } else if window >= WINDOWS {
                 None
             } else {
                 let width = FIRST_WINDOW_NS.saturating_mul(WINDOW_GROWTH.pow(window));
@@ -321,9 +350,7 @@ async fn walk_by_start(
             (Some(start), Some(floor)) => Some(start.max(floor)),
             (start, floor) => start.or(floor),
         };
-        let range = lower
-            .map(|lower| format!(" AND start_ns >= {lower}"))
-            .unwrap_or_default();
+        let (source, key) = walk_source(project, query, lower);
         // One row per trace in the range: its smallest row start there (`seen`), which is its
         // start unless it has rows below the range. The traces with the newest (or oldest)
         // `seen` are met; every trace not met starts at or past the last one's `seen`, or
@@ -331,7 +358,7 @@ async fn walk_by_start(
         let rows: Vec<IndexRow> = client
             .rows(&format!(
                 "SELECT trace_id, min(at) AS seen FROM \
-                 (SELECT trace_id, {key} AS at FROM {source}{range}) \
+                 (SELECT trace_id, {key} AS at FROM {source}) \
                  GROUP BY trace_id ORDER BY seen {order}, trace_id {order} LIMIT {limit}"
             ))
             .await?;
@@ -455,7 +482,7 @@ async fn visit_all(
         trace_id: String,
     }
     // The candidates a start-time walk would meet, in trace id order instead.
-    let (source, _) = walk_source(project, query);
+    let (source, _) = walk_source(project, query, None);
     let keep = usize::try_from(query.page.offset() + query.page.size).unwrap_or(usize::MAX);
     let order = |a: &TraceSummary, b: &TraceSummary| {
         trace_order(a, b, query.sort.column, query.sort.direction)
