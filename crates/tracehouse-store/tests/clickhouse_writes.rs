@@ -1343,3 +1343,60 @@ async fn newest_first_lists_read_recent_windows_and_agree_with_every_span() {
     }
     db.cleanup().await;
 }
+
+/// A filter matching more than `COUNT_CAP` spans among the newest ones is counted in that
+/// window alone: the count is the cap, marked as a lower bound, and the page is still exact.
+#[tokio::test]
+async fn a_filter_matching_past_the_cap_in_the_newest_window_counts_a_lower_bound() {
+    use tracehouse_core::query::{
+        COUNT_CAP, Condition, FilterValue, Operator, Page, SpanColumn, SpanField, SpanFilter,
+    };
+    let Some(db) = TestDatabase::new() else {
+        return;
+    };
+    let store = db.open().await;
+    let project = common::acme_project(&store).await;
+    // 700 traces of 25 spans: the newest 500 traces alone hold 12,500 matching spans.
+    let mut spans: Vec<Span> = Vec::new();
+    for trace in 0..700u64 {
+        let name = format!("{:016x}{trace:04}", fastrand::u64(..));
+        for index in 0..25u64 {
+            spans.push(span(
+                &name,
+                &format!("s{index:02}"),
+                None,
+                json!({"model": "gpt-4o", "start_time": at(trace, index * 10)}),
+            ));
+        }
+    }
+    for request in spans.chunks(100) {
+        store.write_spans(project, request.to_vec()).await.unwrap();
+    }
+    spans.sort_by(|a, b| {
+        (b.start, b.trace_id.as_str(), b.span_id.as_str()).cmp(&(
+            a.start,
+            a.trace_id.as_str(),
+            a.span_id.as_str(),
+        ))
+    });
+    let query = SpanQuery {
+        filter: SpanFilter {
+            conditions: vec![Condition {
+                field: SpanField::Column(SpanColumn::Model),
+                operator: Operator::Equals,
+                values: vec![FilterValue::Text("gpt-4o".to_owned())],
+            }],
+            ..SpanFilter::default()
+        },
+        page: Page {
+            number: 2,
+            size: 50,
+        },
+        ..SpanQuery::default()
+    };
+    let got = store.list_spans(project, &query).await.unwrap();
+    assert_eq!((got.total, got.total_is_exact), (COUNT_CAP, false));
+    let want: Vec<Span> = spans.iter().skip(50).take(50).cloned().collect();
+    assert_eq!(span_keys(&got.items), span_keys(&want));
+    db.cleanup().await;
+}

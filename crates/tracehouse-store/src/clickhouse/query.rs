@@ -55,25 +55,35 @@ pub(crate) async fn live_spans_scan(
     key_filter: &str,
     since: Option<i64>,
 ) -> Result<String, ClickHouseError> {
+    let rewritten = rewritten_traces(client, project, since).await?;
+    Ok(scan_source(project, key_filter, since, &rewritten))
+}
+
+/// The traces with a span written more than once, among those with a span starting at or
+/// after `since` (all with `None`); `Rewritten::TooMany` past [`REWRITTEN_TRACES_LISTED`].
+/// The answer for a window also serves any narrower window: collapsing a trace that needed
+/// no collapsing costs time, not correctness.
+pub(crate) async fn rewritten_traces(
+    client: &Client,
+    project: ProjectId,
+    since: Option<i64>,
+) -> Result<Rewritten, ClickHouseError> {
     #[derive(Deserialize)]
-    struct Rewritten {
+    struct Row {
         trace_id: String,
     }
     let p = project.0;
-    let (prewhere, window_traces, outer) = match since {
-        Some(since) => (
-            format!(" PREWHERE start_ns >= {since}"),
-            // `GLOBAL`: on a cluster both tables are distributed, and ClickHouse refuses a
-            // subquery over one inside another's `IN` unless it is run once and shipped.
+    // `GLOBAL`: on a cluster both tables are distributed, and ClickHouse refuses a subquery
+    // over one inside another's `IN` unless it is run once and shipped.
+    let window_traces = since
+        .map(|since| {
             format!(
                 " AND trace_id GLOBAL IN (SELECT trace_id FROM span_versions \
                  PREWHERE start_ns >= {since} WHERE project_id = {p})"
-            ),
-            format!("start_ns >= {since}"),
-        ),
-        None => (String::new(), String::new(), "1".to_owned()),
-    };
-    let rewritten: Vec<Rewritten> = client
+            )
+        })
+        .unwrap_or_default();
+    let rows: Vec<Row> = client
         .rows(&format!(
             "SELECT trace_id FROM trace_span_counts WHERE project_id = {p}{window_traces} \
              GROUP BY trace_id \
@@ -82,26 +92,54 @@ pub(crate) async fn live_spans_scan(
             REWRITTEN_TRACES_LISTED + 1
         ))
         .await?;
-    if rewritten.len() > REWRITTEN_TRACES_LISTED {
-        return Ok(format!("{} AND {outer}", live_spans(project, key_filter)));
-    }
-    if rewritten.is_empty() {
-        return Ok(format!(
-            "(SELECT * FROM span_versions{prewhere} WHERE project_id = {p}{key_filter} \
-             AND deleted = 0) WHERE {outer}"
-        ));
-    }
-    let listed = in_list(
-        "trace_id",
-        rewritten.iter().map(|row| row.trace_id.as_str()),
-    );
+    Ok(if rows.len() > REWRITTEN_TRACES_LISTED {
+        Rewritten::TooMany
+    } else {
+        Rewritten::Listed(rows.into_iter().map(|row| row.trace_id).collect())
+    })
+}
+
+/// Which traces a scan must collapse with `FINAL`.
+pub(crate) enum Rewritten {
+    /// These (possibly none).
+    Listed(Vec<String>),
+    /// So many that the whole range is collapsed.
+    TooMany,
+}
+
+/// The live-spans source of [`live_spans_scan`] for a known [`Rewritten`] answer.
+fn scan_source(
+    project: ProjectId,
+    key_filter: &str,
+    since: Option<i64>,
+    rewritten: &Rewritten,
+) -> String {
+    let p = project.0;
+    let (prewhere, outer) = match since {
+        Some(since) => (
+            format!(" PREWHERE start_ns >= {since}"),
+            format!("start_ns >= {since}"),
+        ),
+        None => (String::new(), "1".to_owned()),
+    };
+    let traces = match rewritten {
+        Rewritten::TooMany => return format!("{} AND {outer}", live_spans(project, key_filter)),
+        Rewritten::Listed(traces) if traces.is_empty() => {
+            return format!(
+                "(SELECT * FROM span_versions{prewhere} WHERE project_id = {p}{key_filter} \
+                 AND deleted = 0) WHERE {outer}"
+            );
+        }
+        Rewritten::Listed(traces) => traces,
+    };
+    let listed = in_list("trace_id", traces.iter().map(String::as_str));
     let others = format!(" AND NOT ({})", listed.trim_start_matches(" AND "));
-    Ok(format!(
+    format!(
         "(SELECT * FROM span_versions{prewhere} WHERE project_id = {p}{key_filter} \
          AND deleted = 0{others} \
          UNION ALL SELECT * FROM (SELECT * FROM span_versions FINAL \
          WHERE project_id = {p}{key_filter}{listed}) WHERE deleted = 0) WHERE {outer}"
-    ))
+    )
 }
 
 /// Rows of `trace_starts` (about one per trace per request that carried it) behind each
@@ -109,10 +147,20 @@ pub(crate) async fn live_spans_scan(
 /// then ten and a hundred times more.
 const RECENT_WINDOW_ROWS: [u64; 3] = [500, 5_000, 50_000];
 
+/// How far back from now [`recent_windows`] looks for its bounds before it reads the whole
+/// index: an hour, a day, a week.
+const RECENT_HORIZONS_NS: [i64; 3] = [
+    3_600 * 1_000_000_000,
+    86_400 * 1_000_000_000,
+    7 * 86_400 * 1_000_000_000,
+];
+
 /// Lower start bounds of growing windows of a project's newest spans, for newest-first reads
 /// that can stop once a window holds their page. Taken from `trace_starts`, whose sort order
-/// is the start, so this reads its newest rows, not the spans. Empty when the project is small
-/// enough that one read of everything is as cheap.
+/// is the start: the rows of the last hour (else day, else week) are read, not the index, so
+/// this costs what recent traffic holds, not what the project has kept. When the horizon holds
+/// too few rows for every window, the horizon itself is the last bound. Empty when the project
+/// is small enough that one read of everything is as cheap.
 pub(crate) async fn recent_windows(
     client: &Client,
     project: ProjectId,
@@ -120,23 +168,46 @@ pub(crate) async fn recent_windows(
     #[derive(Deserialize)]
     struct Windows {
         bounds: Vec<i64>,
+        rows: u64,
     }
     let last = RECENT_WINDOW_ROWS[RECENT_WINDOW_ROWS.len() - 1];
     let picks: Vec<String> = RECENT_WINDOW_ROWS
         .iter()
         .map(|rows| format!("starts[{rows}]"))
         .collect();
-    // An index past the array's end reads 0: that window would hold everything.
-    let windows: Windows = client
-        .row(&format!(
-            "SELECT arrayFilter(bound -> bound != 0, [{}]) AS bounds FROM \
-             (SELECT groupArray(start_ns) AS starts FROM (SELECT start_ns FROM trace_starts \
-             WHERE project_id = {} AND deleted = 0 ORDER BY start_ns DESC LIMIT {last}))",
-            picks.join(", "),
-            project.0
-        ))
-        .await?;
-    Ok(windows.bounds)
+    let now = crate::now_ns();
+    let horizons = RECENT_HORIZONS_NS
+        .iter()
+        .map(|back| Some(now.saturating_sub(*back)))
+        .chain([None]);
+    for horizon in horizons {
+        let range = horizon
+            .map(|lower| format!(" AND start_ns >= {lower}"))
+            .unwrap_or_default();
+        // An index past the array's end reads 0: that window would hold everything read.
+        let windows: Windows = client
+            .row(&format!(
+                "SELECT arrayFilter(bound -> bound != 0, [{}]) AS bounds, length(starts) AS rows \
+                 FROM (SELECT groupArray(start_ns) AS starts FROM (SELECT start_ns \
+                 FROM trace_starts WHERE project_id = {}{range} AND deleted = 0 \
+                 ORDER BY start_ns DESC LIMIT {last}))",
+                picks.join(", "),
+                project.0
+            ))
+            .await?;
+        let mut bounds = windows.bounds;
+        match horizon {
+            Some(lower) if windows.rows >= RECENT_WINDOW_ROWS[0] => {
+                if windows.rows < last {
+                    bounds.push(lower);
+                }
+                return Ok(bounds);
+            }
+            Some(_) => {}
+            None => return Ok(bounds),
+        }
+    }
+    Ok(Vec::new())
 }
 
 /// ` AND column IN ('a', 'b')`, for key filters.
@@ -449,9 +520,10 @@ struct Statistics {
 ///
 /// Newest first (the default and the viewer's order) the page is looked for in windows of
 /// recent spans ([`recent_windows`]) before the whole project: a window holding the page's
-/// last row holds every row before it, since all it leaves out starts earlier. The cost of
-/// a page then follows the window, not the project, for a filter or search that matches
-/// often; a rare one reads on to the whole project.
+/// last row holds every row before it, since all it leaves out starts earlier. A filtered
+/// count is tried in the widest window first: past the limit there, the lower bound is known
+/// without reading further. The cost then follows the windows, not the project, for a filter
+/// or search that matches often; a rare one reads on to the whole project.
 pub(crate) async fn list_spans(
     client: &Client,
     project: ProjectId,
@@ -469,28 +541,56 @@ pub(crate) async fn list_spans(
         span_order(query.sort.column, query.sort.direction),
         page_sql(query.page)
     );
+    let windows = if newest_first {
+        recent_windows(client, project).await?
+    } else {
+        Vec::new()
+    };
+    // One lookup of rewritten traces for every window (the widest's answer serves them all),
+    // and at most one over the whole project, shared by the page and the count.
+    let in_windows = match windows.last() {
+        Some(widest) => Some(rewritten_traces(client, project, Some(*widest)).await?),
+        None => None,
+    };
+    let everywhere = tokio::sync::OnceCell::new();
+    let whole_project = || async {
+        let rewritten = everywhere
+            .get_or_try_init(|| rewritten_traces(client, project, None))
+            .await?;
+        Ok::<_, ClickHouseError>(scan_source(project, "", None, rewritten))
+    };
     let page = async {
-        let windows = if newest_first {
-            recent_windows(client, project).await?
-        } else {
-            Vec::new()
-        };
-        for since in windows.into_iter().map(Some).chain([None]) {
-            let source = live_spans_scan(client, project, "", since).await?;
-            let keys: Vec<SpanKey> = client
-                .rows(&format!(
-                    "SELECT trace_id, span_id FROM {source} AND {conditions} {order}"
-                ))
-                .await?;
-            if since.is_none() || keys.len() as u64 == query.page.size {
-                return spans_by_keys(client, project, keys).await;
+        if let Some(rewritten) = &in_windows {
+            for since in &windows {
+                let source = scan_source(project, "", Some(*since), rewritten);
+                let keys: Vec<SpanKey> = client
+                    .rows(&format!(
+                        "SELECT trace_id, span_id FROM {source} AND {conditions} {order}"
+                    ))
+                    .await?;
+                if keys.len() as u64 == query.page.size {
+                    return spans_by_keys(client, project, keys).await;
+                }
             }
         }
-        Ok(Vec::new())
+        let source = whole_project().await?;
+        let keys: Vec<SpanKey> = client
+            .rows(&format!(
+                "SELECT trace_id, span_id FROM {source} AND {conditions} {order}"
+            ))
+            .await?;
+        spans_by_keys(client, project, keys).await
     };
     let total = async {
-        let source = live_spans_scan(client, project, "", None).await?;
+        let limit = query.page.count_limit();
+        let capped = |source: String| {
+            format!(
+                "SELECT count() AS n FROM (SELECT 1 FROM {source} AND {conditions} LIMIT {})",
+                limit.saturating_add(1)
+            )
+        };
         if query.filter.is_empty() {
+            let source = whole_project().await?;
             let all = count(
                 client,
                 &format!("SELECT count() AS n FROM {source} AND {conditions}"),
@@ -499,15 +599,13 @@ pub(crate) async fn list_spans(
             return Ok((all, true));
         }
         // Counting stops at the limit, so a filter that matches most spans reads few of them.
-        let limit = query.page.count_limit();
-        let counted = count(
-            client,
-            &format!(
-                "SELECT count() AS n FROM (SELECT 1 FROM {source} AND {conditions} LIMIT {})",
-                limit.saturating_add(1)
-            ),
-        )
-        .await?;
+        if let (Some(rewritten), Some(widest)) = (&in_windows, windows.last()) {
+            let source = scan_source(project, "", Some(*widest), rewritten);
+            if count(client, &capped(source)).await? > limit {
+                return Ok((limit, false));
+            }
+        }
+        let counted = count(client, &capped(whole_project().await?)).await?;
         Ok::<_, StoreError>(if counted > limit {
             (limit, false)
         } else {
