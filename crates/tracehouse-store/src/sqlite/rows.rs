@@ -44,7 +44,7 @@ pub(crate) const UPSERT_SPAN: &str = "INSERT INTO spans (project_id, trace_id, s
      session_identifier = excluded.session_identifier, thread_identifier = excluded.thread_identifier, \
      trace_group_identifier = excluded.trace_group_identifier, environment = excluded.environment, \
      workflow_name = excluded.workflow_name, path = excluded.path, content = excluded.content, \
-     ingested_ns = excluded.ingested_ns \
+     ingested_ns = excluded.ingested_ns, content_expired_ns = NULL \
      RETURNING rowid";
 
 pub(crate) const UPSERT_TRACE: &str = "INSERT INTO traces (project_id, trace_id, root_span_id, name, \
