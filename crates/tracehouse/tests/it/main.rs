@@ -16,6 +16,7 @@ mod otlp;
 mod properties;
 mod read_api;
 mod redaction;
+mod retention;
 mod scopes;
 mod sdk;
 mod util;

@@ -34,6 +34,7 @@ const SHOWN_FIELDS = new Set([
   'session_identifier', 'thread_identifier', 'trace_group_identifier', 'environment',
   'span_workflow_name', 'span_path', 'prompt_messages', 'completion_message',
   'completion_messages', 'input', 'output', 'metadata', 'tools', 'time_to_first_token',
+  'content_expired_at',
 ]);
 
 export function typeClass(logType) {
@@ -323,6 +324,14 @@ export function spanDetail(node, trace) {
     parts.push(h('p', { class: 'notice' }, 'Orphan: its parent ',
       h('span', { class: 'mono' }, String(span.span_parent_id)),
       ' never arrived, so it is shown as a root.'));
+  }
+  // Retention dropped the payload (input, output, messages, tools) of this old span; its
+  // numbers, identifiers and metadata are still here.
+  if (span.content_expired_at) {
+    parts.push(h('p', { class: 'notice', id: 'content-expired' },
+      'Content expired: input, output, messages and tools were removed by the retention policy on ',
+      h('time', { datetime: span.content_expired_at }, fmtTime(parseTime(span.content_expired_at), true)),
+      '. Times, tokens, cost, identifiers and metadata are kept.'));
   }
   if (node.inferred) {
     parts.push(h('p', { class: 'notice' },
