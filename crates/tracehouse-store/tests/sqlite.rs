@@ -14,6 +14,7 @@ use tracehouse_store::{SqliteConfig, SqliteStore};
 /// and timed metadata rows).
 /// What v5 added (key scopes and last use), taken away again for databases of older versions.
 const UNDO_V6: &str = "DROP INDEX spans_content_live; \
+     ALTER TABLE traces DROP COLUMN running_count; \
      ALTER TABLE spans DROP COLUMN content_expired_ns; \
      ALTER TABLE projects DROP COLUMN retention_days; \
      ALTER TABLE projects DROP COLUMN content_retention_days;";

@@ -120,6 +120,29 @@ fn parse_project_retention(text: &str) -> Result<ProjectRetentionArg, String> {
     })
 }
 
+/// A duration as `90s`, `30m`, `24h`, `7d`, or a number of seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let usage = "expected a number with s, m, h or d (such as 24h), or seconds";
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(split) => text.split_at(split),
+        None => (text, "s"),
+    };
+    let seconds_per: u64 = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(usage.to_owned()),
+    };
+    let number: u64 = number.parse().map_err(|_| usage.to_owned())?;
+    number
+        .checked_mul(seconds_per)
+        .filter(|seconds| *seconds > 0)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} must be positive and below 500 billion years: {usage}"))
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum ProjectsCommand {
     /// List projects with their spans, traces and own retention (`-`: the server's).
@@ -709,6 +732,18 @@ pub(crate) struct ServeArgs {
     /// `--grpc-listen 127.0.0.1:0`). It is written before the --addr-file.
     #[arg(long, value_name = "FILE")]
     pub(crate) grpc_addr_file: Option<PathBuf>,
+
+    /// How long a span may stay running (sent with a start and no end, or `status:
+    /// "running"`) before reads and the viewer show it, and its trace, as `abandoned`:
+    /// `90s`, `30m`, `24h`, `7d` or seconds. A span sent later with an end still closes.
+    #[arg(
+        long,
+        env = "TRACEHOUSE_RUNNING_TIMEOUT",
+        default_value = "24h",
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    pub(crate) running_timeout: std::time::Duration,
 
     #[command(flatten)]
     pub(crate) retention: RetentionArgs,

@@ -231,6 +231,8 @@ pub(crate) struct ServeConfig {
     pub(crate) cors_origins: Option<Vec<String>>,
     /// `--redact`: compiled redaction rules.
     pub(crate) redaction: Option<Redaction>,
+    /// How long a span may run before reads show it as abandoned.
+    pub(crate) running_timeout: Duration,
     /// Retention and how the background sweep paces itself.
     pub(crate) retention: RetentionPolicy,
     pub(crate) retention_interval: Duration,
@@ -354,6 +356,7 @@ impl ServeConfig {
             grpc_listen,
             grpc_addr_file: args.grpc_addr_file,
             shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+            running_timeout: args.running_timeout,
             retention: RetentionPolicy::from_args(&args.retention)?,
             retention_interval: Duration::from_secs(args.retention_interval_secs),
             retention_batch: args.retention_batch as usize,

@@ -196,9 +196,16 @@ mod tests {
     }
 
     fn added(text: &str, serve_args: &[&str], env: &[&str]) -> anyhow::Result<Vec<String>> {
-        let extra = arguments_from(text, &["serve"], &args(serve_args), |name| {
-            env.contains(&name)
-        })?;
+        added_for(&["serve"], text, serve_args, env)
+    }
+
+    fn added_for(
+        command: &[&str],
+        text: &str,
+        own_args: &[&str],
+        env: &[&str],
+    ) -> anyhow::Result<Vec<String>> {
+        let extra = arguments_from(text, command, &args(own_args), |name| env.contains(&name))?;
         Ok(extra
             .into_iter()
             .map(|arg| arg.to_string_lossy().into_owned())
@@ -299,11 +306,7 @@ mod tests {
                 "30",
             ]
         );
-        let run: Vec<String> = arguments_from(file, &["retention", "run"], &[], |_| false)
-            .unwrap()
-            .into_iter()
-            .map(|arg| arg.to_string_lossy().into_owned())
-            .collect();
+        let run = added_for(&["retention", "run"], file, &[], &[]).unwrap();
         assert_eq!(
             run,
             [

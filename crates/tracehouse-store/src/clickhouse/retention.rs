@@ -18,9 +18,10 @@ use super::ClickHouseError;
 use super::client::{Client, RowBinary, string_literal};
 use super::keys;
 use super::rows::{
-    SPAN_COLUMNS, SPAN_INSERT_COLUMNS, SPAN_TOMBSTONE_COLUMNS, SpanInsert, SpanRead,
-    TRACE_START_TOMBSTONE_COLUMNS, encode_span_tombstone, encode_trace_start_tombstone, json_lines,
+    SPAN_COLUMNS, SPAN_INSERT_COLUMNS, SpanInsert, SpanRead, encode_span_tombstone,
+    encode_trace_start_tombstone, json_lines,
 };
+use super::writer::write_tombstones;
 use crate::now_ns;
 
 /// Nanoseconds in a day, the partition of `span_versions` and `trace_starts`.
@@ -271,13 +272,6 @@ async fn tombstone_expired(
             project.0
         ))
         .await?;
-    client
-        .insert_binary(
-            "span_versions",
-            SPAN_TOMBSTONE_COLUMNS,
-            tombstones.into_bytes(),
-        )
-        .await?;
     let mut index = RowBinary::default();
     for start in &starts {
         if let Some(version) = expired.get(start.trace_id.as_str()) {
@@ -290,13 +284,7 @@ async fn tombstone_expired(
             );
         }
     }
-    client
-        .insert_binary(
-            "trace_starts",
-            TRACE_START_TOMBSTONE_COLUMNS,
-            index.into_bytes(),
-        )
-        .await?;
+    write_tombstones(client, tombstones, index).await?;
     Ok((expired.len() as u64, spans_removed))
 }
 

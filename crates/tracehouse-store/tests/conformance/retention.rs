@@ -105,6 +105,28 @@ async fn span_keys(
         .collect()
 }
 
+/// The spans a full-text search finds, as `trace/span`.
+async fn searched(store: &dyn SpanStore, project: ProjectId, word: &str) -> BTreeSet<String> {
+    let filter = SpanFilter {
+        search: Some(word.to_owned()),
+        ..SpanFilter::default()
+    };
+    span_keys(store, project, filter).await
+}
+
+/// One span by its `trace/span` key.
+async fn span_of(store: &dyn SpanStore, project: ProjectId, key: &str) -> Option<Span> {
+    let (trace, id) = key.split_once('/').unwrap();
+    store
+        .get_span(
+            project,
+            &TraceId::try_from(trace).unwrap(),
+            &id.parse().unwrap(),
+        )
+        .await
+        .unwrap()
+}
+
 fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|item| (*item).to_owned()).collect()
 }
@@ -223,12 +245,8 @@ async fn retention_removes_old_traces_from_every_read_and_keeps_the_rest(backend
         span_keys(&*store, project, SpanFilter::default()).await,
         set(&["long/c", "long/r", "new/r"])
     );
-    let search = SpanFilter {
-        search: Some("needle".to_owned()),
-        ..SpanFilter::default()
-    };
     assert_eq!(
-        span_keys(&*store, project, search).await,
+        searched(&*store, project, "needle").await,
         set(&["long/r", "new/r"])
     );
     let exported = store
@@ -468,12 +486,8 @@ async fn content_retention_keeps_every_metric_and_drops_the_payload(backend: &Ba
     assert_eq!(root.content.get("input"), Some(&json!("secret prompt 2")));
     assert!(root.content.get(CONTENT_EXPIRED_FIELD).is_none());
     // The search index forgot the expired payload; the list's root input is gone with it.
-    let search = SpanFilter {
-        search: Some("secret".to_owned()),
-        ..SpanFilter::default()
-    };
     assert_eq!(
-        span_keys(&*store, project, search).await,
+        searched(&*store, project, "secret").await,
         set(&["t2/llm", "t2/root"])
     );
     let listed = store
@@ -514,15 +528,7 @@ async fn content_retention_keeps_every_metric_and_drops_the_payload(backend: &Ba
         )
         .await
         .unwrap();
-    let resent = store
-        .get_span(
-            project,
-            &TraceId::try_from("t0").unwrap(),
-            &"llm".parse().unwrap(),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let resent = span_of(&*store, project, "t0/llm").await.unwrap();
     assert_eq!(resent.content.get("input"), Some(&json!("sent again")));
     let third = sweep(&*store, project, cutoffs, at("2025-03-03T00:00:00Z"), 3).await;
     assert_eq!(third.spans_content_expired, 1);
@@ -583,16 +589,7 @@ async fn spans_arriving_during_a_sweep_are_never_touched(backend: &Backend) {
     let stored = span_keys(&*store, project, SpanFilter::default()).await;
     for key in &written {
         assert!(stored.contains(key), "{key} was removed");
-        let (trace, id) = key.split_once('/').unwrap();
-        let span = store
-            .get_span(
-                project,
-                &TraceId::try_from(trace).unwrap(),
-                &id.parse().unwrap(),
-            )
-            .await
-            .unwrap()
-            .unwrap();
+        let span = span_of(&*store, project, key).await.unwrap();
         assert!(
             span.content.get("input").is_some(),
             "{key} lost its content"

@@ -74,6 +74,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let mut state = AppState::with_limits(store, config.limits, metrics);
     state.prices = Arc::new(config.prices);
+    state.running_timeout = config.running_timeout;
     if let Some(origins) = config.cors_origins {
         state = state.with_cors_origins(origins);
     }

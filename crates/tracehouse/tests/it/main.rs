@@ -17,6 +17,7 @@ mod properties;
 mod read_api;
 mod redaction;
 mod retention;
+mod running;
 mod scopes;
 mod sdk;
 mod util;

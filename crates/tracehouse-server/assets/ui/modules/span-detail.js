@@ -308,7 +308,7 @@ export function spanDetail(node, trace) {
   parts.push(h('div', { class: 'detail-head' },
     h('div', { class: 'kicker' },
       h('span', { class: `type-chip ${typeClass(span.log_type)}` }, span.log_type || 'custom'),
-      node.error ? badge('error', 'error') : badge('ok', span.status || 'success'),
+      node.error ? badge('error', 'error') : badge(span.status === 'running' || span.status === 'abandoned' ? span.status : 'ok', span.status || 'success'),
       node.orphan ? badge('orphan', 'orphan') : null,
       node.inferred ? badge('notime', 'no time') : null),
     h('h2', { class: 'detail-title', id: 'span-title' }, span.span_name || '(unnamed span)'),
@@ -339,17 +339,20 @@ export function spanDetail(node, trace) {
   }
 
   const tokens = (value) => (typeof value === 'number' ? fmtInt(value) : '—');
+  // A running span has no end yet: its stored end and latency are placeholders.
+  const open = span.status === 'running' || span.status === 'abandoned';
   parts.push(h('div', { class: 'metrics', id: 'span-metrics' },
     metric('model', 'Model', span.model || '—'),
     metric('provider', 'Provider', span.provider_id || '—'),
-    metric('latency', 'Latency', fmtDuration(span.latency)),
+    metric('latency', 'Latency', open ? span.status : fmtDuration(span.latency)),
     metric('ttft', 'Time to first token', fmtDuration(span.time_to_first_token)),
     metric('prompt_tokens', 'Prompt tokens', tokens(span.prompt_tokens)),
     metric('completion_tokens', 'Completion tokens', tokens(span.completion_tokens)),
     metric('total_tokens', 'Total tokens', tokens(span.total_tokens)),
     metric('cost', 'Cost', fmtCost(span.cost), typeof span.cost === 'number' ? `$${span.cost}` : null),
     metric('start', 'Start', fmtTime(parseTime(span.start_time), true), span.start_time),
-    metric('end', 'End', fmtTime(parseTime(span.end_time || span.timestamp), true), span.end_time || span.timestamp),
+    metric('end', 'End', open ? 'not yet' : fmtTime(parseTime(span.end_time || span.timestamp), true),
+      open ? null : span.end_time || span.timestamp),
     span.status_code !== null && span.status_code !== undefined ? metric('status_code', 'Status code', String(span.status_code)) : null));
 
   const conversation = conversationOf(span);

@@ -109,6 +109,8 @@ function listRequestBody(state) {
   }
   if (state.status === 'error') filters.error_count = { operator: 'gt', value: [0] };
   if (state.status === 'ok') filters.error_count = { operator: '', value: [0] };
+  // Traces with a span that has not ended (running or abandoned: both are stored as running).
+  if (state.status === 'running') filters.status = { operator: '', value: ['running'] };
   for (const pair of state.meta) {
     const split = pair.indexOf('=');
     const key = pair.slice(0, split).trim();
@@ -165,7 +167,7 @@ export function renderList(route, isCurrent) {
         class: 'wide',
       }),
       select('time', 'Time', TIME_PRESETS.map(([id, text]) => [id, text]), state.time),
-      select('status', 'Status', [['', 'Any'], ['error', 'Errors'], ['ok', 'No errors']],
+      select('status', 'Status', [['', 'Any'], ['error', 'Errors'], ['ok', 'No errors'], ['running', 'Running']],
         state.status),
       h('div', { class: 'filter-actions' },
         h('button', { type: 'submit', class: 'primary', id: 'apply-filters' }, 'Apply'),
@@ -322,6 +324,12 @@ export function renderList(route, isCurrent) {
     }
   }
 
+  function statusBadge(trace, errors) {
+    if (trace.status === 'running') return badge('running', 'running', 'a span of this trace has not ended yet');
+    if (trace.status === 'abandoned') return badge('abandoned', 'abandoned', 'a span is still running past the running timeout');
+    return errors ? badge('error', errors === 1 ? 'error' : `${fmtInt(errors)} errors`) : badge('ok', 'ok');
+  }
+
   function traceRow(trace) {
     const href = paths.trace(trace.trace_unique_id);
     const errors = Number(trace.error_count) || 0;
@@ -340,9 +348,7 @@ export function renderList(route, isCurrent) {
         title: `${fmtInt(trace.total_prompt_tokens)} prompt + ${fmtInt(trace.total_completion_tokens)} completion`,
       }, fmtInt(trace.total_tokens)),
       h('td', { class: 'num' }, fmtCost(trace.total_cost)),
-      h('td', { class: 'c-status' }, errors
-        ? badge('error', errors === 1 ? 'error' : `${fmtInt(errors)} errors`)
-        : badge('ok', 'ok')),
+      h('td', { class: 'c-status' }, statusBadge(trace, errors)),
       h('td', { class: 'c-customer' }, trace.customer_identifier || h('span', { class: 'muted' }, '—')));
     row.addEventListener('click', (event) => {
       if (event.target.closest('a, button')) return;

@@ -10,6 +10,13 @@ import { spanDetail, typeClass } from './span-detail.js';
 const ROW_HEIGHT = 28; // px; must match .wf-row in app.css
 const OVERSCAN_ROWS = 12;
 const MAX_INDENT_LEVELS = 24;
+// While a trace has a running span its open bars grow every second, and the trace is fetched
+// again every few seconds until nothing in it runs.
+const GROW_EVERY_MS = 1000;
+const REFRESH_EVERY_MS = 3000;
+// A refresh fetches the trace before re-rendering; the renderer takes it from here instead of
+// fetching it again (and showing "Loading" in between).
+let refreshed = null;
 
 // Flattens the span tree depth first. Iterative, so a deep parent chain cannot exhaust the
 // call stack.
@@ -30,6 +37,10 @@ function buildTraceModel(trace) {
       inferred: span.times_inferred === true,
       truncated: span.depth_truncated === true,
       error: span.status === 'error',
+      // A running span has no end yet: its bar is open and reaches to now. An abandoned one
+      // (running past --running-timeout) is drawn open but no longer grows.
+      running: span.status === 'running',
+      abandoned: span.status === 'abandoned',
       start: parseTime(span.start_time),
       end: parseTime(span.end_time || span.timestamp),
       collapsed: false,
@@ -39,6 +50,18 @@ function buildTraceModel(trace) {
     else roots.push(node.index);
     const children = Array.isArray(span.children) ? span.children : [];
     for (let i = children.length - 1; i >= 0; i -= 1) stack.push([children[i], depth + 1, node.index]);
+  }
+  const model = { nodes, roots, t0: 0, total: 1 };
+  fitAxis(model);
+  return model;
+}
+
+// Sets the time axis, with running spans reaching to now.
+function fitAxis(model) {
+  const { nodes } = model;
+  const now = Date.now();
+  for (const node of nodes) {
+    if (node.running && Number.isFinite(node.start)) node.end = Math.max(node.start, now);
   }
   // The time axis covers spans whose times were sent; a span stored at its receive time
   // would otherwise squash every real bar into a sliver.
@@ -56,7 +79,8 @@ function buildTraceModel(trace) {
     t0 = 0;
     t1 = 1;
   }
-  return { nodes, roots, t0, total: Math.max(t1 - t0, 0.001) };
+  model.t0 = t0;
+  model.total = Math.max(t1 - t0, 0.001);
 }
 
 function visibleRows(model) {
@@ -89,10 +113,13 @@ function axisLabel(ms) {
 export async function renderTrace(route, isCurrent) {
   const traceId = route.traceId;
   document.title = 'Trace · tracehouse';
-  shell(h('main', { class: 'page trace-view' }, h('div', { class: 'loading-note' }, 'Loading trace…')));
+  if (!refreshed || refreshed.traceId !== traceId) {
+    shell(h('main', { class: 'page trace-view' }, h('div', { class: 'loading-note' }, 'Loading trace…')));
+  }
   let trace;
   try {
-    trace = await api(`/api/traces/${encodeURIComponent(traceId)}/`);
+    if (refreshed && refreshed.traceId === traceId) trace = refreshed.trace;
+    else trace = await api(`/api/traces/${encodeURIComponent(traceId)}/`);
   } catch (error) {
     if (!isCurrent()) return null;
     if (handleAuthFailure(error)) return null;
@@ -105,6 +132,7 @@ export async function renderTrace(route, isCurrent) {
       : errorBanner(error)));
     return null;
   }
+  refreshed = null;
   if (!isCurrent()) return null;
   document.title = `${trace.name || traceId} · tracehouse`;
   const model = buildTraceModel(trace);
@@ -156,7 +184,7 @@ export async function renderTrace(route, isCurrent) {
       copyButton(trace.trace_unique_id, 'Copy id')),
     h('div', { class: 'title-row' },
       h('h1', { class: 'trace-title', id: 'trace-title' }, trace.name || '(unnamed trace)'),
-      trace.error_count > 0 ? badge('error', plural(trace.error_count, 'error', 'errors')) : badge('ok', 'ok'),
+      traceBadge(trace),
       deleteTraceButton(trace)),
     h('div', { class: 'meta-line' },
       h('span', null, 'started ', h('strong', null, fmtTime(parseTime(trace.start_time), true))),
@@ -248,16 +276,21 @@ export async function renderTrace(route, isCurrent) {
       node.orphan && badge('orphan', 'orphan', `parent ${span.span_parent_id} never arrived`),
       node.inferred && badge('notime', 'no time', 'sent without start or end time; drawn at the time it was received'),
       node.truncated && badge('notime', 'flattened', 'deeper descendants are listed flat under this span'),
-      node.error && badge('error', 'error'));
+      node.error && badge('error', 'error'),
+      node.running && badge('running', 'running', 'started and not ended yet'),
+      node.abandoned && badge('abandoned', 'abandoned', 'still running past the running timeout: it may never end'));
     name.style.paddingLeft = `${6 + Math.min(node.depth, MAX_INDENT_LEVELS) * 14}px`;
     const [left, width] = barGeometry(model, node);
     const bar = h('div', {
-      class: `wf-bar ${typeClass(span.log_type)}${node.error ? ' is-error' : ''}${node.inferred ? ' is-inferred' : ''}`,
-      title: `${span.span_name || '(unnamed)'} · ${fmtDuration(span.latency)}`,
+      class: `wf-bar ${typeClass(span.log_type)}${node.error ? ' is-error' : ''}${node.inferred ? ' is-inferred' : ''}` +
+        `${node.running || node.abandoned ? ' is-open' : ''}`,
+      title: `${span.span_name || '(unnamed)'} · ${node.running ? 'running' : fmtDuration(span.latency)}`,
     });
     bar.style.left = `${left}%`;
     bar.style.width = `${width}%`;
-    const label = h('span', { class: 'wf-dur' }, fmtDuration(span.latency));
+    const label = h('span', { class: 'wf-dur' }, node.running
+      ? `running ${fmtDuration((node.end - node.start) / 1000)}`
+      : node.abandoned ? 'abandoned' : fmtDuration(span.latency));
     if (left + width > 80) label.style.right = `calc(${100 - left}% + 4px)`;
     else label.style.left = `calc(${left + width}% + 4px)`;
     row.append(name, h('div', { class: 'wf-track' }, bar, label));
@@ -351,6 +384,40 @@ export async function renderTrace(route, isCurrent) {
   relayout();
   if (selected >= 0) select(selected, { updateUrl: false });
   else detail.replaceChildren(h('div', { class: 'empty small' }, h('p', null, 'This trace has no spans.')));
-  return () => window.removeEventListener('resize', onResize);
+
+  // Until nothing runs: open bars grow, and the trace is fetched again; a changed trace is
+  // rendered again in place (same address, same selected span).
+  const timers = [];
+  if (nodes.some((node) => node.running)) {
+    timers.push(setInterval(() => {
+      fitAxis(model);
+      paint(true);
+    }, GROW_EVERY_MS));
+    const seen = JSON.stringify(trace);
+    timers.push(setInterval(async () => {
+      let fresh;
+      try {
+        fresh = await api(`/api/traces/${encodeURIComponent(traceId)}/`);
+      } catch {
+        return; // A failed refresh keeps what is on screen; the next one tries again.
+      }
+      if (!isCurrent() || JSON.stringify(fresh) === seen) return;
+      refreshed = { traceId, trace: fresh };
+      navigate(location.pathname + location.search, { replace: true });
+    }, REFRESH_EVERY_MS));
+  }
+  return () => {
+    window.removeEventListener('resize', onResize);
+    for (const timer of timers) clearInterval(timer);
+  };
+}
+
+// The trace's status as a badge: running (or abandoned) before errors, then ok.
+function traceBadge(trace) {
+  if (trace.status === 'running') return badge('running', 'running', 'a span of this trace has not ended yet');
+  if (trace.status === 'abandoned') {
+    return badge('abandoned', 'abandoned', 'a span is still running past the running timeout');
+  }
+  return trace.error_count > 0 ? badge('error', plural(trace.error_count, 'error', 'errors')) : badge('ok', 'ok');
 }
 
