@@ -306,18 +306,9 @@ mod tests {
                 "30",
             ]
         );
+        // The same without the server's own settings.
         let run = added_for(&["retention", "run"], file, &[], &[]).unwrap();
-        assert_eq!(
-            run,
-            [
-                "--project-retention",
-                "audit=365,",
-                "--project-retention",
-                "support=7,1",
-                "--retention-days",
-                "30",
-            ]
-        );
+        assert_eq!(run, serve[2..]);
         let error = added("[projects.x]\nkeep = 1", &[], &[])
             .unwrap_err()
             .to_string();

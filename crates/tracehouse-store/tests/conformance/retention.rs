@@ -185,17 +185,11 @@ async fn retention_removes_old_traces_from_every_read_and_keeps_the_rest(backend
         )
         .await
         .unwrap();
-    let step = sweep(
-        &*store,
-        project,
-        Cutoffs {
-            data_before: Some(cutoff),
-            content_before: None,
-        },
-        at("2025-03-01T00:00:00Z"),
-        1,
-    )
-    .await;
+    let data_only = Cutoffs {
+        data_before: Some(cutoff),
+        content_before: None,
+    };
+    let step = sweep(&*store, project, data_only, at("2025-03-01T00:00:00Z"), 1).await;
     assert_eq!((step.traces_removed, step.spans_removed), (2, 3));
     // 2025-01-02 held only `older`; 2025-01-01 still holds the live root of `long`, except on
     // a cluster shard that holds `old` but not `long`.
@@ -283,17 +277,7 @@ async fn retention_removes_old_traces_from_every_read_and_keeps_the_rest(backend
     assert_eq!(gpt.requests, 1, "{top:?}");
 
     // Done means done: a second sweep finds nothing, and new data is kept.
-    let again = sweep(
-        &*store,
-        project,
-        Cutoffs {
-            data_before: Some(cutoff),
-            content_before: None,
-        },
-        at("2025-03-01T00:00:00Z"),
-        10,
-    )
-    .await;
+    let again = sweep(&*store, project, data_only, at("2025-03-01T00:00:00Z"), 10).await;
     assert_eq!((again.traces_removed, again.spans_removed), (0, 0));
 }
 
