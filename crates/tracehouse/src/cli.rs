@@ -764,7 +764,7 @@ pub(crate) struct ServeArgs {
     #[arg(
         long,
         env = "TRACEHOUSE_RETENTION_BATCH",
-        default_value_t = 500,
+        default_value_t = 100,
         value_name = "N",
         value_parser = clap::value_parser!(u32).range(1..=100_000)
     )]
