@@ -10,6 +10,7 @@
 //! - [`trace_state`]: trace aggregates kept one span at a time, as stores update them on write.
 //! - [`query`]: the filter, sort and paging model shared by every list route and store.
 //! - [`metrics`]: metrics over time buckets and groups (the usage dashboard), on the same filters.
+//! - [`retention`]: how long projects keep traces and content, and what expiring content drops.
 //! - [`store`]: the `SpanStore` trait every backend implements.
 //! - `testing` (feature `testing`): spans for other crates' tests, built through validation.
 //!
@@ -19,6 +20,7 @@ pub mod cost;
 pub mod ids;
 pub mod metrics;
 pub mod query;
+pub mod retention;
 pub mod span;
 pub mod spanlog;
 pub mod store;
@@ -33,6 +35,7 @@ pub use cost::PriceTable;
 pub use ids::{
     ApiKeyHash, LogId, Project, ProjectId, ProjectName, Scope, ScopeError, Scopes, SpanId, TraceId,
 };
+pub use retention::{Cutoffs, Retention, RetentionOverride, RetentionStep};
 pub use span::{LogType, Span, SpanGrouping, SpanStatus, TokenUsage};
 pub use spanlog::{FieldError, IngestContext, span_from_log};
 pub use store::{

@@ -81,28 +81,34 @@ impl LogType {
     }
 }
 
-/// Whether a span succeeded.
+/// Whether a span succeeded, failed, or has not ended yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SpanStatus {
     /// No error signal was present.
     Success,
     /// The client said so through `status`, `error_bit`, `status_code >= 400`, `error_message` or OTLP status 2.
     Error,
+    /// Started and not ended: sent with a start and neither end nor latency, or with
+    /// `status: "running"`. Its end is its start until the client sends it again with an end.
+    Running,
 }
 
 impl SpanStatus {
-    /// `success` or `error`, as the API spells it.
+    /// `success`, `error` or `running`, as the API spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             SpanStatus::Success => "success",
             SpanStatus::Error => "error",
+            SpanStatus::Running => "running",
         }
     }
 
-    /// Parses the API spelling; anything but `error` is success.
+    /// Parses the API spelling; anything but `error` and `running` is success.
     pub fn from_api(raw: &str) -> Self {
         if raw.eq_ignore_ascii_case("error") {
             SpanStatus::Error
+        } else if raw.eq_ignore_ascii_case("running") {
+            SpanStatus::Running
         } else {
             SpanStatus::Success
         }

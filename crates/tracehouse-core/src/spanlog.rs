@@ -381,6 +381,8 @@ pub fn span_from_log(item: Value, context: IngestContext<'_>) -> Result<Span, Fi
         _ => false,
     };
     let times_inferred = said_inferred || (start.is_none() && end.is_none());
+    // A start with neither end nor latency is work still going on, not a zero-length span.
+    let open_ended = start.is_some() && end.is_none() && latency.is_none();
     let (start, end, latency) = derive_times(start, end, latency, context.received_at)?;
 
     let name = take_string(&mut item, "span_name").unwrap_or_default();
@@ -413,12 +415,11 @@ pub fn span_from_log(item: Value, context: IngestContext<'_>) -> Result<Span, Fi
         .and_then(|v| v.as_f64())
         .map(|f| f as i64);
     let error_message = take_nonblank(&mut item, "error_message");
-    let said_error = take_nonblank(&mut item, "status").is_some_and(|s| {
-        matches!(
-            s.to_ascii_lowercase().as_str(),
-            "error" | "failed" | "failure"
-        )
-    });
+    let said_status = take_nonblank(&mut item, "status").map(|s| s.to_ascii_lowercase());
+    let said_error = said_status
+        .as_deref()
+        .is_some_and(|s| matches!(s, "error" | "failed" | "failure"));
+    let said_running = said_status.as_deref() == Some("running");
     let error_bit = item
         .get("error_bit")
         .and_then(Value::as_u64)
@@ -429,6 +430,8 @@ pub fn span_from_log(item: Value, context: IngestContext<'_>) -> Result<Span, Fi
         || status_code.is_some_and(|code| code >= 400)
     {
         SpanStatus::Error
+    } else if said_running || open_ended {
+        SpanStatus::Running
     } else {
         SpanStatus::Success
     };
@@ -546,6 +549,26 @@ mod tests {
             "end_time": "2025-09-08T07:46:18Z"}))
         .map(|s| (s.start.to_rfc3339(), s.latency));
         assert_eq!(end_only, Ok(("2025-09-08T07:46:18Z".to_owned(), 0.0)));
+    }
+
+    #[test]
+    fn a_start_without_end_or_a_running_status_is_running_until_an_end_comes() {
+        let status = |item: Value| validate(item).map(|s| (s.status, s.latency, s.end == s.start));
+        let open = json!({"trace_unique_id": "t", "span_unique_id": "s",
+            "start_time": "2025-09-08T07:46:18Z"});
+        assert_eq!(status(open), Ok((SpanStatus::Running, 0.0, true)));
+        let said = json!({"trace_unique_id": "t", "span_unique_id": "s",
+            "start_time": "2025-09-08T07:46:18Z", "latency": 2.0, "status": "Running"});
+        assert_eq!(status(said), Ok((SpanStatus::Running, 2.0, false)));
+        let closed = json!({"trace_unique_id": "t", "span_unique_id": "s",
+            "start_time": "2025-09-08T07:46:18Z", "timestamp": "2025-09-08T07:46:19Z"});
+        assert_eq!(status(closed), Ok((SpanStatus::Success, 1.0, false)));
+        // A failure is a failure, ended or not; a span without any time is not running.
+        let failed = json!({"trace_unique_id": "t", "span_unique_id": "s",
+            "start_time": "2025-09-08T07:46:18Z", "error_message": "boom"});
+        assert_eq!(status(failed).map(|s| s.0), Ok(SpanStatus::Error));
+        let untimed = json!({"trace_unique_id": "t", "span_unique_id": "s"});
+        assert_eq!(status(untimed).map(|s| s.0), Ok(SpanStatus::Success));
     }
 
     #[test]

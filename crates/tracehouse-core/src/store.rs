@@ -7,6 +7,7 @@ use serde_json::Value;
 use crate::ids::{ApiKeyHash, Project, ProjectId, ProjectName, Scopes, SpanId, TraceId};
 use crate::metrics::{Timeseries, TimeseriesQuery, TopEntry, TopQuery};
 use crate::query::{SpanFilter, SpanQuery, TraceQuery};
+use crate::retention::{Cutoffs, RetentionOverride, RetentionStep};
 use crate::span::Span;
 use crate::time::Timestamp;
 use crate::trace::TraceSummary;
@@ -284,6 +285,29 @@ pub trait SpanStore: Send + Sync + 'static {
 
     /// Revokes a key by id; `NotFound` when there is none.
     async fn revoke_key(&self, id: i64) -> Result<ApiKeyInfo, StoreError>;
+
+    /// Every project with the retention stored for it (`projects set`), ordered by name.
+    async fn project_retention(&self) -> Result<Vec<(Project, RetentionOverride)>, StoreError>;
+
+    /// Stores a project's own retention (its values replace the stored ones where set),
+    /// creating the project when it does not exist yet.
+    async fn set_project_retention(
+        &self,
+        name: &ProjectName,
+        retention: RetentionOverride,
+    ) -> Result<(Project, RetentionOverride), StoreError>;
+
+    /// One bounded step of retention over the given projects: removes up to about `limit`
+    /// traces last active before a project's `data_before` and expires the content of up to
+    /// about `limit` spans started before its `content_before` (marked as expired at `now`),
+    /// never touching anything at or after the cutoffs, also while spans arrive. Call again
+    /// until the step says `done`.
+    async fn apply_retention(
+        &self,
+        plan: &[(ProjectId, Cutoffs)],
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<RetentionStep, StoreError>;
 }
 
 /// What one group commit did, for whoever watches the store (the server's `/metrics`).

@@ -152,6 +152,8 @@ pub struct TraceSummary {
     pub llm_call_count: u64,
     /// Number of spans with error status.
     pub error_count: u64,
+    /// Number of spans still running (status `running`).
+    pub running_count: u64,
     /// Sum of prompt tokens.
     pub total_prompt_tokens: u64,
     /// Sum of completion tokens.

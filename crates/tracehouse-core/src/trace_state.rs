@@ -50,6 +50,9 @@ pub const DISTINCT_FIELDS: [SpanColumn; 6] = [
     SpanColumn::CustomerIdentifier,
 ];
 
+/// Where [`DISTINCT_FIELDS`] holds the status, whose counts tell how many spans run.
+const STATUS_FIELD: usize = 2;
+
 /// Femto-dollars per dollar: costs are summed as integers of this unit.
 const FEMTO_PER_DOLLAR: f64 = 1e15;
 
@@ -477,6 +480,10 @@ impl TraceState {
             span_count: self.spans,
             llm_call_count: self.llm_calls,
             error_count: self.errors,
+            running_count: self.distinct[STATUS_FIELD]
+                .get(SpanStatus::Running.as_str())
+                .copied()
+                .unwrap_or(0),
             total_prompt_tokens: self.prompt_tokens,
             total_completion_tokens: self.completion_tokens,
             total_tokens: self.total_tokens,
@@ -562,6 +569,22 @@ mod tests {
         let mut state = TraceState::from_facts(spans.iter().map(SpanFacts::of));
         state.set_root(root_of(spans).map(RootInfo::of));
         state
+    }
+
+    #[test]
+    fn running_spans_are_counted_until_they_end() {
+        assert_eq!(DISTINCT_FIELDS[STATUS_FIELD], SpanColumn::Status);
+        let open = span("a", None, 0, json!({"status": "running"}));
+        let child = span("b", Some("a"), 1, json!({"latency": 2.0}));
+        let mut state = state_of(&[open.clone(), child.clone()]);
+        let summary = state.summary(&trace_id()).unwrap();
+        assert_eq!((summary.running_count, summary.duration), (1, 3.0));
+        let closed = span("a", None, 0, json!({"latency": 5.0}));
+        state.remove(&SpanFacts::of(&open));
+        state.add(&SpanFacts::of(&closed));
+        let summary = state.summary(&trace_id()).unwrap();
+        assert_eq!((summary.running_count, summary.duration), (0, 5.0));
+        assert_eq!(Some(summary), summarize(&[closed, child]));
     }
 
     #[test]

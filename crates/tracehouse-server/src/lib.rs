@@ -103,7 +103,12 @@ pub struct AppState {
     pub(crate) key_uses: Arc<auth::KeyUses>,
     /// Redaction rules applied to spans before they are written; `None`: none configured.
     pub(crate) redaction: Option<Arc<Redaction>>,
+    /// How long a span may run before reads show it (and its trace) as `abandoned`.
+    pub running_timeout: std::time::Duration,
 }
+
+/// `--running-timeout`'s default: a day.
+pub const DEFAULT_RUNNING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(86_400);
 
 impl AppState {
     /// State with the builtin price table and default limits.
@@ -122,6 +127,17 @@ impl AppState {
             cors_origins: None,
             key_uses: Arc::new(auth::KeyUses::default()),
             redaction: None,
+            running_timeout: DEFAULT_RUNNING_TIMEOUT,
+        }
+    }
+
+    /// Which running spans reads show as abandoned, as of now.
+    pub(crate) fn running_clock(&self) -> read_api::model::RunningClock {
+        let timeout = i64::try_from(self.running_timeout.as_nanos()).unwrap_or(i64::MAX);
+        read_api::model::RunningClock {
+            abandoned_before: Timestamp::from_unix_nanos(
+                now().unix_nanos().saturating_sub(timeout),
+            ),
         }
     }
 

@@ -6,6 +6,10 @@
 //! every `/ui/...` path answers with the same page and the script renders the view the URL names.
 //! Unknown paths outside `/ui/` (notably `/api/...`) keep the API's JSON 404.
 //!
+//! The script is a set of ES modules under `assets/ui/modules/`, one per view plus shared
+//! helpers; the page's classic `app.js` imports `modules/main.js`, which imports the rest by
+//! relative URL. Browsers load modules natively, so splitting the code costs no bundler.
+//!
 //! Architecture invariant: the assets are compiled into the binary (`include_str!`); nothing is
 //! read from disk or fetched from elsewhere at run time, and there is no build step.
 
@@ -47,6 +51,31 @@ const APP_CSS: Asset = Asset::new(
     include_str!("../assets/ui/app.css"),
     "text/css; charset=utf-8",
 );
+/// One ES module of the viewer, embedded under its file name.
+macro_rules! module_asset {
+    ($name:literal) => {
+        (
+            $name,
+            Asset::new(
+                include_str!(concat!("../assets/ui/modules/", $name)),
+                "text/javascript; charset=utf-8",
+            ),
+        )
+    };
+}
+
+/// Every module `modules/main.js` may import, by the file name its `import` statements use.
+const MODULES: &[(&str, Asset)] = &[
+    module_asset!("api.js"),
+    module_asset!("dashboard.js"),
+    module_asset!("dom.js"),
+    module_asset!("format.js"),
+    module_asset!("main.js"),
+    module_asset!("shell.js"),
+    module_asset!("span-detail.js"),
+    module_asset!("trace-list.js"),
+    module_asset!("trace-view.js"),
+];
 const FAVICON_SVG: Asset = Asset::new(include_str!("../assets/ui/favicon.svg"), "image/svg+xml");
 
 /// Scripts and styles come only from this origin, so neither an injected `<script>` nor an
@@ -128,6 +157,17 @@ async fn app_js(headers: HeaderMap) -> Response {
     asset_response(&APP_JS, &headers)
 }
 
+async fn module(
+    axum::extract::Path(name): axum::extract::Path<String>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    match MODULES.iter().find(|(file, _)| *file == name) {
+        Some((_, asset)) => asset_response(asset, &headers),
+        None => missing_asset(uri).await.into_response(),
+    }
+}
+
 async fn app_css(headers: HeaderMap) -> Response {
     asset_response(&APP_CSS, &headers)
 }
@@ -150,6 +190,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/", get(index))
         .route("/ui/{*view}", get(index))
         .route("/ui/static/app.js", get(app_js))
+        .route("/ui/static/modules/{name}", get(module))
         .route("/ui/static/app.css", get(app_css))
         .route("/ui/static/favicon.svg", get(favicon))
         .route("/ui/static/{*rest}", get(missing_asset))
@@ -187,9 +228,46 @@ mod tests {
         assert!(!INDEX_HTML.body.contains(" on"), "no inline event handlers");
         assert!(INDEX_HTML.body.contains("src=\"/ui/static/app.js\""));
         // innerHTML with data is how escaping goes wrong; the script builds DOM nodes instead.
-        assert!(!APP_JS.body.contains("innerHTML"));
-        assert!(!APP_JS.body.contains("outerHTML"));
-        assert!(!APP_JS.body.contains("insertAdjacentHTML"));
-        assert!(!APP_JS.body.contains("document.write"));
+        let scripts = std::iter::once(("app.js", &APP_JS))
+            .chain(MODULES.iter().map(|(name, asset)| (*name, asset)));
+        for (name, script) in scripts {
+            for sink in [
+                "innerHTML",
+                "outerHTML",
+                "insertAdjacentHTML",
+                "document.write",
+            ] {
+                assert!(!script.body.contains(sink), "{name} uses {sink}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_module_file_is_embedded_and_every_import_resolves() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/ui/modules");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        on_disk.sort();
+        let embedded: Vec<String> = MODULES.iter().map(|(name, _)| name.to_string()).collect();
+        assert_eq!(on_disk, embedded, "a module file is not listed in MODULES");
+        for (name, asset) in MODULES {
+            for line in asset
+                .body
+                .lines()
+                .filter(|line| line.starts_with("import "))
+            {
+                let target = line
+                    .rsplit_once(" from './")
+                    .and_then(|(_, rest)| rest.strip_suffix("';"))
+                    .unwrap_or_else(|| panic!("{name}: unexpected import form: {line}"));
+                assert!(
+                    MODULES.iter().any(|(file, _)| *file == target),
+                    "{name} imports {target}, which is not embedded"
+                );
+            }
+        }
+        assert!(APP_JS.body.contains("import('/ui/static/modules/main.js')"));
     }
 }

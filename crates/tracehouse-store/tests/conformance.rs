@@ -156,6 +156,9 @@ conformance!(
     keys_keep_their_scopes_and_last_use,
 );
 
+#[path = "conformance/retention.rs"]
+mod retention;
+
 async fn keys_keep_their_scopes_and_last_use(backend: &Backend) {
     let (store, _) = open(backend).await;
     let project = ProjectName::default_project();

@@ -43,6 +43,149 @@ pub(crate) enum Command {
     /// ClickHouse, or back), streaming in bounded batches with a progress bar, then verify
     /// that span and trace counts and every trace's aggregates match. API keys are not copied.
     Migrate(MigrateArgs),
+    /// List projects and set a project's own retention, offline on the store the server uses
+    /// (the server may be running; it reads the values at its next sweep).
+    #[command(subcommand)]
+    Projects(ProjectsCommand),
+    /// Apply retention now, as `serve` does in the background, and print what it removed.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+}
+
+/// How long data is kept: the server-wide values and per-project ones. A project's values
+/// from `projects set` win over `--project-retention` (and the config file's `[projects.NAME]`),
+/// which win over `--retention-days` and `--content-retention-days`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RetentionArgs {
+    /// Remove traces whose last activity (latest span end) is older than this many days;
+    /// 0 keeps them forever.
+    #[arg(
+        long,
+        env = "TRACEHOUSE_RETENTION_DAYS",
+        default_value_t = 0,
+        value_name = "DAYS"
+    )]
+    pub(crate) retention_days: u32,
+
+    /// Drop the content (input, output, messages, tools, and their search index rows) of spans
+    /// older than this many days, keeping ids, names, times, model, tokens, cost, status,
+    /// identifiers and metadata, so lists, filters, trees and the dashboard still answer.
+    /// Must be shorter than --retention-days; 0 keeps content as long as the trace.
+    #[arg(
+        long,
+        env = "TRACEHOUSE_CONTENT_RETENTION_DAYS",
+        default_value_t = 0,
+        value_name = "DAYS"
+    )]
+    pub(crate) content_retention_days: u32,
+
+    /// A project's own retention: `NAME=DAYS` or `NAME=DAYS,CONTENT_DAYS` (either may be empty
+    /// to keep the server's value). Repeat per project; in the config file, a
+    /// `[projects.NAME]` table with `retention-days` and `content-retention-days`.
+    #[arg(long, value_name = "NAME=DAYS[,CONTENT_DAYS]", value_parser = parse_project_retention)]
+    pub(crate) project_retention: Vec<ProjectRetentionArg>,
+}
+
+/// A `--project-retention` value, not yet validated as a project name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProjectRetentionArg {
+    pub(crate) project: String,
+    pub(crate) days: Option<u32>,
+    pub(crate) content_days: Option<u32>,
+}
+
+fn parse_project_retention(text: &str) -> Result<ProjectRetentionArg, String> {
+    let usage = "expected NAME=DAYS or NAME=DAYS,CONTENT_DAYS, such as support=30,7";
+    let Some((project, values)) = text.split_once('=') else {
+        return Err(usage.to_owned());
+    };
+    let (days, content_days) = values.split_once(',').unwrap_or((values, ""));
+    let number = |value: &str| -> Result<Option<u32>, String> {
+        let value = value.trim();
+        if value.is_empty() {
+            return Ok(None);
+        }
+        value
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{value:?} is not a number of days: {usage}"))
+    };
+    if project.trim().is_empty() {
+        return Err(usage.to_owned());
+    }
+    Ok(ProjectRetentionArg {
+        project: project.trim().to_owned(),
+        days: number(days)?,
+        content_days: number(content_days)?,
+    })
+}
+
+/// A duration as `90s`, `30m`, `24h`, `7d`, or a number of seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let usage = "expected a number with s, m, h or d (such as 24h), or seconds";
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(split) => text.split_at(split),
+        None => (text, "s"),
+    };
+    let seconds_per: u64 = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(usage.to_owned()),
+    };
+    let number: u64 = number.parse().map_err(|_| usage.to_owned())?;
+    number
+        .checked_mul(seconds_per)
+        .filter(|seconds| *seconds > 0)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} must be positive and below 500 billion years: {usage}"))
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProjectsCommand {
+    /// List projects with their spans, traces and own retention (`-`: the server's).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Set a project's own retention (the project is created when new). Values not given are
+    /// left as they were.
+    Set {
+        /// The project's name.
+        name: String,
+        /// Days to keep its traces (0: forever), instead of the server's --retention-days.
+        #[arg(long, value_name = "DAYS")]
+        retention_days: Option<u32>,
+        /// Days to keep its spans' content (0: as long as the traces), instead of the server's
+        /// --content-retention-days.
+        #[arg(long, value_name = "DAYS")]
+        content_retention_days: Option<u32>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RetentionCommand {
+    /// Remove what retention removes, now, project by project, and print the counts.
+    Run(RetentionRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RetentionRunArgs {
+    /// A TOML file as for `serve --config`: its retention and store settings apply (other
+    /// settings are ignored).
+    #[arg(long, env = "TRACEHOUSE_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) retention: RetentionArgs,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Traces (and spans whose content expires) per step.
+    #[arg(long, default_value_t = 1000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub(crate) batch: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -589,6 +732,43 @@ pub(crate) struct ServeArgs {
     /// `--grpc-listen 127.0.0.1:0`). It is written before the --addr-file.
     #[arg(long, value_name = "FILE")]
     pub(crate) grpc_addr_file: Option<PathBuf>,
+
+    /// How long a span may stay running (sent with a start and no end, or `status:
+    /// "running"`) before reads and the viewer show it, and its trace, as `abandoned`:
+    /// `90s`, `30m`, `24h`, `7d` or seconds. A span sent later with an end still closes.
+    #[arg(
+        long,
+        env = "TRACEHOUSE_RUNNING_TIMEOUT",
+        default_value = "24h",
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    pub(crate) running_timeout: std::time::Duration,
+
+    #[command(flatten)]
+    pub(crate) retention: RetentionArgs,
+
+    /// Seconds between background retention sweeps (with --retention-days,
+    /// --content-retention-days or per-project retention); each sweep removes in steps of
+    /// --retention-batch with a pause between steps, so ingest keeps its pace.
+    #[arg(
+        long,
+        env = "TRACEHOUSE_RETENTION_INTERVAL_SECS",
+        default_value_t = 3600,
+        value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub(crate) retention_interval_secs: u64,
+
+    /// Traces (and spans whose content expires) per retention step: one short write each.
+    #[arg(
+        long,
+        env = "TRACEHOUSE_RETENTION_BATCH",
+        default_value_t = 100,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..=100_000)
+    )]
+    pub(crate) retention_batch: u32,
 
     /// Seconds to let in-flight requests finish after SIGTERM or Ctrl-C.
     #[arg(

@@ -5,12 +5,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tracehouse_core::PriceTable;
+use std::collections::BTreeMap;
+
+use tracehouse_core::{PriceTable, ProjectName, Retention, RetentionOverride};
 use tracehouse_ingest::redact::{Redaction, RedactionConfig};
 use tracehouse_server::Limits;
 use tracehouse_store::{ClickHouseConfig, SqliteConfig, Synchronous};
 
-use crate::cli::{ClickHouseArgs, GrpcListen, ServeArgs, StoreArgs, SyncMode};
+use crate::cli::{ClickHouseArgs, GrpcListen, RetentionArgs, ServeArgs, StoreArgs, SyncMode};
 
 /// Which backend to open, and how.
 #[derive(Debug, Clone)]
@@ -229,6 +231,42 @@ pub(crate) struct ServeConfig {
     pub(crate) cors_origins: Option<Vec<String>>,
     /// `--redact`: compiled redaction rules.
     pub(crate) redaction: Option<Redaction>,
+    /// How long a span may run before reads show it as abandoned.
+    pub(crate) running_timeout: Duration,
+    /// Retention and how the background sweep paces itself.
+    pub(crate) retention: RetentionPolicy,
+    pub(crate) retention_interval: Duration,
+    pub(crate) retention_batch: usize,
+}
+
+/// How long data is kept: the server's policy and the projects' own values from the command
+/// line or config file (the store's `projects set` values are read at each sweep).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RetentionPolicy {
+    pub(crate) server: Retention,
+    pub(crate) projects: BTreeMap<ProjectName, RetentionOverride>,
+}
+
+impl RetentionPolicy {
+    pub(crate) fn from_args(args: &RetentionArgs) -> anyhow::Result<Self> {
+        let server = Retention::new(args.retention_days, args.content_retention_days)
+            .context("invalid --content-retention-days")?;
+        let mut projects = BTreeMap::new();
+        for entry in &args.project_retention {
+            let name: ProjectName = entry.project.parse().with_context(|| {
+                format!("invalid project in --project-retention {:?}", entry.project)
+            })?;
+            let own = RetentionOverride {
+                days: entry.days,
+                content_days: entry.content_days,
+            };
+            server
+                .overridden_by(own)
+                .with_context(|| format!("invalid retention for project {:?}", entry.project))?;
+            projects.insert(name, own);
+        }
+        Ok(Self { server, projects })
+    }
 }
 
 /// Reads and compiles a redaction rules file; the error names the file and the rule at fault.
@@ -318,6 +356,10 @@ impl ServeConfig {
             grpc_listen,
             grpc_addr_file: args.grpc_addr_file,
             shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+            running_timeout: args.running_timeout,
+            retention: RetentionPolicy::from_args(&args.retention)?,
+            retention_interval: Duration::from_secs(args.retention_interval_secs),
+            retention_batch: args.retention_batch as usize,
         })
     }
 }

@@ -1,5 +1,8 @@
 //! `serve --config FILE`: a TOML file of `serve` settings, keyed by the long flag names
-//! (`listen = "0.0.0.0:8080"`, `store = "clickhouse://..."`, `cors-origin = ["https://..."]`).
+//! (`listen = "0.0.0.0:8080"`, `store = "clickhouse://..."`, `cors-origin = ["https://..."]`),
+//! and `[projects.NAME]` tables of a project's own settings (`retention-days`,
+//! `content-retention-days`). `retention run --config FILE` reads the same file and takes the
+//! settings it has (store and retention), ignoring the server's others.
 //!
 //! The file's settings become command-line arguments before clap parses, for every flag that
 //! neither the command line nor the flag's environment variable sets, so the order of
@@ -20,16 +23,23 @@ const CONFIG_ENV: &str = "TRACEHOUSE_CONFIG";
 /// The arguments with the config file's settings added, or unchanged when the command is not
 /// `serve` or no file is named.
 pub(crate) fn apply(args: Vec<OsString>) -> anyhow::Result<Vec<OsString>> {
-    if args.get(1).map(OsString::as_os_str) != Some(OsStr::new("serve")) {
+    let word = |index: usize| args.get(index).map(OsString::as_os_str);
+    let (command, first_own) = if word(1) == Some(OsStr::new("serve")) {
+        (&["serve"][..], 2)
+    } else if word(1) == Some(OsStr::new("retention")) && word(2) == Some(OsStr::new("run")) {
+        (&["retention", "run"][..], 3)
+    } else {
         return Ok(args);
-    }
-    let Some(path) = config_path(&args[2..]) else {
+    };
+    let Some(path) = config_path(&args[first_own..]) else {
         return Ok(args);
     };
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    let extra = arguments_from(&text, &args[2..], |name| std::env::var_os(name).is_some())
-        .with_context(|| format!("invalid config file {}", path.display()))?;
+    let extra = arguments_from(&text, command, &args[first_own..], |name| {
+        std::env::var_os(name).is_some()
+    })
+    .with_context(|| format!("invalid config file {}", path.display()))?;
     let mut args = args;
     args.extend(extra);
     Ok(args)
@@ -66,27 +76,51 @@ fn given_on_command_line(serve_args: &[OsString], name: &str) -> bool {
 /// the command line or in the environment (`env_is_set` tells which variables are).
 fn arguments_from(
     text: &str,
+    command: &[&str],
     serve_args: &[OsString],
     env_is_set: impl Fn(&str) -> bool,
 ) -> anyhow::Result<Vec<OsString>> {
     let table: toml::Table = text.parse().context("not valid TOML")?;
-    let command = Cli::command();
-    let Some(serve) = command.find_subcommand("serve") else {
+    let root = Cli::command();
+    let Some(serve) = root.find_subcommand("serve") else {
         bail!("the serve command is missing from the command line definition");
     };
-    let known: Vec<&clap::Arg> = serve
-        .get_arguments()
-        .filter(|arg| arg.get_long().is_some_and(|long| long != CONFIG_FLAG))
-        .collect();
+    let mut target = &root;
+    for word in command {
+        let Some(sub) = target.find_subcommand(word) else {
+            bail!("the {word} command is missing from the command line definition");
+        };
+        target = sub;
+    }
+    let flags = |command: &clap::Command| -> Vec<clap::Arg> {
+        command
+            .get_arguments()
+            .filter(|arg| arg.get_long().is_some_and(|long| long != CONFIG_FLAG))
+            .cloned()
+            .collect()
+    };
+    // Every key must be a server setting; commands other than `serve` take the ones they have.
+    let known = flags(serve);
+    let own = flags(target);
     let mut extra = Vec::new();
     for (key, value) in &table {
         let name = key.replace('_', "-");
-        let Some(arg) = known
+        if name == PROJECTS_TABLE {
+            extra.extend(project_arguments(value)?);
+            continue;
+        }
+        if !known
             .iter()
-            .find(|arg| arg.get_long() == Some(name.as_str()))
-        else {
+            .any(|arg| arg.get_long() == Some(name.as_str()))
+        {
             let names: Vec<&str> = known.iter().filter_map(|arg| arg.get_long()).collect();
-            bail!("unknown setting {key:?}: use one of {}", names.join(", "));
+            bail!(
+                "unknown setting {key:?}: use one of {}, or [{PROJECTS_TABLE}.NAME] tables",
+                names.join(", ")
+            );
+        }
+        let Some(arg) = own.iter().find(|arg| arg.get_long() == Some(name.as_str())) else {
+            continue;
         };
         let from_env = arg
             .get_env()
@@ -104,6 +138,41 @@ fn arguments_from(
             extra.push(OsString::from(format!("--{name}")));
             extra.push(OsString::from(value));
         }
+    }
+    Ok(extra)
+}
+
+/// The table of per-project settings.
+const PROJECTS_TABLE: &str = "projects";
+
+/// `--project-retention NAME=DAYS,CONTENT_DAYS` for each `[projects.NAME]` table.
+fn project_arguments(value: &toml::Value) -> anyhow::Result<Vec<OsString>> {
+    let Some(projects) = value.as_table() else {
+        bail!(
+            "[{PROJECTS_TABLE}] must hold one table per project, such as [{PROJECTS_TABLE}.support]"
+        );
+    };
+    let mut extra = Vec::new();
+    for (project, settings) in projects {
+        let Some(settings) = settings.as_table() else {
+            bail!("[{PROJECTS_TABLE}.{project}] must be a table");
+        };
+        let mut days = [String::new(), String::new()];
+        for (key, value) in settings {
+            let slot = match key.replace('_', "-").as_str() {
+                "retention-days" => 0,
+                "content-retention-days" => 1,
+                _ => bail!(
+                    "unknown setting {key:?} in [{PROJECTS_TABLE}.{project}]: use retention-days, content-retention-days"
+                ),
+            };
+            let Some(number) = value.as_integer().filter(|n| *n >= 0) else {
+                bail!("{key:?} in [{PROJECTS_TABLE}.{project}] must be a whole number of days");
+            };
+            days[slot] = number.to_string();
+        }
+        extra.push(OsString::from("--project-retention"));
+        extra.push(OsString::from(format!("{project}={},{}", days[0], days[1])));
     }
     Ok(extra)
 }
@@ -127,7 +196,16 @@ mod tests {
     }
 
     fn added(text: &str, serve_args: &[&str], env: &[&str]) -> anyhow::Result<Vec<String>> {
-        let extra = arguments_from(text, &args(serve_args), |name| env.contains(&name))?;
+        added_for(&["serve"], text, serve_args, env)
+    }
+
+    fn added_for(
+        command: &[&str],
+        text: &str,
+        own_args: &[&str],
+        env: &[&str],
+    ) -> anyhow::Result<Vec<String>> {
+        let extra = arguments_from(text, command, &args(own_args), |name| env.contains(&name))?;
         Ok(extra
             .into_iter()
             .map(|arg| arg.to_string_lossy().into_owned())
@@ -201,6 +279,43 @@ mod tests {
         let error = format!("{:#}", added("listen = { a = 1 }", &[], &[]).unwrap_err());
         assert!(error.contains("setting \"listen\""), "{error}");
         assert!(added("listen = ", &[], &[]).is_err());
+    }
+
+    #[test]
+    fn project_tables_become_project_retention_and_retention_run_takes_its_settings() {
+        let file = r#"
+            listen = "0.0.0.0:9000"
+            retention-days = 30
+            [projects.support]
+            retention-days = 7
+            content_retention_days = 1
+            [projects.audit]
+            retention-days = 365
+        "#;
+        let serve = added(file, &[], &[]).unwrap();
+        assert_eq!(
+            serve,
+            [
+                "--listen",
+                "0.0.0.0:9000",
+                "--project-retention",
+                "audit=365,",
+                "--project-retention",
+                "support=7,1",
+                "--retention-days",
+                "30",
+            ]
+        );
+        // The same without the server's own settings.
+        let run = added_for(&["retention", "run"], file, &[], &[]).unwrap();
+        assert_eq!(run, serve[2..]);
+        let error = added("[projects.x]\nkeep = 1", &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("unknown setting \"keep\" in [projects.x]"),
+            "{error}"
+        );
     }
 
     #[test]

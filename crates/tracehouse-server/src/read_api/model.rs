@@ -2,7 +2,8 @@
 
 use serde_json::{Map, Value, json};
 use tracehouse_core::{
-    LogId, Span, StoredTrace, TraceListItem, TraceSummary, TreeNode, build_tree,
+    LogId, Span, SpanStatus, StoredTrace, Timestamp, TraceListItem, TraceSummary, TreeNode,
+    build_tree,
 };
 
 /// Deepest nesting of `children` rendered; deeper descendants are listed flat under the node
@@ -74,8 +75,54 @@ pub(crate) fn span_json(span: &Span) -> Map<String, Value> {
     object
 }
 
+/// When reads show a running span as `abandoned`: it started before `abandoned_before`
+/// (`--running-timeout` ago). Stored data and exports keep `running`, so a span that ends
+/// late still closes normally.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunningClock {
+    pub(crate) abandoned_before: Timestamp,
+}
+
+impl RunningClock {
+    /// A span's status as reads show it.
+    pub(crate) fn span_status(self, span: &Span) -> &'static str {
+        if span.status == SpanStatus::Running && span.start < self.abandoned_before {
+            "abandoned"
+        } else {
+            span.status.as_str()
+        }
+    }
+
+    /// A trace's status: `running` while a span runs (`abandoned` once even its latest
+    /// activity is older than the timeout, so every running span of it is), else `error`
+    /// when a span failed, else `success`.
+    pub(crate) fn trace_status(self, summary: &TraceSummary) -> &'static str {
+        if summary.running_count > 0 {
+            if summary.end < self.abandoned_before {
+                "abandoned"
+            } else {
+                "running"
+            }
+        } else if summary.error_count > 0 {
+            "error"
+        } else {
+            "success"
+        }
+    }
+
+    /// A span as reads show it: [`span_json`] with the status as of now.
+    pub(crate) fn span_json(self, span: &Span) -> Map<String, Value> {
+        let mut object = span_json(span);
+        object.insert("status".to_owned(), json!(self.span_status(span)));
+        object
+    }
+}
+
 /// A trace's aggregates in the list/retrieve shape.
-pub(crate) fn trace_summary_json(summary: &TraceSummary) -> Map<String, Value> {
+pub(crate) fn trace_summary_json(
+    summary: &TraceSummary,
+    clock: RunningClock,
+) -> Map<String, Value> {
     let fields = [
         ("trace_unique_id", json!(summary.trace_id.as_str())),
         (
@@ -106,6 +153,8 @@ pub(crate) fn trace_summary_json(summary: &TraceSummary) -> Map<String, Value> {
         ("span_count", json!(summary.span_count)),
         ("llm_call_count", json!(summary.llm_call_count)),
         ("error_count", json!(summary.error_count)),
+        ("running_count", json!(summary.running_count)),
+        ("status", json!(clock.trace_status(summary))),
         ("total_cost", json!(summary.total_cost)),
         ("total_prompt_tokens", json!(summary.total_prompt_tokens)),
         (
@@ -119,8 +168,11 @@ pub(crate) fn trace_summary_json(summary: &TraceSummary) -> Map<String, Value> {
 }
 
 /// A trace in a list: aggregates plus the root span's input, output and metadata.
-pub(crate) fn trace_list_item_json(item: &TraceListItem) -> Map<String, Value> {
-    let mut object = trace_summary_json(&item.summary);
+pub(crate) fn trace_list_item_json(
+    item: &TraceListItem,
+    clock: RunningClock,
+) -> Map<String, Value> {
+    let mut object = trace_summary_json(&item.summary, clock);
     object.insert(
         "input".to_owned(),
         item.input.clone().unwrap_or(Value::Null),
@@ -137,8 +189,8 @@ pub(crate) fn trace_list_item_json(item: &TraceListItem) -> Map<String, Value> {
 }
 
 /// One trace with its aggregates, root input/output/metadata, models and `span_tree`.
-pub(crate) fn trace_json(trace: &StoredTrace) -> Map<String, Value> {
-    let mut object = trace_summary_json(&trace.summary);
+pub(crate) fn trace_json(trace: &StoredTrace, clock: RunningClock) -> Map<String, Value> {
+    let mut object = trace_summary_json(&trace.summary, clock);
     let root = trace
         .summary
         .root_span_id
@@ -154,35 +206,35 @@ pub(crate) fn trace_json(trace: &StoredTrace) -> Map<String, Value> {
     let tree = build_tree(&trace.spans);
     let nodes: Vec<Value> = tree
         .iter()
-        .map(|node| node_json(&trace.spans, node, 1))
+        .map(|node| node_json(&trace.spans, node, 1, clock))
         .collect();
     object.insert("span_tree".to_owned(), Value::Array(nodes));
     object
 }
 
-fn node_json(spans: &[Span], node: &TreeNode, depth: usize) -> Value {
-    let mut object = span_json(&spans[node.span]);
+fn node_json(spans: &[Span], node: &TreeNode, depth: usize, clock: RunningClock) -> Value {
+    let mut object = clock.span_json(&spans[node.span]);
     object.insert("orphan".to_owned(), json!(node.orphan));
     let children: Vec<Value> = if depth < MAX_TREE_DEPTH {
         node.children
             .iter()
-            .map(|child| node_json(spans, child, depth + 1))
+            .map(|child| node_json(spans, child, depth + 1, clock))
             .collect()
     } else {
         if !node.children.is_empty() {
             object.insert("depth_truncated".to_owned(), json!(true));
         }
-        flatten_descendants(spans, node)
+        flatten_descendants(spans, node, clock)
     };
     object.insert("children".to_owned(), Value::Array(children));
     Value::Object(object)
 }
 
-fn flatten_descendants(spans: &[Span], node: &TreeNode) -> Vec<Value> {
+fn flatten_descendants(spans: &[Span], node: &TreeNode, clock: RunningClock) -> Vec<Value> {
     let mut flat = Vec::new();
     let mut stack: Vec<&TreeNode> = node.children.iter().rev().collect();
     while let Some(next) = stack.pop() {
-        let mut object = span_json(&spans[next.span]);
+        let mut object = clock.span_json(&spans[next.span]);
         object.insert("orphan".to_owned(), json!(next.orphan));
         object.insert("children".to_owned(), json!([]));
         flat.push(Value::Object(object));

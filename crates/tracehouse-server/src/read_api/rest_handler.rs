@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use tracehouse_core::query::Page;
 use tracehouse_core::{Listing, LogId, ProjectId, Scope, Span, SpanId, Timestamp, TraceId};
 
-use super::model::{span_json, trace_json, trace_list_item_json};
+use super::model::{trace_json, trace_list_item_json};
 use super::params::{ListParams, SNAPSHOT_COUNT, list_envelope, page_link};
 use crate::auth::{AdminKey, AnyKey, ReadKey};
 use crate::error::ApiError;
@@ -85,10 +85,11 @@ pub(super) async fn list_traces(
     let mut query = ListParams::new(query_string.clone(), &body)?.trace_query()?;
     let as_of = *query.as_of.get_or_insert_with(now);
     let listing = state.store.list_traces(project.id, &query).await?;
+    let clock = state.running_clock();
     let results = listing
         .items
         .iter()
-        .map(|item| Value::Object(trace_list_item_json(item)))
+        .map(|item| Value::Object(trace_list_item_json(item, clock)))
         .collect();
     let request = ListRequest {
         headers,
@@ -110,10 +111,11 @@ pub(super) async fn list_spans(
     let mut query = ListParams::new(query_string.clone(), &body)?.span_query()?;
     let as_of = *query.as_of.get_or_insert_with(now);
     let listing = state.store.list_spans(project.id, &query).await?;
+    let clock = state.running_clock();
     let results = listing
         .items
         .iter()
-        .map(|span| Value::Object(span_json(span)))
+        .map(|span| Value::Object(clock.span_json(span)))
         .collect();
     let request = ListRequest {
         headers,
@@ -154,7 +156,7 @@ pub(super) async fn get_trace(
 ) -> Result<JsonObject, ApiError> {
     let id = TraceId::try_from(trace_id.as_str()).map_err(|_| trace_not_found(&trace_id))?;
     match state.store.get_trace(project.id, &id).await? {
-        Some(trace) => Ok(Json(trace_json(&trace))),
+        Some(trace) => Ok(Json(trace_json(&trace, state.running_clock()))),
         None => Err(trace_not_found(&trace_id)),
     }
 }
@@ -184,7 +186,7 @@ pub(super) async fn get_span(
 ) -> Result<JsonObject, ApiError> {
     let trace = query.get("trace_unique_id").map(String::as_str);
     let span = resolve_span(&state, project.id, &id, trace).await?;
-    Ok(Json(span_json(&span)))
+    Ok(Json(state.running_clock().span_json(&span)))
 }
 
 /// Most spans a 409 for an ambiguous span id lists.

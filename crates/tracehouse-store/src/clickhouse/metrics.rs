@@ -20,7 +20,7 @@ use tracehouse_core::query::{SpanColumn, SpanFilter};
 
 use super::ClickHouseError;
 use super::client::{Client, string_literal};
-use super::query::{live_spans_scan, span_column, span_filter_sql};
+use super::query::{FINISHED_SPANS, live_spans_scan, span_column, span_filter_sql};
 use crate::series::{Cell, SeriesPlan, TOTALS, ranked};
 
 /// The value of a measure on a span row; NULL where the span has none.
@@ -146,7 +146,7 @@ async fn cells(
         Aggregation::ErrorRate => ("toFloat64(status = 'error')".to_owned(), "1"),
     };
     let mut conditions = format!(
-        "{} AND start_ns >= {} AND start_ns < {}",
+        "{} AND {FINISHED_SPANS} AND start_ns >= {} AND start_ns < {}",
         span_filter_sql(filter),
         range.0.unix_nanos(),
         range.1.unix_nanos()

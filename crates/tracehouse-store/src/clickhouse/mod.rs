@@ -13,6 +13,7 @@ mod client;
 mod keys;
 mod metrics;
 mod query;
+mod retention;
 mod rows;
 mod schema;
 mod traces;
@@ -26,9 +27,10 @@ use tokio::sync::mpsc;
 use tracehouse_core::metrics::{Timeseries, TimeseriesQuery, TopEntry, TopQuery};
 use tracehouse_core::query::{SpanFilter, SpanQuery, TraceQuery};
 use tracehouse_core::{
-    ApiKeyHash, ApiKeyInfo, KeyGrant, Listing, NewApiKey, Project, ProjectId, ProjectName,
-    ProjectStats, Scopes, Span, SpanId, SpanStatistics, SpanStore, StoreError, StoreObserver,
-    StoredTrace, Timestamp, TraceId, TraceListItem, WriteReceipt,
+    ApiKeyHash, ApiKeyInfo, Cutoffs, KeyGrant, Listing, NewApiKey, Project, ProjectId, ProjectName,
+    ProjectStats, RetentionOverride, RetentionStep, Scopes, Span, SpanId, SpanStatistics,
+    SpanStore, StoreError, StoreObserver, StoredTrace, Timestamp, TraceId, TraceListItem,
+    WriteReceipt,
 };
 
 use self::client::Client;
@@ -188,6 +190,8 @@ fn valid_database_name(name: &str) -> bool {
 /// The ClickHouse `SpanStore`.
 pub struct ClickHouseStore {
     client: Client,
+    /// Every node's client, the query node first (retention works on each node's partitions).
+    nodes: Vec<Client>,
     url: String,
     database: String,
     cluster: Option<String>,
@@ -233,10 +237,12 @@ impl ClickHouseStore {
         // Every node gets the tables (its shard and the Distributed tables), so any node
         // can serve queries.
         schema::migrate(&client, &config.database, config.cluster.as_deref()).await?;
+        let mut nodes = vec![client.clone()];
         for node in &config.other_nodes {
             let node = client.for_node(node);
             node.ping().await?;
             schema::migrate(&node, &config.database, config.cluster.as_deref()).await?;
+            nodes.push(node);
         }
         let (sender, receiver) = mpsc::channel(config.write_queue_depth.max(1));
         let receiver = std::sync::Arc::new(tokio::sync::Mutex::new(receiver));
@@ -250,6 +256,7 @@ impl ClickHouseStore {
         }
         Ok(Self {
             client,
+            nodes,
             url: config.url,
             database: config.database,
             cluster: config.cluster,
@@ -393,6 +400,32 @@ impl SpanStore for ClickHouseStore {
 
     async fn list_projects(&self) -> Result<Vec<Project>, StoreError> {
         Ok(keys::list_projects(&self.client).await?)
+    }
+
+    async fn project_retention(&self) -> Result<Vec<(Project, RetentionOverride)>, StoreError> {
+        Ok(retention::project_retention(&self.client).await?)
+    }
+
+    async fn set_project_retention(
+        &self,
+        name: &ProjectName,
+        stored: RetentionOverride,
+    ) -> Result<(Project, RetentionOverride), StoreError> {
+        Ok(retention::set_project_retention(&self.client, name, stored).await?)
+    }
+
+    async fn apply_retention(
+        &self,
+        plan: &[(ProjectId, Cutoffs)],
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<RetentionStep, StoreError> {
+        let nodes = retention::Nodes {
+            client: &self.client,
+            all: &self.nodes,
+            local: if self.cluster.is_some() { "_local" } else { "" },
+        };
+        Ok(retention::apply(&nodes, plan, now, limit).await?)
     }
 
     async fn create_project(&self, name: &ProjectName) -> Result<Project, StoreError> {

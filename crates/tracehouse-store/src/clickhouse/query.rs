@@ -689,6 +689,10 @@ pub(crate) async fn find_spans(
     .await
 }
 
+/// Statistics and metrics count finished spans only: a running span has no duration yet (as
+/// on SQLite).
+pub(crate) const FINISHED_SPANS: &str = "status != 'running'";
+
 pub(crate) async fn span_statistics(
     client: &Client,
     project: ProjectId,
@@ -705,7 +709,7 @@ pub(crate) async fn span_statistics(
          sum(ifNull(completion_tokens, 0)) AS total_completion_tokens, \
          if(n = 0, NULL, avg(latency)) AS avg_latency, countIf(status = 'error') AS errors, \
          arraySort(groupArray(latency)) AS sorted, {} AS p50, {} AS p90, {} AS p99 \
-         FROM {} AND {}",
+         FROM {} AND {} AND {FINISHED_SPANS}",
         rank("0.5"),
         rank("0.9"),
         rank("0.99"),

@@ -104,7 +104,26 @@ const MIGRATIONS: &[Migration] = &[
         ],
         drop: &["api_keys"],
     },
+    Migration {
+        tables: VERSION_5,
+        views: &[],
+        upgrade: &[],
+        drop: &[],
+    },
 ];
+
+/// Version 5: each project's own retention (`projects set`); a newer row replaces the older,
+/// and a NULL value means the server's.
+const VERSION_5: &[Table] = &[Table {
+    name: "project_retention",
+    body: "(
+        project_id Int64,
+        retention_days Nullable(UInt32),
+        content_retention_days Nullable(UInt32),
+        version UInt64
+    ) ENGINE = ReplacingMergeTree(version) ORDER BY project_id",
+    shard_key: "cityHash64(project_id)",
+}];
 
 /// Version 1: spans replaced in place, and per-trace aggregates that every write recomputed
 /// from the trace's stored spans (a read before every insert).

@@ -177,6 +177,25 @@ async fn write_spans(
     Ok(())
 }
 
+/// Inserts span tombstones ([`encode_span_tombstone`]) and then the tombstones of their traces'
+/// `trace_starts` rows ([`encode_trace_start_tombstone`]).
+pub(crate) async fn write_tombstones(
+    client: &Client,
+    spans: RowBinary,
+    trace_starts: RowBinary,
+) -> Result<(), ClickHouseError> {
+    client
+        .insert_binary("span_versions", SPAN_TOMBSTONE_COLUMNS, spans.into_bytes())
+        .await?;
+    client
+        .insert_binary(
+            "trace_starts",
+            TRACE_START_TOMBSTONE_COLUMNS,
+            trace_starts.into_bytes(),
+        )
+        .await
+}
+
 #[derive(Deserialize)]
 struct StoredVersion {
     span_id: String,
@@ -239,13 +258,6 @@ async fn delete_trace(
             version,
         );
     }
-    client
-        .insert_binary(
-            "span_versions",
-            SPAN_TOMBSTONE_COLUMNS,
-            tombstones.into_bytes(),
-        )
-        .await?;
     let mut index = RowBinary::default();
     for start in &starts {
         encode_trace_start_tombstone(
@@ -256,13 +268,7 @@ async fn delete_trace(
             version,
         );
     }
-    client
-        .insert_binary(
-            "trace_starts",
-            TRACE_START_TOMBSTONE_COLUMNS,
-            index.into_bytes(),
-        )
-        .await?;
+    write_tombstones(client, tombstones, index).await?;
     Ok(WriteReceipt {
         spans_written: live as u64,
         traces_touched: 1,

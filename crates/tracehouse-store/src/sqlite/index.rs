@@ -53,6 +53,15 @@ pub(crate) fn unindex_span(
     transaction
         .prepare_cached("DELETE FROM span_metadata WHERE span_rowid = ?1")?
         .execute(params![rowid])?;
+    unindex_search(transaction, rowid, search)
+}
+
+/// Removes the full-text row of the span stored at `rowid`.
+pub(crate) fn unindex_search(
+    transaction: &Transaction<'_>,
+    rowid: i64,
+    search: &mut SearchRows<'_>,
+) -> Result<(), SqliteError> {
     // A span replaced within the same transaction is still waiting, not yet indexed.
     if search.rows.remove(&rowid).is_none() {
         transaction

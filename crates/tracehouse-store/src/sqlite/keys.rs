@@ -2,7 +2,8 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use tracehouse_core::{
-    ApiKeyHash, ApiKeyInfo, KeyGrant, Project, ProjectId, ProjectName, Scopes, Timestamp,
+    ApiKeyHash, ApiKeyInfo, KeyGrant, Project, ProjectId, ProjectName, RetentionOverride, Scopes,
+    Timestamp,
 };
 
 use super::SqliteError;
@@ -29,6 +30,7 @@ pub(crate) enum KeyChange {
         key: ApiKeyHash,
         at: Timestamp,
     },
+    SetRetention(ProjectName, RetentionOverride),
 }
 
 /// What a [`KeyChange`] answers.
@@ -37,6 +39,7 @@ pub(crate) enum KeyAnswer {
     Key(ApiKeyInfo),
     Revoked(Option<ApiKeyInfo>),
     Recorded,
+    Retention(Project, RetentionOverride),
 }
 
 impl KeyChange {
@@ -56,6 +59,20 @@ impl KeyChange {
                     .prepare_cached("UPDATE api_keys SET last_used_ns = ?2 WHERE key_hash = ?1")?
                     .execute(params![key.as_bytes().as_slice(), at.unix_nanos()])?;
                 KeyAnswer::Recorded
+            }
+            KeyChange::SetRetention(name, retention) => {
+                let project = create_project(connection, name)?;
+                connection
+                    .prepare_cached(
+                        "UPDATE projects SET retention_days = coalesce(?2, retention_days), \
+                         content_retention_days = coalesce(?3, content_retention_days) WHERE id = ?1",
+                    )?
+                    .execute(params![project.id.0, retention.days, retention.content_days])?;
+                let stored = project_retention(connection)?
+                    .into_iter()
+                    .find(|(listed, _)| listed.id == project.id)
+                    .map_or_else(RetentionOverride::default, |(_, stored)| stored);
+                KeyAnswer::Retention(project, stored)
             }
         })
     }
@@ -115,17 +132,35 @@ pub(super) fn find_project(
 }
 
 pub(super) fn list_projects(connection: &Connection) -> Result<Vec<Project>, SqliteError> {
-    let mut statement = connection.prepare_cached("SELECT id, name FROM projects ORDER BY name")?;
+    Ok(project_retention(connection)?
+        .into_iter()
+        .map(|(project, _)| project)
+        .collect())
+}
+
+/// Every project with its own retention, ordered by name.
+pub(super) fn project_retention(
+    connection: &Connection,
+) -> Result<Vec<(Project, RetentionOverride)>, SqliteError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT id, name, retention_days, content_retention_days FROM projects ORDER BY name",
+    )?;
     let mut rows = statement.query([])?;
     let mut projects = Vec::new();
     while let Some(row) = rows.next()? {
         let name: String = row.get(1)?;
-        projects.push(Project {
-            id: ProjectId(row.get(0)?),
-            name: name
-                .parse()
-                .map_err(|e| SqliteError::Corrupt(format!("stored project name: {e}")))?,
-        });
+        projects.push((
+            Project {
+                id: ProjectId(row.get(0)?),
+                name: name
+                    .parse()
+                    .map_err(|e| SqliteError::Corrupt(format!("stored project name: {e}")))?,
+            },
+            RetentionOverride {
+                days: row.get(2)?,
+                content_days: row.get(3)?,
+            },
+        ));
     }
     Ok(projects)
 }

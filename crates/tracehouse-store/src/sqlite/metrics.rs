@@ -42,7 +42,7 @@ use tracehouse_core::query::{FilterValue, Operator, SpanColumn, SpanField, SpanF
 use tracehouse_core::{ProjectId, SpanStatistics, Timestamp};
 
 use super::SqliteError;
-use super::query::{Where, span_filter_clauses};
+use super::query::{FINISHED_SPANS, Where, span_filter_clauses};
 use super::rollup::{LATENCY_DIMENSION, NANOS_PER_HOUR, dimension_column, latency_of_bin};
 use crate::series::{Cell, SeriesPlan, TOTALS, ranked as ranked_cells};
 
@@ -155,6 +155,7 @@ fn source(
         };
     }
     span_filter_clauses(project, filter, &mut clause);
+    clause.clauses.push(FINISHED_SPANS.to_owned());
     let start_param = clause.bind(SqlValue::Integer(start.unix_nanos()));
     let end_param = clause.bind(SqlValue::Integer(end.unix_nanos()));
     clause.clauses.push(format!(

@@ -11,6 +11,7 @@ mod keys;
 mod metrics;
 mod prepared;
 mod query;
+mod retention;
 mod rollup;
 mod rows;
 mod schema;
@@ -27,13 +28,15 @@ use tokio::sync::mpsc;
 use tracehouse_core::metrics::{Timeseries, TimeseriesQuery, TopEntry, TopQuery};
 use tracehouse_core::query::{SpanFilter, SpanQuery, TraceQuery};
 use tracehouse_core::{
-    ApiKeyHash, ApiKeyInfo, KeyGrant, Listing, NewApiKey, Project, ProjectId, ProjectName,
-    ProjectStats, Scopes, Span, SpanId, SpanStatistics, SpanStore, StoreError, StoreObserver,
-    StoredTrace, Timestamp, TraceId, TraceListItem, WriteReceipt,
+    ApiKeyHash, ApiKeyInfo, Cutoffs, KeyGrant, Listing, NewApiKey, Project, ProjectId, ProjectName,
+    ProjectStats, RetentionOverride, RetentionStep, Scopes, Span, SpanId, SpanStatistics,
+    SpanStore, StoreError, StoreObserver, StoredTrace, Timestamp, TraceId, TraceListItem,
+    WriteReceipt,
 };
 
 use self::keys::{KeyAnswer, KeyChange};
 use self::prepared::PreparedBatch;
+use self::retention::ExpireJob;
 use self::rows::{SPAN_COLUMNS, TRACE_COLUMNS, span_from_row, summary_from_row};
 use self::writer::{KeyJob, SqliteChange, WriteJob};
 use crate::write_queue::{self, WriteOp};
@@ -278,6 +281,13 @@ impl SqliteStore {
             })?;
         }
         let mut connection = Connection::open(&config.path)?;
+        // Only a database without tables can still choose how it frees pages: a new one lets
+        // retention hand deleted pages back to the file system (see `writer::give_space_back`).
+        let tables: i64 =
+            connection.query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))?;
+        if tables == 0 {
+            connection.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        }
         configure(&connection, config.synchronous)?;
         content::register_sql_function(&connection)?;
         schema::migrations().to_latest(&mut connection)?;
@@ -560,6 +570,59 @@ impl SpanStore for SqliteStore {
 
     async fn list_projects(&self) -> Result<Vec<Project>, StoreError> {
         self.read(keys::list_projects).await
+    }
+
+    async fn project_retention(&self) -> Result<Vec<(Project, RetentionOverride)>, StoreError> {
+        self.read(keys::project_retention).await
+    }
+
+    async fn set_project_retention(
+        &self,
+        name: &ProjectName,
+        retention: RetentionOverride,
+    ) -> Result<(Project, RetentionOverride), StoreError> {
+        match self
+            .change_keys(KeyChange::SetRetention(name.clone(), retention))
+            .await?
+        {
+            KeyAnswer::Retention(project, stored) => Ok((project, stored)),
+            _ => Err(SqliteError::Corrupt("the writer answered another change".to_owned()).into()),
+        }
+    }
+
+    async fn apply_retention(
+        &self,
+        plan: &[(ProjectId, Cutoffs)],
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<RetentionStep, StoreError> {
+        let mut total = RetentionStep {
+            done: true,
+            ..RetentionStep::default()
+        };
+        for (project, cutoffs) in plan {
+            if *cutoffs == Cutoffs::default() {
+                continue;
+            }
+            let (answer, answered) = tokio::sync::oneshot::channel();
+            let job = ExpireJob {
+                cutoffs: *cutoffs,
+                now,
+                limit: limit.max(1),
+                answer,
+            };
+            self.submit(*project, WriteOp::Change(SqliteChange::Expire(job)))
+                .await?;
+            let step = answered
+                .await
+                .map_err(|_| StoreError::from(SqliteError::WriterStopped))?;
+            total.merge(step);
+            // One batch per call, so the caller paces the sweep between steps.
+            if !step.done {
+                break;
+            }
+        }
+        Ok(total)
     }
 
     async fn create_project(&self, name: &ProjectName) -> Result<Project, StoreError> {

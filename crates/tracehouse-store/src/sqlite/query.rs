@@ -13,7 +13,9 @@ use tracehouse_core::{
 };
 
 use super::SqliteError;
-use super::rows::{SPAN_COLUMNS, TRACE_COLUMNS, span_from_row, summary_from_row};
+use super::rows::{
+    SPAN_COLUMNS, TRACE_COLUMN_COUNT, TRACE_COLUMNS, span_from_row, summary_from_row,
+};
 use super::schema::FACET_COLUMNS;
 
 /// A WHERE clause under construction: fragments joined by AND, and their parameters.
@@ -266,6 +268,10 @@ fn fts_query(text: &str) -> Option<String> {
 }
 
 /// Adds the clauses of a span filter over alias `s`.
+/// Statistics and metrics count finished spans only: a running span has no duration yet, and
+/// the hourly rollups (which skip running spans) must answer like the spans do.
+pub(crate) const FINISHED_SPANS: &str = "s.status <> 'running'";
+
 pub(crate) fn span_filter_clauses(project: ProjectId, filter: &SpanFilter, clause: &mut Where) {
     let project_param = clause.bind(SqlValue::Integer(project.0));
     // Metadata and search conditions select a few rowids from their own indexes; the `+`
@@ -657,9 +663,9 @@ fn search_traces_newest_first(
 fn trace_list_item(row: &rusqlite::Row<'_>) -> Result<TraceListItem, SqliteError> {
     Ok(TraceListItem {
         summary: summary_from_row(row)?,
-        input: parse_json_column(row.get(19)?)?,
-        output: parse_json_column(row.get(20)?)?,
-        metadata: parse_json_column(row.get(21)?)?,
+        input: parse_json_column(row.get(TRACE_COLUMN_COUNT)?)?,
+        output: parse_json_column(row.get(TRACE_COLUMN_COUNT + 1)?)?,
+        metadata: parse_json_column(row.get(TRACE_COLUMN_COUNT + 2)?)?,
     })
 }
 
@@ -914,6 +920,7 @@ pub(crate) fn span_statistics(
     }
     let mut clause = Where::default();
     span_filter_clauses(project, filter, &mut clause);
+    clause.clauses.push(FINISHED_SPANS.to_owned());
     let where_sql = clause.text();
     let sql = format!(
         "SELECT count(*), total(s.cost), total(s.total_tokens), total(s.prompt_tokens), \

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use rusqlite::{Transaction, params};
 use tracehouse_core::metrics::GroupBy;
 use tracehouse_core::query::SpanColumn;
-use tracehouse_core::{ProjectId, Span};
+use tracehouse_core::{ProjectId, Span, SpanStatus};
 
 use super::SqliteError;
 use super::rows::{FACT_COLUMN_COUNT, FACT_COLUMNS, StoredFacts};
@@ -65,6 +65,8 @@ pub(crate) struct RollupFacts {
     completion_tokens: i64,
     total_tokens: i64,
     latency: f64,
+    /// Running spans stay out of the rollups until they end (see `query::FINISHED_SPANS`).
+    running: bool,
 }
 
 fn tokens(count: Option<u64>) -> i64 {
@@ -92,6 +94,7 @@ impl RollupFacts {
             completion_tokens: tokens(span.usage.completion_tokens),
             total_tokens: tokens(span.usage.total_tokens),
             latency: span.latency,
+            running: span.status == SpanStatus::Running,
         }
     }
 
@@ -115,6 +118,7 @@ impl RollupFacts {
             completion_tokens: stored.completion_tokens.unwrap_or(0),
             total_tokens: stored.total_tokens.unwrap_or(0),
             latency: stored.latency,
+            running: stored.status == SpanStatus::Running.as_str(),
         }
     }
 }
@@ -149,6 +153,9 @@ fn encode_value(value: Option<&str>) -> String {
 impl RollupDeltas {
     /// Counts a span in (`sign` 1) or out (`sign` -1, for a replaced or deleted span).
     pub(crate) fn add(&mut self, project: ProjectId, facts: &RollupFacts, sign: i64) {
+        if facts.running {
+            return;
+        }
         let hour = facts.start_ns - facts.start_ns.rem_euclid(NANOS_PER_HOUR);
         let dimensions = std::iter::once(("", None)).chain(
             GroupBy::COLUMNS

@@ -44,14 +44,14 @@ pub(crate) const UPSERT_SPAN: &str = "INSERT INTO spans (project_id, trace_id, s
      session_identifier = excluded.session_identifier, thread_identifier = excluded.thread_identifier, \
      trace_group_identifier = excluded.trace_group_identifier, environment = excluded.environment, \
      workflow_name = excluded.workflow_name, path = excluded.path, content = excluded.content, \
-     ingested_ns = excluded.ingested_ns \
+     ingested_ns = excluded.ingested_ns, content_expired_ns = NULL \
      RETURNING rowid";
 
 pub(crate) const UPSERT_TRACE: &str = "INSERT INTO traces (project_id, trace_id, root_span_id, name, \
      start_ns, end_ns, duration, span_count, llm_call_count, error_count, total_prompt_tokens, \
      total_completion_tokens, total_tokens, total_cost, environment, customer_identifier, session_identifier, \
-     thread_identifier, trace_group_identifier, models, updated_ns, first_seen_ns, state) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?21, ?22) \
+     thread_identifier, trace_group_identifier, models, updated_ns, first_seen_ns, state, running_count) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?21, ?22, ?23) \
      ON CONFLICT (project_id, trace_id) DO UPDATE SET root_span_id = excluded.root_span_id, name = excluded.name, \
      start_ns = excluded.start_ns, end_ns = excluded.end_ns, duration = excluded.duration, \
      span_count = excluded.span_count, llm_call_count = excluded.llm_call_count, error_count = excluded.error_count, \
@@ -59,11 +59,16 @@ pub(crate) const UPSERT_TRACE: &str = "INSERT INTO traces (project_id, trace_id,
      total_tokens = excluded.total_tokens, total_cost = excluded.total_cost, environment = excluded.environment, \
      customer_identifier = excluded.customer_identifier, session_identifier = excluded.session_identifier, \
      thread_identifier = excluded.thread_identifier, trace_group_identifier = excluded.trace_group_identifier, \
-     models = excluded.models, updated_ns = excluded.updated_ns, state = excluded.state";
+     models = excluded.models, updated_ns = excluded.updated_ns, state = excluded.state, \
+     running_count = excluded.running_count";
 
 pub(crate) const TRACE_COLUMNS: &str = "trace_id, root_span_id, name, start_ns, end_ns, duration, span_count, \
      llm_call_count, error_count, total_prompt_tokens, total_completion_tokens, total_tokens, total_cost, \
-     environment, customer_identifier, session_identifier, thread_identifier, trace_group_identifier, models";
+     environment, customer_identifier, session_identifier, thread_identifier, trace_group_identifier, models, \
+     running_count";
+
+/// How many columns [`TRACE_COLUMNS`] selects; a list selects the root's content after them.
+pub(crate) const TRACE_COLUMN_COUNT: usize = 20;
 
 fn count_to_sql(count: Option<u64>) -> Option<i64> {
     // Token counts beyond i64 are not real; clamp rather than fail the whole batch.
@@ -203,6 +208,7 @@ pub(crate) fn upsert_trace(
         serde_json::to_string(&summary.models)?,
         updated_ns,
         serde_json::to_string(state)?,
+        total(summary.running_count),
     ])?;
     Ok(())
 }
@@ -235,6 +241,7 @@ pub(crate) fn summary_from_row(row: &Row<'_>) -> Result<TraceSummary, SqliteErro
         thread_identifier: row.get(16)?,
         trace_group_identifier: row.get(17)?,
         models: serde_json::from_str(&row.get::<_, String>(18)?)?,
+        running_count: total(19)?,
     })
 }
 
@@ -326,5 +333,16 @@ impl StoredFacts {
                 grouping[1],
             ],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn trace_column_count_matches_the_column_list() {
+        assert_eq!(
+            super::TRACE_COLUMNS.split(',').count(),
+            super::TRACE_COLUMN_COUNT
+        );
     }
 }

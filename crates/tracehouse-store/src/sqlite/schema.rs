@@ -24,8 +24,23 @@ pub(crate) fn migrations() -> Migrations<'static> {
                 .map_err(|error| HookError::Hook(error.to_string()))
         }),
         M::up(V5),
+        M::up(V6),
     ])
 }
+
+/// v6: retention and running spans. Projects may keep their own retention (NULL: the
+/// server's); a span whose content expired records when, and the spans whose content has not
+/// expired are indexed by start, so a sweep finds the next ones to expire without walking
+/// those already done. A trace counts its running spans (0 for every trace stored before,
+/// when no span could be running).
+const V6: &str = r#"
+        ALTER TABLE traces ADD COLUMN running_count INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE projects ADD COLUMN retention_days INTEGER;
+        ALTER TABLE projects ADD COLUMN content_retention_days INTEGER;
+        ALTER TABLE spans ADD COLUMN content_expired_ns INTEGER;
+        CREATE INDEX spans_content_live ON spans (project_id, start_ns)
+            WHERE content_expired_ns IS NULL;
+"#;
 
 /// v5: key scopes and last use. Keys made before scopes keep doing everything (`admin`).
 const V5: &str = r#"

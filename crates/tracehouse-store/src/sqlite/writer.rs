@@ -7,13 +7,16 @@ use std::time::Instant;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
-use tracehouse_core::{GroupCommit, ProjectId, StoreObserver, TraceId, WriteReceipt};
+use tracehouse_core::{
+    GroupCommit, ProjectId, RetentionStep, StoreObserver, TraceId, WriteReceipt,
+};
 
 use super::SqliteError;
 use super::checkpoint::CommitSignal;
 use super::index::{SearchRows, index_span, unindex_span};
 use super::keys::{KeyAnswer, KeyChange};
 use super::prepared::PreparedBatch;
+use super::retention::ExpireJob;
 use super::rollup::{RollupDeltas, RollupFacts};
 use super::rows::{FACT_COLUMNS, StoredFacts, upsert_span};
 use super::trace_write::{ProjectTotals, TraceCache, TraceWrites};
@@ -28,6 +31,7 @@ pub(crate) type WriteJob = crate::write_queue::WriteJob<SqliteError, SqliteChang
 pub(crate) enum SqliteChange {
     Spans(Arc<PreparedBatch>),
     Keys(KeyJob),
+    Expire(ExpireJob),
 }
 
 /// A key or project change and the channel its answer goes back on once it is committed.
@@ -41,6 +45,8 @@ impl SpanBatch for SqliteChange {
         match self {
             SqliteChange::Spans(batch) => batch.spans.len(),
             SqliteChange::Keys(_) => 1,
+            // A retention step touches up to its limit of traces and of spans.
+            SqliteChange::Expire(job) => job.limit,
         }
     }
 }
@@ -64,10 +70,13 @@ pub(crate) fn run(
         let span_total: usize = batch
             .iter()
             .map(|job| match &job.op {
-                WriteOp::Change(SqliteChange::Keys(_)) => 0,
+                WriteOp::Change(SqliteChange::Keys(_) | SqliteChange::Expire(_)) => 0,
                 op => op.weight(),
             })
             .sum();
+        let expires = batch
+            .iter()
+            .any(|job| matches!(job.op, WriteOp::Change(SqliteChange::Expire(_))));
         let requests = batch.len();
         let started = Instant::now();
         let (committed, answers) = commit_batch(&mut connection, batch, &mut cache);
@@ -84,10 +93,19 @@ pub(crate) fn run(
                 database_bytes: database_bytes(&connection),
             });
         }
-        for (reply, result, key_answer) in answers {
+        if expires && committed {
+            give_space_back(&connection);
+        }
+        for (reply, result, side_answer) in answers {
             // A dropped receiver means the client went away; its data is committed anyway.
-            if let Some((channel, answer)) = key_answer {
-                let _ = channel.send(answer);
+            match side_answer {
+                Some(SideAnswer::Key(channel, answer)) => {
+                    let _ = channel.send(answer);
+                }
+                Some(SideAnswer::Retention(channel, step)) => {
+                    let _ = channel.send(step);
+                }
+                None => {}
             }
             let _ = reply.send(result);
         }
@@ -115,25 +133,58 @@ fn database_bytes(connection: &Connection) -> Option<u64> {
     Some(pages * page_size)
 }
 
-/// A request's answer channel and its outcome, and a key change's answer, sent once the commit
-/// is reported.
+/// Returns the pages retention freed to the file system, a bounded number at a time, in its
+/// own transaction after the commit that freed them. Databases created before incremental
+/// vacuum (`auto_vacuum` NONE) keep their free pages and reuse them for new rows instead.
+fn give_space_back(connection: &Connection) {
+    let vacuum = format!(
+        "PRAGMA incremental_vacuum({})",
+        super::retention::VACUUM_PAGES_PER_STEP
+    );
+    if let Err(error) = connection.execute_batch(&vacuum) {
+        tracing::warn!(error = %error, "incremental vacuum failed");
+    }
+}
+
+/// What a job answers besides its receipt, on its own channel.
+enum SideAnswer {
+    Key(oneshot::Sender<KeyAnswer>, KeyAnswer),
+    Retention(oneshot::Sender<RetentionStep>, RetentionStep),
+}
+
+/// What a job's commit computed besides its receipt.
+enum SideOutcome {
+    Key(KeyAnswer),
+    Retention(RetentionStep),
+}
+
+/// A request's answer channel and its outcome, and a side answer, sent once the commit is
+/// reported.
 type Answer = (
     oneshot::Sender<Result<WriteReceipt, SqliteError>>,
     Result<WriteReceipt, SqliteError>,
-    Option<(oneshot::Sender<KeyAnswer>, KeyAnswer)>,
+    Option<SideAnswer>,
 );
 
-/// What a job's commit gave: its receipt, and a key change's answer.
-type Outcome = (WriteReceipt, Option<KeyAnswer>);
+/// What a job's commit gave: its receipt, and a key change's or retention step's answer.
+type Outcome = (WriteReceipt, Option<SideOutcome>);
 
 /// A job's answers from its outcome.
 fn answer(job: WriteJob, outcome: Result<Outcome, SqliteError>) -> Answer {
-    let key_channel = match job.op {
-        WriteOp::Change(SqliteChange::Keys(keys)) => Some(keys.answer),
-        _ => None,
-    };
     match outcome {
-        Ok((receipt, key_answer)) => (job.reply, Ok(receipt), key_channel.zip(key_answer)),
+        Ok((receipt, side)) => {
+            let side = match (job.op, side) {
+                (WriteOp::Change(SqliteChange::Keys(keys)), Some(SideOutcome::Key(answer))) => {
+                    Some(SideAnswer::Key(keys.answer, answer))
+                }
+                (
+                    WriteOp::Change(SqliteChange::Expire(expire)),
+                    Some(SideOutcome::Retention(step)),
+                ) => Some(SideAnswer::Retention(expire.answer, step)),
+                _ => None,
+            };
+            (job.reply, Ok(receipt), side)
+        }
         Err(error) => (job.reply, Err(error), None),
     }
 }
@@ -186,9 +237,9 @@ fn commit_batch(
 }
 
 /// What one group commit gathers besides its span rows, written at its end.
-struct Pending<'a, 'c> {
+pub(crate) struct Pending<'a, 'c> {
     rollup: RollupDeltas,
-    search: SearchRows<'a>,
+    pub(crate) search: SearchRows<'a>,
     traces: TraceWrites<'a, 'c>,
     totals: ProjectTotals,
 }
@@ -217,7 +268,16 @@ fn write_together(
             ),
             WriteOp::Change(SqliteChange::Keys(keys)) => (
                 WriteReceipt::default(),
-                Some(keys.change.apply(&transaction)?),
+                Some(SideOutcome::Key(keys.change.apply(&transaction)?)),
+            ),
+            WriteOp::Change(SqliteChange::Expire(expire)) => (
+                WriteReceipt::default(),
+                Some(SideOutcome::Retention(super::retention::expire(
+                    &transaction,
+                    job.project,
+                    expire,
+                    &mut pending,
+                )?)),
             ),
             WriteOp::DeleteTrace(trace_id) => (
                 delete_trace(&transaction, job.project, trace_id, &mut pending)?,
@@ -304,7 +364,7 @@ fn write_spans<'a>(
 }
 
 /// Removes a trace, its spans and their index rows. `traces_touched` is 0 when there was none.
-fn delete_trace(
+pub(crate) fn delete_trace(
     transaction: &rusqlite::Transaction<'_>,
     project: ProjectId,
     trace_id: &TraceId,

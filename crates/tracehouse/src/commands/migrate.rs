@@ -268,6 +268,7 @@ mod tests {
             span_count: 2,
             llm_call_count: 0,
             error_count: 0,
+            running_count: 0,
             total_prompt_tokens: 0,
             total_completion_tokens: 0,
             total_tokens: 0,

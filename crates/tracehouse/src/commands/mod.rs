@@ -6,6 +6,8 @@ mod export;
 mod import;
 mod keys;
 mod migrate;
+mod projects;
+mod retention;
 mod serve;
 
 use std::process::ExitCode;
@@ -15,7 +17,7 @@ use anyhow::Context;
 use tracehouse_core::SpanStore;
 use tracehouse_store::{ClickHouseStore, SqliteStore};
 
-use crate::cli::{BenchCommand, Cli, Command};
+use crate::cli::{BenchCommand, Cli, Command, RetentionCommand};
 use crate::config::StoreConfig;
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -32,6 +34,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Import(args) => import::run(args).await,
             Command::Export(args) => export::run(args).await,
             Command::Migrate(args) => migrate::run(args).await,
+            Command::Projects(command) => projects::run(command).await,
+            Command::Retention(RetentionCommand::Run(args)) => retention::run(args).await,
         }
     })
 }

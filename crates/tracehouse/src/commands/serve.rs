@@ -74,6 +74,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let mut state = AppState::with_limits(store, config.limits, metrics);
     state.prices = Arc::new(config.prices);
+    state.running_timeout = config.running_timeout;
     if let Some(origins) = config.cors_origins {
         state = state.with_cors_origins(origins);
     }
@@ -84,6 +85,14 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let stopped = |mut stop_rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     };
+    // Always running: `projects set` may give a project a retention while the server runs.
+    let retention = tokio::spawn(super::retention::run_in_background(
+        Arc::clone(&state.store),
+        config.retention.clone(),
+        config.retention_interval,
+        config.retention_batch,
+        stop_rx.clone(),
+    ));
     let grpc_server = grpc_listener.map(|grpc_listener| {
         tokio::spawn(tracehouse_server::serve_grpc(
             grpc_listener,
@@ -113,6 +122,8 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         };
         http.and(grpc)
     };
+    // The sweep stops between steps; a step in flight is one short commit.
+    let _ = retention.await;
     match tokio::time::timeout(config.shutdown_grace, drained).await {
         Ok(result) => result?,
         Err(_) => tracing::warn!("in-flight requests did not finish within the grace period"),

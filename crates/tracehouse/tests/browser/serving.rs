@@ -106,3 +106,37 @@ async fn api_paths_keep_answering_json() {
     let (status, _) = json(response).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 }
+
+#[tokio::test]
+async fn viewer_modules_are_served_as_scripts_and_unknown_ones_are_json_404s() {
+    let server = TestServer::start().await;
+    for name in [
+        "main.js",
+        "shell.js",
+        "trace-list.js",
+        "trace-view.js",
+        "span-detail.js",
+    ] {
+        let path = format!("/ui/static/modules/{name}");
+        let response = server.http().get(server.url(&path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(
+            response.headers()[CONTENT_TYPE],
+            "text/javascript; charset=utf-8"
+        );
+        let policy = response.headers()[CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(policy.contains("script-src 'self'"), "{policy}");
+        assert!(response.text().await.unwrap().contains("import "), "{path}");
+    }
+    let response = server
+        .http()
+        .get(server.url("/ui/static/modules/nope.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "not_found");
+}

@@ -86,20 +86,7 @@ impl TestServer {
 
     /// Sends span logs through the ingest route, as a client would; every span must be accepted.
     pub(crate) async fn ingest(&self, spans: &[Value]) {
-        // Big seeds go in several requests so no single body nears the size limit.
-        for chunk in spans.chunks(500) {
-            let response = self
-                .client
-                .post(self.url("/api/v1/traces/ingest"))
-                .bearer_auth(&self.key)
-                .json(&chunk)
-                .send()
-                .await
-                .unwrap();
-            let status = response.status();
-            let body = response.text().await.unwrap();
-            assert_eq!(status, reqwest::StatusCode::OK, "ingest failed: {body}");
-        }
+        self.page_info().ingest_with(&self.client, spans).await;
     }
 
     /// What the page under test needs to know about the server.
@@ -129,6 +116,28 @@ pub(crate) struct Site {
 impl Site {
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Sends span logs through the ingest route (from inside a browser test, while the page
+    /// is open); every span must be accepted.
+    pub(crate) async fn ingest(&self, spans: &[Value]) {
+        self.ingest_with(&reqwest::Client::new(), spans).await;
+    }
+
+    async fn ingest_with(&self, client: &reqwest::Client, spans: &[Value]) {
+        // Big seeds go in several requests so no single body nears the size limit.
+        for chunk in spans.chunks(500) {
+            let response = client
+                .post(self.url("/api/v1/traces/ingest"))
+                .bearer_auth(&self.key)
+                .json(&chunk)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let body = response.text().await.unwrap();
+            assert_eq!(status, reqwest::StatusCode::OK, "ingest failed: {body}");
+        }
     }
 }
 

@@ -129,7 +129,7 @@ impl Drop for ServeProcess {
     }
 }
 
-fn tracehouse(args: &[&str]) -> (bool, String, String) {
+pub(crate) fn tracehouse(args: &[&str]) -> (bool, String, String) {
     let output = Command::new(BIN)
         .args(args)
         .env_remove("TRACEHOUSE_DATA_DIR")

@@ -230,7 +230,7 @@ fn tracehouse(args: &[&str]) -> (bool, Vec<u8>, String) {
     )
 }
 
-fn export(store: &[&str], project: &str) -> Vec<u8> {
+pub(crate) fn export(store: &[&str], project: &str) -> Vec<u8> {
     let mut args = vec![
         "export",
         "--format",

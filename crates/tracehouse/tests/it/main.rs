@@ -16,6 +16,8 @@ mod otlp;
 mod properties;
 mod read_api;
 mod redaction;
+mod retention;
+mod running;
 mod scopes;
 mod sdk;
 mod util;
