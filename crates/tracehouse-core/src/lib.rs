@@ -19,6 +19,7 @@ pub mod cost;
 pub mod ids;
 pub mod metrics;
 pub mod query;
+pub mod score;
 pub mod span;
 pub mod spanlog;
 pub mod store;

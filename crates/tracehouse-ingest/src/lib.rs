@@ -4,6 +4,8 @@
 //! - [`compression`]: `Content-Encoding: gzip` with a limit on the inflated size.
 //! - [`spanlog`]: the span-log routes' body (a JSON array, or `{"data": [...]}`).
 //! - [`otlp`]: the OTLP routes' body (protobuf or JSON), each span mapped to a span log.
+//! - [`peer`]: other tracing tools' exports (Phoenix, MLflow, Langfuse), record by record,
+//!   with a report of what each source field became.
 //! - [`request_log`]: the logging API's body (one request log, or an array), ids generated
 //!   by the caller's [`request_log::IdSource`] where a log carries none.
 //! - [`redact`]: redaction rules (built-in detectors and custom regexes) applied to decoded
@@ -16,6 +18,7 @@
 
 pub mod compression;
 pub mod otlp;
+pub mod peer;
 pub mod redact;
 pub mod request_log;
 pub mod spanlog;
