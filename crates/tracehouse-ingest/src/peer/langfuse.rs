@@ -22,7 +22,12 @@ pub(crate) fn record_items(
     report: &mut MappingReport,
 ) -> Result<Vec<Item>, DecodeError> {
     let mut object = object_of(record, PeerSource::Langfuse)?;
-    if let Some(Value::Array(observations)) = object.remove("observations") {
+    // Trace lists name their observations by id only; a trace detail holds them whole.
+    let detailed = object
+        .get("observations")
+        .and_then(Value::as_array)
+        .is_some_and(|observations| observations.iter().all(Value::is_object));
+    if let Some(Value::Array(observations)) = object.remove("observations").filter(|_| detailed) {
         let scores = object.remove("scores");
         let trace = TraceFields::of(&object);
         let mut items: Vec<Item> = observations

@@ -103,9 +103,10 @@ fn trace_items(
             )));
             continue;
         };
-        let is_root = !span
+        let is_root = span
             .get("parent_span_id")
-            .is_some_and(|p| p.as_str().is_some_and(|p| !p.is_empty()));
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty);
         let item = span_item(span, session.clone(), user.clone(), report);
         if is_root && root.is_none() && item.is_ok() {
             root = Some(items.len());
@@ -353,7 +354,7 @@ fn span_item(
                 outputs = value.clone();
                 "output.value"
             }
-            "mlflow.llm.model" => "llm.model_name",
+            "mlflow.llm.model" => "gen_ai.response.model",
             "model" => "gen_ai.request.model",
             "mlflow.llm.provider" => "llm.provider",
             "temperature" => "gen_ai.request.temperature",

@@ -327,6 +327,9 @@ pub(crate) fn hex_bytes(id: Option<&str>, len: usize) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// An event of an [`AttributeSpan`]: name, time in nanoseconds, attributes.
+pub(crate) type SpanEvent = (String, Option<i64>, Vec<(String, Value)>);
+
 /// A span that carries OpenTelemetry attributes, to be mapped by the OTLP route's mapping.
 #[derive(Debug, Default)]
 pub(crate) struct AttributeSpan {
@@ -339,8 +342,7 @@ pub(crate) struct AttributeSpan {
     /// `OK`, `ERROR` or unset, and the status message.
     pub(crate) status: Option<(bool, String)>,
     pub(crate) attributes: Vec<(String, Value)>,
-    /// `(name, time in ns, attributes)`.
-    pub(crate) events: Vec<(String, Option<i64>, Vec<(String, Value)>)>,
+    pub(crate) events: Vec<SpanEvent>,
 }
 
 fn key_values(attributes: Vec<(String, Value)>) -> Vec<OtlpKeyValue> {

@@ -17,6 +17,7 @@ mod checkpoint;
 mod decode;
 mod http;
 mod inputs;
+mod parquet;
 mod reader;
 mod report;
 mod scan;
@@ -45,7 +46,7 @@ use self::inputs::Source;
 use self::reader::Reader;
 use self::report::Analysis;
 use super::open_store;
-use crate::cli::{ImportArgs, ImportFormat};
+use crate::cli::{ImportArgs, ImportFormat, ImportSource};
 use crate::config::StoreConfig;
 
 /// Exit status of an import that completed but rejected some items.
@@ -82,6 +83,7 @@ fn start_pipeline(
     target: Target,
     received_at: Timestamp,
     redaction: Option<Arc<RuleSet>>,
+    from: ImportSource,
 ) -> anyhow::Result<Ordered> {
     // Two batches waiting per stage is enough to keep every stage busy.
     let (raw_sender, raw_receiver) = std::sync::mpsc::sync_channel::<RawBatch>(workers);
@@ -99,6 +101,7 @@ fn start_pipeline(
             prices: PriceTable::builtin(),
             names: Arc::clone(&names),
             redaction: redaction.clone(),
+            from,
         };
         let (receiver, sender) = (Arc::clone(&raw_receiver), decoded_sender.clone());
         std::thread::Builder::new()
@@ -300,12 +303,31 @@ fn default_workers() -> usize {
         .max(1)
 }
 
-fn format_name(format: ImportFormat) -> &'static str {
-    match format {
+/// The formats as the checkpoint's command hash names them: `--format`, and `--from` when
+/// it is not `auto` (so a checkpoint of an import read as another tool's is not resumed).
+fn format_name(format: ImportFormat, from: ImportSource) -> String {
+    let format = match format {
         ImportFormat::Auto => "auto",
         ImportFormat::Json => "json",
         ImportFormat::Jsonl => "jsonl",
         ImportFormat::OtlpJson => "otlp-json",
+    };
+    let from = match from {
+        ImportSource::Auto => return format.to_owned(),
+        ImportSource::Phoenix => "phoenix",
+        ImportSource::Mlflow => "mlflow",
+        ImportSource::Langfuse => "langfuse",
+        ImportSource::Otlp => "otlp",
+        ImportSource::SpanLog => "span-log",
+    };
+    format!("{format} from {from}")
+}
+
+/// `--format` as the reader applies it: `--from otlp` reads OTLP JSON whatever the content.
+fn reading_format(args: &ImportArgs) -> ImportFormat {
+    match (args.format, args.from) {
+        (ImportFormat::Auto, ImportSource::Otlp) => ImportFormat::OtlpJson,
+        (format, _) => format,
     }
 }
 
@@ -395,7 +417,12 @@ pub(super) async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     };
 
     let progress = Progress::new(visible, total_size, Arc::clone(&bytes_read));
-    let hash = checkpoint::command_hash(&sources, format_name(args.format), &target_name, "");
+    let hash = checkpoint::command_hash(
+        &sources,
+        &format_name(args.format, args.from),
+        &target_name,
+        "",
+    );
     let stamps = checkpoint::stamps(&sources);
     let mut state = Checkpoint::new(hash.clone(), stamps.clone(), args.batch_size);
     let reads_stdin = sources.contains(&Source::Stdin);
@@ -456,12 +483,12 @@ pub(super) async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     };
     let reader = Reader {
         sources: Arc::clone(&sources),
-        format: args.format,
+        format: reading_format(&args),
         batch_size,
         start: state.position,
         bytes_read: Arc::clone(&bytes_read),
     };
-    let batches = start_pipeline(reader, workers, target, received_at, redaction)?;
+    let batches = start_pipeline(reader, workers, target, received_at, redaction, args.from)?;
     let mut committer = Committer {
         state,
         checkpoint_path: checkpoint_path.clone(),
@@ -722,12 +749,12 @@ async fn dry_run(
         .map_or_else(default_workers, |n| n as usize);
     let reader = Reader {
         sources: Arc::clone(sources),
-        format: args.format,
+        format: reading_format(args),
         batch_size: args.batch_size as usize,
         start: Position::start_of(0),
         bytes_read: Arc::clone(&bytes_read),
     };
-    let mut batches = start_pipeline(reader, workers, Target::Spans, received_at, None)?;
+    let mut batches = start_pipeline(reader, workers, Target::Spans, received_at, None, args.from)?;
     let mut analysis = Analysis::default();
     let (mut items, mut bytes, mut spans, mut rejected) = (0u64, 0u64, 0u64, 0u64);
     while let Some(batch) = batches.next().await {
@@ -742,6 +769,13 @@ async fn dry_run(
         rejected += batch.rejects.len() as u64;
         for reject in &batch.rejects {
             analysis.add_reject(reject);
+        }
+        if let Some((source, records, mapping)) = &batch.mapping {
+            let spans = match &batch.payload {
+                Payload::Spans(spans) => spans.len() as u64,
+                Payload::Body { refs, .. } => refs.len() as u64,
+            };
+            analysis.add_mapping(*source, *records, spans, mapping);
         }
         progress.update(spans, rejected);
     }
