@@ -57,7 +57,12 @@ pub(crate) fn record_items(
     if is_observation {
         return Ok(vec![observation_item(object, None, report)]);
     }
-    if is_score {
+    if object.contains_key("exportSource") {
+        report.dropped(
+            "manifest",
+            "the blob export's run manifest: file names and row counts",
+        );
+    } else if is_score {
         report.dropped("score", "listed apart from its observation; import the API trace detail, which carries scores with their trace");
     } else {
         report.dropped(

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::cli::BIN;
 use crate::util::{TestServer, fixture_bytes, fixture_path, gzip, peak_rss_kib};
 
-fn run(args: &[&str]) -> Output {
+pub(crate) fn run(args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
         .env_remove("TRACEHOUSE_DATA_DIR")
@@ -22,7 +22,7 @@ fn run(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn stdout_json(output: &Output) -> Value {
+pub(crate) fn stdout_json(output: &Output) -> Value {
     assert!(
         output.status.code() == Some(0) || output.status.code() == Some(2),
         "status {:?}\nstdout: {}\nstderr: {}",
@@ -35,7 +35,7 @@ fn stdout_json(output: &Output) -> Value {
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
-fn path_str(path: &Path) -> &str {
+pub(crate) fn path_str(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
