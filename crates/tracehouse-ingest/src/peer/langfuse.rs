@@ -57,6 +57,12 @@ pub(crate) fn record_items(
     if is_observation {
         return Ok(vec![observation_item(object, None, report)]);
     }
+    let listed_apart = ["projectId", "project_id", "observations"]
+        .iter()
+        .any(|key| object.contains_key(*key));
+    if !is_score && !listed_apart && object.contains_key("timestamp") {
+        return Ok(vec![ui_trace_item(object, report)]);
+    }
     if object.contains_key("exportSource") {
         report.dropped(
             "manifest",
@@ -71,6 +77,159 @@ pub(crate) fn record_items(
         );
     }
     Ok(Vec::new())
+}
+
+/// Standard columns of the UI's traces-table export; any other column is a score (its values
+/// as a list, one per score of that name).
+const UI_TRACE_COLUMNS: &[&str] = &[
+    "id",
+    "timestamp",
+    "name",
+    "userId",
+    "sessionId",
+    "release",
+    "version",
+    "environment",
+    "tags",
+    "bookmarked",
+    "public",
+    "input",
+    "output",
+    "metadata",
+    "comments",
+];
+
+/// A row of the UI's traces-table export: the only record of its trace there, so it becomes
+/// one span standing for the trace (its span id derived from the trace id, so a re-import
+/// replaces it), with the row's scores.
+fn ui_trace_item(mut row: Map<String, Value>, report: &mut MappingReport) -> Item {
+    use sha2::Digest as _;
+    let trace_id = row
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let digest = sha2::Sha256::digest(format!("langfuse-trace:{trace_id}").as_bytes());
+    let mut item = Map::new();
+    put(
+        &mut item,
+        report,
+        "id",
+        "trace_unique_id",
+        Some(Value::String(trace_id)),
+    );
+    item.insert(
+        "span_unique_id".to_owned(),
+        Value::String(hex::encode(&digest[..8])),
+    );
+    let start = time_field(row.get("timestamp").unwrap_or(&Value::Null), "start_time")?;
+    if let Some(start) = start {
+        item.insert("timestamp".to_owned(), Value::String(start.clone()));
+        put(
+            &mut item,
+            report,
+            "timestamp",
+            "start_time",
+            Some(Value::String(start)),
+        );
+    }
+    put(
+        &mut item,
+        report,
+        "name",
+        "span_name",
+        row.get("name").cloned(),
+    );
+    item.insert("log_type".to_owned(), json!("workflow"));
+    put(
+        &mut item,
+        report,
+        "userId",
+        "customer_identifier",
+        row.get("userId").cloned(),
+    );
+    put(
+        &mut item,
+        report,
+        "sessionId",
+        "session_identifier",
+        row.get("sessionId").cloned(),
+    );
+    put(
+        &mut item,
+        report,
+        "environment",
+        "environment",
+        row.get("environment").cloned(),
+    );
+    for field in ["input", "output"] {
+        put(
+            &mut item,
+            report,
+            field,
+            field,
+            row.get(field).cloned().map(decoded),
+        );
+    }
+    let mut metadata = Map::new();
+    if let Some(Value::Object(entries)) = row.get("metadata") {
+        for (name, value) in entries {
+            let value = decoded(value.clone());
+            match name.as_str() {
+                "resourceAttributes" => {
+                    item.insert("resource".to_owned(), value);
+                }
+                "scope" => {
+                    item.insert("scope".to_owned(), value);
+                }
+                _ => {
+                    metadata.insert(name.clone(), value);
+                }
+            }
+            report.mapped(&format!("metadata.{name}"), "metadata");
+        }
+    }
+    for field in ["tags", "release", "version", "comments"] {
+        let value = row.get(field).cloned().map(decoded).unwrap_or(Value::Null);
+        let empty = value.is_null() || value.as_array().is_some_and(Vec::is_empty);
+        if !empty {
+            report.mapped(field, &format!("metadata.{field}"));
+            metadata.insert(field.to_owned(), value);
+        }
+    }
+    if !metadata.is_empty() {
+        item.insert("metadata".to_owned(), Value::Object(metadata));
+    }
+    for field in ["bookmarked", "public"] {
+        if row.contains_key(field) {
+            report.dropped(field, "a Langfuse UI flag");
+        }
+    }
+    row.retain(|key, _| !UI_TRACE_COLUMNS.contains(&key.as_str()));
+    for (evaluator, values) in row {
+        let Some(value) = decoded(values).as_array().and_then(|v| v.last().cloned()) else {
+            continue;
+        };
+        let (number, text) = match value {
+            Value::Number(_) => (Some(value), None),
+            other => (None, text_of(&other)),
+        };
+        report.mapped(&evaluator, "scores");
+        add_score(
+            &mut item,
+            Score {
+                id: format!("langfuse-ui-{evaluator}"),
+                number,
+                text,
+                flag: None,
+                explanation: None,
+                source: None,
+                created_at: None,
+                evaluator,
+            },
+        );
+    }
+    Ok(item)
 }
 
 /// What a trace gives its observations.
@@ -565,6 +724,30 @@ mod tests {
         assert_eq!(span.content["prompt_messages"][0]["content"], "hi");
         assert_eq!(span.content["scope"]["name"], "langfuse-sdk");
         assert_eq!(span.content["metadata"]["channel"], "web-chat");
+    }
+
+    #[test]
+    fn ui_trace_rows_become_one_span_with_their_scores() {
+        let decoded = decode(json!({"id": "21c933d121bc3f47ee9d935c3b151c9f",
+            "timestamp": "2026-12-04T17:20:17.444Z", "name": "route_message", "userId": "cust-1",
+            "sessionId": "sess-1", "tags": ["router"], "bookmarked": false, "public": false,
+            "input": "{\"message\":\"hi\"}", "metadata": {"channel": "web-chat"},
+            "comments": [], "user_feedback": [0], "correctness": null}));
+        assert_eq!(decoded.decoded.rejected, vec![]);
+        let span = &decoded.decoded.spans[0];
+        assert_eq!(
+            span.trace_id.to_string(),
+            "21c933d121bc3f47ee9d935c3b151c9f"
+        );
+        assert_eq!(span.start.unix_nanos(), 1_796_404_817_444_000_000);
+        assert_eq!(span.grouping.thread_identifier.as_deref(), Some("sess-1"));
+        assert_eq!(span.content["input"]["message"], "hi");
+        assert_eq!(span.content["metadata"]["tags"], json!(["router"]));
+        assert_eq!(
+            span.content["scores"]["user_feedback"]["numerical_value"],
+            0
+        );
+        assert!(span.content["scores"].get("correctness").is_none());
     }
 
     #[test]

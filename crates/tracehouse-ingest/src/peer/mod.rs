@@ -185,6 +185,9 @@ pub fn detect(record: &Value) -> Option<PeerSource> {
     {
         return Some(PeerSource::Mlflow);
     }
+    if has("bookmarked") && has("public") && has("timestamp") {
+        return Some(PeerSource::Langfuse);
+    }
     if has("projectId")
         || has("project_id")
         || has("observations")

@@ -565,6 +565,35 @@ async fn every_langfuse_export_imports_what_langfuse_holds(backend: Backend) {
         .find(|s| s["model"] == "claude-3-5-haiku-20241022")
         .unwrap();
     assert_eq!(generation["log_type"], "generation");
+
+    // The UI's traces-table export has one row per trace and nothing else: each row is one
+    // span standing for its trace, with the trace's scores; its JSON and JSONL are the same.
+    let ui_dir = peer("langfuse/ui-batch-export");
+    for extension in ["json", "jsonl"] {
+        let input = std::fs::read_dir(&ui_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == extension))
+            .unwrap();
+        let summary = store.import("ui-export", &[input], &[]);
+        assert_eq!(summary["imported"], 14, "{extension}: {summary}");
+    }
+    let traces = store.spans("ui-export");
+    assert_eq!((traces.len(), trace_count(&traces)), (14, 14));
+    assert_eq!(scores(&traces).len(), 8);
+    for ((trace, _), span) in &traces {
+        let root = truth
+            .iter()
+            .find(|((t, _), kept)| t == trace && kept.parent.is_null())
+            .map(|(_, kept)| kept)
+            .unwrap();
+        assert_eq!(
+            (&span["customer_identifier"], &span["thread_identifier"]),
+            (&root.customer, &root.thread),
+            "{trace}"
+        );
+        assert_eq!(span_start(span), root.start, "{trace}");
+    }
 }
 
 async fn a_second_import_changes_nothing(backend: Backend) {
