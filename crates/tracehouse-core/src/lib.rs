@@ -9,6 +9,7 @@
 //! - [`trace`]: span tree assembly and trace aggregates.
 //! - [`trace_state`]: trace aggregates kept one span at a time, as stores update them on write.
 //! - [`query`]: the filter, sort and paging model shared by every list route and store.
+//! - [`score`]: the stored shape of a span's scores (the scores API and imports write it).
 //! - [`metrics`]: metrics over time buckets and groups (the usage dashboard), on the same filters.
 //! - [`store`]: the `SpanStore` trait every backend implements.
 //! - `testing` (feature `testing`): spans for other crates' tests, built through validation.
