@@ -609,7 +609,7 @@ fn write_large_jsonl(path: &Path, spans: usize) {
 }
 
 /// Starts an import of `file` and returns the child with its peak RSS sampled until it exits.
-fn import_watching_memory(
+pub(crate) fn import_watching_memory(
     data_dir: &Path,
     file: &Path,
     kill_after: Option<Duration>,
@@ -647,7 +647,7 @@ fn import_watching_memory(
     (child.wait_with_output().unwrap(), peak)
 }
 
-fn checkpoints(data_dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn checkpoints(data_dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(data_dir)
         .map(|entries| {
             entries
@@ -715,7 +715,7 @@ fn large_import_keeps_memory_flat_and_resumes_after_kill() {
     );
 }
 
-fn export_count(data_dir: &Path) -> u64 {
+pub(crate) fn export_count(data_dir: &Path) -> u64 {
     let output = run(&[
         "export",
         "--quiet",

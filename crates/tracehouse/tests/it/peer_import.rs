@@ -12,8 +12,12 @@ use base64::Engine as _;
 use serde_json::Value;
 use tracehouse_core::Timestamp;
 
-use crate::migration::{path_str, run, stdout_json};
-use crate::util::{Backend, drop_database, fixture_path, fresh_database, gzip, on_every_store};
+use crate::migration::{
+    checkpoints, export_count, import_watching_memory, path_str, run, stdout_json,
+};
+use crate::util::{
+    Backend, TestServer, drop_database, fixture_path, fresh_database, gzip, on_every_store,
+};
 
 fn peer(path: &str) -> PathBuf {
     fixture_path(&format!("peer-exports/{path}"))
@@ -788,4 +792,117 @@ fn broken_and_hostile_inputs_are_rejected_by_file_and_position() {
         stderr.contains("honeycomb") && stderr.contains("phoenix, mlflow, langfuse"),
         "{stderr}"
     );
+}
+
+/// The UI download's 49 spans `copies` times, each copy its own 14 traces (the first 8 hex
+/// digits of the trace id replaced by the copy's number).
+fn write_many_phoenix_spans(path: &Path, copies: usize) {
+    use std::io::Write;
+    let dir = peer("phoenix/ui-download");
+    let source = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(source)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    const KEY: &str = "\"trace_id\":\"";
+    for copy in 0..copies {
+        for line in &lines {
+            let at = line.find(KEY).unwrap() + KEY.len();
+            write!(out, "{}{copy:08x}{}\n", &line[..at], &line[at + 8..]).unwrap();
+        }
+    }
+    out.flush().unwrap();
+}
+
+/// A large peer import killed part way and run again finishes from its checkpoint with every
+/// span once, and peer decoding adds no memory of its own: its peak is no higher than the
+/// span-log import of the very same spans.
+#[test]
+fn a_large_peer_import_resumes_after_kill_with_the_memory_of_a_span_log_import() {
+    let copies = 600; // 29,400 spans, about 72 MB
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("many.jsonl");
+    write_many_phoenix_spans(&file, copies);
+    let spans = (copies * 49) as u64;
+    let data_dir = dir.path().join("data");
+
+    let (killed, first_peak) =
+        import_watching_memory(&data_dir, &file, Some(std::time::Duration::from_secs(5)));
+    assert!(
+        killed.status.code().is_none(),
+        "the first run was killed, not finished"
+    );
+    assert_eq!(
+        checkpoints(&data_dir).len(),
+        1,
+        "a checkpoint is left behind"
+    );
+    let before = export_count(&data_dir);
+    assert!(before > 0 && before < spans, "{before}");
+    let (finished, peak) = import_watching_memory(&data_dir, &file, None);
+    let summary = stdout_json(&finished);
+    assert!(!summary["resumed_after"].is_null(), "{summary}");
+    assert_eq!(
+        (summary["imported"].as_u64(), summary["rejected"].as_u64()),
+        (Some(spans), Some(0)),
+        "{summary}"
+    );
+    assert!(
+        summary["imported_this_run"].as_u64().unwrap() < spans,
+        "{summary}"
+    );
+    assert_eq!(export_count(&data_dir), spans);
+
+    // The same spans as span logs, through the path whose memory is known to be flat.
+    let exported = dir.path().join("exported.jsonl");
+    let output = run(&[
+        "export",
+        "--quiet",
+        "--data-dir",
+        path_str(&data_dir),
+        "--out",
+        path_str(&exported),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (_, span_log_peak) = import_watching_memory(&dir.path().join("again"), &exported, None);
+    let limit = span_log_peak + span_log_peak / 4;
+    assert!(
+        first_peak <= limit && peak <= limit,
+        "peer import peaks {first_peak} KiB and {peak} KiB, span logs {span_log_peak} KiB"
+    );
+}
+
+#[tokio::test]
+async fn peer_exports_import_through_a_running_server() {
+    let server = TestServer::start().await;
+    let (base, key) = (server.base.clone(), server.key.clone());
+    let inputs = [peer("phoenix/rest/spans"), peer("mlflow/traces.json")];
+    let output = tokio::task::spawn_blocking(move || {
+        let mut args = vec!["import", "--quiet", "--json", "--url", &base, "--key", &key];
+        args.extend(inputs.iter().map(|p| path_str(p)));
+        run(&args)
+    })
+    .await
+    .unwrap();
+    let summary = stdout_json(&output);
+    assert_eq!(
+        (summary["imported"].as_u64(), summary["rejected"].as_u64()),
+        (Some(98), Some(0)),
+        "{summary}"
+    );
+    let phoenix = server.trace("d3509d06a0c338eee1d9622c2319bc59").await;
+    assert_eq!(phoenix["span_count"], 3, "{phoenix}");
+    let mlflow = server.trace("7fcde9c7fc21ee86f914d1d9891968a8").await;
+    assert_eq!(mlflow["span_count"], 3, "{mlflow}");
+    assert_eq!(mlflow["total_prompt_tokens"], 864, "{mlflow}");
 }

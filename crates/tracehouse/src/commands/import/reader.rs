@@ -389,6 +389,37 @@ mod tests {
     }
 
     #[test]
+    fn parquet_rows_are_items_and_a_checkpoint_resumes_at_its_row() {
+        let parquet = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/fixtures/peer-exports/phoenix/spans_dataframe.parquet");
+        let sources = vec![Source::File(parquet.clone())];
+        let batches = read_all(sources.clone(), 20, Position::start_of(0));
+        let rows: Vec<Vec<u64>> = batches.iter().map(|b| b.2.clone()).collect();
+        let expected: Vec<Vec<u64>> =
+            vec![(0..20).collect(), (20..40).collect(), (40..49).collect()];
+        assert_eq!(rows, expected);
+        assert_eq!(batches[0].4.format, Some(FileFormat::Parquet));
+        assert_eq!(batches[2].4, Position::start_of(1));
+        let resumed = read_all(sources, 20, batches[0].4);
+        assert_eq!(resumed[0].2, (20..40).collect::<Vec<u64>>());
+        assert_eq!(resumed.len(), 2);
+
+        // Half a file has no footer: one reject naming the input, then the next input.
+        let dir = tempfile::tempdir().unwrap();
+        let cut = dir.path().join("cut.parquet");
+        let bytes = std::fs::read(&parquet).unwrap();
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        let good = dir.path().join("good.jsonl");
+        std::fs::write(&good, "{\"i\": 0}\n").unwrap();
+        let batches = read_all(
+            vec![Source::File(cut), Source::File(good)],
+            10,
+            Position::start_of(0),
+        );
+        assert_eq!((batches[0].3, batches[1].2.len()), (1, 1));
+    }
+
+    #[test]
     fn an_unreadable_input_is_a_reject_and_the_next_is_read() {
         let dir = tempfile::tempdir().unwrap();
         let good = dir.path().join("good.jsonl");
