@@ -23,7 +23,8 @@ pub mod redact;
 pub mod request_log;
 pub mod spanlog;
 
-use tracehouse_core::Span;
+use serde_json::Value;
+use tracehouse_core::{FieldError, IngestContext, Span, span_from_log};
 
 /// One item of a batch that was not stored, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +44,26 @@ pub struct Decoded {
     pub spans: Vec<Span>,
     /// Items that did not.
     pub rejected: Vec<Rejection>,
+}
+
+/// Validates span-log items (or why each could not be one) with `span_from_log`, in order: a
+/// rejection's index is the item's position. Every decoder ends here.
+pub(crate) fn validate_each(
+    items: impl IntoIterator<Item = Result<Value, FieldError>>,
+    context: IngestContext<'_>,
+) -> Decoded {
+    let mut decoded = Decoded::default();
+    for (index, item) in items.into_iter().enumerate() {
+        match item.and_then(|item| span_from_log(item, context)) {
+            Ok(span) => decoded.spans.push(span),
+            Err(error) => decoded.rejected.push(Rejection {
+                index,
+                field: error.field,
+                error: error.message,
+            }),
+        }
+    }
+    decoded
 }
 
 /// Why a whole body could not be decoded.

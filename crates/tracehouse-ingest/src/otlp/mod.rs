@@ -28,10 +28,10 @@ use opentelemetry_proto::tonic::trace::v1::span::{Event as OtlpEvent, Link as Ot
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode as OtlpStatusCode;
 use prost::Message as _;
 use serde_json::{Map, Value, json};
-use tracehouse_core::{FieldError, IngestContext, Timestamp, span_from_log};
+use tracehouse_core::{FieldError, IngestContext, Timestamp};
 
 use crate::spanlog::MAX_ITEMS_PER_REQUEST;
-use crate::{DecodeError, Decoded, Rejection};
+use crate::{DecodeError, Decoded, validate_each};
 
 pub use self::encode::{EncodeError, span_logs_to_otlp_json, span_logs_to_otlp_protobuf};
 use self::mapping::Mapper;
@@ -148,21 +148,10 @@ pub fn decode_export_request(
             limit: MAX_ITEMS_PER_REQUEST,
         });
     }
-    let mut decoded = Decoded {
-        spans: Vec::with_capacity(count),
-        rejected: Vec::new(),
-    };
-    for (index, item) in request_to_logs(request).into_iter().enumerate() {
-        match item.and_then(|item| span_from_log(Value::Object(item), context)) {
-            Ok(span) => decoded.spans.push(span),
-            Err(error) => decoded.rejected.push(Rejection {
-                index,
-                field: error.field,
-                error: error.message,
-            }),
-        }
-    }
-    Ok(decoded)
+    let items = request_to_logs(request)
+        .into_iter()
+        .map(|item| item.map(Value::Object));
+    Ok(validate_each(items, context))
 }
 
 /// The span-log object of every span of a request, in order across resource and scope groups,

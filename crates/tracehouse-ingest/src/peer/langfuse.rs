@@ -683,18 +683,11 @@ fn observation_item(
 
 #[cfg(test)]
 mod tests {
-    use tracehouse_core::{IngestContext, PriceTable, Timestamp};
 
-    use super::super::decode_record;
     use super::*;
 
     fn decode(record: Value) -> super::super::PeerDecoded {
-        let prices = PriceTable::builtin();
-        let context = IngestContext {
-            received_at: Timestamp::from_unix_nanos(0),
-            prices: &prices,
-        };
-        decode_record(PeerSource::Langfuse, record, context).unwrap()
+        super::super::decode_for_test(PeerSource::Langfuse, record)
     }
 
     #[test]

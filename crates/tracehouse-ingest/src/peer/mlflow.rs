@@ -14,7 +14,8 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 use super::{
-    AttributeSpan, Item, MappingReport, PeerSource, Score, add_score, nanos_of, object_of,
+    AttributeSpan, Item, MappingReport, PeerSource, Score, add_score, events_of, nanos_of,
+    object_of, string_at,
 };
 use crate::DecodeError;
 
@@ -170,26 +171,13 @@ fn score_of(assessment: &Value) -> Option<Score> {
         other => (None, Some(other.to_string()), None),
     };
     Some(Score {
-        id: assessment
-            .get("assessment_id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
+        id: string_at(assessment, "/assessment_id").unwrap_or_default(),
         number,
         text,
         flag,
-        explanation: assessment
-            .get("rationale")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        source: assessment
-            .pointer("/source/source_type")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        created_at: assessment
-            .get("create_time")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        explanation: string_at(assessment, "/rationale"),
+        source: string_at(assessment, "/source/source_type"),
+        created_at: string_at(assessment, "/create_time"),
         evaluator,
     })
 }
@@ -408,28 +396,11 @@ fn span_item(
         attributes.push(("user.id".to_owned(), user));
         report.mapped("trace_metadata.mlflow.trace.user", "customer_identifier");
     }
-    let events = span
-        .remove("events")
-        .and_then(|e| e.as_array().cloned())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|mut event| {
-            let name = event
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let time = event
-                .get("time_unix_nano")
-                .or_else(|| event.get("timestamp"))
-                .and_then(|t| nanos_of(t).ok().flatten());
-            (
-                name,
-                time,
-                attributes_of(event.get_mut("attributes").map(Value::take)),
-            )
-        })
-        .collect();
+    let events = events_of(
+        span.remove("events"),
+        &["time_unix_nano", "timestamp"],
+        attributes_of,
+    );
     let span = AttributeSpan {
         trace_id: base64_id(span.get("trace_id")),
         span_id: base64_id(span.get("span_id")),
@@ -465,18 +436,11 @@ fn span_item(
 
 #[cfg(test)]
 mod tests {
-    use tracehouse_core::{IngestContext, PriceTable, Timestamp};
 
-    use super::super::decode_record;
     use super::*;
 
     #[test]
     fn to_json_traces_map_ids_types_usage_cost_and_assessments() {
-        let prices = PriceTable::builtin();
-        let context = IngestContext {
-            received_at: Timestamp::from_unix_nanos(0),
-            prices: &prices,
-        };
         let record = json!({
             "info": {"trace_id": "tr-7fcde9c7fc21ee86f914d1d9891968a8", "state": "OK",
                 "trace_metadata": {"mlflow.trace.session": "sess-1", "mlflow.trace.user": "cust-1", "channel": "web"},
@@ -499,7 +463,7 @@ mod tests {
                    "mlflow.spanInputs": "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}"}}
             ]}
         });
-        let decoded = decode_record(PeerSource::Mlflow, record, context).unwrap();
+        let decoded = super::super::decode_for_test(PeerSource::Mlflow, record);
         assert_eq!(decoded.decoded.rejected, vec![]);
         let [root, llm] = decoded.decoded.spans.as_slice() else {
             panic!("two spans expected");

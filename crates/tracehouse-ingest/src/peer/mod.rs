@@ -29,14 +29,12 @@ use opentelemetry_proto::tonic::trace::v1::Status as OtlpStatus;
 use opentelemetry_proto::tonic::trace::v1::span::Event as OtlpEvent;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode as OtlpStatusCode;
 use serde_json::{Map, Value, json};
-use tracehouse_core::{
-    FieldError, IngestContext, LogId, SpanId, Timestamp, TraceId, span_from_log,
-};
+use tracehouse_core::{FieldError, IngestContext, LogId, SpanId, Timestamp, TraceId};
 
 use crate::otlp::mapping::target_of;
 use crate::otlp::value::json_to_any_value;
 use crate::spanlog::MAX_ITEMS_PER_REQUEST;
-use crate::{DecodeError, Decoded, Rejection};
+use crate::{DecodeError, Decoded, validate_each};
 
 /// The tool an export comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -220,18 +218,13 @@ pub fn decode_record(
             limit: MAX_ITEMS_PER_REQUEST,
         });
     }
-    let mut decoded = Decoded::default();
-    for (index, item) in items.into_iter().enumerate() {
-        match item.and_then(|item| span_from_log(Value::Object(finish_item(item)), context)) {
-            Ok(span) => decoded.spans.push(span),
-            Err(error) => decoded.rejected.push(Rejection {
-                index,
-                field: error.field,
-                error: error.message,
-            }),
-        }
-    }
-    Ok(PeerDecoded { decoded, report })
+    let items = items
+        .into_iter()
+        .map(|item| item.map(|item| Value::Object(finish_item(item))));
+    Ok(PeerDecoded {
+        decoded: validate_each(items, context),
+        report,
+    })
 }
 
 /// One span-log item, or why the span it came from cannot be one.
@@ -332,6 +325,34 @@ pub(crate) fn hex_bytes(id: Option<&str>, len: usize) -> Vec<u8> {
 
 /// An event of an [`AttributeSpan`]: name, time in nanoseconds, attributes.
 pub(crate) type SpanEvent = (String, Option<i64>, Vec<(String, Value)>);
+
+/// The events of a span as peers write them (`[{name, time, attributes}]`): the time under
+/// the first of `time_keys` present, the attributes through `attributes` (each tool encodes
+/// values its own way).
+pub(crate) fn events_of(
+    events: Option<Value>,
+    time_keys: &[&str],
+    attributes: impl Fn(Option<Value>) -> Vec<(String, Value)>,
+) -> Vec<SpanEvent> {
+    let Some(Value::Array(events)) = events else {
+        return Vec::new();
+    };
+    events
+        .into_iter()
+        .map(|mut event| {
+            let name = string_at(&event, "/name").unwrap_or_default();
+            let time = time_keys
+                .iter()
+                .find_map(|key| event.get(*key))
+                .and_then(|time| nanos_of(time).ok().flatten());
+            (
+                name,
+                time,
+                attributes(event.get_mut("attributes").map(Value::take)),
+            )
+        })
+        .collect()
+}
 
 /// A span that carries OpenTelemetry attributes, to be mapped by the OTLP route's mapping.
 #[derive(Debug, Default)]
@@ -483,6 +504,29 @@ pub(crate) fn add_score(item: &mut Map<String, Value>, score: Score) {
     tracehouse_core::score::complete_score(&mut stored, &log_id);
     if let Value::Object(scores) = item.entry("scores").or_insert_with(|| json!({})) {
         scores.insert(score.evaluator, Value::Object(stored));
+    }
+}
+
+/// The string at a JSON pointer (`/source/source_type`) of a value, owned.
+pub(crate) fn string_at(value: &Value, pointer: &str) -> Option<String> {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// Decodes one record with a fixed receive time and the builtin prices, for the tools'
+/// tests.
+#[cfg(test)]
+pub(crate) fn decode_for_test(source: PeerSource, record: Value) -> PeerDecoded {
+    let prices = tracehouse_core::PriceTable::builtin();
+    let context = IngestContext {
+        received_at: Timestamp::from_unix_nanos(0),
+        prices: &prices,
+    };
+    match decode_record(source, record, context) {
+        Ok(decoded) => decoded,
+        Err(error) => panic!("{error}"),
     }
 }
 

@@ -11,8 +11,8 @@
 use serde_json::{Map, Value};
 
 use super::{
-    AttributeSpan, Item, MappingReport, PeerSource, Score, add_score, hex_bytes, nanos_of,
-    object_of,
+    AttributeSpan, Item, MappingReport, PeerSource, Score, add_score, events_of, hex_bytes,
+    nanos_of, object_of, string_at,
 };
 use crate::DecodeError;
 use crate::otlp::json::request_from_value;
@@ -160,28 +160,14 @@ fn span_of(object: &mut Map<String, Value>, report: &mut MappingReport) -> Item 
         Some("OK") => Some((false, status_message)),
         _ => None,
     };
-    let events = events
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_object)
-        .map(|event| {
-            let name = event
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let time = event
-                .get("timestamp")
-                .and_then(|t| nanos_of(t).ok().flatten());
-            let attributes = event
-                .get("attributes")
-                .and_then(Value::as_object)
-                .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default();
-            (name, time, attributes)
-        })
-        .collect();
+    let events = events_of(
+        Some(events),
+        &["timestamp"],
+        |attributes| match attributes {
+            Some(Value::Object(attributes)) => attributes.into_iter().collect(),
+            _ => Vec::new(),
+        },
+    );
     let span = AttributeSpan {
         trace_id: hex_bytes(trace_id.as_deref(), 16),
         span_id: hex_bytes(span_id.as_deref(), 8),
@@ -286,26 +272,18 @@ fn take_annotations(attributes: &mut Map<String, Value>) -> Vec<Score> {
     grouped
         .into_iter()
         .filter_map(|((trace_level, index), fields)| {
-            let evaluator = fields.get("name").and_then(Value::as_str)?.to_owned();
+            let fields = Value::Object(fields);
+            let evaluator = string_at(&fields, "/name")?;
             Some(Score {
                 id: format!(
                     "phoenix-{}-{index}-{evaluator}",
                     if trace_level { "trace" } else { "span" }
                 ),
                 number: fields.get("score").cloned(),
-                text: fields
-                    .get("label")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
+                text: string_at(&fields, "/label"),
                 flag: None,
-                explanation: fields
-                    .get("explanation")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                source: fields
-                    .get("annotator_kind")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
+                explanation: string_at(&fields, "/explanation"),
+                source: string_at(&fields, "/annotator_kind"),
                 created_at: None,
                 evaluator,
             })
@@ -316,18 +294,11 @@ fn take_annotations(attributes: &mut Map<String, Value>) -> Vec<Score> {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use tracehouse_core::{IngestContext, PriceTable, Timestamp};
 
-    use super::super::decode_record;
     use super::*;
 
     fn decode(record: Value) -> super::super::PeerDecoded {
-        let prices = PriceTable::builtin();
-        let context = IngestContext {
-            received_at: Timestamp::from_unix_nanos(0),
-            prices: &prices,
-        };
-        decode_record(PeerSource::Phoenix, record, context).unwrap()
+        super::super::decode_for_test(PeerSource::Phoenix, record)
     }
 
     #[test]

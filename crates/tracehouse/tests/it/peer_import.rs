@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tracehouse_core::Timestamp;
 
 use crate::migration::{
-    checkpoints, export_count, import_watching_memory, path_str, run, stdout_json,
+    export_to, import_killed_then_resumed, import_peak, path_str, run, run_ok, stdout_json,
 };
 use crate::util::{
     Backend, TestServer, drop_database, fixture_path, fresh_database, gzip, on_every_store,
@@ -87,13 +87,7 @@ impl Store {
             project,
         ];
         args.extend(self.args.iter().map(String::as_str));
-        let output = run(&args);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout)
+        String::from_utf8(run_ok(&args))
             .unwrap()
             .lines()
             .map(|line| serde_json::from_str::<Value>(line).unwrap())
@@ -105,6 +99,27 @@ impl Store {
                 (key, span)
             })
             .collect()
+    }
+}
+
+impl Store {
+    /// Imports one export of the whole scenario into project `name`: every one of its 49 spans
+    /// lands, none is rejected, they form its 14 traces and every parent is there. The spans.
+    fn import_whole_scenario(
+        &self,
+        name: &str,
+        inputs: &[PathBuf],
+    ) -> BTreeMap<(String, String), Value> {
+        let summary = self.import(name, inputs, &[]);
+        assert_eq!(
+            (summary["imported"].as_u64(), summary["rejected"].as_u64()),
+            (Some(49), Some(0)),
+            "{name}: {summary}"
+        );
+        let spans = self.spans(name);
+        assert_eq!((spans.len(), trace_count(&spans)), (49, 14), "{name}");
+        assert_no_orphans(name, &spans);
+        spans
     }
 }
 
@@ -276,15 +291,7 @@ async fn every_phoenix_export_imports_what_phoenix_holds(backend: Backend) {
     ];
     for (name, inputs, times) in exports {
         let in_ms = name == "dataframe-jsonl";
-        let summary = store.import(name, &inputs, &[]);
-        assert_eq!(
-            (summary["imported"].as_u64(), summary["rejected"].as_u64()),
-            (Some(49), Some(0)),
-            "{name}: {summary}"
-        );
-        let spans = store.spans(name);
-        assert_eq!((spans.len(), trace_count(&spans)), (49, 14), "{name}");
-        assert_no_orphans(name, &spans);
+        let spans = store.import_whole_scenario(name, &inputs);
         for (key, span) in &spans {
             let expected_span = truth
                 .get(key)
@@ -386,24 +393,22 @@ fn mlflow_truth() -> BTreeMap<(String, String), Kept> {
                 model => model,
             };
             let failed = span["status"]["code"] == "STATUS_CODE_ERROR";
-            let kept = Kept {
-                parent: span["parent_span_id"].as_str().map_or(Value::Null, |p| {
-                    Value::String(b64(&Value::String(p.to_owned())))
-                }),
-                name: span["name"].clone(),
-                start: span["start_time_unix_nano"].as_i64().unwrap(),
-                end: span["end_time_unix_nano"].as_i64().unwrap(),
-                model,
-                tokens: [
-                    usage["input_tokens"].clone(),
-                    usage["output_tokens"].clone(),
-                    usage["total_tokens"].clone(),
-                ],
-                cost: attribute(span, "mlflow.llm.cost")["total_cost"].clone(),
-                status: Value::from(if failed { "error" } else { "success" }),
-                customer: metadata["mlflow.trace.user"].clone(),
-                thread: metadata["mlflow.trace.session"].clone(),
-            };
+            let nanos_text =
+                |key: &str| Timestamp::from_unix_nanos(span[key].as_i64().unwrap()).to_rfc3339();
+            let parent = span["parent_span_id"]
+                .as_str()
+                .map(|p| b64(&Value::String(p.to_owned())));
+            let kept = kept(&json!({
+                "span_parent_id": parent, "span_name": span["name"],
+                "start_time": nanos_text("start_time_unix_nano"),
+                "timestamp": nanos_text("end_time_unix_nano"), "model": model,
+                "prompt_tokens": usage["input_tokens"], "completion_tokens": usage["output_tokens"],
+                "total_tokens": usage["total_tokens"],
+                "cost": attribute(span, "mlflow.llm.cost")["total_cost"],
+                "status": if failed { "error" } else { "success" },
+                "customer_identifier": metadata["mlflow.trace.user"],
+                "thread_identifier": metadata["mlflow.trace.session"],
+            }));
             truth.insert((b64(&span["trace_id"]), b64(&span["span_id"])), kept);
         }
     }
@@ -426,15 +431,7 @@ async fn every_mlflow_export_imports_what_mlflow_holds(backend: Backend) {
         ("rest-batch-get", peer("mlflow/rest/traces-batchGet.json")),
     ];
     for (name, input) in exports {
-        let summary = store.import(name, &[input], &[]);
-        assert_eq!(
-            (summary["imported"].as_u64(), summary["rejected"].as_u64()),
-            (Some(49), Some(0)),
-            "{name}: {summary}"
-        );
-        let spans = store.spans(name);
-        assert_eq!((spans.len(), trace_count(&spans)), (49, 14), "{name}");
-        assert_no_orphans(name, &spans);
+        let spans = store.import_whole_scenario(name, &[input]);
         for (key, span) in &spans {
             let mut actual = kept(span);
             let expected = &truth[key];
@@ -470,30 +467,19 @@ fn langfuse_truth() -> BTreeMap<(String, String), Kept> {
         for observation in trace["observations"].as_array().unwrap() {
             let usage = &observation["usageDetails"];
             let generation = observation["type"] == "GENERATION";
-            let kept = Kept {
-                parent: observation["parentObservationId"].clone(),
-                name: observation["name"].clone(),
-                start: nanos(&observation["startTime"]),
-                end: nanos(&observation["endTime"]),
-                model: observation["model"].clone(),
-                tokens: [
-                    usage["input"].clone(),
-                    usage["output"].clone(),
-                    usage["total"].clone(),
-                ],
-                cost: if generation {
-                    observation["costDetails"]["total"].clone()
-                } else {
-                    Value::Null
-                },
-                status: Value::from(if observation["level"] == "ERROR" {
-                    "error"
-                } else {
-                    "success"
-                }),
-                customer: trace["userId"].clone(),
-                thread: trace["sessionId"].clone(),
+            let cost = match generation {
+                true => observation["costDetails"]["total"].clone(),
+                false => Value::Null,
             };
+            let kept = kept(&json!({
+                "span_parent_id": observation["parentObservationId"],
+                "span_name": observation["name"], "start_time": observation["startTime"],
+                "timestamp": observation["endTime"], "model": observation["model"],
+                "prompt_tokens": usage["input"], "completion_tokens": usage["output"],
+                "total_tokens": usage["total"], "cost": cost,
+                "status": if observation["level"] == "ERROR" { "error" } else { "success" },
+                "customer_identifier": trace["userId"], "thread_identifier": trace["sessionId"],
+            }));
             truth.insert(
                 (text(&observation["traceId"]), text(&observation["id"])),
                 kept,
@@ -814,7 +800,7 @@ fn write_many_phoenix_spans(path: &Path, copies: usize) {
     for copy in 0..copies {
         for line in &lines {
             let at = line.find(KEY).unwrap() + KEY.len();
-            write!(out, "{}{copy:08x}{}\n", &line[..at], &line[at + 8..]).unwrap();
+            writeln!(out, "{}{copy:08x}{}", &line[..at], &line[at + 8..]).unwrap();
         }
     }
     out.flush().unwrap();
@@ -832,49 +818,14 @@ fn a_large_peer_import_resumes_after_kill_with_the_memory_of_a_span_log_import()
     let spans = (copies * 49) as u64;
     let data_dir = dir.path().join("data");
 
-    let (killed, first_peak) =
-        import_watching_memory(&data_dir, &file, Some(std::time::Duration::from_secs(5)));
-    assert!(
-        killed.status.code().is_none(),
-        "the first run was killed, not finished"
-    );
-    assert_eq!(
-        checkpoints(&data_dir).len(),
-        1,
-        "a checkpoint is left behind"
-    );
-    let before = export_count(&data_dir);
-    assert!(before > 0 && before < spans, "{before}");
-    let (finished, peak) = import_watching_memory(&data_dir, &file, None);
-    let summary = stdout_json(&finished);
-    assert!(!summary["resumed_after"].is_null(), "{summary}");
-    assert_eq!(
-        (summary["imported"].as_u64(), summary["rejected"].as_u64()),
-        (Some(spans), Some(0)),
-        "{summary}"
-    );
-    assert!(
-        summary["imported_this_run"].as_u64().unwrap() < spans,
-        "{summary}"
-    );
-    assert_eq!(export_count(&data_dir), spans);
+    let (first_peak, peak) =
+        import_killed_then_resumed(&data_dir, &file, spans, std::time::Duration::from_secs(5));
 
     // The same spans as span logs, through the path whose memory is known to be flat.
     let exported = dir.path().join("exported.jsonl");
-    let output = run(&[
-        "export",
-        "--quiet",
-        "--data-dir",
-        path_str(&data_dir),
-        "--out",
-        path_str(&exported),
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let (_, span_log_peak) = import_watching_memory(&dir.path().join("again"), &exported, None);
+    export_to(&data_dir, "jsonl", &exported);
+    let again = dir.path().join("again");
+    let span_log_peak = import_peak(&again, &exported);
     let limit = span_log_peak + span_log_peak / 4;
     assert!(
         first_peak <= limit && peak <= limit,

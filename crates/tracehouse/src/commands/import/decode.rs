@@ -325,27 +325,19 @@ impl Decoder {
         let mut placed = Placed::default();
         let mut report = MappingReport::default();
         for item in items {
-            let record = match serde_json::from_slice::<Value>(&item.bytes) {
-                Ok(record) => record,
-                Err(error) => {
-                    rejects.push(self.reject(
-                        file,
-                        Self::at(item),
-                        String::new(),
-                        format!("not valid JSON: {error}"),
-                        item_value(&item.bytes),
-                    ));
-                    continue;
-                }
-            };
-            let decoded = match decode_record(source, record, self.context()) {
+            let decoded = serde_json::from_slice::<Value>(&item.bytes)
+                .map_err(|error| format!("not valid JSON: {error}"))
+                .and_then(|record| {
+                    decode_record(source, record, self.context()).map_err(|e| e.to_string())
+                });
+            let decoded = match decoded {
                 Ok(decoded) => decoded,
-                Err(error) => {
+                Err(reason) => {
                     rejects.push(self.reject(
                         file,
                         Self::at(item),
                         String::new(),
-                        error.to_string(),
+                        reason,
                         item_value(&item.bytes),
                     ));
                     continue;

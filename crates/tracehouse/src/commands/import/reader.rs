@@ -17,6 +17,19 @@ use crate::cli::ImportFormat;
 /// memory of a batch (and a request body with `--url`) bounded whatever the items' size.
 pub(super) const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 
+/// A reject for what could not be read of an input at `position` (no item to show).
+fn unreadable(name: &str, reason: String, position: Position) -> Reject {
+    Reject {
+        file: name.to_owned(),
+        line: None,
+        index: Some(position.next_index),
+        span_index: None,
+        field: String::new(),
+        reason,
+        item: Value::Null,
+    }
+}
+
 /// What the reading stage needs.
 pub(super) struct Reader {
     pub(super) sources: Arc<Vec<Source>>,
@@ -121,15 +134,8 @@ impl Reader {
                 Position::start_of(file)
             };
             let next_file = Position::start_of(file + 1);
-            let unreadable = |reason: String, position: Position| Reject {
-                file: name.clone(),
-                line: None,
-                index: Some(position.next_index),
-                span_index: None,
-                field: String::new(),
-                reason,
-                item: Value::Null,
-            };
+            let unreadable =
+                |reason: String, position: Position| unreadable(name, reason, position);
             if start.format == Some(FileFormat::Parquet) {
                 // A resumed Parquet input: its rows are counted, not its bytes.
                 if !self.read_parquet(source, name, file, start, &mut batcher) {
@@ -250,15 +256,7 @@ impl Reader {
     ) -> bool {
         let format = FileFormat::Parquet;
         let next_file = Position::start_of(file + 1);
-        let reject = |reason: String, position: Position| Reject {
-            file: name.to_owned(),
-            line: None,
-            index: Some(position.next_index),
-            span_index: None,
-            field: String::new(),
-            reason,
-            item: Value::Null,
-        };
+        let reject = |reason: String, position: Position| unreadable(name, reason, position);
         let opened = match source {
             Source::File(path) => parquet::open(path, start.next_index),
             Source::Stdin => Err(anyhow::anyhow!(
