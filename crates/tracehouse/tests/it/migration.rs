@@ -644,7 +644,9 @@ fn import_watching_memory(
         if child.try_wait().unwrap().is_some() {
             break;
         }
-        if kill_after.is_some_and(|after| started.elapsed() >= after) {
+        // Killed once it has run that long and committed a batch, however loaded the machine.
+        let due = kill_after.is_some_and(|after| started.elapsed() >= after);
+        if due && !checkpoints(data_dir).is_empty() {
             child.kill().unwrap();
             break;
         }
@@ -680,9 +682,10 @@ fn checkpoints(data_dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// Imports `file` into `data_dir`, killed after `kill_after`, then again to the end: a
-/// checkpoint is left behind, the second run continues from it instead of starting over, every
-/// span is imported once and the checkpoint is removed. The two runs' peak RSS, in KiB.
+/// Imports `file` into `data_dir`, killed after `kill_after` (once a batch is committed), then
+/// again to the end: a checkpoint is left behind, the second run continues from it instead of
+/// starting over, every span is imported once and the checkpoint is removed. The two runs'
+/// peak RSS, in KiB.
 pub(crate) fn import_killed_then_resumed(
     data_dir: &Path,
     file: &Path,

@@ -819,7 +819,7 @@ fn a_large_peer_import_resumes_after_kill_with_the_memory_of_a_span_log_import()
     let data_dir = dir.path().join("data");
 
     let (first_peak, peak) =
-        import_killed_then_resumed(&data_dir, &file, spans, std::time::Duration::from_secs(5));
+        import_killed_then_resumed(&data_dir, &file, spans, std::time::Duration::from_secs(3));
 
     // The same spans as span logs, through the path whose memory is known to be flat.
     let exported = dir.path().join("exported.jsonl");
