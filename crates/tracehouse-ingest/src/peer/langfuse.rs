@@ -12,14 +12,16 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    Item, MappingReport, PeerSource, Score, add_score, object_of, put, text_of, time_field,
+    Item, MappingReport, PeerSource, Score, ScorePatch, add_score, object_of, put, text_of,
+    time_field,
 };
 use crate::DecodeError;
 
-/// The items of one Langfuse record.
+/// The items of one Langfuse record; a score row listed apart goes to `scores`.
 pub(crate) fn record_items(
     record: Value,
     report: &mut MappingReport,
+    scores: &mut Vec<ScorePatch>,
 ) -> Result<Vec<Item>, DecodeError> {
     let mut object = object_of(record, PeerSource::Langfuse)?;
     // Trace lists name their observations by id only; a trace detail holds them whole.
@@ -69,7 +71,19 @@ pub(crate) fn record_items(
             "the blob export's run manifest: file names and row counts",
         );
     } else if is_score {
-        report.dropped("score", "listed apart from its observation; import the API trace detail, which carries scores with their trace");
+        let named = score_of(&Value::Object(object));
+        let patch = named.and_then(|named| {
+            named
+                .score
+                .for_span(named.trace.as_deref(), named.observation.as_deref())
+        });
+        match patch {
+            Some(patch) => {
+                report.mapped("score", "scores of the stored observation (or trace root)");
+                scores.push(patch);
+            }
+            None => report.dropped("score", "names no trace or observation"),
+        }
     } else {
         report.dropped(
             "trace",
@@ -290,34 +304,61 @@ fn add_trace_fields(items: &mut [Item], trace: &TraceFields, report: &mut Mappin
     }
 }
 
-fn attach_score(items: &mut [Item], score: &Value, report: &mut MappingReport) {
+/// A Langfuse score (API camelCase or blob snake_case), with the observation and trace it
+/// names.
+struct NamedScore {
+    score: Score,
+    observation: Option<String>,
+    trace: Option<String>,
+}
+
+fn score_of(score: &Value) -> Option<NamedScore> {
     let field = |camel: &str, snake: &str| {
         score
             .get(camel)
             .or_else(|| score.get(snake))
             .filter(|v| !v.is_null())
     };
-    let Some(evaluator) = field("name", "name").and_then(Value::as_str) else {
-        report.dropped("scores", "a score without a name");
-        return;
+    let text = |camel: &str, snake: &str| {
+        field(camel, snake)
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
     };
-    let data_type = field("dataType", "data_type")
-        .and_then(Value::as_str)
-        .unwrap_or("NUMERIC");
+    let evaluator = text("name", "name")?;
+    let data_type = text("dataType", "data_type").unwrap_or_else(|| "NUMERIC".to_owned());
     let value = field("value", "value").cloned();
-    let text = field("stringValue", "string_value")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let (number, text, flag) = match data_type {
+    let (number, string, flag) = match data_type.as_str() {
         "BOOLEAN" => (
             None,
             None,
             value.as_ref().and_then(Value::as_f64).map(|v| v != 0.0),
         ),
-        "CATEGORICAL" => (None, text, None),
+        "CATEGORICAL" => (None, text("stringValue", "string_value"), None),
         _ => (value, None, None),
     };
-    let observation = field("observationId", "observation_id").and_then(Value::as_str);
+    Some(NamedScore {
+        score: Score {
+            evaluator,
+            number,
+            text: string,
+            flag,
+            explanation: text("comment", "comment"),
+            source: text("source", "source"),
+            id: text("id", "id").unwrap_or_default(),
+            created_at: text("timestamp", "timestamp"),
+        },
+        observation: text("observationId", "observation_id"),
+        trace: text("traceId", "trace_id"),
+    })
+}
+
+fn attach_score(items: &mut [Item], score: &Value, report: &mut MappingReport) {
+    let Some(named) = score_of(score) else {
+        report.dropped("scores", "a score without a name");
+        return;
+    };
+    let observation = named.observation.as_deref();
     let target = items.iter_mut().flatten().find(|item| match observation {
         Some(id) => item.get("span_unique_id").and_then(Value::as_str) == Some(id),
         None => !item.contains_key("span_parent_id"),
@@ -327,28 +368,7 @@ fn attach_score(items: &mut [Item], score: &Value, report: &mut MappingReport) {
         return;
     };
     report.mapped("scores", "scores");
-    add_score(
-        item,
-        Score {
-            evaluator: evaluator.to_owned(),
-            number,
-            text,
-            flag,
-            explanation: field("comment", "comment")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            source: field("source", "source")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            id: field("id", "id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            created_at: field("timestamp", "timestamp")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-        },
-    );
+    add_score(item, named.score);
 }
 
 /// JSON text parsed (blob exports keep JSON as text), anything else as it is.

@@ -119,13 +119,42 @@ fn generic_key(key: &str) -> String {
 }
 
 /// A decoded record: its valid spans, its rejected ones (indexed among the spans the record
-/// gave), and what its fields became.
+/// gave), the scores it carries for spans of other records, and what its fields became.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PeerDecoded {
     /// Spans and rejections.
     pub decoded: Decoded,
+    /// Scores listed apart from their spans (Phoenix annotation listings, Langfuse score
+    /// rows), for spans already stored.
+    pub scores: Vec<ScorePatch>,
     /// Field fates.
     pub report: MappingReport,
+}
+
+/// A score for a span stored before: named by its span (and trace, when the source says), or
+/// by its trace alone, which means the trace's root.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScorePatch {
+    /// The trace, when the source names it.
+    pub trace_id: Option<TraceId>,
+    /// The span, absent for a score of the whole trace.
+    pub span_id: Option<SpanId>,
+    /// The evaluator (the score's name): the key under the span's `scores`.
+    pub evaluator: String,
+    score: Map<String, Value>,
+}
+
+impl ScorePatch {
+    /// Adds the score to the span, replacing its score of the same evaluator.
+    pub fn apply(&self, span: &mut tracehouse_core::Span) {
+        let mut score = self.score.clone();
+        let log_id = LogId::of(&span.trace_id, &span.span_id);
+        tracehouse_core::score::complete_score(&mut score, log_id.as_str());
+        let scores = span.content.entry("scores").or_insert_with(|| json!({}));
+        if let Value::Object(scores) = scores {
+            scores.insert(self.evaluator.clone(), Value::Object(score));
+        }
+    }
 }
 
 /// The tool a record comes from, judged by its keys; `None` when no peer tool writes records
@@ -207,10 +236,11 @@ pub fn decode_record(
     context: IngestContext<'_>,
 ) -> Result<PeerDecoded, DecodeError> {
     let mut report = MappingReport::default();
+    let mut scores = Vec::new();
     let items = match source {
-        PeerSource::Phoenix => phoenix::record_items(record, &mut report)?,
+        PeerSource::Phoenix => phoenix::record_items(record, &mut report, &mut scores)?,
         PeerSource::Mlflow => mlflow::record_items(record, &mut report)?,
-        PeerSource::Langfuse => langfuse::record_items(record, &mut report)?,
+        PeerSource::Langfuse => langfuse::record_items(record, &mut report, &mut scores)?,
     };
     if items.len() > MAX_ITEMS_PER_REQUEST {
         return Err(DecodeError::TooManyItems {
@@ -223,6 +253,7 @@ pub fn decode_record(
         .map(|item| item.map(|item| Value::Object(finish_item(item))));
     Ok(PeerDecoded {
         decoded: validate_each(items, context),
+        scores,
         report,
     })
 }
@@ -462,48 +493,71 @@ pub(crate) struct Score {
 /// Adds a score to an item's `scores`, keyed by its evaluator (a later one of the same
 /// evaluator replaces an earlier one, as the scores API does).
 pub(crate) fn add_score(item: &mut Map<String, Value>, score: Score) {
-    let mut stored = Map::new();
-    stored.insert("id".to_owned(), Value::String(score.id));
-    if let Some(created) = score.created_at {
-        stored.insert("created_at".to_owned(), Value::String(created.clone()));
-        stored.insert("updated_at".to_owned(), Value::String(created));
-    }
-    stored.insert(
-        "evaluator_slug".to_owned(),
-        Value::String(score.evaluator.clone()),
-    );
-    if let Some(number) = score
-        .number
-        .filter(|n| n.as_f64().is_some_and(f64::is_finite))
-    {
-        stored.insert("numerical_value".to_owned(), number);
-    }
-    if let Some(text) = score.text {
-        stored.insert("string_value".to_owned(), Value::String(text));
-    }
-    if let Some(flag) = score.flag {
-        stored.insert("boolean_value".to_owned(), Value::Bool(flag));
-    }
-    if let Some(explanation) = score.explanation.filter(|e| !e.is_empty()) {
-        stored.insert("explanation".to_owned(), Value::String(explanation));
-    }
-    if let Some(source) = score.source {
-        stored.insert("source".to_owned(), Value::String(source));
-    }
+    let evaluator = score.evaluator.clone();
+    let mut stored = score.into_stored();
+    let id = |key: &str| item.get(key).and_then(Value::as_str);
     let log_id = match (
-        item.get("trace_unique_id")
-            .and_then(Value::as_str)
-            .and_then(|t| t.parse::<TraceId>().ok()),
-        item.get("span_unique_id")
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse::<SpanId>().ok()),
+        id("trace_unique_id").and_then(|t| t.parse::<TraceId>().ok()),
+        id("span_unique_id").and_then(|s| s.parse::<SpanId>().ok()),
     ) {
         (Some(trace), Some(span)) => LogId::of(&trace, &span).as_str().to_owned(),
         _ => String::new(),
     };
     tracehouse_core::score::complete_score(&mut stored, &log_id);
     if let Value::Object(scores) = item.entry("scores").or_insert_with(|| json!({})) {
-        scores.insert(score.evaluator, Value::Object(stored));
+        scores.insert(evaluator, Value::Object(stored));
+    }
+}
+
+impl Score {
+    /// A patch for span `span_id` (of `trace_id`, when given), or for the root of `trace_id`;
+    /// `None` when neither names anything.
+    pub(crate) fn for_span(
+        self,
+        trace_id: Option<&str>,
+        span_id: Option<&str>,
+    ) -> Option<ScorePatch> {
+        let trace_id = trace_id.and_then(|id| id.parse::<TraceId>().ok());
+        let span_id = span_id.and_then(|id| id.parse::<SpanId>().ok());
+        if trace_id.is_none() && span_id.is_none() {
+            return None;
+        }
+        Some(ScorePatch {
+            trace_id,
+            span_id,
+            evaluator: self.evaluator.clone(),
+            score: self.into_stored(),
+        })
+    }
+
+    /// The fields the score itself gives (`log_id` and the defaults come when it is placed).
+    fn into_stored(self) -> Map<String, Value> {
+        let mut stored = Map::new();
+        stored.insert("id".to_owned(), Value::String(self.id));
+        if let Some(created) = self.created_at {
+            stored.insert("created_at".to_owned(), Value::String(created.clone()));
+            stored.insert("updated_at".to_owned(), Value::String(created));
+        }
+        stored.insert("evaluator_slug".to_owned(), Value::String(self.evaluator));
+        let number = self
+            .number
+            .filter(|n| n.as_f64().is_some_and(f64::is_finite));
+        if let Some(number) = number {
+            stored.insert("numerical_value".to_owned(), number);
+        }
+        if let Some(text) = self.text {
+            stored.insert("string_value".to_owned(), Value::String(text));
+        }
+        if let Some(flag) = self.flag {
+            stored.insert("boolean_value".to_owned(), Value::Bool(flag));
+        }
+        if let Some(explanation) = self.explanation.filter(|e| !e.is_empty()) {
+            stored.insert("explanation".to_owned(), Value::String(explanation));
+        }
+        if let Some(source) = self.source {
+            stored.insert("source".to_owned(), Value::String(source));
+        }
+        stored
     }
 }
 

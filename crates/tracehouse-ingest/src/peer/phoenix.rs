@@ -11,17 +11,18 @@
 use serde_json::{Map, Value};
 
 use super::{
-    AttributeSpan, Item, MappingReport, PeerSource, Score, add_score, events_of, hex_bytes,
-    nanos_of, object_of, string_at,
+    AttributeSpan, Item, MappingReport, PeerSource, Score, ScorePatch, add_score, events_of,
+    hex_bytes, nanos_of, object_of, string_at,
 };
 use crate::DecodeError;
 use crate::otlp::json::request_from_value;
 use crate::otlp::request_to_logs;
 
-/// The items of one Phoenix record.
+/// The items of one Phoenix record; an annotation listed apart goes to `scores`.
 pub(crate) fn record_items(
     record: Value,
     report: &mut MappingReport,
+    scores: &mut Vec<ScorePatch>,
 ) -> Result<Vec<Item>, DecodeError> {
     let mut object = object_of(record, PeerSource::Phoenix)?;
     if object.contains_key("resource_spans") {
@@ -33,10 +34,14 @@ pub(crate) fn record_items(
         return otlp_items(request, report);
     }
     if object.contains_key("annotator_kind") || object.contains_key("annotation_name") {
-        report.dropped(
-            "annotation",
-            "listed apart from its span; import the UI download, which carries annotations with their spans",
-        );
+        let record = Value::Object(object);
+        match annotation_patch(&record) {
+            Some(patch) => {
+                report.mapped("annotation", "scores of the stored span (or trace root)");
+                scores.push(patch);
+            }
+            None => report.dropped("annotation", "names no span or trace"),
+        }
         return Ok(Vec::new());
     }
     let is_span = object.contains_key("context") || object.contains_key("context.span_id");
@@ -185,6 +190,34 @@ fn span_of(object: &mut Map<String, Value>, report: &mut MappingReport) -> Item 
         add_score(&mut item, score);
     }
     Ok(item)
+}
+
+/// An annotation of the REST listings (`result.label`...) or of the annotations dataframe
+/// (`result.label` as one key, `annotation_name`), for its span or its trace's root.
+fn annotation_patch(record: &Value) -> Option<ScorePatch> {
+    let result = |field: &str| {
+        record
+            .pointer(&format!("/result/{field}"))
+            .or_else(|| record.get(format!("result.{field}")))
+            .filter(|value| !value.is_null())
+    };
+    let evaluator = string_at(record, "/name").or_else(|| string_at(record, "/annotation_name"))?;
+    let score = Score {
+        id: string_at(record, "/id").unwrap_or_default(),
+        number: result("score").cloned(),
+        text: result("label").and_then(Value::as_str).map(str::to_owned),
+        flag: None,
+        explanation: result("explanation")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        source: string_at(record, "/annotator_kind"),
+        created_at: string_at(record, "/created_at"),
+        evaluator,
+    };
+    score.for_span(
+        string_at(record, "/trace_id").as_deref(),
+        string_at(record, "/span_id").as_deref(),
+    )
 }
 
 fn is_annotation(key: &str) -> bool {

@@ -225,6 +225,8 @@ struct RunTotals {
     items: u64,
     bytes: u64,
     first_reject: Option<String>,
+    /// Scores listed apart from their spans, added to stored spans.
+    scores: u64,
 }
 
 /// Everything the committing loops share.
@@ -488,6 +490,8 @@ pub(super) async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
         start: state.position,
         bytes_read: Arc::clone(&bytes_read),
     };
+    // Scores applied to stored spans pass the same rules as the spans.
+    let score_rules = redaction.clone();
     let batches = start_pipeline(reader, workers, target, received_at, redaction, args.from)?;
     let mut committer = Committer {
         state,
@@ -498,7 +502,14 @@ pub(super) async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     };
     let outcome = match sink {
         Sink::Local { store, project } => {
-            commit_locally(&mut committer, batches, store.as_ref(), project).await
+            commit_locally(
+                &mut committer,
+                batches,
+                store.as_ref(),
+                project,
+                score_rules,
+            )
+            .await
         }
         Sink::Http {
             target,
@@ -549,6 +560,7 @@ pub(super) async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
         "resumed_after": resumed_after,
         "rejects_file": committer.rejects.as_ref().map(|r| r.path.display().to_string()),
         "first_reject": run.first_reject,
+        "scores_applied": run.scores,
     });
     if args.json {
         println!("{summary}");
@@ -562,12 +574,94 @@ pub(super) async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Adds scores listed apart from their spans to the stored spans they name (after the batch's
+/// own spans are written, so a score may follow its span in the same input), through
+/// `write_spans` as the scores API does. A score whose span is not stored is a reject.
+async fn apply_scores(
+    store: &dyn SpanStore,
+    project: ProjectId,
+    patches: Vec<(decode::ItemRef, tracehouse_ingest::peer::ScorePatch)>,
+    file: &str,
+    redaction: Option<&RuleSet>,
+) -> anyhow::Result<(u64, Vec<Reject>)> {
+    let mut changed: BTreeMap<(String, String), tracehouse_core::Span> = BTreeMap::new();
+    let mut rejects = Vec::new();
+    let mut applied = 0u64;
+    for (at, patch) in patches {
+        let cached = |trace: &str, span: &str| (trace.to_owned(), span.to_owned());
+        let found: Result<tracehouse_core::Span, String> = match (&patch.trace_id, &patch.span_id) {
+            (Some(trace), Some(span)) => {
+                match changed.get(&cached(trace.as_str(), span.as_str())) {
+                    Some(span) => Ok(span.clone()),
+                    None => store
+                        .get_span(project, trace, span)
+                        .await
+                        .context("cannot read the store")?
+                        .ok_or_else(|| {
+                            format!(
+                                "span {span} of trace {trace} is not stored; import its spans first"
+                            )
+                        }),
+                }
+            }
+            (None, Some(span)) => {
+                let mut spans = store
+                    .find_spans(project, span, 2)
+                    .await
+                    .context("cannot read the store")?;
+                match spans.len() {
+                    1 => Ok(spans.remove(0)),
+                    0 => Err(format!("span {span} is not stored; import its spans first")),
+                    _ => Err(format!("span id {span} names spans of several traces")),
+                }
+            }
+            (Some(trace), None) => store
+                .get_trace(project, trace)
+                .await
+                .context("cannot read the store")?
+                .and_then(|stored| tracehouse_core::trace_state::root_of(&stored.spans).cloned())
+                .ok_or_else(|| format!("trace {trace} is not stored; import its spans first")),
+            (None, None) => Err("the score names no span".to_owned()),
+        };
+        match found {
+            Ok(span) => {
+                let key = cached(span.trace_id.as_str(), span.span_id.as_str());
+                let mut span = changed.remove(&key).unwrap_or(span);
+                patch.apply(&mut span);
+                changed.insert(key, span);
+                applied += 1;
+            }
+            Err(reason) => rejects.push(Reject {
+                file: file.to_owned(),
+                line: Some(at.line),
+                index: Some(at.index),
+                span_index: None,
+                field: "scores".to_owned(),
+                reason,
+                item: Value::Null,
+            }),
+        }
+    }
+    let mut spans: Vec<tracehouse_core::Span> = changed.into_values().collect();
+    if let Some(rules) = redaction {
+        rules.redact_spans(&mut spans);
+    }
+    if !spans.is_empty() {
+        store
+            .write_spans(project, spans)
+            .await
+            .context("cannot write to the store")?;
+    }
+    Ok((applied, rejects))
+}
+
 /// Writes batches in reading order, one transaction each; `Ok(true)` when Ctrl-C stopped it.
 async fn commit_locally(
     committer: &mut Committer,
     mut batches: Ordered,
     store: &dyn SpanStore,
     project: ProjectId,
+    redaction: Option<Arc<RuleSet>>,
 ) -> anyhow::Result<bool> {
     let interrupt = tokio::signal::ctrl_c();
     tokio::pin!(interrupt);
@@ -590,7 +684,20 @@ async fn commit_locally(
                 .await
                 .context("cannot write to the store")?;
         }
-        committer.record(batch.items, batch.bytes, imported, &batch.rejects)?;
+        let mut rejects = batch.rejects;
+        if !batch.scores.is_empty() {
+            let (applied, missing) = apply_scores(
+                store,
+                project,
+                batch.scores,
+                &batch.file_name,
+                redaction.as_deref(),
+            )
+            .await?;
+            committer.run.scores += applied;
+            rejects.extend(missing);
+        }
+        committer.record(batch.items, batch.bytes, imported, &rejects)?;
         committer.state.position = batch.end;
         committer.save()?;
     }

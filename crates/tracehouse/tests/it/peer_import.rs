@@ -509,8 +509,9 @@ async fn every_langfuse_export_imports_what_langfuse_holds(backend: Backend) {
     let exports: [(&str, Vec<PathBuf>, bool); 3] = [
         ("api-traces", details, true),
         ("api-v2-observations", v2_pages, false),
-        // The whole blob export: trace and score rows say why they give no span.
-        ("blob-storage", vec![blob], false),
+        // The whole blob export: trace rows say why they give no span, the score rows (read
+        // after the observations) land on the stored observations.
+        ("blob-storage", vec![blob], true),
     ];
     for (name, inputs, with_scores) in exports {
         let summary = store.import(name, &inputs, &[]);
@@ -660,9 +661,9 @@ fn dry_runs_say_per_tool_what_was_mapped_kept_and_dropped() {
         dropped["trace: a trace row without observations: its spans are in the observation exports"],
         14
     );
-    assert!(
-        dropped.keys().any(|k| k.starts_with("score: listed apart")),
-        "{dropped:?}"
+    assert_eq!(
+        langfuse["mapped"]["score -> scores of the stored observation (or trace root)"], 8,
+        "{langfuse}"
     );
 
     let report = dry_run(&[&peer("mlflow/traces")], &["--from", "mlflow"]);
@@ -837,7 +838,11 @@ fn a_large_peer_import_resumes_after_kill_with_the_memory_of_a_span_log_import()
 async fn peer_exports_import_through_a_running_server() {
     let server = TestServer::start().await;
     let (base, key) = (server.base.clone(), server.key.clone());
-    let inputs = [peer("phoenix/rest/spans"), peer("mlflow/traces.json")];
+    let inputs = [
+        peer("phoenix/rest/spans"),
+        peer("mlflow/traces.json"),
+        peer("phoenix/rest/span_annotations.json"),
+    ];
     let output = tokio::task::spawn_blocking(move || {
         let mut args = vec!["import", "--quiet", "--json", "--url", &base, "--key", &key];
         args.extend(inputs.iter().map(|p| path_str(p)));
@@ -848,7 +853,12 @@ async fn peer_exports_import_through_a_running_server() {
     let summary = stdout_json(&output);
     assert_eq!(
         (summary["imported"].as_u64(), summary["rejected"].as_u64()),
-        (Some(98), Some(0)),
+        (Some(98), Some(4)),
+        "{summary}"
+    );
+    // A score alone needs its stored span: refused by item, with the reason.
+    assert!(
+        text(&summary["first_reject"]).contains("applied to a local store only"),
         "{summary}"
     );
     let phoenix = server.trace("d3509d06a0c338eee1d9622c2319bc59").await;
@@ -856,4 +866,92 @@ async fn peer_exports_import_through_a_running_server() {
     let mlflow = server.trace("7fcde9c7fc21ee86f914d1d9891968a8").await;
     assert_eq!(mlflow["span_count"], 3, "{mlflow}");
     assert_eq!(mlflow["total_prompt_tokens"], 864, "{mlflow}");
+}
+
+/// Annotations Phoenix lists apart from their spans (REST listings, the annotations dataframe)
+/// land on the stored spans, trace annotations on the trace's root; before their spans are
+/// stored they are rejects naming the span, and a server target refuses them by item.
+#[test]
+fn scores_listed_apart_land_on_the_stored_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let annotations = [
+        peer("phoenix/rest/span_annotations.json"),
+        peer("phoenix/rest/trace_annotations.json"),
+    ];
+    let import = |inputs: &[PathBuf]| {
+        let mut args = vec![
+            "import",
+            "--quiet",
+            "--json",
+            "--data-dir",
+            path_str(&data_dir),
+        ];
+        args.extend(inputs.iter().map(|p| path_str(p)));
+        run(&args)
+    };
+    let early = import(&annotations);
+    assert_eq!(early.status.code(), Some(2));
+    let summary = stdout_json(&early);
+    assert_eq!(
+        (
+            summary["rejected"].as_u64(),
+            summary["scores_applied"].as_u64()
+        ),
+        (Some(8), Some(0)),
+        "{summary}"
+    );
+    assert!(
+        text(&summary["first_reject"])
+            .contains("span fc289cd00f9da4c5 is not stored; import its spans first"),
+        "{summary}"
+    );
+
+    let mut inputs = vec![peer("phoenix/rest/spans")];
+    inputs.extend(annotations);
+    inputs.push(peer("phoenix/span_annotations_dataframe.jsonl"));
+    let summary = stdout_json(&import(&inputs));
+    assert_eq!(
+        (summary["imported"].as_u64(), summary["rejected"].as_u64()),
+        (Some(49), Some(0)),
+        "{summary}"
+    );
+    assert_eq!(
+        summary["scores_applied"], 12,
+        "4 span and 4 trace annotations, 4 span ones again"
+    );
+    let output = run(&["export", "--quiet", "--data-dir", path_str(&data_dir)]);
+    let spans: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let scored: BTreeMap<(String, String), Value> = spans
+        .iter()
+        .flat_map(|span| {
+            span["scores"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(name, score)| ((text(&span["span_unique_id"]), name.clone()), score.clone()))
+        })
+        .collect();
+    assert_eq!(scored.len(), 8, "{scored:?}");
+    // A trace annotation is its root's score.
+    let summary_quality = &scored[&("dc53bb7a4c8325fa".to_owned(), "summary_quality".to_owned())];
+    assert_eq!(summary_quality["numerical_value"], 0.9);
+    assert_eq!(summary_quality["string_value"], "good");
+    assert_eq!(summary_quality["source"], "LLM");
+    assert_eq!(
+        summary_quality["explanation"],
+        "Captures symptom, steps tried and the customer's request."
+    );
+    let correctness = &scored[&("07d98d5ea96802a5".to_owned(), "correctness".to_owned())];
+    assert_eq!(
+        (
+            correctness["numerical_value"].as_f64(),
+            correctness["source"].as_str()
+        ),
+        (Some(1.0), Some("CODE"))
+    );
 }

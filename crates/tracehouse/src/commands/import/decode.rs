@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tracehouse_core::{IngestContext, PriceTable, Span, Timestamp};
 use tracehouse_ingest::otlp::{OtlpEncoding, decode_otlp};
-use tracehouse_ingest::peer::{MappingReport, PeerSource, decode_record, detect};
+use tracehouse_ingest::peer::{MappingReport, PeerSource, ScorePatch, decode_record, detect};
 use tracehouse_ingest::redact::RuleSet;
 use tracehouse_ingest::spanlog::decode_span_logs;
 
@@ -91,6 +91,9 @@ pub(super) struct DecodedBatch {
     pub(super) rejects: Vec<Reject>,
     /// For a peer tool's export: the tool, the records read, and what their fields became.
     pub(super) mapping: Option<(PeerSource, u64, MappingReport)>,
+    /// Scores a peer export lists apart from their spans, for spans already stored, and the
+    /// item each came from.
+    pub(super) scores: Vec<(ItemRef, ScorePatch)>,
 }
 
 /// The item as JSON when it is JSON, else its text (cut at 1 MiB).
@@ -149,6 +152,7 @@ struct Placed {
     spans: Vec<Span>,
     refs: Vec<ItemRef>,
     read: u64,
+    scores: Vec<(ItemRef, ScorePatch)>,
 }
 
 /// Where decoded spans go.
@@ -214,13 +218,27 @@ impl Decoder {
         } = batch;
         let mut count = (items.len() + rejects.len()) as u64;
         let mut mapping = None;
+        let mut scores = Vec::new();
         let mut payload = match (self.peer_source(format, &items), format, self.target) {
             (Some(source), _, _) => {
-                let (spans, refs, spans_read, report) =
-                    self.peer(source, file, &items, &mut rejects);
-                count = count - items.len() as u64 + spans_read;
+                let (placed, report) = self.peer(source, file, &items, &mut rejects);
+                count = count - items.len() as u64 + placed.read;
                 mapping = Some((source, items.len() as u64, report));
-                self.spans_payload(spans, refs, file, &mut rejects)
+                scores = placed.scores;
+                if self.target == Target::Http {
+                    // The span-log route takes whole spans; a score alone needs the stored
+                    // span, which only a local store gives.
+                    for (at, _) in scores.drain(..) {
+                        rejects.push(self.reject(
+                            file,
+                            at,
+                            String::new(),
+                            "a score listed apart from its span is applied to a local store only; import it with --data-dir or --store".to_owned(),
+                            Value::Null,
+                        ));
+                    }
+                }
+                self.spans_payload(placed.spans, placed.refs, file, &mut rejects)
             }
             (None, FileFormat::Json | FileFormat::Jsonl | FileFormat::Parquet, Target::Spans) => {
                 Payload::Spans(self.span_logs(file, &items, &mut rejects))
@@ -246,6 +264,7 @@ impl Decoder {
             payload,
             rejects,
             mapping,
+            scores,
         }
     }
 
@@ -321,7 +340,7 @@ impl Decoder {
         file: usize,
         items: &[RawItem],
         rejects: &mut Vec<Reject>,
-    ) -> (Vec<Span>, Vec<ItemRef>, u64, MappingReport) {
+    ) -> (Placed, MappingReport) {
         let mut placed = Placed::default();
         let mut report = MappingReport::default();
         for item in items {
@@ -344,11 +363,15 @@ impl Decoder {
                 }
             };
             report.merge(&decoded.report);
+            let at = Self::at(item);
+            placed
+                .scores
+                .extend(decoded.scores.into_iter().map(|patch| (at, patch)));
             self.place(file, item, decoded.decoded, &mut placed, rejects, |_| {
                 item_value(&item.bytes)
             });
         }
-        (placed.spans, placed.refs, placed.read, report)
+        (placed, report)
     }
 
     fn at(item: &RawItem) -> ItemRef {
