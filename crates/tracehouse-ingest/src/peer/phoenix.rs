@@ -365,6 +365,51 @@ mod tests {
     }
 
     #[test]
+    fn annotations_listed_apart_are_patches_for_their_span_or_trace() {
+        let decoded = decode(
+            json!({"span_id": "fc289cd00f9da4c5", "annotation_name": "intent_accuracy",
+            "annotator_kind": "HUMAN", "result.label": "correct", "result.score": 1.0,
+            "result.explanation": null, "id": "U3BhbkFubm90YXRpb246NA=="}),
+        );
+        assert!(decoded.decoded.spans.is_empty());
+        let [patch] = decoded.scores.as_slice() else {
+            panic!("one patch expected: {:?}", decoded.scores);
+        };
+        assert_eq!(
+            patch.span_id.as_ref().map(|s| s.as_str()),
+            Some("fc289cd00f9da4c5")
+        );
+        assert_eq!(
+            (patch.trace_id.is_none(), patch.evaluator.as_str()),
+            (true, "intent_accuracy")
+        );
+
+        let decoded = decode(
+            json!({"trace_id": "0d32494dbee43ca1548b75fd8fd94e67", "name": "summary_quality",
+            "annotator_kind": "LLM", "result": {"label": "good", "score": 0.9, "explanation": "ok"}}),
+        );
+        let patch = &decoded.scores[0];
+        let mut span = tracehouse_core::testing::span(
+            "0d32494dbee43ca1548b75fd8fd94e67",
+            "dc53bb7a4c8325fa",
+            None,
+            json!({}),
+        );
+        assert!(patch.span_id.is_none());
+        patch.apply(&mut span);
+        let score = &span.content["scores"]["summary_quality"];
+        assert_eq!(
+            (
+                score["numerical_value"].as_f64(),
+                score["string_value"].as_str()
+            ),
+            (Some(0.9), Some("good"))
+        );
+        assert_eq!(score["score_value_type"], "numerical");
+        assert_eq!(score["explanation"], "ok");
+    }
+
+    #[test]
     fn dataframe_rows_flatten_nested_attribute_columns() {
         let decoded = decode(json!({
             "name": "ChatCompletion", "span_kind": "LLM", "parent_id": null,
