@@ -9,6 +9,7 @@
 //! - [`trace`]: span tree assembly and trace aggregates.
 //! - [`trace_state`]: trace aggregates kept one span at a time, as stores update them on write.
 //! - [`query`]: the filter, sort and paging model shared by every list route and store.
+//! - [`score`]: the stored shape of a span's scores (the scores API and imports write it).
 //! - [`metrics`]: metrics over time buckets and groups (the usage dashboard), on the same filters.
 //! - [`retention`]: how long projects keep traces and content, and what expiring content drops.
 //! - [`store`]: the `SpanStore` trait every backend implements.
@@ -21,6 +22,7 @@ pub mod ids;
 pub mod metrics;
 pub mod query;
 pub mod retention;
+pub mod score;
 pub mod span;
 pub mod spanlog;
 pub mod store;

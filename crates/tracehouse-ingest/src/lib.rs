@@ -4,6 +4,8 @@
 //! - [`compression`]: `Content-Encoding: gzip` with a limit on the inflated size.
 //! - [`spanlog`]: the span-log routes' body (a JSON array, or `{"data": [...]}`).
 //! - [`otlp`]: the OTLP routes' body (protobuf or JSON), each span mapped to a span log.
+//! - [`peer`]: other tracing tools' exports (Phoenix, MLflow, Langfuse), record by record,
+//!   with a report of what each source field became.
 //! - [`request_log`]: the logging API's body (one request log, or an array), ids generated
 //!   by the caller's [`request_log::IdSource`] where a log carries none.
 //! - [`redact`]: redaction rules (built-in detectors and custom regexes) applied to decoded
@@ -16,11 +18,13 @@
 
 pub mod compression;
 pub mod otlp;
+pub mod peer;
 pub mod redact;
 pub mod request_log;
 pub mod spanlog;
 
-use tracehouse_core::Span;
+use serde_json::Value;
+use tracehouse_core::{FieldError, IngestContext, Span, span_from_log};
 
 /// One item of a batch that was not stored, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +44,26 @@ pub struct Decoded {
     pub spans: Vec<Span>,
     /// Items that did not.
     pub rejected: Vec<Rejection>,
+}
+
+/// Validates span-log items (or why each could not be one) with `span_from_log`, in order: a
+/// rejection's index is the item's position. Every decoder ends here.
+pub(crate) fn validate_each(
+    items: impl IntoIterator<Item = Result<Value, FieldError>>,
+    context: IngestContext<'_>,
+) -> Decoded {
+    let mut decoded = Decoded::default();
+    for (index, item) in items.into_iter().enumerate() {
+        match item.and_then(|item| span_from_log(item, context)) {
+            Ok(span) => decoded.spans.push(span),
+            Err(error) => decoded.rejected.push(Rejection {
+                index,
+                field: error.field,
+                error: error.message,
+            }),
+        }
+    }
+    decoded
 }
 
 /// Why a whole body could not be decoded.

@@ -1,10 +1,10 @@
 //! The span-log routes' body: a JSON array of span logs, or `{"data": [...]}`.
 
 use serde_json::Value;
+use tracehouse_core::IngestContext;
 use tracehouse_core::spanlog::json_type_name;
-use tracehouse_core::{IngestContext, span_from_log};
 
-use crate::{DecodeError, Decoded, Rejection};
+use crate::{DecodeError, Decoded};
 
 /// Most items one request may carry; larger migrations are split by the client (or `import`).
 pub const MAX_ITEMS_PER_REQUEST: usize = 100_000;
@@ -65,21 +65,8 @@ pub(crate) fn validate_items(
             limit: MAX_ITEMS_PER_REQUEST,
         });
     }
-    let mut decoded = Decoded {
-        spans: Vec::with_capacity(items.len()),
-        rejected: Vec::new(),
-    };
-    for (index, item) in items.into_iter().enumerate() {
-        match span_from_log(prepare(item), context) {
-            Ok(span) => decoded.spans.push(span),
-            Err(error) => decoded.rejected.push(Rejection {
-                index,
-                field: error.field,
-                error: error.message,
-            }),
-        }
-    }
-    Ok(decoded)
+    let items = items.into_iter().map(|item| Ok(prepare(item)));
+    Ok(crate::validate_each(items, context))
 }
 
 #[cfg(test)]

@@ -203,17 +203,45 @@ pub(crate) enum ImportFormat {
     OtlpJson,
 }
 
+/// The tool an import's inputs come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ImportSource {
+    /// Per record, by its fields: Phoenix, MLflow or Langfuse exports as below, OTLP JSON,
+    /// else span logs.
+    Auto,
+    /// Arize Phoenix: REST span pages, the UI's "Download selection" (JSONL and OTLP JSON),
+    /// the spans dataframe (JSONL or Parquet) and the "Save All Traces" TraceDataset Parquet.
+    Phoenix,
+    /// MLflow tracing: `Trace.to_json()` files or arrays, `search_traces()` rows (JSONL or
+    /// Parquet), `mlflow traces search/get` output and the REST `batchGet` body.
+    Mlflow,
+    /// Langfuse: API traces with their observations and scores, observation pages (v1, v2),
+    /// the blob-storage export's observation files.
+    Langfuse,
+    /// OTLP JSON requests, one per file or per line (the OpenTelemetry Collector's `file`
+    /// exporter writes these, plain or compressed).
+    Otlp,
+    /// tracehouse span logs (what `export --format jsonl` writes).
+    SpanLog,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct ImportArgs {
-    /// Files, directories (read recursively: `*.json`, `*.jsonl`, `*.ndjson`, each optionally
-    /// `.gz` or `.zst`; dot files skipped), glob patterns (quote them), or `-` for stdin.
-    /// Gzip and zstd are recognised by their magic bytes, whatever the name.
+    /// Files, directories (read recursively: `*.json`, `*.jsonl`, `*.ndjson` and `*.parquet`,
+    /// the first three optionally `.gz` or `.zst`; dot files skipped), glob patterns (quote
+    /// them), or `-` for stdin. Gzip and zstd are recognised by their magic bytes, whatever the
+    /// name, and Parquet by its own.
     #[arg(required = true, value_name = "INPUT")]
     pub(crate) inputs: Vec<String>,
 
     /// Input format, for every input.
     #[arg(long, value_enum, default_value_t = ImportFormat::Auto)]
     pub(crate) format: ImportFormat,
+
+    /// The tool the inputs were exported from; `auto` recognises each record by its fields.
+    /// See the README's mapping tables for what each tool's fields become.
+    #[arg(long, value_enum, default_value_t = ImportSource::Auto)]
+    pub(crate) from: ImportSource,
 
     /// Local store to import into (ignored with `--url`).
     #[command(flatten)]

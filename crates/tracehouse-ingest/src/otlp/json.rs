@@ -4,7 +4,9 @@
 //! - 64-bit times as numbers (`"startTimeUnixNano": 1795555893710652540`);
 //! - 32-bit counts and flags as text, doubles as text (`"doubleValue": "0.5"`);
 //! - `null` for any field (meaning absent), an empty `AnyValue` (`"value": {}`);
-//! - a request without `resourceSpans`.
+//! - a request without `resourceSpans`;
+//! - snake_case field names (`resource_spans`, `start_time_unix_nano`, `string_value`), which
+//!   protobuf's JSON parsers accept and Arize Phoenix's "OTLP JSON" export writes.
 //!
 //! An id that is not hex becomes empty, so that the span it belongs to is rejected on its own
 //! rather than failing the whole body.
@@ -19,7 +21,12 @@ use crate::DecodeError;
 
 pub(super) fn parse_request(body: &[u8]) -> Result<OtlpExportRequest, DecodeError> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    let mut value: Value = serde_json::from_slice(body).map_err(|e| DecodeError::from_json(&e))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| DecodeError::from_json(&e))?;
+    request_from_value(value)
+}
+
+/// An `ExportTraceServiceRequest` from JSON already parsed.
+pub(crate) fn request_from_value(mut value: Value) -> Result<OtlpExportRequest, DecodeError> {
     let Value::Object(root) = &mut value else {
         return Err(DecodeError::WrongShape(format!(
             "expected an OTLP ExportTraceServiceRequest JSON object, got {}",
@@ -32,6 +39,9 @@ pub(super) fn parse_request(body: &[u8]) -> Result<OtlpExportRequest, DecodeErro
 }
 
 fn normalize_request(root: &mut Map<String, Value>) {
+    if root.contains_key("resource_spans") {
+        camel_case_keys(root);
+    }
     drop_nulls(root);
     let resource_spans = root
         .entry("resourceSpans")
@@ -89,6 +99,41 @@ fn normalize_span(span: &mut Map<String, Value>) {
         u32_number(link.get_mut("droppedAttributesCount"));
         key_values(link.get_mut("attributes"));
     }
+}
+
+/// Renames every object key from snake_case to the lowerCamelCase of the canonical mapping.
+/// Attribute keys are `key` values, never object keys, so no user text is renamed. Recursion
+/// is bounded by serde_json's parse depth limit (128).
+fn camel_case_keys(object: &mut Map<String, Value>) {
+    let entries = std::mem::take(object);
+    for (key, mut value) in entries {
+        match &mut value {
+            Value::Object(inner) => camel_case_keys(inner),
+            Value::Array(items) => {
+                for item in items.iter_mut().filter_map(Value::as_object_mut) {
+                    camel_case_keys(item);
+                }
+            }
+            _ => {}
+        }
+        object.insert(camel_case(&key), value);
+    }
+}
+
+fn camel_case(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    let mut upper = false;
+    for c in key.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The value as an object, with its `null` fields removed (they mean absent).

@@ -231,6 +231,9 @@ const RULES: &[Rule] = &[
         "usage.reasoning_tokens",
         Kind::Count,
     ),
+    // Cost as the application reported it (OpenInference); without it the price table prices
+    // the tokens.
+    exact("llm.cost.total", "cost", Kind::Number),
     // Grouping: the Respan SDK's parameters first, then other conventions' equivalents.
     exact(
         "respan.customer_params.customer_identifier",
@@ -321,6 +324,12 @@ fn rule_for(key: &str) -> Option<(usize, &'static Rule, &str)> {
         let rest = key.get(key.len() - rest_len..).unwrap_or_default();
         Some((position, rule, rest))
     })
+}
+
+/// The span-log field an attribute key fills under the conventions, when a rule takes it
+/// (`metadata.*` for the user's metadata); for reports of what an import mapped.
+pub(crate) fn target_of(key: &str) -> Option<&'static str> {
+    rule_for(key).map(|(_, rule, _)| rule.target)
 }
 
 /// A converted value, and the value as sent when conversion changed it (kept if it loses).

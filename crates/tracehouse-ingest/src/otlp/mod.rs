@@ -11,10 +11,10 @@
 //! and stack trace).
 
 mod encode;
-mod json;
-mod mapping;
+pub(crate) mod json;
+pub(crate) mod mapping;
 mod messages;
-mod value;
+pub(crate) mod value;
 
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess as OtlpPartialSuccess,
@@ -28,10 +28,10 @@ use opentelemetry_proto::tonic::trace::v1::span::{Event as OtlpEvent, Link as Ot
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode as OtlpStatusCode;
 use prost::Message as _;
 use serde_json::{Map, Value, json};
-use tracehouse_core::{FieldError, IngestContext, Timestamp, span_from_log};
+use tracehouse_core::{FieldError, IngestContext, Timestamp};
 
 use crate::spanlog::MAX_ITEMS_PER_REQUEST;
-use crate::{DecodeError, Decoded, Rejection};
+use crate::{DecodeError, Decoded, validate_each};
 
 pub use self::encode::{EncodeError, span_logs_to_otlp_json, span_logs_to_otlp_protobuf};
 use self::mapping::Mapper;
@@ -148,11 +148,19 @@ pub fn decode_export_request(
             limit: MAX_ITEMS_PER_REQUEST,
         });
     }
-    let mut decoded = Decoded {
-        spans: Vec::with_capacity(count),
-        rejected: Vec::new(),
-    };
-    let mut index = 0;
+    let items = request_to_logs(request)
+        .into_iter()
+        .map(|item| item.map(Value::Object));
+    Ok(validate_each(items, context))
+}
+
+/// The span-log object of every span of a request, in order across resource and scope groups,
+/// or why a span cannot be one. Peer exports that carry OTLP spans end here too
+/// ([`crate::peer`]), so they map exactly as the OTLP routes do.
+pub(crate) fn request_to_logs(
+    request: OtlpExportRequest,
+) -> Vec<Result<Map<String, Value>, FieldError>> {
+    let mut items = Vec::new();
     for resource_spans in request.resource_spans {
         let resource = resource_spans
             .resource
@@ -162,23 +170,14 @@ pub fn decode_export_request(
         for scope_spans in resource_spans.scope_spans {
             let scope = scope_spans.scope.map(scope_to_json).transpose();
             for span in scope_spans.spans {
-                let item = match (&resource, &scope) {
+                items.push(match (&resource, &scope) {
                     (Ok(resource), Ok(scope)) => span_to_log(span, resource, scope.as_ref()),
                     (Err(error), _) | (_, Err(error)) => Err(error.clone()),
-                };
-                match item.and_then(|item| span_from_log(Value::Object(item), context)) {
-                    Ok(span) => decoded.spans.push(span),
-                    Err(error) => decoded.rejected.push(Rejection {
-                        index,
-                        field: error.field,
-                        error: error.message,
-                    }),
-                }
-                index += 1;
+                });
             }
         }
     }
-    Ok(decoded)
+    items
 }
 
 fn scope_to_json(scope: OtlpScope) -> Result<Value, FieldError> {
@@ -197,7 +196,7 @@ fn scope_to_json(scope: OtlpScope) -> Result<Value, FieldError> {
 }
 
 /// The span-log object equivalent to one OTLP span.
-fn span_to_log(
+pub(crate) fn span_to_log(
     span: OtlpSpan,
     resource: &[(String, Value)],
     scope: Option<&Value>,

@@ -52,6 +52,36 @@ pub(super) fn attributes_to_object(
         .collect())
 }
 
+/// A JSON value as an OTLP attribute value of the same structure: arrays as `ArrayValue`,
+/// objects as `KvlistValue`, integers as `IntValue` (above `i64::MAX` as a double), `null` as
+/// an empty value. Peer exports that carry OpenInference attributes as JSON become OTLP
+/// attributes this way, so the OTLP mapping reads them.
+pub(crate) fn json_to_any_value(value: Value) -> OtlpAnyValue {
+    use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
+    let value = match value {
+        Value::Null => None,
+        Value::Bool(flag) => Some(OtlpValue::BoolValue(flag)),
+        Value::Number(number) => match number.as_i64() {
+            Some(integer) => Some(OtlpValue::IntValue(integer)),
+            None => number.as_f64().map(OtlpValue::DoubleValue),
+        },
+        Value::String(text) => Some(OtlpValue::StringValue(text)),
+        Value::Array(items) => Some(OtlpValue::ArrayValue(ArrayValue {
+            values: items.into_iter().map(json_to_any_value).collect(),
+        })),
+        Value::Object(entries) => Some(OtlpValue::KvlistValue(KeyValueList {
+            values: entries
+                .into_iter()
+                .map(|(key, value)| OtlpKeyValue {
+                    key,
+                    value: Some(json_to_any_value(value)),
+                })
+                .collect(),
+        })),
+    };
+    OtlpAnyValue { value }
+}
+
 /// `None` when the value nests deeper than [`MAX_ATTRIBUTE_DEPTH`]. Bytes become lowercase hex,
 /// like ids; a double JSON cannot hold (NaN, infinities) becomes its text.
 pub(super) fn any_value_to_json(value: OtlpAnyValue, depth: usize) -> Option<Value> {

@@ -136,27 +136,7 @@ fn set_scores(span: &mut Span, scores: Map<String, Value>) {
 
 /// The evaluator key of a score and the score's derived fields, filled in place.
 fn complete(score: &mut Map<String, Value>, log_id: &str) {
-    score.insert("log_id".to_owned(), json!(log_id));
-    for field in ["evaluator_slug", "evaluator_id"] {
-        score.entry(field).or_insert(Value::Null);
-    }
-    let kind = VALUE_FIELDS
-        .iter()
-        .map(|(name, _)| *name)
-        .find(|name| score.get(*name).is_some_and(|value| !value.is_null()))
-        .map(|name| name.trim_end_matches("_value"));
-    score.insert("score_value_type".to_owned(), json!(kind));
-    for (name, _) in VALUE_FIELDS {
-        score.entry(*name).or_insert(Value::Null);
-    }
-    // A pass/fail verdict given explicitly wins; a boolean score is its own verdict.
-    let derived = score.get("boolean_value").and_then(Value::as_bool);
-    match score.get("is_passed") {
-        Some(Value::Bool(_)) => {}
-        _ => {
-            score.insert("is_passed".to_owned(), json!(derived));
-        }
-    }
+    tracehouse_core::score::complete_score(score, log_id);
 }
 
 /// Writes a changed span after the project's redaction rules, which reach the score text a

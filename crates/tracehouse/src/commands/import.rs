@@ -17,6 +17,7 @@ mod checkpoint;
 mod decode;
 mod http;
 mod inputs;
+mod parquet;
 mod reader;
 mod report;
 mod scan;
@@ -45,7 +46,7 @@ use self::inputs::Source;
 use self::reader::Reader;
 use self::report::Analysis;
 use super::open_store;
-use crate::cli::{ImportArgs, ImportFormat};
+use crate::cli::{ImportArgs, ImportFormat, ImportSource};
 use crate::config::StoreConfig;
 
 /// Exit status of an import that completed but rejected some items.
@@ -82,6 +83,7 @@ fn start_pipeline(
     target: Target,
     received_at: Timestamp,
     redaction: Option<Arc<RuleSet>>,
+    from: ImportSource,
 ) -> anyhow::Result<Ordered> {
     // Two batches waiting per stage is enough to keep every stage busy.
     let (raw_sender, raw_receiver) = std::sync::mpsc::sync_channel::<RawBatch>(workers);
@@ -99,6 +101,7 @@ fn start_pipeline(
             prices: PriceTable::builtin(),
             names: Arc::clone(&names),
             redaction: redaction.clone(),
+            from,
         };
         let (receiver, sender) = (Arc::clone(&raw_receiver), decoded_sender.clone());
         std::thread::Builder::new()
@@ -222,6 +225,8 @@ struct RunTotals {
     items: u64,
     bytes: u64,
     first_reject: Option<String>,
+    /// Scores listed apart from their spans, added to stored spans.
+    scores: u64,
 }
 
 /// Everything the committing loops share.
@@ -300,12 +305,31 @@ fn default_workers() -> usize {
         .max(1)
 }
 
-fn format_name(format: ImportFormat) -> &'static str {
-    match format {
+/// The formats as the checkpoint's command hash names them: `--format`, and `--from` when
+/// it is not `auto` (so a checkpoint of an import read as another tool's is not resumed).
+fn format_name(format: ImportFormat, from: ImportSource) -> String {
+    let format = match format {
         ImportFormat::Auto => "auto",
         ImportFormat::Json => "json",
         ImportFormat::Jsonl => "jsonl",
         ImportFormat::OtlpJson => "otlp-json",
+    };
+    let from = match from {
+        ImportSource::Auto => return format.to_owned(),
+        ImportSource::Phoenix => "phoenix",
+        ImportSource::Mlflow => "mlflow",
+        ImportSource::Langfuse => "langfuse",
+        ImportSource::Otlp => "otlp",
+        ImportSource::SpanLog => "span-log",
+    };
+    format!("{format} from {from}")
+}
+
+/// `--format` as the reader applies it: `--from otlp` reads OTLP JSON whatever the content.
+fn reading_format(args: &ImportArgs) -> ImportFormat {
+    match (args.format, args.from) {
+        (ImportFormat::Auto, ImportSource::Otlp) => ImportFormat::OtlpJson,
+        (format, _) => format,
     }
 }
 
@@ -395,7 +419,12 @@ pub(super) async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     };
 
     let progress = Progress::new(visible, total_size, Arc::clone(&bytes_read));
-    let hash = checkpoint::command_hash(&sources, format_name(args.format), &target_name, "");
+    let hash = checkpoint::command_hash(
+        &sources,
+        &format_name(args.format, args.from),
+        &target_name,
+        "",
+    );
     let stamps = checkpoint::stamps(&sources);
     let mut state = Checkpoint::new(hash.clone(), stamps.clone(), args.batch_size);
     let reads_stdin = sources.contains(&Source::Stdin);
@@ -456,12 +485,14 @@ pub(super) async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     };
     let reader = Reader {
         sources: Arc::clone(&sources),
-        format: args.format,
+        format: reading_format(&args),
         batch_size,
         start: state.position,
         bytes_read: Arc::clone(&bytes_read),
     };
-    let batches = start_pipeline(reader, workers, target, received_at, redaction)?;
+    // Scores applied to stored spans pass the same rules as the spans.
+    let score_rules = redaction.clone();
+    let batches = start_pipeline(reader, workers, target, received_at, redaction, args.from)?;
     let mut committer = Committer {
         state,
         checkpoint_path: checkpoint_path.clone(),
@@ -471,7 +502,14 @@ pub(super) async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     };
     let outcome = match sink {
         Sink::Local { store, project } => {
-            commit_locally(&mut committer, batches, store.as_ref(), project).await
+            commit_locally(
+                &mut committer,
+                batches,
+                store.as_ref(),
+                project,
+                score_rules,
+            )
+            .await
         }
         Sink::Http {
             target,
@@ -522,6 +560,7 @@ pub(super) async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
         "resumed_after": resumed_after,
         "rejects_file": committer.rejects.as_ref().map(|r| r.path.display().to_string()),
         "first_reject": run.first_reject,
+        "scores_applied": run.scores,
     });
     if args.json {
         println!("{summary}");
@@ -535,12 +574,94 @@ pub(super) async fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Adds scores listed apart from their spans to the stored spans they name (after the batch's
+/// own spans are written, so a score may follow its span in the same input), through
+/// `write_spans` as the scores API does. A score whose span is not stored is a reject.
+async fn apply_scores(
+    store: &dyn SpanStore,
+    project: ProjectId,
+    patches: Vec<(decode::ItemRef, tracehouse_ingest::peer::ScorePatch)>,
+    file: &str,
+    redaction: Option<&RuleSet>,
+) -> anyhow::Result<(u64, Vec<Reject>)> {
+    let mut changed: BTreeMap<(String, String), tracehouse_core::Span> = BTreeMap::new();
+    let mut rejects = Vec::new();
+    let mut applied = 0u64;
+    for (at, patch) in patches {
+        let cached = |trace: &str, span: &str| (trace.to_owned(), span.to_owned());
+        let found: Result<tracehouse_core::Span, String> = match (&patch.trace_id, &patch.span_id) {
+            (Some(trace), Some(span)) => {
+                match changed.get(&cached(trace.as_str(), span.as_str())) {
+                    Some(span) => Ok(span.clone()),
+                    None => store
+                        .get_span(project, trace, span)
+                        .await
+                        .context("cannot read the store")?
+                        .ok_or_else(|| {
+                            format!(
+                                "span {span} of trace {trace} is not stored; import its spans first"
+                            )
+                        }),
+                }
+            }
+            (None, Some(span)) => {
+                let mut spans = store
+                    .find_spans(project, span, 2)
+                    .await
+                    .context("cannot read the store")?;
+                match spans.len() {
+                    1 => Ok(spans.remove(0)),
+                    0 => Err(format!("span {span} is not stored; import its spans first")),
+                    _ => Err(format!("span id {span} names spans of several traces")),
+                }
+            }
+            (Some(trace), None) => store
+                .get_trace(project, trace)
+                .await
+                .context("cannot read the store")?
+                .and_then(|stored| tracehouse_core::trace_state::root_of(&stored.spans).cloned())
+                .ok_or_else(|| format!("trace {trace} is not stored; import its spans first")),
+            (None, None) => Err("the score names no span".to_owned()),
+        };
+        match found {
+            Ok(span) => {
+                let key = cached(span.trace_id.as_str(), span.span_id.as_str());
+                let mut span = changed.remove(&key).unwrap_or(span);
+                patch.apply(&mut span);
+                changed.insert(key, span);
+                applied += 1;
+            }
+            Err(reason) => rejects.push(Reject {
+                file: file.to_owned(),
+                line: Some(at.line),
+                index: Some(at.index),
+                span_index: None,
+                field: "scores".to_owned(),
+                reason,
+                item: Value::Null,
+            }),
+        }
+    }
+    let mut spans: Vec<tracehouse_core::Span> = changed.into_values().collect();
+    if let Some(rules) = redaction {
+        rules.redact_spans(&mut spans);
+    }
+    if !spans.is_empty() {
+        store
+            .write_spans(project, spans)
+            .await
+            .context("cannot write to the store")?;
+    }
+    Ok((applied, rejects))
+}
+
 /// Writes batches in reading order, one transaction each; `Ok(true)` when Ctrl-C stopped it.
 async fn commit_locally(
     committer: &mut Committer,
     mut batches: Ordered,
     store: &dyn SpanStore,
     project: ProjectId,
+    redaction: Option<Arc<RuleSet>>,
 ) -> anyhow::Result<bool> {
     let interrupt = tokio::signal::ctrl_c();
     tokio::pin!(interrupt);
@@ -563,7 +684,20 @@ async fn commit_locally(
                 .await
                 .context("cannot write to the store")?;
         }
-        committer.record(batch.items, batch.bytes, imported, &batch.rejects)?;
+        let mut rejects = batch.rejects;
+        if !batch.scores.is_empty() {
+            let (applied, missing) = apply_scores(
+                store,
+                project,
+                batch.scores,
+                &batch.file_name,
+                redaction.as_deref(),
+            )
+            .await?;
+            committer.run.scores += applied;
+            rejects.extend(missing);
+        }
+        committer.record(batch.items, batch.bytes, imported, &rejects)?;
         committer.state.position = batch.end;
         committer.save()?;
     }
@@ -722,12 +856,12 @@ async fn dry_run(
         .map_or_else(default_workers, |n| n as usize);
     let reader = Reader {
         sources: Arc::clone(sources),
-        format: args.format,
+        format: reading_format(args),
         batch_size: args.batch_size as usize,
         start: Position::start_of(0),
         bytes_read: Arc::clone(&bytes_read),
     };
-    let mut batches = start_pipeline(reader, workers, Target::Spans, received_at, None)?;
+    let mut batches = start_pipeline(reader, workers, Target::Spans, received_at, None, args.from)?;
     let mut analysis = Analysis::default();
     let (mut items, mut bytes, mut spans, mut rejected) = (0u64, 0u64, 0u64, 0u64);
     while let Some(batch) = batches.next().await {
@@ -742,6 +876,13 @@ async fn dry_run(
         rejected += batch.rejects.len() as u64;
         for reject in &batch.rejects {
             analysis.add_reject(reject);
+        }
+        if let Some((source, records, mapping)) = &batch.mapping {
+            let spans = match &batch.payload {
+                Payload::Spans(spans) => spans.len() as u64,
+                Payload::Body { refs, .. } => refs.len() as u64,
+            };
+            analysis.add_mapping(*source, *records, spans, mapping);
         }
         progress.update(spans, rejected);
     }

@@ -13,6 +13,7 @@ mod logging_api;
 mod metrics;
 mod migration;
 mod otlp;
+mod peer_import;
 mod properties;
 mod read_api;
 mod redaction;

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::cli::BIN;
 use crate::util::{TestServer, fixture_bytes, fixture_path, gzip, peak_rss_kib};
 
-fn run(args: &[&str]) -> Output {
+pub(crate) fn run(args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
         .env_remove("TRACEHOUSE_DATA_DIR")
@@ -22,7 +22,18 @@ fn run(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn stdout_json(output: &Output) -> Value {
+/// Runs the binary, which must succeed; its stdout.
+pub(crate) fn run_ok(args: &[&str]) -> Vec<u8> {
+    let output = run(args);
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+pub(crate) fn stdout_json(output: &Output) -> Value {
     assert!(
         output.status.code() == Some(0) || output.status.code() == Some(2),
         "status {:?}\nstdout: {}\nstderr: {}",
@@ -35,7 +46,7 @@ fn stdout_json(output: &Output) -> Value {
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
-fn path_str(path: &Path) -> &str {
+pub(crate) fn path_str(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
@@ -53,9 +64,23 @@ fn import(data_dir: &Path, inputs: &[&str], extra: &[&str]) -> Value {
     stdout_json(&run(&args))
 }
 
+/// Exports every span of the default project in `format` to the file `out`.
+pub(crate) fn export_to(data_dir: &Path, format: &str, out: &Path) {
+    run_ok(&[
+        "export",
+        "--quiet",
+        "--format",
+        format,
+        "--data-dir",
+        path_str(data_dir),
+        "--out",
+        path_str(out),
+    ]);
+}
+
 /// Exports every span of the default project as JSONL and returns the lines.
 fn export_lines(data_dir: &Path) -> Vec<Value> {
-    let output = run(&[
+    let stdout = run_ok(&[
         "export",
         "--quiet",
         "--format",
@@ -63,12 +88,7 @@ fn export_lines(data_dir: &Path) -> Vec<Value> {
         "--data-dir",
         path_str(data_dir),
     ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
+    String::from_utf8(stdout)
         .unwrap()
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
@@ -429,21 +449,7 @@ fn otlp_json_export_reads_back() {
     let imported = summary["imported"].as_u64().unwrap();
     assert!(imported > 0);
     let out = dir.path().join("spans.otlp.jsonl");
-    let output = run(&[
-        "export",
-        "--quiet",
-        "--format",
-        "otlp-json",
-        "--data-dir",
-        path_str(&data_dir),
-        "--out",
-        path_str(&out),
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    export_to(&data_dir, "otlp-json", &out);
     let again = dir.path().join("again");
     let summary = import(&again, &[path_str(&out)], &["--format", "otlp-json"]);
     assert_eq!(summary["imported"], imported, "{summary}");
@@ -638,13 +644,26 @@ fn import_watching_memory(
         if child.try_wait().unwrap().is_some() {
             break;
         }
-        if kill_after.is_some_and(|after| started.elapsed() >= after) {
+        // Killed once it has run that long and committed a batch, however loaded the machine.
+        let due = kill_after.is_some_and(|after| started.elapsed() >= after);
+        if due && !checkpoints(data_dir).is_empty() {
             child.kill().unwrap();
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     (child.wait_with_output().unwrap(), peak)
+}
+
+/// Imports `file` into `data_dir` to the end; its peak RSS in KiB.
+pub(crate) fn import_peak(data_dir: &Path, file: &Path) -> u64 {
+    let (output, peak) = import_watching_memory(data_dir, file, None);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    peak
 }
 
 fn checkpoints(data_dir: &Path) -> Vec<PathBuf> {
@@ -663,6 +682,49 @@ fn checkpoints(data_dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// Imports `file` into `data_dir`, killed after `kill_after` (once a batch is committed), then
+/// again to the end: a checkpoint is left behind, the second run continues from it instead of
+/// starting over, every span is imported once and the checkpoint is removed. The two runs'
+/// peak RSS, in KiB.
+pub(crate) fn import_killed_then_resumed(
+    data_dir: &Path,
+    file: &Path,
+    spans: u64,
+    kill_after: Duration,
+) -> (u64, u64) {
+    let (killed, first_peak) = import_watching_memory(data_dir, file, Some(kill_after));
+    assert!(
+        killed.status.code().is_none(),
+        "the first run was killed, not finished"
+    );
+    assert_eq!(
+        checkpoints(data_dir).len(),
+        1,
+        "a checkpoint is left behind"
+    );
+    let imported_before = export_count(data_dir);
+    assert!(
+        imported_before > 0 && imported_before < spans,
+        "{imported_before}"
+    );
+    let (finished, peak) = import_watching_memory(data_dir, file, None);
+    let summary = stdout_json(&finished);
+    assert!(!summary["resumed_after"].is_null(), "{summary}");
+    assert_eq!(summary["rejected"], 0, "{summary}");
+    assert_eq!(summary["imported"], spans, "{summary}");
+    let this_run = summary["imported_this_run"].as_u64().unwrap();
+    assert!(
+        this_run < spans,
+        "the second run continued instead of starting over: {summary}"
+    );
+    assert!(
+        checkpoints(data_dir).is_empty(),
+        "the checkpoint is removed when done"
+    );
+    assert_eq!(export_count(data_dir), spans);
+    (first_peak, peak)
+}
+
 /// A large import killed part way and run again finishes from its checkpoint, imports every
 /// span exactly once, and keeps its memory flat throughout.
 #[test]
@@ -675,38 +737,8 @@ fn large_import_keeps_memory_flat_and_resumes_after_kill() {
     assert!(size > 200_000_000, "{size} bytes");
     let data_dir = dir.path().join("data");
 
-    let (killed, first_peak) =
-        import_watching_memory(&data_dir, &file, Some(Duration::from_secs(3)));
-    assert!(
-        killed.status.code().is_none(),
-        "the first run was killed, not finished"
-    );
-    assert_eq!(
-        checkpoints(&data_dir).len(),
-        1,
-        "a checkpoint is left behind"
-    );
-    let imported_before = export_count(&data_dir);
-    assert!(
-        imported_before > 0 && imported_before < spans as u64,
-        "{imported_before}"
-    );
-
-    let (finished, peak) = import_watching_memory(&data_dir, &file, None);
-    let summary = stdout_json(&finished);
-    assert!(!summary["resumed_after"].is_null(), "{summary}");
-    assert_eq!(summary["rejected"], 0, "{summary}");
-    assert_eq!(summary["imported"], spans, "{summary}");
-    let this_run = summary["imported_this_run"].as_u64().unwrap();
-    assert!(
-        this_run < spans as u64,
-        "the second run continued instead of starting over: {summary}"
-    );
-    assert!(
-        checkpoints(&data_dir).is_empty(),
-        "the checkpoint is removed when done"
-    );
-    assert_eq!(export_count(&data_dir), spans as u64);
+    let (first_peak, peak) =
+        import_killed_then_resumed(&data_dir, &file, spans as u64, Duration::from_secs(3));
     // Flat: a quarter-gigabyte input never takes a quarter gigabyte of memory.
     let limit_kib = 200 * 1024;
     assert!(

@@ -7,11 +7,13 @@ use serde::Serialize;
 use serde_json::Value;
 use tracehouse_core::{IngestContext, PriceTable, Span, Timestamp};
 use tracehouse_ingest::otlp::{OtlpEncoding, decode_otlp};
+use tracehouse_ingest::peer::{MappingReport, PeerSource, ScorePatch, decode_record, detect};
 use tracehouse_ingest::redact::RuleSet;
 use tracehouse_ingest::spanlog::decode_span_logs;
 
 use super::checkpoint::Position;
 use super::inputs::FileFormat;
+use crate::cli::ImportSource;
 
 /// Largest item text copied into a reject record.
 const MAX_REJECT_TEXT: usize = 1024 * 1024;
@@ -87,6 +89,11 @@ pub(super) struct DecodedBatch {
     pub(super) items: u64,
     pub(super) payload: Payload,
     pub(super) rejects: Vec<Reject>,
+    /// For a peer tool's export: the tool, the records read, and what their fields became.
+    pub(super) mapping: Option<(PeerSource, u64, MappingReport)>,
+    /// Scores a peer export lists apart from their spans, for spans already stored, and the
+    /// item each came from.
+    pub(super) scores: Vec<(ItemRef, ScorePatch)>,
 }
 
 /// The item as JSON when it is JSON, else its text (cut at 1 MiB).
@@ -139,6 +146,15 @@ fn is_one_json_value(bytes: &[u8]) -> Result<(), serde_json::Error> {
     serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map(|_| ())
 }
 
+/// Spans decoded from a batch's items, where each came from, and how many spans were read.
+#[derive(Default)]
+struct Placed {
+    spans: Vec<Span>,
+    refs: Vec<ItemRef>,
+    read: u64,
+    scores: Vec<(ItemRef, ScorePatch)>,
+}
+
 /// Where decoded spans go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Target {
@@ -159,6 +175,8 @@ pub(super) struct Decoder {
     /// `--redact`: rules applied to validated spans before they reach the store (a server
     /// target applies its own rules).
     pub(super) redaction: Option<std::sync::Arc<RuleSet>>,
+    /// `--from`: the tool the inputs come from.
+    pub(super) from: ImportSource,
 }
 
 impl Decoder {
@@ -199,51 +217,39 @@ impl Decoder {
             bytes,
         } = batch;
         let mut count = (items.len() + rejects.len()) as u64;
-        let mut payload = match (format, self.target) {
-            (FileFormat::Json | FileFormat::Jsonl, Target::Spans) => {
-                Payload::Spans(self.span_logs(file, &items, &mut rejects))
-            }
-            (FileFormat::Json | FileFormat::Jsonl, Target::Http) => {
-                self.span_log_body(file, &items, &mut rejects)
-            }
-            (FileFormat::OtlpJson, target) => {
-                let (spans, refs, spans_read) = self.otlp(file, &items, &mut rejects);
-                count = count - items.len() as u64 + spans_read;
-                match target {
-                    Target::Spans => Payload::Spans(spans),
-                    // Spans travel as the read API shows them, which validates back to the
-                    // same spans on the server.
-                    Target::Http => {
-                        let mut body = Vec::with_capacity(spans.len() * 1024 + 2);
-                        body.push(b'[');
-                        let mut kept = Vec::with_capacity(refs.len());
-                        for (span, at) in spans.iter().zip(refs) {
-                            let start = body.len();
-                            if !kept.is_empty() {
-                                body.push(b',');
-                            }
-                            let json = tracehouse_server::span_to_json(span);
-                            match serde_json::to_writer(&mut body, &json) {
-                                Ok(()) => kept.push(at),
-                                Err(error) => {
-                                    body.truncate(start);
-                                    rejects.push(self.reject(
-                                        file,
-                                        at,
-                                        String::new(),
-                                        format!("cannot write the span as JSON: {error}"),
-                                        Value::Null,
-                                    ));
-                                }
-                            }
-                        }
-                        body.push(b']');
-                        Payload::Body {
-                            body: Bytes::from(body),
-                            refs: kept,
-                        }
+        let mut mapping = None;
+        let mut scores = Vec::new();
+        let mut payload = match (self.peer_source(format, &items), format, self.target) {
+            (Some(source), _, _) => {
+                let (placed, report) = self.peer(source, file, &items, &mut rejects);
+                count = count - items.len() as u64 + placed.read;
+                mapping = Some((source, items.len() as u64, report));
+                scores = placed.scores;
+                if self.target == Target::Http {
+                    // The span-log route takes whole spans; a score alone needs the stored
+                    // span, which only a local store gives.
+                    for (at, _) in scores.drain(..) {
+                        rejects.push(self.reject(
+                            file,
+                            at,
+                            String::new(),
+                            "a score listed apart from its span is applied to a local store only; import it with --data-dir or --store".to_owned(),
+                            Value::Null,
+                        ));
                     }
                 }
+                self.spans_payload(placed.spans, placed.refs, file, &mut rejects)
+            }
+            (None, FileFormat::Json | FileFormat::Jsonl | FileFormat::Parquet, Target::Spans) => {
+                Payload::Spans(self.span_logs(file, &items, &mut rejects))
+            }
+            (None, FileFormat::Json | FileFormat::Jsonl | FileFormat::Parquet, Target::Http) => {
+                self.span_log_body(file, &items, &mut rejects)
+            }
+            (None, FileFormat::OtlpJson, _) => {
+                let (spans, refs, spans_read) = self.otlp(file, &items, &mut rejects);
+                count = count - items.len() as u64 + spans_read;
+                self.spans_payload(spans, refs, file, &mut rejects)
             }
         };
         if let (Payload::Spans(spans), Some(rules)) = (&mut payload, &self.redaction) {
@@ -257,7 +263,115 @@ impl Decoder {
             items: count,
             payload,
             rejects,
+            mapping,
+            scores,
         }
+    }
+
+    /// The peer tool a batch comes from: `--from`'s, or with `auto` the one whose records look
+    /// like the batch's first JSON item (an input holds one tool's export).
+    fn peer_source(&self, format: FileFormat, items: &[RawItem]) -> Option<PeerSource> {
+        match self.from {
+            ImportSource::Phoenix => Some(PeerSource::Phoenix),
+            ImportSource::Mlflow => Some(PeerSource::Mlflow),
+            ImportSource::Langfuse => Some(PeerSource::Langfuse),
+            ImportSource::Otlp | ImportSource::SpanLog => None,
+            ImportSource::Auto => {
+                let first = items
+                    .iter()
+                    .find_map(|item| serde_json::from_slice::<Value>(&item.bytes).ok())?;
+                // Canonical OTLP requests keep the OTLP path, whatever else they hold.
+                if format == FileFormat::OtlpJson && first.get("resourceSpans").is_some() {
+                    return None;
+                }
+                detect(&first)
+            }
+        }
+    }
+
+    /// Validated spans for the local store, or for a server the span logs the read API shows
+    /// for them (which validate back to the same spans there).
+    fn spans_payload(
+        &self,
+        spans: Vec<Span>,
+        refs: Vec<ItemRef>,
+        file: usize,
+        rejects: &mut Vec<Reject>,
+    ) -> Payload {
+        if self.target == Target::Spans {
+            return Payload::Spans(spans);
+        }
+        let mut body = Vec::with_capacity(spans.len() * 1024 + 2);
+        body.push(b'[');
+        let mut kept = Vec::with_capacity(refs.len());
+        for (span, at) in spans.iter().zip(refs) {
+            let start = body.len();
+            if !kept.is_empty() {
+                body.push(b',');
+            }
+            let json = tracehouse_server::span_to_json(span);
+            match serde_json::to_writer(&mut body, &json) {
+                Ok(()) => kept.push(at),
+                Err(error) => {
+                    body.truncate(start);
+                    rejects.push(self.reject(
+                        file,
+                        at,
+                        String::new(),
+                        format!("cannot write the span as JSON: {error}"),
+                        Value::Null,
+                    ));
+                }
+            }
+        }
+        body.push(b']');
+        Payload::Body {
+            body: Bytes::from(body),
+            refs: kept,
+        }
+    }
+
+    /// Records of a peer tool's export through its ingest mapper: the spans, where each came
+    /// from (the record, and the span's position among the record's spans), how many spans
+    /// were read, and the mapping report.
+    fn peer(
+        &self,
+        source: PeerSource,
+        file: usize,
+        items: &[RawItem],
+        rejects: &mut Vec<Reject>,
+    ) -> (Placed, MappingReport) {
+        let mut placed = Placed::default();
+        let mut report = MappingReport::default();
+        for item in items {
+            let decoded = serde_json::from_slice::<Value>(&item.bytes)
+                .map_err(|error| format!("not valid JSON: {error}"))
+                .and_then(|record| {
+                    decode_record(source, record, self.context()).map_err(|e| e.to_string())
+                });
+            let decoded = match decoded {
+                Ok(decoded) => decoded,
+                Err(reason) => {
+                    rejects.push(self.reject(
+                        file,
+                        Self::at(item),
+                        String::new(),
+                        reason,
+                        item_value(&item.bytes),
+                    ));
+                    continue;
+                }
+            };
+            report.merge(&decoded.report);
+            let at = Self::at(item);
+            placed
+                .scores
+                .extend(decoded.scores.into_iter().map(|patch| (at, patch)));
+            self.place(file, item, decoded.decoded, &mut placed, rejects, |_| {
+                item_value(&item.bytes)
+            });
+        }
+        (placed, report)
     }
 
     fn at(item: &RawItem) -> ItemRef {
@@ -368,42 +482,14 @@ impl Decoder {
         items: &[RawItem],
         rejects: &mut Vec<Reject>,
     ) -> (Vec<Span>, Vec<ItemRef>, u64) {
-        let mut spans = Vec::new();
-        let mut refs = Vec::new();
-        let mut read = 0u64;
+        let mut placed = Placed::default();
         for item in items {
             match decode_otlp(&item.bytes, OtlpEncoding::Json, self.context()) {
-                Ok(decoded) => {
-                    read += (decoded.spans.len() + decoded.rejected.len()) as u64;
-                    // Valid spans keep their position among all the request's spans.
-                    let rejected: std::collections::HashSet<usize> =
-                        decoded.rejected.iter().map(|r| r.index).collect();
-                    let positions = (0..).filter(|position| !rejected.contains(position));
-                    for (span, position) in decoded.spans.into_iter().zip(positions) {
-                        spans.push(span);
-                        refs.push(ItemRef {
-                            line: item.line,
-                            index: item.index,
-                            span_index: Some(position as u64),
-                        });
-                    }
-                    for rejection in decoded.rejected {
-                        let span_index = rejection.index as u64;
-                        rejects.push(self.reject(
-                            file,
-                            ItemRef {
-                                line: item.line,
-                                index: item.index,
-                                span_index: Some(span_index),
-                            },
-                            rejection.field,
-                            rejection.error,
-                            otlp_span_at(&item.bytes, span_index),
-                        ));
-                    }
-                }
+                Ok(decoded) => self.place(file, item, decoded, &mut placed, rejects, |index| {
+                    otlp_span_at(&item.bytes, index)
+                }),
                 Err(error) => {
-                    read += 1;
+                    placed.read += 1;
                     rejects.push(self.reject(
                         file,
                         Self::at(item),
@@ -414,7 +500,43 @@ impl Decoder {
                 }
             }
         }
-        (spans, refs, read)
+        (placed.spans, placed.refs, placed.read)
+    }
+
+    /// Adds what one item decoded to: each valid span keeps its position among all the spans
+    /// of the item, each rejection names it (`rejected_item` gives what the rejects file shows).
+    fn place(
+        &self,
+        file: usize,
+        item: &RawItem,
+        decoded: tracehouse_ingest::Decoded,
+        placed: &mut Placed,
+        rejects: &mut Vec<Reject>,
+        rejected_item: impl Fn(u64) -> Value,
+    ) {
+        placed.read += (decoded.spans.len() + decoded.rejected.len()) as u64;
+        let rejected: std::collections::HashSet<usize> =
+            decoded.rejected.iter().map(|r| r.index).collect();
+        let positions = (0..).filter(|position| !rejected.contains(position));
+        let at = |position: u64| ItemRef {
+            line: item.line,
+            index: item.index,
+            span_index: Some(position),
+        };
+        for (span, position) in decoded.spans.into_iter().zip(positions) {
+            placed.spans.push(span);
+            placed.refs.push(at(position as u64));
+        }
+        for rejection in decoded.rejected {
+            let position = rejection.index as u64;
+            rejects.push(self.reject(
+                file,
+                at(position),
+                rejection.field,
+                rejection.error,
+                rejected_item(position),
+            ));
+        }
     }
 }
 
@@ -431,6 +553,7 @@ mod tests {
             prices: PriceTable::builtin(),
             names: std::sync::Arc::new(vec!["in.jsonl".to_owned()]),
             redaction: None,
+            from: ImportSource::Auto,
         }
     }
 

@@ -14,6 +14,8 @@ use crate::cli::ImportFormat;
 
 /// Read buffer of every input; large reads keep system calls and decompressor calls rare.
 const READ_BUFFER: usize = 256 * 1024;
+/// The first (and last) four bytes of a Parquet file.
+pub(super) const PARQUET_MAGIC: &[u8] = b"PAR1";
 /// Bytes looked at to tell formats apart.
 const SNIFF_BYTES: u64 = 64 * 1024;
 
@@ -49,11 +51,16 @@ pub(super) enum FileFormat {
     Json,
     Jsonl,
     OtlpJson,
+    /// Rows of a Parquet file, each handed on as the JSON object of its columns.
+    Parquet,
 }
 
 /// File names a directory walk picks up.
 fn importable_name(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
+    if name.ends_with(".parquet") {
+        return true;
+    }
     let base = [".gz", ".zst", ".zstd"]
         .iter()
         .find_map(|suffix| name.strip_suffix(suffix))
@@ -110,7 +117,7 @@ pub(super) fn expand(inputs: &[String]) -> anyhow::Result<Vec<Source>> {
             walk(path, &mut found)?;
             if found.is_empty() {
                 bail!(
-                    "directory {input} has no .json, .jsonl or .ndjson files (optionally .gz or .zst)"
+                    "directory {input} has no .json, .jsonl, .ndjson (optionally .gz or .zst) or .parquet files"
                 );
             }
         } else if path.exists() {
@@ -243,12 +250,6 @@ pub(super) fn detect(
     requested: ImportFormat,
     stream: Stream,
 ) -> anyhow::Result<(FileFormat, Stream)> {
-    match requested {
-        ImportFormat::Json => return Ok((FileFormat::Json, stream)),
-        ImportFormat::Jsonl => return Ok((FileFormat::Jsonl, stream)),
-        ImportFormat::OtlpJson => return Ok((FileFormat::OtlpJson, stream)),
-        ImportFormat::Auto => {}
-    }
     let name = base_name(source);
     let mut head = Vec::new();
     let mut stream = stream;
@@ -256,12 +257,24 @@ pub(super) fn detect(
         .take(SNIFF_BYTES)
         .read_to_end(&mut head)
         .with_context(|| format!("cannot read {}", source.display()))?;
-    let format = sniff(&name, &head);
+    let forced = match requested {
+        _ if head.starts_with(PARQUET_MAGIC) => None,
+        ImportFormat::Json => Some(FileFormat::Json),
+        ImportFormat::Jsonl => Some(FileFormat::Jsonl),
+        ImportFormat::OtlpJson => Some(FileFormat::OtlpJson),
+        ImportFormat::Auto => None,
+    };
+    // Parquet's magic number opens the file; it is read by row groups from the file itself.
+    let format = if head.starts_with(PARQUET_MAGIC) {
+        FileFormat::Parquet
+    } else {
+        sniff(&name, &head)
+    };
     let rejoined: Stream = Box::new(BufReader::with_capacity(
         READ_BUFFER,
         Cursor::new(head).chain(stream),
     ));
-    Ok((format, rejoined))
+    Ok((forced.unwrap_or(format), rejoined))
 }
 
 /// The format of an input from its name and first bytes.
@@ -338,7 +351,13 @@ mod tests {
 
     #[test]
     fn directory_walks_pick_importable_names() {
-        for name in ["a.json", "b.JSONL", "c.ndjson.gz", "d.json.zst"] {
+        for name in [
+            "a.json",
+            "b.JSONL",
+            "c.ndjson.gz",
+            "d.json.zst",
+            "e.parquet",
+        ] {
             assert!(importable_name(name), "{name}");
         }
         for name in ["a.txt", "b.gz", "json", "c.json.bz2"] {

@@ -9,12 +9,26 @@ use serde_json::Value;
 use super::checkpoint::Position;
 use super::decode::{RawBatch, RawItem, Reject, item_value};
 use super::inputs::{self, FileFormat, Source};
+use super::parquet;
 use super::scan::{JsonScanner, LineScanner, ScanPosition, Scanned};
 use crate::cli::ImportFormat;
 
 /// A batch is closed at this many bytes of items even below its item count, which keeps the
 /// memory of a batch (and a request body with `--url`) bounded whatever the items' size.
 pub(super) const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// A reject for what could not be read of an input at `position` (no item to show).
+fn unreadable(name: &str, reason: String, position: Position) -> Reject {
+    Reject {
+        file: name.to_owned(),
+        line: None,
+        index: Some(position.next_index),
+        span_index: None,
+        field: String::new(),
+        reason,
+        item: Value::Null,
+    }
+}
 
 /// What the reading stage needs.
 pub(super) struct Reader {
@@ -120,15 +134,15 @@ impl Reader {
                 Position::start_of(file)
             };
             let next_file = Position::start_of(file + 1);
-            let unreadable = |reason: String, position: Position| Reject {
-                file: name.clone(),
-                line: None,
-                index: Some(position.next_index),
-                span_index: None,
-                field: String::new(),
-                reason,
-                item: Value::Null,
-            };
+            let unreadable =
+                |reason: String, position: Position| unreadable(name, reason, position);
+            if start.format == Some(FileFormat::Parquet) {
+                // A resumed Parquet input: its rows are counted, not its bytes.
+                if !self.read_parquet(source, name, file, start, &mut batcher) {
+                    return;
+                }
+                continue;
+            }
             let opened = inputs::open(source, start.scan.offset, Arc::clone(&self.bytes_read))
                 .and_then(|stream| match start.format {
                     Some(format) if start.scan.offset > 0 => Ok((format, stream)),
@@ -147,6 +161,13 @@ impl Reader {
                 }
             };
             let mut scanner = match format {
+                FileFormat::Parquet => {
+                    drop(stream);
+                    if !self.read_parquet(source, name, file, start, &mut batcher) {
+                        return;
+                    }
+                    continue;
+                }
                 FileFormat::Jsonl => Scanner::Lines(LineScanner::new(stream, start.scan)),
                 FileFormat::Json => Scanner::Json(JsonScanner::new(stream, start.scan, false)),
                 FileFormat::OtlpJson => Scanner::Json(JsonScanner::new(stream, start.scan, true)),
@@ -222,6 +243,86 @@ impl Reader {
     }
 }
 
+impl Reader {
+    /// Reads the rows of a Parquet input from `start` on; false when the import is over. A row
+    /// is an item whose `line` is its 1-based row number.
+    fn read_parquet<F: FnMut(RawBatch) -> bool>(
+        &self,
+        source: &Source,
+        name: &str,
+        file: usize,
+        start: Position,
+        batcher: &mut Batcher<'_, F>,
+    ) -> bool {
+        let format = FileFormat::Parquet;
+        let next_file = Position::start_of(file + 1);
+        let reject = |reason: String, position: Position| unreadable(name, reason, position);
+        let opened = match source {
+            Source::File(path) => parquet::open(path, start.next_index),
+            Source::Stdin => Err(anyhow::anyhow!(
+                "Parquet cannot be read from stdin; name the file instead"
+            )),
+        };
+        let mut rows = match opened {
+            Ok(rows) => rows,
+            Err(error) => {
+                batcher
+                    .batch(file, format, start)
+                    .rejects
+                    .push(reject(format!("{error:#}"), start));
+                return batcher.flush(next_file, file, format);
+            }
+        };
+        // Progress and throughput count the file's bytes in proportion to the rows read.
+        let bytes_per_row = rows.file_size / rows.total_rows.max(1);
+        let mut position = Position {
+            format: Some(format),
+            ..start
+        };
+        let mut batch_rows = 0u64;
+        loop {
+            let row = match rows.next_row() {
+                Ok(Some(row)) => row,
+                Ok(None) => break,
+                Err(error) => {
+                    let reason = format!("cannot read the rest of this input: {error:#}");
+                    batcher
+                        .batch(file, format, position)
+                        .rejects
+                        .push(reject(reason, position));
+                    break;
+                }
+            };
+            let index = position.next_index;
+            batcher.item_bytes += row.len();
+            batcher.batch(file, format, position).items.push(RawItem {
+                bytes: row,
+                line: index + 1,
+                index,
+            });
+            position.next_index += 1;
+            // Rows consumed, so that a checkpoint here resumes by rows.
+            position.scan.offset = position.next_index;
+            batch_rows += 1;
+            if batcher.full() {
+                let covered = batch_rows * bytes_per_row;
+                self.bytes_read
+                    .fetch_add(covered, std::sync::atomic::Ordering::Relaxed);
+                batcher.batch(file, format, position).bytes = covered;
+                batch_rows = 0;
+                if !batcher.flush(position, file, format) {
+                    return false;
+                }
+            }
+        }
+        let covered = batch_rows * bytes_per_row;
+        self.bytes_read
+            .fetch_add(covered, std::sync::atomic::Ordering::Relaxed);
+        batcher.batch(file, format, position).bytes = covered;
+        batcher.flush(next_file, file, format)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +384,37 @@ mod tests {
         let resumed = read_all(vec![Source::File(a), Source::File(b)], 2, batches[0].4);
         assert_eq!(resumed.len(), 3);
         assert_eq!(resumed[0].2, vec![2]);
+    }
+
+    #[test]
+    fn parquet_rows_are_items_and_a_checkpoint_resumes_at_its_row() {
+        let parquet = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/fixtures/peer-exports/phoenix/spans_dataframe.parquet");
+        let sources = vec![Source::File(parquet.clone())];
+        let batches = read_all(sources.clone(), 20, Position::start_of(0));
+        let rows: Vec<Vec<u64>> = batches.iter().map(|b| b.2.clone()).collect();
+        let expected: Vec<Vec<u64>> =
+            vec![(0..20).collect(), (20..40).collect(), (40..49).collect()];
+        assert_eq!(rows, expected);
+        assert_eq!(batches[0].4.format, Some(FileFormat::Parquet));
+        assert_eq!(batches[2].4, Position::start_of(1));
+        let resumed = read_all(sources, 20, batches[0].4);
+        assert_eq!(resumed[0].2, (20..40).collect::<Vec<u64>>());
+        assert_eq!(resumed.len(), 2);
+
+        // Half a file has no footer: one reject naming the input, then the next input.
+        let dir = tempfile::tempdir().unwrap();
+        let cut = dir.path().join("cut.parquet");
+        let bytes = std::fs::read(&parquet).unwrap();
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        let good = dir.path().join("good.jsonl");
+        std::fs::write(&good, "{\"i\": 0}\n").unwrap();
+        let batches = read_all(
+            vec![Source::File(cut), Source::File(good)],
+            10,
+            Position::start_of(0),
+        );
+        assert_eq!((batches[0].3, batches[1].2.len()), (1, 1));
     }
 
     #[test]

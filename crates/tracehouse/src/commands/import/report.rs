@@ -12,6 +12,7 @@ use std::io::Write;
 
 use serde_json::{Value, json};
 use tracehouse_core::{Span, Timestamp};
+use tracehouse_ingest::peer::{MappingReport, PeerSource};
 
 use super::decode::Reject;
 
@@ -149,6 +150,8 @@ pub(super) struct Analysis {
     invalid: u64,
     reasons: BTreeMap<String, u64>,
     other_reasons: u64,
+    /// Per peer tool: records read, spans they gave, and what their fields became.
+    sources: BTreeMap<PeerSource, (u64, u64, MappingReport)>,
 }
 
 /// Tree findings, computed once at the end.
@@ -161,6 +164,20 @@ struct TreeFindings {
 }
 
 impl Analysis {
+    /// Counts a peer tool's batch: its records, the valid spans they gave, the field fates.
+    pub(super) fn add_mapping(
+        &mut self,
+        source: PeerSource,
+        records: u64,
+        spans: u64,
+        mapping: &MappingReport,
+    ) {
+        let entry = self.sources.entry(source).or_default();
+        entry.0 += records;
+        entry.1 += spans;
+        entry.2.merge(mapping);
+    }
+
     pub(super) fn add_span(&mut self, span: &Span) {
         self.valid += 1;
         let trace_count = self.traces.len() as u32;
@@ -302,7 +319,33 @@ impl Analysis {
             "parent_cycles": tree.cycles,
             "spans_in_parent_cycles": tree.spans_in_cycles,
             "traces_with_multiple_roots": tree.traces_with_several_roots,
+            "sources": self.sources_report(),
         })
+    }
+
+    /// Per peer tool: `records`, `spans`, and `mapped` (`source field -> span-log field`),
+    /// `metadata` (kept as they were) and `dropped` (`field: why`), each counted.
+    fn sources_report(&self) -> Value {
+        let counts = |map: &BTreeMap<String, u64>| -> Value {
+            map.iter()
+                .map(|(key, count)| (key.clone(), json!(count)))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        };
+        self.sources
+            .iter()
+            .map(|(source, (records, spans, mapping))| {
+                let report = json!({
+                    "records": records,
+                    "spans": spans,
+                    "mapped": counts(&mapping.mapped),
+                    "metadata": counts(&mapping.metadata),
+                    "dropped": counts(&mapping.dropped),
+                });
+                (source.name().to_owned(), report)
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
     }
 }
 
@@ -372,6 +415,26 @@ pub(super) fn print_report(report: &Value) {
         "traces with several roots",
         report["traces_with_multiple_roots"].to_string(),
     );
+    for (source, mapping) in report["sources"].as_object().into_iter().flatten() {
+        println!(
+            "{source}: {} records gave {} spans",
+            number(&mapping["records"]),
+            number(&mapping["spans"])
+        );
+        for (title, key) in [
+            ("mapped", "mapped"),
+            ("kept in metadata", "metadata"),
+            ("dropped", "dropped"),
+        ] {
+            let Some(fields) = mapping[key].as_object().filter(|f| !f.is_empty()) else {
+                continue;
+            };
+            println!("  {title}:");
+            for (field, count) in fields {
+                println!("    {count:>8}  {field}");
+            }
+        }
+    }
 }
 
 /// The final summary of an import as text: imported, rejected, time, rates.
