@@ -16,6 +16,7 @@
 //! Architecture invariant: this crate does no IO, spawns nothing and knows no HTTP, SQL or protobuf.
 
 pub mod cost;
+pub mod groups;
 pub mod ids;
 pub mod metrics;
 pub mod query;
@@ -36,8 +37,8 @@ pub use ids::{
 pub use span::{LogType, Span, SpanGrouping, SpanStatus, TokenUsage};
 pub use spanlog::{FieldError, IngestContext, span_from_log};
 pub use store::{
-    ApiKeyInfo, GroupCommit, KeyGrant, Listing, NewApiKey, ProjectStats, SpanStatistics, SpanStore,
-    StoreError, StoreObserver, StoredTrace, TraceListItem, WriteReceipt,
+    ApiKeyInfo, CustomerProfile, GroupCommit, KeyGrant, Listing, NewApiKey, ProjectStats,
+    SpanStatistics, SpanStore, StoreError, StoreObserver, StoredTrace, TraceListItem, WriteReceipt,
 };
 pub use time::Timestamp;
 pub use trace::{TraceSummary, TreeNode, build_tree, summarize};

@@ -104,6 +104,12 @@ const MIGRATIONS: &[Migration] = &[
         ],
         drop: &["api_keys"],
     },
+    Migration {
+        tables: VERSION_5,
+        views: &[],
+        upgrade: &[],
+        drop: &[],
+    },
 ];
 
 /// Version 1: spans replaced in place, and per-trace aggregates that every write recomputed
@@ -388,6 +394,20 @@ const VERSION_4: &[Table] = &[
         shard_key: "cityHash64(key_hash)",
     },
 ];
+
+/// Version 5: customers' profiles (`PATCH /api/users/{id}/`), a row per change; the newest
+/// version is the profile.
+const VERSION_5: &[Table] = &[Table {
+    name: "customer_profiles",
+    body: "(
+        project_id Int64,
+        customer_identifier String,
+        profile String,
+        updated_ns Int64,
+        version UInt64
+    ) ENGINE = ReplacingMergeTree(version) ORDER BY (project_id, customer_identifier)",
+    shard_key: "cityHash64(customer_identifier)",
+}];
 
 /// Rows past which `uniq` samples instead of counting, so a trace with more is taken as
 /// rewritten whatever its counts say.

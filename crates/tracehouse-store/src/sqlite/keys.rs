@@ -2,7 +2,8 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use tracehouse_core::{
-    ApiKeyHash, ApiKeyInfo, KeyGrant, Project, ProjectId, ProjectName, Scopes, Timestamp,
+    ApiKeyHash, ApiKeyInfo, CustomerProfile, KeyGrant, Project, ProjectId, ProjectName, Scopes,
+    Timestamp,
 };
 
 use super::SqliteError;
@@ -28,6 +29,11 @@ pub(crate) enum KeyChange {
     RecordUse {
         key: ApiKeyHash,
         at: Timestamp,
+    },
+    /// Not a key, but like keys a small change of a project's own records.
+    CustomerProfile {
+        project: ProjectId,
+        profile: CustomerProfile,
     },
 }
 
@@ -55,6 +61,10 @@ impl KeyChange {
                 connection
                     .prepare_cached("UPDATE api_keys SET last_used_ns = ?2 WHERE key_hash = ?1")?
                     .execute(params![key.as_bytes().as_slice(), at.unix_nanos()])?;
+                KeyAnswer::Recorded
+            }
+            KeyChange::CustomerProfile { project, profile } => {
+                super::groups::put_customer_profile(connection, *project, profile)?;
                 KeyAnswer::Recorded
             }
         })

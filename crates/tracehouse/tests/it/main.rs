@@ -18,4 +18,5 @@ mod read_api;
 mod redaction;
 mod scopes;
 mod sdk;
+mod threads_users;
 mod util;
