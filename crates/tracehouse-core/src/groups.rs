@@ -166,6 +166,46 @@ pub struct GroupQuery {
     pub page: Page,
     /// Only these groups, when given (one user, one thread, or the groups of a page).
     pub keys: Option<Vec<String>>,
+    /// Cost over time for each listed group, when asked.
+    pub cost_series: Option<CostSeries>,
+}
+
+/// Buckets of equal length from `start`: the cost of a group's traces by their start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CostSeries {
+    /// Start of the first bucket.
+    pub start: Timestamp,
+    /// Bucket length in nanoseconds, positive.
+    pub step_ns: i64,
+    /// Number of buckets.
+    pub buckets: usize,
+}
+
+impl CostSeries {
+    /// The bucket holding `at`, `None` outside the series.
+    pub fn bucket_of(&self, at: Timestamp) -> Option<usize> {
+        let offset = at.unix_nanos().checked_sub(self.start.unix_nanos())?;
+        if offset < 0 || self.step_ns <= 0 {
+            return None;
+        }
+        usize::try_from(offset / self.step_ns)
+            .ok()
+            .filter(|bucket| *bucket < self.buckets)
+    }
+
+    /// `buckets` buckets of `step_ns` aligned to the step (UTC), the last holding `now`.
+    pub fn ending_at(now: Timestamp, step_ns: i64, buckets: usize) -> Option<Self> {
+        if step_ns <= 0 || buckets == 0 {
+            return None;
+        }
+        let last = now.unix_nanos().div_euclid(step_ns).checked_mul(step_ns)?;
+        let back = step_ns.checked_mul(i64::try_from(buckets - 1).ok()?)?;
+        Some(Self {
+            start: Timestamp::from_unix_nanos(last.checked_sub(back)?),
+            step_ns,
+            buckets,
+        })
+    }
 }
 
 impl GroupQuery {
@@ -181,6 +221,7 @@ impl GroupQuery {
             },
             page: Page::default(),
             keys: None,
+            cost_series: None,
         }
     }
 }
@@ -221,6 +262,8 @@ pub struct TraceGroup {
     pub first_trace_id: Option<TraceId>,
     /// For threads: the customer of the earliest trace that names one.
     pub customer_identifier: Option<String>,
+    /// Cost per bucket of the query's [`CostSeries`] (empty when none was asked).
+    pub cost_series: Vec<f64>,
 }
 
 impl TraceGroup {
@@ -261,6 +304,19 @@ pub fn group_order(a: &TraceGroup, b: &TraceGroup, sort: Sort<GroupColumn>) -> O
     }
 }
 
+/// Costs are summed as integer femto-dollars, as trace aggregates are, so a series adds up
+/// to the same total whatever the order of its traces.
+#[allow(clippy::cast_possible_truncation)]
+pub fn femto(cost: f64) -> i128 {
+    (cost * 1e15).round() as i128
+}
+
+/// Femto-dollars back to dollars.
+#[allow(clippy::cast_precision_loss)]
+pub fn dollars(femto: i128) -> f64 {
+    femto as f64 / 1e15
+}
+
 /// The median of durations by nearest rank: the smallest with at least half at or below it.
 pub fn median(durations: &mut [f64]) -> f64 {
     if durations.is_empty() {
@@ -273,6 +329,8 @@ pub fn median(durations: &mut [f64]) -> f64 {
 #[derive(Debug)]
 struct Building {
     group: TraceGroup,
+    /// Femto-dollars per bucket of the series, summed exactly and converted at the end.
+    series_femto: Vec<i128>,
     first_start: (Timestamp, TraceId),
     customer_start: Option<(Timestamp, TraceId)>,
     threads: HashSet<String>,
@@ -285,6 +343,7 @@ struct Building {
 pub struct GroupFold {
     grouping: Grouping,
     keys: Option<HashSet<String>>,
+    series: Option<CostSeries>,
     groups: HashMap<String, Building>,
 }
 
@@ -297,6 +356,7 @@ impl GroupFold {
                 .keys
                 .as_ref()
                 .map(|keys| keys.iter().cloned().collect()),
+            series: query.cost_series,
             groups: HashMap::new(),
         }
     }
@@ -310,6 +370,7 @@ impl GroupFold {
             return;
         }
         let start = (summary.start, summary.trace_id.clone());
+        let series = self.series;
         let building = self
             .groups
             .entry(key.to_owned())
@@ -331,7 +392,9 @@ impl GroupFold {
                     latency_p50: 0.0,
                     first_trace_id: Some(summary.trace_id.clone()),
                     customer_identifier: None,
+                    cost_series: Vec::new(),
                 },
+                series_femto: vec![0; series.map_or(0, |s| s.buckets)],
                 first_start: start.clone(),
                 customer_start: None,
                 threads: HashSet::new(),
@@ -372,6 +435,9 @@ impl GroupFold {
             building.threads.insert(thread.to_owned());
         }
         building.durations.push(summary.duration);
+        if let Some(bucket) = series.and_then(|s| s.bucket_of(summary.start)) {
+            building.series_femto[bucket] += femto(summary.total_cost);
+        }
     }
 
     /// The page of groups that meet the query's group conditions, in its order, with the
@@ -386,6 +452,7 @@ impl GroupFold {
                 let traces = group.trace_count.max(1) as f64;
                 group.average_latency = building.durations.iter().sum::<f64>() / traces;
                 group.latency_p50 = median(&mut building.durations);
+                group.cost_series = building.series_femto.iter().map(|f| dollars(*f)).collect();
                 if self.grouping == Grouping::Customer {
                     group.thread_count = building.threads.len() as u64;
                 }
@@ -555,6 +622,28 @@ mod tests {
         assert_eq!(fold(&query, &traces).total, 1);
         query.page = Page { number: 2, size: 1 };
         assert!(fold(&query, &traces).items.is_empty());
+    }
+
+    #[test]
+    fn cost_series_put_each_trace_in_the_bucket_of_its_start() {
+        let traces = [
+            trace("t1", "a", None, 0, 0.25),
+            trace("t2", "a", None, 30, 0.5),
+            trace("t3", "a", None, 59, 0.125),
+        ];
+        let mut query = GroupQuery::new(Grouping::Thread);
+        let now = Timestamp::parse("2025-01-01T00:00:45Z").unwrap();
+        query.cost_series = CostSeries::ending_at(now, 30_000_000_000, 2);
+        assert_eq!(
+            query.cost_series.map(|s| s.start.to_rfc3339()).as_deref(),
+            Some("2025-01-01T00:00:00Z")
+        );
+        let listing = fold(&query, &traces);
+        assert_eq!(listing.items[0].cost_series, [0.25, 0.625]);
+        assert_eq!(
+            listing.items[0].trace_count, 3,
+            "the series does not narrow the totals"
+        );
     }
 
     #[test]

@@ -54,8 +54,12 @@ fn totals_json(group: &TraceGroup) -> Map<String, Value> {
         "average_latency": group.average_latency,
         "latency_p50": group.latency_p50,
     });
-    match object {
+    let mut map = match object {
         Value::Object(map) => map,
         _ => Map::new(),
+    };
+    if !group.cost_series.is_empty() {
+        map.insert("cost_series".to_owned(), json!(group.cost_series));
     }
+    map
 }

@@ -191,6 +191,7 @@ fn empty_group(customer: &str, at: Timestamp) -> TraceGroup {
         latency_p50: 0.0,
         first_trace_id: None,
         customer_identifier: None,
+        cost_series: Vec::new(),
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use axum::http::{HeaderMap, Uri, header};
 use serde_json::{Map, Value};
 use tracehouse_core::Timestamp;
-use tracehouse_core::groups::{GroupColumn, GroupQuery, Grouping, parse_group_filters};
+use tracehouse_core::groups::{CostSeries, GroupColumn, GroupQuery, Grouping, parse_group_filters};
 use tracehouse_core::query::{
     Condition, FilterValue, Operator, Page, QueryError, SpanColumn, SpanField, SpanFilter,
     SpanQuery, TraceColumn, TraceQuery, parse_page, parse_sort, parse_span_field,
@@ -103,6 +103,8 @@ impl ListParams {
             "span_end_time",
             "as_of",
             "environment",
+            "cost_interval",
+            "cost_buckets",
             SNAPSHOT_COUNT,
         ];
         let mut filters = match &self.filters {
@@ -178,7 +180,39 @@ impl ListParams {
                 || parse_span_field(name).is_ok()
         });
         parse_group_filters(&filters, &mut query)?;
+        query.cost_series = self.cost_series()?;
         Ok(query)
+    }
+
+    /// `cost_interval` (`hour`, `day` or `week`) and `cost_buckets` (1 to 400, default 30):
+    /// each listed group's cost per bucket, the last bucket holding now.
+    fn cost_series(&self) -> Result<Option<CostSeries>, ApiError> {
+        let Some(interval) = self.get("cost_interval") else {
+            return Ok(None);
+        };
+        let step_ns: i64 = match interval {
+            "hour" => 3_600_000_000_000,
+            "day" => 86_400_000_000_000,
+            "week" => 7 * 86_400_000_000_000,
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "cost_interval must be hour, day or week, got {other:?}"
+                )));
+            }
+        };
+        let buckets = match self.get("cost_buckets") {
+            None => 30,
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=400).contains(n))
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "cost_buckets must be a whole number from 1 to 400, got {raw:?}"
+                    ))
+                })?,
+        };
+        Ok(CostSeries::ending_at(crate::now(), step_ns, buckets))
     }
 
     /// What selects traces besides filters: time range, snapshot, environment, search, and the

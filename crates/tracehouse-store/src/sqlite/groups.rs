@@ -8,11 +8,14 @@
 //! `tracehouse_core::groups::GroupFold`, which the conformance tests compare against.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
 use serde_json::{Map, Value};
-use tracehouse_core::groups::{GroupColumn, GroupQuery, Grouping, TraceGroup, median};
+use tracehouse_core::groups::{
+    GroupColumn, GroupQuery, Grouping, TraceGroup, dollars, femto, median,
+};
 use tracehouse_core::store::CustomerProfile;
 use tracehouse_core::{Listing, ProjectId, Timestamp, TraceId};
 
@@ -186,6 +189,7 @@ pub(crate) fn list_trace_groups(
                 Grouping::Thread => of_group.customer,
                 Grouping::Customer => None,
             },
+            cost_series: of_group.series_femto.into_iter().map(dollars).collect(),
         });
     }
     Ok(Listing {
@@ -211,6 +215,7 @@ struct GroupTraces {
     first: TraceId,
     customer: Option<String>,
     durations: Vec<f64>,
+    series_femto: Vec<i128>,
 }
 
 /// The traces of the page's groups, in start order: their first trace, the first customer
@@ -228,8 +233,8 @@ fn page_traces(
     let clause = trace_rows(connection, project, query, Some(keys))?;
     let key = key_column(query.grouping);
     let sql = format!(
-        "SELECT {key}, t.trace_id, t.duration, t.customer_identifier FROM traces t \
-         WHERE {} ORDER BY {key}, t.start_ns, t.trace_id",
+        "SELECT {key}, t.trace_id, t.duration, t.customer_identifier, t.start_ns, t.total_cost \
+         FROM traces t WHERE {} ORDER BY {key}, t.start_ns, t.trace_id",
         clause.text()
     );
     let rows = collect_rows(connection, &sql, &clause.params, |row| {
@@ -238,29 +243,32 @@ fn page_traces(
             row.get::<_, String>(1)?,
             row.get::<_, f64>(2)?,
             row.get::<_, Option<String>>(3)?,
+            row.get::<_, i64>(4)?,
+            row.get::<_, f64>(5)?,
         ))
     })?;
-    for (group_key, trace_id, duration, customer) in rows {
+    let buckets = query.cost_series.map_or(0, |series| series.buckets);
+    for (group_key, trace_id, duration, customer, start_ns, cost) in rows {
         let customer = customer.filter(|c| !c.is_empty());
-        match by_key.get_mut(&group_key) {
-            Some(traces) => {
-                if traces.customer.is_none() {
-                    traces.customer = customer;
-                }
-                traces.durations.push(duration);
-            }
-            None => {
-                let first = TraceId::try_from(trace_id)
-                    .map_err(|e| SqliteError::Corrupt(format!("stored trace id: {e}")))?;
-                by_key.insert(
-                    group_key,
-                    GroupTraces {
-                        first,
-                        customer,
-                        durations: vec![duration],
-                    },
-                );
-            }
+        let traces = match by_key.entry(group_key) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => entry.insert(GroupTraces {
+                first: TraceId::try_from(trace_id)
+                    .map_err(|e| SqliteError::Corrupt(format!("stored trace id: {e}")))?,
+                customer: None,
+                durations: Vec::new(),
+                series_femto: vec![0; buckets],
+            }),
+        };
+        if traces.customer.is_none() {
+            traces.customer = customer;
+        }
+        traces.durations.push(duration);
+        if let Some(bucket) = query
+            .cost_series
+            .and_then(|series| series.bucket_of(Timestamp::from_unix_nanos(start_ns)))
+        {
+            traces.series_femto[bucket] += femto(cost);
         }
     }
     Ok(by_key)

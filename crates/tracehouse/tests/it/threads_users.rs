@@ -15,6 +15,7 @@ on_every_store!(
     threads_and_users_filter_sort_and_page,
     another_project_sees_no_threads_or_users,
     feedback_and_scores_filter_traces_and_threads,
+    lists_give_each_row_its_cost_over_time,
 );
 
 fn message(role: &str, content: &str) -> Value {
@@ -530,4 +531,51 @@ async fn feedback_and_scores_filter_traces_and_threads(backend: Backend) {
     )
     .await;
     assert_eq!(list["count"], 2, "two logs carry feedback");
+}
+
+async fn lists_give_each_row_its_cost_over_time(backend: Backend) {
+    let server = conversations(backend).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let spans: Vec<Value> = [("fresh-1", 0.25), ("fresh-2", 0.5)]
+        .iter()
+        .map(|(trace, cost)| {
+            json!({"trace_unique_id": trace, "span_unique_id": "s", "span_name": "chat",
+                   "log_type": "chat", "customer_identifier": "ann", "thread_identifier": "conv-9",
+                   "start_time": now - 5.0, "timestamp": now - 4.0, "cost": cost})
+        })
+        .collect();
+    server.ingest(&Value::Array(spans)).await;
+    let (status, users) = server
+        .get("/api/users/list/?sort_by=customer_identifier&cost_interval=day&cost_buckets=3")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{users}");
+    // The last bucket (or, seconds after midnight UTC, the one before) holds the new traces;
+    // ann's 2025 traces are before the series.
+    let recent = |series: &Value| -> Vec<f64> {
+        let values: Vec<f64> = series
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let n = values.len();
+        vec![values[..n - 2].iter().sum(), values[n - 2..].iter().sum()]
+    };
+    assert_eq!(recent(&users["results"][0]["cost_series"]), [0.0, 0.75]);
+    assert_eq!(users["results"][0]["trace_count"], 5);
+    assert_eq!(users["results"][1]["cost_series"], json!([0.0, 0.0, 0.0]));
+    let (_, threads) = server
+        .get("/api/log_threads/?cost_interval=hour&cost_buckets=3&customer_identifier=ann")
+        .await;
+    assert_eq!(threads["results"][0]["id"], "conv-9");
+    assert_eq!(recent(&threads["results"][0]["cost_series"]), [0.0, 0.75]);
+    let (status, body) = server.get("/api/users/list/?cost_interval=month").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["message"].as_str().unwrap().contains("cost_interval"),
+        "{body}"
+    );
 }
