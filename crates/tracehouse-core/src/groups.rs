@@ -629,7 +629,7 @@ mod tests {
         let traces = [
             trace("t1", "a", None, 0, 0.25),
             trace("t2", "a", None, 30, 0.5),
-            trace("t3", "a", None, 59, 0.125),
+            trace("t3", "a", None, 57, 0.125),
         ];
         let mut query = GroupQuery::new(Grouping::Thread);
         let now = Timestamp::parse("2025-01-01T00:00:45Z").unwrap();
