@@ -12,9 +12,10 @@ use futures_util::future::try_join_all;
 use serde_json::{Map, Value, json};
 use tracehouse_core::groups::{GroupQuery, Grouping, TraceGroup};
 use tracehouse_core::query::{
-    Condition, Direction, FilterValue, Operator, Page, Sort, TraceColumn, TraceQuery, parse_page,
+    Condition, Direction, FilterValue, MAX_PAGE_SIZE, Operator, Page, Sort, SpanColumn, SpanField,
+    SpanFilter, SpanQuery, TraceColumn, TraceQuery, parse_page,
 };
-use tracehouse_core::{ProjectId, Span, StoredTrace, TraceId};
+use tracehouse_core::{LogType, ProjectId, Span, StoredTrace, TraceId};
 
 use super::totals_json;
 use crate::auth::ReadKey;
@@ -63,13 +64,7 @@ pub(super) async fn list_threads(
     let mut query = ListParams::new(query_string.clone(), &body)?.group_query(Grouping::Thread)?;
     let as_of = *query.traces.as_of.get_or_insert_with(now);
     let listing = state.store.list_trace_groups(project.id, &query).await?;
-    let previews = try_join_all(
-        listing
-            .items
-            .iter()
-            .map(|group| first_user_message(&state, project.id, group.first_trace_id.as_ref())),
-    )
-    .await?;
+    let previews = first_user_messages(&state, project.id, &listing.items).await?;
     let results = listing
         .items
         .iter()
@@ -84,7 +79,90 @@ pub(super) async fn list_threads(
     Ok(request.envelope(query.page, as_of, &listing, results))
 }
 
-/// The first user message of a trace, shortened: what a thread list shows of a conversation.
+/// The first user message of each group's first trace, shortened: what a thread list shows of
+/// a conversation. The LLM spans of every first trace are read in one span list; a trace whose
+/// LLM spans hold no user message (or that has none) is read whole, for a text root input.
+async fn first_user_messages(
+    state: &AppState,
+    project: ProjectId,
+    groups: &[TraceGroup],
+) -> Result<Vec<Option<String>>, ApiError> {
+    let ids: Vec<&TraceId> = groups
+        .iter()
+        .filter_map(|g| g.first_trace_id.as_ref())
+        .collect();
+    let mut found: HashMap<&str, String> = HashMap::new();
+    if !ids.is_empty() {
+        let query = SpanQuery {
+            filter: SpanFilter {
+                conditions: vec![
+                    Condition {
+                        field: SpanField::Column(SpanColumn::TraceId),
+                        operator: Operator::In,
+                        values: ids
+                            .iter()
+                            .map(|id| FilterValue::Text(id.as_str().to_owned()))
+                            .collect(),
+                    },
+                    Condition {
+                        field: SpanField::Column(SpanColumn::LogType),
+                        operator: Operator::In,
+                        values: LogType::LLM_KINDS
+                            .iter()
+                            .map(|kind| FilterValue::Text((*kind).to_owned()))
+                            .collect(),
+                    },
+                ],
+                ..SpanFilter::default()
+            },
+            sort: Sort {
+                column: SpanColumn::StartTime,
+                direction: Direction::Ascending,
+            },
+            page: Page {
+                number: 1,
+                size: MAX_PAGE_SIZE,
+            },
+            as_of: None,
+        };
+        let spans = state.store.list_spans(project, &query).await?.items;
+        for id in &ids {
+            let text = spans
+                .iter()
+                .filter(|span| span.trace_id == **id)
+                .find_map(|span| first_user_text(&span_json(span)));
+            if let Some(text) = text {
+                found.insert(id.as_str(), text);
+            }
+        }
+    }
+    let mut previews = Vec::with_capacity(groups.len());
+    for group in groups {
+        let known = group
+            .first_trace_id
+            .as_ref()
+            .and_then(|id| found.remove(id.as_str()));
+        previews.push(match known {
+            Some(text) => Some(shorten(&text, PREVIEW_CHARS)),
+            None => first_user_message(state, project, group.first_trace_id.as_ref()).await?,
+        });
+    }
+    Ok(previews)
+}
+
+/// A span's first user message, else a plain-text input.
+fn first_user_text(object: &Map<String, Value>) -> Option<String> {
+    prompt_messages(object)
+        .iter()
+        .find(|message| message.get("role").and_then(Value::as_str) == Some("user"))
+        .map(message_text)
+        .or_else(|| match object.get("input") {
+            Some(Value::String(text)) if maybe_json(text).is_none() => Some(text.clone()),
+            _ => None,
+        })
+}
+
+/// The first user message of a trace read whole, shortened.
 async fn first_user_message(
     state: &AppState,
     project: ProjectId,
@@ -96,17 +174,10 @@ async fn first_user_message(
     let Some(trace) = state.store.get_trace(project, trace_id).await? else {
         return Ok(None);
     };
-    let text = trace.spans.iter().find_map(|span| {
-        let object = span_json(span);
-        prompt_messages(&object)
-            .iter()
-            .find(|message| message.get("role").and_then(Value::as_str) == Some("user"))
-            .map(message_text)
-            .or_else(|| match object.get("input") {
-                Some(Value::String(text)) if maybe_json(text).is_none() => Some(text.clone()),
-                _ => None,
-            })
-    });
+    let text = trace
+        .spans
+        .iter()
+        .find_map(|span| first_user_text(&span_json(span)));
     Ok(text.map(|text| shorten(&text, PREVIEW_CHARS)))
 }
 

@@ -38,7 +38,11 @@ fn group_expression(grouping: Grouping, column: GroupColumn) -> &'static str {
         GroupColumn::FirstSeen => "min(t.start_ns)",
         GroupColumn::LastSeen => "max(t.end_ns)",
         GroupColumn::TraceCount => "count(*)",
-        GroupColumn::ThreadCount => "count(DISTINCT nullif(t.thread_identifier, ''))",
+        // A thread has no threads to count; the distinct count would cost a temporary B-tree.
+        GroupColumn::ThreadCount => match grouping {
+            Grouping::Thread => "0",
+            Grouping::Customer => "count(DISTINCT nullif(t.thread_identifier, ''))",
+        },
         GroupColumn::Requests => "sum(t.span_count)",
         GroupColumn::LlmCallCount => "sum(t.llm_call_count)",
         GroupColumn::ErrorCount => "sum(t.error_count)",
