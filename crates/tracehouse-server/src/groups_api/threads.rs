@@ -115,8 +115,10 @@ async fn first_user_messages(
                 ],
                 ..SpanFilter::default()
             },
+            // In trace id order the spans are read off the primary key, trace by trace; by
+            // start they would be looked for along the whole time index.
             sort: Sort {
-                column: SpanColumn::StartTime,
+                column: SpanColumn::TraceId,
                 direction: Direction::Ascending,
             },
             page: Page {
@@ -125,7 +127,8 @@ async fn first_user_messages(
             },
             as_of: None,
         };
-        let spans = state.store.list_spans(project, &query).await?.items;
+        let mut spans = state.store.list_spans(project, &query).await?.items;
+        spans.sort_by(|a, b| (&a.trace_id, a.start).cmp(&(&b.trace_id, b.start)));
         for id in &ids {
             let text = spans
                 .iter()
