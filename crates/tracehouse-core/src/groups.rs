@@ -267,6 +267,30 @@ pub struct TraceGroup {
 }
 
 impl TraceGroup {
+    /// A group with no traces yet, seen at `at`: what a fold starts from, and a customer known
+    /// by profile alone.
+    pub fn empty(key: &str, at: Timestamp) -> Self {
+        Self {
+            key: key.to_owned(),
+            first_seen: at,
+            last_seen: at,
+            trace_count: 0,
+            thread_count: 0,
+            span_count: 0,
+            llm_call_count: 0,
+            error_count: 0,
+            total_prompt_tokens: 0,
+            total_completion_tokens: 0,
+            total_tokens: 0,
+            total_cost: 0.0,
+            average_latency: 0.0,
+            latency_p50: 0.0,
+            first_trace_id: None,
+            customer_identifier: None,
+            cost_series: Vec::new(),
+        }
+    }
+
     /// The value of `column`, compared as trace values are.
     pub fn value(&self, column: GroupColumn) -> TraceValue<'_> {
         #[allow(clippy::cast_precision_loss)]
@@ -376,23 +400,9 @@ impl GroupFold {
             .entry(key.to_owned())
             .or_insert_with(|| Building {
                 group: TraceGroup {
-                    key: key.to_owned(),
-                    first_seen: summary.start,
                     last_seen: summary.end,
-                    trace_count: 0,
-                    thread_count: 0,
-                    span_count: 0,
-                    llm_call_count: 0,
-                    error_count: 0,
-                    total_prompt_tokens: 0,
-                    total_completion_tokens: 0,
-                    total_tokens: 0,
-                    total_cost: 0.0,
-                    average_latency: 0.0,
-                    latency_p50: 0.0,
                     first_trace_id: Some(summary.trace_id.clone()),
-                    customer_identifier: None,
-                    cost_series: Vec::new(),
+                    ..TraceGroup::empty(key, summary.start)
                 },
                 series_femto: vec![0; series.map_or(0, |s| s.buckets)],
                 first_start: start.clone(),

@@ -5,12 +5,16 @@
 mod threads;
 mod users;
 
-use axum::Router;
 use axum::routing::get;
+use axum::{Json, Router};
 use serde_json::{Map, Value, json};
-use tracehouse_core::groups::TraceGroup;
+use tracehouse_core::groups::{GroupQuery, Grouping, TraceGroup};
+use tracehouse_core::{Listing, ProjectId, Timestamp};
 
-use crate::{AppState, routes};
+use crate::error::ApiError;
+use crate::read_api::ListRequest;
+use crate::read_api::params::ListParams;
+use crate::{AppState, now, routes};
 
 /// The threads and users routes, under every spelling clients use.
 pub(crate) fn router() -> Router<AppState> {
@@ -36,6 +40,42 @@ pub(crate) fn router() -> Router<AppState> {
         }
     }
     router
+}
+
+/// One page of a threads or users list as the store answers it, and what its envelope needs.
+struct GroupPage {
+    query: GroupQuery,
+    as_of: Timestamp,
+    listing: Listing<TraceGroup>,
+    request: ListRequest,
+}
+
+impl GroupPage {
+    /// Parses the list request (query string, then body) and reads the page, pinned to a
+    /// snapshot so its `next` link walks the same traces.
+    async fn read(
+        state: &AppState,
+        project: ProjectId,
+        grouping: Grouping,
+        request: ListRequest,
+        body: &[u8],
+    ) -> Result<Self, ApiError> {
+        let mut query = ListParams::new(request.query.clone(), body)?.group_query(grouping)?;
+        let as_of = *query.traces.as_of.get_or_insert_with(now);
+        let listing = state.store.list_trace_groups(project, &query).await?;
+        Ok(Self {
+            query,
+            as_of,
+            listing,
+            request,
+        })
+    }
+
+    /// The `{"count", "next", "previous", "results"}` envelope of the page.
+    fn envelope(&self, results: Vec<Value>) -> Json<Map<String, Value>> {
+        self.request
+            .envelope(self.query.page, self.as_of, &self.listing, results)
+    }
 }
 
 /// The totals every thread and user row carries, under the names the filters and `sort_by` use.

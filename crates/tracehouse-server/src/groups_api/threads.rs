@@ -17,13 +17,12 @@ use tracehouse_core::query::{
 };
 use tracehouse_core::{LogType, ProjectId, Span, StoredTrace, TraceId};
 
-use super::totals_json;
+use super::{GroupPage, totals_json};
+use crate::AppState;
 use crate::auth::ReadKey;
 use crate::error::ApiError;
 use crate::read_api::ListRequest;
 use crate::read_api::model::span_json;
-use crate::read_api::params::ListParams;
-use crate::{AppState, now};
 
 /// Characters of a thread's first user message shown in the list.
 const PREVIEW_CHARS: usize = 200;
@@ -61,22 +60,21 @@ pub(super) async fn list_threads(
     uri: Uri,
     body: Bytes,
 ) -> Result<JsonObject, ApiError> {
-    let mut query = ListParams::new(query_string.clone(), &body)?.group_query(Grouping::Thread)?;
-    let as_of = *query.traces.as_of.get_or_insert_with(now);
-    let listing = state.store.list_trace_groups(project.id, &query).await?;
-    let previews = first_user_messages(&state, project.id, &listing.items).await?;
-    let results = listing
-        .items
-        .iter()
-        .zip(previews)
-        .map(|(group, preview)| thread_json(group, preview))
-        .collect();
     let request = ListRequest {
         headers,
         uri,
         query: query_string,
     };
-    Ok(request.envelope(query.page, as_of, &listing, results))
+    let page = GroupPage::read(&state, project.id, Grouping::Thread, request, &body).await?;
+    let previews = first_user_messages(&state, project.id, &page.listing.items).await?;
+    let results = page
+        .listing
+        .items
+        .iter()
+        .zip(previews)
+        .map(|(group, preview)| thread_json(group, preview))
+        .collect();
+    Ok(page.envelope(results))
 }
 
 /// The first user message of each group's first trace, shortened: what a thread list shows of

@@ -15,11 +15,10 @@ use tracehouse_core::groups::{
 use tracehouse_core::spanlog::json_type_name;
 use tracehouse_core::{CustomerProfile, Project, Timestamp};
 
-use super::totals_json;
+use super::{GroupPage, totals_json};
 use crate::auth::{AdminKey, ReadKey};
 use crate::error::ApiError;
 use crate::read_api::ListRequest;
-use crate::read_api::params::ListParams;
 use crate::{AppState, now};
 
 type JsonObject = Json<Map<String, Value>>;
@@ -79,11 +78,13 @@ pub(super) async fn list_users(
     uri: Uri,
     body: Bytes,
 ) -> Result<JsonObject, ApiError> {
-    let mut query =
-        ListParams::new(query_string.clone(), &body)?.group_query(Grouping::Customer)?;
-    let as_of = *query.traces.as_of.get_or_insert_with(now);
-    let listing = state.store.list_trace_groups(project.id, &query).await?;
-    let keys: Vec<String> = listing.items.iter().map(|g| g.key.clone()).collect();
+    let request = ListRequest {
+        headers,
+        uri,
+        query: query_string,
+    };
+    let page = GroupPage::read(&state, project.id, Grouping::Customer, request, &body).await?;
+    let keys: Vec<String> = page.listing.items.iter().map(|g| g.key.clone()).collect();
     let profiles: HashMap<String, CustomerProfile> = state
         .store
         .customer_profiles(project.id, &keys)
@@ -91,18 +92,14 @@ pub(super) async fn list_users(
         .into_iter()
         .map(|profile| (profile.customer_identifier.clone(), profile))
         .collect();
-    let results: Vec<Value> = listing
+    let results: Vec<Value> = page
+        .listing
         .items
         .iter()
         .map(|group| Value::Object(user_json(group, profiles.get(&group.key))))
         .collect();
     let shown = results.len();
-    let request = ListRequest {
-        headers,
-        uri,
-        query: query_string,
-    };
-    let Json(mut envelope) = request.envelope(query.page, as_of, &listing, results);
+    let Json(mut envelope) = page.envelope(results);
     let total = envelope.insert("count".to_owned(), json!(shown));
     envelope.insert("total".to_owned(), total.unwrap_or(Value::Null));
     Ok(Json(envelope))
@@ -134,7 +131,7 @@ async fn user_detail(
     // Users exist through their traces; a profile alone (its traces deleted) still answers.
     let group = match (group, &profile) {
         (Some(group), _) => group,
-        (None, Some(profile)) => empty_group(customer, profile.updated_at),
+        (None, Some(profile)) => TraceGroup::empty(customer, profile.updated_at),
         (None, None) => {
             return Err(ApiError::NotFound(format!(
                 "customer {customer:?} not found: no trace names them"
@@ -170,29 +167,6 @@ async fn user_detail(
     object.insert("organization_name".to_owned(), json!(project.name.as_str()));
     object.insert("environment".to_owned(), Value::Null);
     Ok(Json(object))
-}
-
-/// A user with a profile and no traces (left): zero usage.
-fn empty_group(customer: &str, at: Timestamp) -> TraceGroup {
-    TraceGroup {
-        key: customer.to_owned(),
-        first_seen: at,
-        last_seen: at,
-        trace_count: 0,
-        thread_count: 0,
-        span_count: 0,
-        llm_call_count: 0,
-        error_count: 0,
-        total_prompt_tokens: 0,
-        total_completion_tokens: 0,
-        total_tokens: 0,
-        total_cost: 0.0,
-        average_latency: 0.0,
-        latency_p50: 0.0,
-        first_trace_id: None,
-        customer_identifier: None,
-        cost_series: Vec::new(),
-    }
 }
 
 /// `GET /api/users/{customer_identifier}/`.

@@ -158,6 +158,29 @@ async fn conversations(backend: Backend) -> TestServer {
     server
 }
 
+async fn patch_with_key(server: &TestServer, path: &str, key: &str, body: Value) -> StatusCode {
+    let response = server
+        .client
+        .patch(server.url(path))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    response.status()
+}
+
+async fn delete_trace(server: &TestServer, trace: &str) -> StatusCode {
+    let response = server
+        .client
+        .delete(server.url(&format!("/api/traces/{trace}/")))
+        .bearer_auth(&server.key)
+        .send()
+        .await
+        .unwrap();
+    response.status()
+}
+
 fn keys(list: &Value) -> Vec<&str> {
     list["results"]
         .as_array()
@@ -255,14 +278,7 @@ async fn a_thread_answers_its_conversation_turn_by_turn(backend: Backend) {
 async fn deleted_traces_leave_their_thread(backend: Backend) {
     let server = conversations(backend).await;
     for trace in ["t1", "00000000000000000000000000000002"] {
-        let response = server
-            .client
-            .delete(server.url(&format!("/api/traces/{trace}/")))
-            .bearer_auth(&server.key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert_eq!(delete_trace(&server, trace).await, StatusCode::NO_CONTENT);
     }
     let (_, list) = server.get("/api/log_threads/").await;
     let conv = list["results"]
@@ -277,14 +293,7 @@ async fn deleted_traces_leave_their_thread(backend: Backend) {
         conv["first_user_message"], "Hello there",
         "t3's prompt holds the history"
     );
-    let response = server
-        .client
-        .delete(server.url("/api/traces/t3/"))
-        .bearer_auth(&server.key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(delete_trace(&server, "t3").await, StatusCode::NO_CONTENT);
     let (_, list) = server.get("/api/log_threads/").await;
     assert_eq!(keys(&list), ["conv-2"]);
     assert_eq!(
@@ -366,15 +375,10 @@ async fn users_sum_their_usage_and_keep_their_profiles(backend: Backend) {
         server.get_with_key("/api/users/ann/", &read).await.0,
         StatusCode::OK
     );
-    let response = server
-        .client
-        .patch(server.url("/api/users/ann/"))
-        .bearer_auth(&read)
-        .json(&json!({"name": "x"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        patch_with_key(&server, "/api/users/ann/", &read, json!({"name": "x"})).await,
+        StatusCode::FORBIDDEN
+    );
 }
 
 async fn threads_and_users_filter_sort_and_page(backend: Backend) {
@@ -450,15 +454,16 @@ async fn another_project_sees_no_threads_or_users(backend: Backend) {
             "{path}"
         );
     }
-    let response = server
-        .client
-        .patch(server.url("/api/users/ann/"))
-        .bearer_auth(&other)
-        .json(&json!({"name": "Mallory"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        patch_with_key(
+            &server,
+            "/api/users/ann/",
+            &other,
+            json!({"name": "Mallory"})
+        )
+        .await,
+        StatusCode::NOT_FOUND
+    );
     let (_, ann) = server.get("/api/users/ann/").await;
     assert_eq!(ann["name"], Value::Null);
 }

@@ -148,6 +148,11 @@ export function renderGroupList(options, route, isCurrent) {
   return null;
 }
 
+// One total in a page's head.
+export function stat(label, value, key) {
+  return h('div', { class: 'stat', dataset: { stat: key } }, h('dt', null, label), h('dd', null, value));
+}
+
 // Clicking anywhere on a row opens `href`, as in the trace list.
 export function rowLink(row, href) {
   row.addEventListener('click', (event) => {

@@ -6,7 +6,7 @@ import { api, session } from './api.js';
 import { badge, code, h } from './dom.js';
 import { feedbackMark } from './feedback.js';
 import { fmtCost, fmtDuration, fmtInt, fmtRelative, fmtTime, parseTime, plural } from './format.js';
-import { renderGroupList, rowLink } from './group-list.js';
+import { renderGroupList, rowLink, stat } from './group-list.js';
 import { errorBanner, handleAuthFailure, paths, remembered, shell } from './shell.js';
 import { messageView } from './span-detail.js';
 
@@ -58,10 +58,6 @@ export function renderThreads(route, isCurrent) {
     remember: (url) => { remembered.threads = url; },
     emptyText: 'Spans that name a thread_identifier (or session.id, gen_ai.conversation.id over OTLP) are grouped into threads here.',
   }, route, isCurrent);
-}
-
-function stat(label, value, key) {
-  return h('div', { class: 'stat', dataset: { stat: key } }, h('dt', null, label), h('dd', null, value));
 }
 
 function turnView(trace, turn, index) {

@@ -89,6 +89,21 @@ export function metadataValues(raw) {
   return values;
 }
 
+// Adds `key=value` metadata pairs to a `filters` object; pairs of one key are OR-ed.
+export function metadataFilters(pairs, filters) {
+  for (const pair of pairs) {
+    const split = pair.indexOf('=');
+    const key = pair.slice(0, split).trim();
+    if (!key) continue;
+    const field = `metadata__${key}`;
+    const values = metadataValues(pair.slice(split + 1).trim());
+    filters[field] = filters[field]
+      ? { operator: '', value: filters[field].value.concat(values) }
+      : { operator: '', value: values };
+  }
+  return filters;
+}
+
 function listRequestBody(state) {
   const body = { page: state.page, page_size: state.size, sort_by: state.sort };
   const filters = {};
@@ -112,16 +127,7 @@ function listRequestBody(state) {
   }
   if (state.status === 'error') filters.error_count = { operator: 'gt', value: [0] };
   if (state.status === 'ok') filters.error_count = { operator: '', value: [0] };
-  for (const pair of state.meta) {
-    const split = pair.indexOf('=');
-    const key = pair.slice(0, split).trim();
-    if (!key) continue;
-    const field = `metadata__${key}`;
-    const values = metadataValues(pair.slice(split + 1).trim());
-    filters[field] = filters[field]
-      ? { operator: '', value: filters[field].value.concat(values) }
-      : { operator: '', value: values };
-  }
+  metadataFilters(state.meta, filters);
   feedbackFilters(state, filters);
   if (Object.keys(filters).length) body.filters = filters;
   return body;

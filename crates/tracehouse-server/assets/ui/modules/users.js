@@ -5,7 +5,7 @@
 import { api, session } from './api.js';
 import { badge, code, h } from './dom.js';
 import { fmtCost, fmtDuration, fmtInt, fmtRelative, fmtTime, parseTime } from './format.js';
-import { costBars, renderGroupList, rowLink, seriesBuckets, seriesParams } from './group-list.js';
+import { costBars, renderGroupList, rowLink, seriesBuckets, seriesParams, stat } from './group-list.js';
 import { errorBanner, handleAuthFailure, paths, remembered, shell } from './shell.js';
 import { listUrl } from './trace-list.js';
 
@@ -55,10 +55,6 @@ export function renderUsers(route, isCurrent) {
     extras: seriesParams,
     emptyText: 'Spans that name a customer_identifier (or customer_params, user.id over OTLP) are grouped into users here.',
   }, route, isCurrent);
-}
-
-function stat(label, value, key) {
-  return h('div', { class: 'stat', dataset: { stat: key } }, h('dt', null, label), h('dd', null, value));
 }
 
 function miniTable(id, headings, rows) {
