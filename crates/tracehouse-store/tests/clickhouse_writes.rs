@@ -898,6 +898,7 @@ async fn a_version_1_database_upgrades_in_place() {
         "projects",
         "access_keys",
         "key_uses",
+        "customer_profiles",
         "schema_migrations",
     ] {
         assert!(tables.contains(kept), "{kept} is missing: {tables:?}");
@@ -907,7 +908,7 @@ async fn a_version_1_database_upgrades_in_place() {
             "SELECT max(version) FROM {database}.schema_migrations"
         ))
         .await;
-    assert_eq!(schema_version.trim(), "4");
+    assert_eq!(schema_version.trim(), "5");
     let count = |table: &'static str| {
         let db = &db;
         async move {
@@ -1061,7 +1062,7 @@ async fn a_version_2_database_upgrades_its_span_counts_in_place() {
         ))
         .await
         .trim(),
-        "4"
+        "5"
     );
     // The re-sent span's trace is known as rewritten, so scans count its span once, latest
     // value first; the trace written once is read as it is.

@@ -13,6 +13,9 @@ use tracehouse_store::{SqliteConfig, SqliteStore};
 /// Takes a database back to schema v3 (before trace states, root candidates, project totals
 /// and timed metadata rows).
 /// What v5 added (key scopes and last use), taken away again for databases of older versions.
+const UNDO_V6: &str = "DROP INDEX traces_by_thread; DROP INDEX traces_by_customer; \
+     DROP TABLE customer_profiles;";
+
 const UNDO_V5: &str = "ALTER TABLE api_keys DROP COLUMN scopes; \
      ALTER TABLE api_keys DROP COLUMN last_used_ns;";
 
@@ -122,7 +125,7 @@ async fn upgrading_a_v1_database_fills_the_metrics_rollups() {
         let connection = rusqlite::Connection::open(dir.path().join("tracehouse.db")).unwrap();
         connection
             .execute_batch(&format!(
-                "{UNDO_V5} DROP TABLE span_rollup_hourly; DROP TABLE span_latency_hourly; {UNDO_V4} \
+                "{UNDO_V6} {UNDO_V5} DROP TABLE span_rollup_hourly; DROP TABLE span_latency_hourly; {UNDO_V4} \
                      PRAGMA user_version = 1;"
             ))
             .unwrap();
@@ -452,7 +455,7 @@ async fn upgrading_a_v3_database_keeps_trace_aggregates_exact() {
         connection
             .execute_batch(
                 &format!(
-                    "{UNDO_V5} {UNDO_V4} ALTER TABLE span_rollup_hourly DROP COLUMN latency_total; \
+                    "{UNDO_V6} {UNDO_V5} {UNDO_V4} ALTER TABLE span_rollup_hourly DROP COLUMN latency_total; \
                      PRAGMA user_version = 3; \
                      INSERT INTO span_metadata (span_rowid, project_id, key, text_value, num_value) \
                      SELECT span_rowid, project_id, key, text_value, num_value FROM span_metadata;"
