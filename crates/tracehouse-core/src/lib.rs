@@ -18,6 +18,7 @@
 //! Architecture invariant: this crate does no IO, spawns nothing and knows no HTTP, SQL or protobuf.
 
 pub mod cost;
+pub mod groups;
 pub mod ids;
 pub mod metrics;
 pub mod query;
@@ -41,8 +42,8 @@ pub use retention::{Cutoffs, Retention, RetentionOverride, RetentionStep};
 pub use span::{LogType, Span, SpanGrouping, SpanStatus, TokenUsage};
 pub use spanlog::{FieldError, IngestContext, span_from_log};
 pub use store::{
-    ApiKeyInfo, GroupCommit, KeyGrant, Listing, NewApiKey, ProjectStats, SpanStatistics, SpanStore,
-    StoreError, StoreObserver, StoredTrace, TraceListItem, WriteReceipt,
+    ApiKeyInfo, CustomerProfile, GroupCommit, KeyGrant, Listing, NewApiKey, ProjectStats,
+    SpanStatistics, SpanStore, StoreError, StoreObserver, StoredTrace, TraceListItem, WriteReceipt,
 };
 pub use time::Timestamp;
 pub use trace::{TraceSummary, TreeNode, build_tree, summarize};

@@ -671,7 +671,7 @@ fn parse_value(
 }
 
 /// Parses `{"operator": "...", "value": [...]}` (or a bare value / list, meaning equals).
-fn parse_condition<F>(
+pub(crate) fn parse_condition<F>(
     field_name: &str,
     field: F,
     kind: FieldType,
@@ -769,11 +769,22 @@ fn parse_condition<F>(
 /// a control character, which no `metadata__*` filter may name, so the two never meet.
 pub const SCORES_INDEX_KEY: &str = "\u{1f}scores";
 
+/// The metadata index key under which stores index a log's `positive_feedback` (`true` or
+/// `false`, as text), so `positive_feedback` filters spans and traces like a metadata key;
+/// like [`SCORES_INDEX_KEY`] it starts with a control character no metadata key can have.
+pub const FEEDBACK_INDEX_KEY: &str = "\u{1f}feedback";
+
 /// Parses a span field name: a column, `metadata__key__subkey`, or `scores__<evaluator>` (a
 /// score's evaluator slug or id).
 pub fn parse_span_field(name: &str) -> Result<(SpanField, FieldType), QueryError> {
     if let Some((column, kind)) = SpanColumn::from_api(name) {
         return Ok((SpanField::Column(column), kind));
+    }
+    if name == "positive_feedback" {
+        return Ok((
+            SpanField::Metadata(vec![FEEDBACK_INDEX_KEY.to_owned()]),
+            FieldType::Dynamic,
+        ));
     }
     if let Some(evaluator) = name.strip_prefix("scores__") {
         if evaluator.is_empty()
@@ -806,13 +817,15 @@ pub fn parse_span_field(name: &str) -> Result<(SpanField, FieldType), QueryError
     Err(QueryError::UnknownField {
         field: name.to_owned(),
         known: format!(
-            "{}, metadata__<key>, scores__<evaluator>",
+            "{}, positive_feedback, metadata__<key>, scores__<evaluator>",
             SpanColumn::api_names().collect::<Vec<_>>().join(", ")
         ),
     })
 }
 
-fn filters_object(filters: &Value) -> Result<Option<&serde_json::Map<String, Value>>, QueryError> {
+pub(crate) fn filters_object(
+    filters: &Value,
+) -> Result<Option<&serde_json::Map<String, Value>>, QueryError> {
     match filters {
         Value::Null => Ok(None),
         Value::Object(object) => Ok(Some(object)),

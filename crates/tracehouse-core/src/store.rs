@@ -4,6 +4,7 @@ use async_trait::async_trait;
 
 use serde_json::Value;
 
+use crate::groups::{GroupQuery, TraceGroup};
 use crate::ids::{ApiKeyHash, Project, ProjectId, ProjectName, Scopes, SpanId, TraceId};
 use crate::metrics::{Timeseries, TimeseriesQuery, TopEntry, TopQuery};
 use crate::query::{SpanFilter, SpanQuery, TraceQuery};
@@ -136,6 +137,18 @@ pub struct ApiKeyInfo {
     pub last_used_at: Option<String>,
 }
 
+/// What a project knows about one of its customers beyond their traces: the profile fields a
+/// person set (`name`, `email`, `metadata`, budgets), as validated by the API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomerProfile {
+    /// The customer.
+    pub customer_identifier: String,
+    /// The fields set, by API name.
+    pub fields: serde_json::Map<String, Value>,
+    /// When they were last changed.
+    pub updated_at: Timestamp,
+}
+
 /// What a valid key grants: its project and scopes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyGrant {
@@ -243,6 +256,29 @@ pub trait SpanStore: Send + Sync + 'static {
         project: ProjectId,
         query: &TopQuery,
     ) -> Result<Vec<TopEntry>, StoreError>;
+
+    /// One page of threads or customers: the project's traces matching the query grouped by
+    /// their thread or customer, with the aggregates of
+    /// [`crate::groups::GroupFold`] (the definition every store agrees with).
+    async fn list_trace_groups(
+        &self,
+        project: ProjectId,
+        query: &GroupQuery,
+    ) -> Result<Listing<TraceGroup>, StoreError>;
+
+    /// The stored profiles of these customers (those that have one), ordered by identifier.
+    async fn customer_profiles(
+        &self,
+        project: ProjectId,
+        customers: &[String],
+    ) -> Result<Vec<CustomerProfile>, StoreError>;
+
+    /// Replaces a customer's profile. Durable on `Ok`.
+    async fn put_customer_profile(
+        &self,
+        project: ProjectId,
+        profile: CustomerProfile,
+    ) -> Result<(), StoreError>;
 
     /// Deletes a trace and its spans; `false` when the project has no such trace. Durable on `Ok`.
     async fn delete_trace(

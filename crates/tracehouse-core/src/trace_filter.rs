@@ -100,7 +100,13 @@ fn meets(value: &TraceValue<'_>, operator: Operator, with: &FilterValue) -> bool
 
 /// Whether `summary` meets `condition`.
 pub fn trace_matches(summary: &TraceSummary, condition: &Condition<TraceColumn>) -> bool {
-    let value = trace_value(summary, condition.field);
+    value_matches(&trace_value(summary, condition.field), condition)
+}
+
+/// Whether one value meets a condition's operator and values (the condition's field is the
+/// caller's business), with the SQL stores' semantics.
+pub fn value_matches<F>(value: &TraceValue<'_>, condition: &Condition<F>) -> bool {
+    let value = value.clone();
     let missing = value == TraceValue::Text(None);
     let blank = missing || value == TraceValue::Text(Some(""));
     let any = || {

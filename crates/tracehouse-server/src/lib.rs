@@ -21,6 +21,7 @@
 mod auth;
 mod error;
 mod feedback_api;
+mod groups_api;
 mod grpc;
 mod guard;
 mod ingest_api;
@@ -234,6 +235,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ingest_api::router())
         .merge(read_api::router())
         .merge(feedback_api::router())
+        .merge(groups_api::router())
         .merge(ui::router())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)

@@ -69,12 +69,16 @@ const MODULES: &[(&str, Asset)] = &[
     module_asset!("api.js"),
     module_asset!("dashboard.js"),
     module_asset!("dom.js"),
+    module_asset!("feedback.js"),
     module_asset!("format.js"),
+    module_asset!("group-list.js"),
     module_asset!("main.js"),
     module_asset!("shell.js"),
     module_asset!("span-detail.js"),
+    module_asset!("threads.js"),
     module_asset!("trace-list.js"),
     module_asset!("trace-view.js"),
+    module_asset!("users.js"),
 ];
 const FAVICON_SVG: Asset = Asset::new(include_str!("../assets/ui/favicon.svg"), "image/svg+xml");
 

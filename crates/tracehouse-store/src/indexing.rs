@@ -3,7 +3,7 @@
 //! the bounded text that search reads.
 
 use serde_json::{Map, Value};
-use tracehouse_core::query::SCORES_INDEX_KEY;
+use tracehouse_core::query::{FEEDBACK_INDEX_KEY, SCORES_INDEX_KEY};
 
 /// Deepest metadata nesting that is indexed; deeper values stay in the content, unindexed.
 const MAX_METADATA_DEPTH: usize = 8;
@@ -74,6 +74,12 @@ pub(crate) fn index_entries(content: &Map<String, Value>) -> Vec<(String, Metada
         .get("metadata")
         .map(flatten_metadata)
         .unwrap_or_default();
+    if let Some(Value::Bool(feedback)) = content.get("positive_feedback") {
+        entries.push((
+            FEEDBACK_INDEX_KEY.to_owned(),
+            MetadataScalar::Text(feedback.to_string()),
+        ));
+    }
     let Some(Value::Object(scores)) = content.get("scores") else {
         return entries;
     };
@@ -127,6 +133,28 @@ pub(crate) fn searchable(value: Option<&Value>) -> String {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+
+    #[test]
+    fn feedback_is_indexed_as_text_when_given() {
+        let Value::Object(content) = json!({"positive_feedback": false, "metadata": {"a": "b"}})
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            index_entries(&content),
+            vec![
+                ("a".to_owned(), MetadataScalar::Text("b".to_owned())),
+                (
+                    FEEDBACK_INDEX_KEY.to_owned(),
+                    MetadataScalar::Text("false".to_owned())
+                ),
+            ]
+        );
+        let Value::Object(unset) = json!({"positive_feedback": null}) else {
+            unreachable!()
+        };
+        assert!(index_entries(&unset).is_empty());
+    }
 
     #[test]
     fn scores_are_indexed_beside_metadata_by_evaluator_slug_and_id() {

@@ -899,6 +899,7 @@ async fn a_version_1_database_upgrades_in_place() {
         "access_keys",
         "key_uses",
         "project_retention",
+        "customer_profiles",
         "schema_migrations",
     ] {
         assert!(tables.contains(kept), "{kept} is missing: {tables:?}");
@@ -908,7 +909,7 @@ async fn a_version_1_database_upgrades_in_place() {
             "SELECT max(version) FROM {database}.schema_migrations"
         ))
         .await;
-    assert_eq!(schema_version.trim(), "5");
+    assert_eq!(schema_version.trim(), "6");
     let count = |table: &'static str| {
         let db = &db;
         async move {
@@ -1062,7 +1063,7 @@ async fn a_version_2_database_upgrades_its_span_counts_in_place() {
         ))
         .await
         .trim(),
-        "5"
+        "6"
     );
     // The re-sent span's trace is known as rewritten, so scans count its span once, latest
     // value first; the trace written once is read as it is.

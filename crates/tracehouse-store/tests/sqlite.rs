@@ -18,6 +18,8 @@ const UNDO_V6: &str = "DROP INDEX spans_content_live; \
      ALTER TABLE spans DROP COLUMN content_expired_ns; \
      ALTER TABLE projects DROP COLUMN retention_days; \
      ALTER TABLE projects DROP COLUMN content_retention_days;";
+const UNDO_V7: &str = "DROP INDEX traces_by_thread; DROP INDEX traces_by_customer; \
+     DROP TABLE customer_profiles;";
 
 const UNDO_V5: &str = "ALTER TABLE api_keys DROP COLUMN scopes; \
      ALTER TABLE api_keys DROP COLUMN last_used_ns;";
@@ -128,7 +130,7 @@ async fn upgrading_a_v1_database_fills_the_metrics_rollups() {
         let connection = rusqlite::Connection::open(dir.path().join("tracehouse.db")).unwrap();
         connection
             .execute_batch(&format!(
-                "{UNDO_V6} {UNDO_V5} DROP TABLE span_rollup_hourly; DROP TABLE span_latency_hourly; {UNDO_V4} \
+                "{UNDO_V7} {UNDO_V6} {UNDO_V5} DROP TABLE span_rollup_hourly; DROP TABLE span_latency_hourly; {UNDO_V4} \
                      PRAGMA user_version = 1;"
             ))
             .unwrap();
@@ -458,7 +460,7 @@ async fn upgrading_a_v3_database_keeps_trace_aggregates_exact() {
         connection
             .execute_batch(
                 &format!(
-                    "{UNDO_V6} {UNDO_V5} {UNDO_V4} ALTER TABLE span_rollup_hourly DROP COLUMN latency_total; \
+                    "{UNDO_V7} {UNDO_V6} {UNDO_V5} {UNDO_V4} ALTER TABLE span_rollup_hourly DROP COLUMN latency_total; \
                      PRAGMA user_version = 3; \
                      INSERT INTO span_metadata (span_rowid, project_id, key, text_value, num_value) \
                      SELECT span_rowid, project_id, key, text_value, num_value FROM span_metadata;"

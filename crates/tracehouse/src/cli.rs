@@ -455,6 +455,14 @@ pub(crate) struct BenchIngestArgs {
     /// Spans per request: the generated stream of spans is cut into requests of this many.
     #[arg(long, default_value_t = 100)]
     pub(crate) spans_per_request: usize,
+    /// Distinct `customer_identifier`s the traces are spread over.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) customers: u64,
+    /// Distinct `thread_identifier`s the traces are spread over (0: traces name no thread). A
+    /// thread's traces all belong to one customer (`thread-N` to `customer-(N mod customers)`),
+    /// as a conversation belongs to one user.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) threads: u64,
     /// Seed of the generator, as 8 hex digits (default: random). It is also the run id the
     /// report prints, so a run's ids and texts can be generated again.
     #[arg(long, value_name = "HEX", value_parser = parse_seed)]
@@ -510,6 +518,14 @@ pub(crate) struct BenchReadArgs {
     /// Trace to fetch (default: the one with the most spans among the newest 50 traces).
     #[arg(long, value_name = "ID")]
     pub(crate) trace: Option<String>,
+    /// Thread to fetch with `/api/log_thread/{id}/` (default: the thread of the newest trace
+    /// among the newest 50 that names one).
+    #[arg(long, value_name = "ID")]
+    pub(crate) thread: Option<String>,
+    /// Customer to fetch with `/api/users/{id}/` (default: the customer of the newest trace
+    /// among the newest 50 that names one).
+    #[arg(long, value_name = "ID")]
+    pub(crate) customer: Option<String>,
     /// Seconds one call may take before it counts as failed.
     #[arg(long, default_value_t = 300, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) timeout_secs: u64,

@@ -3,10 +3,10 @@
 pub(crate) mod export;
 mod metrics;
 pub(crate) mod model;
-mod params;
+pub(crate) mod params;
 mod rest_handler;
 
-pub(crate) use rest_handler::resolve_span;
+pub(crate) use rest_handler::{ListRequest, resolve_span};
 
 use axum::Router;
 use axum::routing::{get, patch};

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use axum::http::{HeaderMap, Uri, header};
 use serde_json::{Map, Value};
 use tracehouse_core::Timestamp;
+use tracehouse_core::groups::{CostSeries, GroupColumn, GroupQuery, Grouping, parse_group_filters};
 use tracehouse_core::query::{
     Condition, FilterValue, Operator, Page, QueryError, SpanColumn, SpanField, SpanFilter,
     SpanQuery, TraceColumn, TraceQuery, parse_page, parse_sort, parse_span_field,
@@ -21,7 +22,7 @@ impl From<QueryError> for ApiError {
 
 /// List parameters from the query string, completed by the same keys in a JSON body
 /// (the query string wins), plus the body's `filters`.
-pub(super) struct ListParams {
+pub(crate) struct ListParams {
     values: HashMap<String, String>,
     filters: Value,
 }
@@ -36,7 +37,7 @@ fn scalar_text(value: &Value) -> Option<String> {
 }
 
 impl ListParams {
-    pub(super) fn new(query: HashMap<String, String>, body: &[u8]) -> Result<Self, ApiError> {
+    pub(crate) fn new(query: HashMap<String, String>, body: &[u8]) -> Result<Self, ApiError> {
         let mut values = query;
         let mut filters = Value::Null;
         // GET requests carry the filters object as JSON text in `filters`.
@@ -68,7 +69,7 @@ impl ListParams {
         Ok(Self { values, filters })
     }
 
-    pub(super) fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.values
             .get(key)
             .map(String::as_str)
@@ -102,6 +103,8 @@ impl ListParams {
             "span_end_time",
             "as_of",
             "environment",
+            "cost_interval",
+            "cost_buckets",
             SNAPSHOT_COUNT,
         ];
         let mut filters = match &self.filters {
@@ -143,14 +146,84 @@ impl ListParams {
     pub(super) fn trace_query(&self) -> Result<TraceQuery, ApiError> {
         let mut query = TraceQuery {
             page: self.page()?,
+            ..self.trace_scope()?
+        };
+        if let Some(sort) = self.get("sort_by") {
+            query.sort = parse_sort(sort, TraceColumn::from_api, TraceColumn::api_names())?;
+        }
+        let filters = self.filters_with_query(|name| {
+            TraceColumn::from_api(name).is_some() || parse_span_field(name).is_ok()
+        });
+        parse_trace_filters(&filters, &mut query)?;
+        Ok(query)
+    }
+
+    /// The threads or users list query: the traces counted are chosen as a trace list's are
+    /// (time range, environment, search, trace and span filters), the groups by their own
+    /// aggregates.
+    pub(crate) fn group_query(&self, grouping: Grouping) -> Result<GroupQuery, ApiError> {
+        let mut query = GroupQuery {
+            page: self.page()?,
+            traces: self.trace_scope()?,
+            ..GroupQuery::new(grouping)
+        };
+        if let Some(sort) = self.get("sort_by") {
+            query.sort = parse_sort(
+                sort,
+                |name| GroupColumn::from_api(name, grouping),
+                GroupColumn::api_names(grouping),
+            )?;
+        }
+        let filters = self.filters_with_query(|name| {
+            GroupColumn::from_api(name, grouping).is_some()
+                || TraceColumn::from_api(name).is_some()
+                || parse_span_field(name).is_ok()
+        });
+        parse_group_filters(&filters, &mut query)?;
+        query.cost_series = self.cost_series()?;
+        Ok(query)
+    }
+
+    /// `cost_interval` (`hour`, `day` or `week`) and `cost_buckets` (1 to 400, default 30):
+    /// each listed group's cost per bucket, the last bucket holding now.
+    fn cost_series(&self) -> Result<Option<CostSeries>, ApiError> {
+        let Some(interval) = self.get("cost_interval") else {
+            return Ok(None);
+        };
+        let step_ns: i64 = match interval {
+            "hour" => 3_600_000_000_000,
+            "day" => 86_400_000_000_000,
+            "week" => 7 * 86_400_000_000_000,
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "cost_interval must be hour, day or week, got {other:?}"
+                )));
+            }
+        };
+        let buckets = match self.get("cost_buckets") {
+            None => 30,
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=400).contains(n))
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "cost_buckets must be a whole number from 1 to 400, got {raw:?}"
+                    ))
+                })?,
+        };
+        Ok(CostSeries::ending_at(crate::now(), step_ns, buckets))
+    }
+
+    /// What selects traces besides filters: time range, snapshot, environment, search, and the
+    /// span time range.
+    fn trace_scope(&self) -> Result<TraceQuery, ApiError> {
+        let mut query = TraceQuery {
             start_from: self.time("start_time")?,
             start_to: self.time("end_time")?,
             as_of: self.time("as_of")?,
             ..TraceQuery::default()
         };
-        if let Some(sort) = self.get("sort_by") {
-            query.sort = parse_sort(sort, TraceColumn::from_api, TraceColumn::api_names())?;
-        }
         if let Some(environment) = self.get("environment") {
             query.conditions.push(Condition {
                 field: TraceColumn::Environment,
@@ -163,10 +236,6 @@ impl ListParams {
         // same span): what a dashboard bucket counts.
         query.spans.start_from = self.time("span_start_time")?;
         query.spans.start_to = self.time("span_end_time")?;
-        let filters = self.filters_with_query(|name| {
-            TraceColumn::from_api(name).is_some() || parse_span_field(name).is_ok()
-        });
-        parse_trace_filters(&filters, &mut query)?;
         Ok(query)
     }
 
@@ -210,7 +279,7 @@ impl ListParams {
 /// The query parameter of page links that carries the exact count of the walk's snapshot, as
 /// its first page counted it: a later page of the walk reports that count instead of counting
 /// rows that arrived after the snapshot (an unfiltered list counts the project's current total).
-pub(super) const SNAPSHOT_COUNT: &str = "snapshot_count";
+pub(crate) const SNAPSHOT_COUNT: &str = "snapshot_count";
 
 pub(super) fn page_link(
     headers: &HeaderMap,

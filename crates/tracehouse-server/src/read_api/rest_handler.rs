@@ -24,16 +24,16 @@ fn trace_not_found(trace_id: &str) -> ApiError {
 }
 
 /// Where a list request came from: what its `next`/`previous` links are built from.
-struct ListRequest {
-    headers: HeaderMap,
-    uri: Uri,
-    query: HashMap<String, String>,
+pub(crate) struct ListRequest {
+    pub(crate) headers: HeaderMap,
+    pub(crate) uri: Uri,
+    pub(crate) query: HashMap<String, String>,
 }
 
 impl ListRequest {
     /// The list envelope of one page, with links to the neighbouring pages pinned to the
     /// snapshot the first page saw.
-    fn envelope<T>(
+    pub(crate) fn envelope<T>(
         &self,
         page: Page,
         as_of: Timestamp,

@@ -12,6 +12,7 @@
 mod client;
 mod keys;
 mod metrics;
+mod profiles;
 mod query;
 mod retention;
 mod rows;
@@ -24,13 +25,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
+use tracehouse_core::groups::{GroupQuery, TraceGroup};
 use tracehouse_core::metrics::{Timeseries, TimeseriesQuery, TopEntry, TopQuery};
 use tracehouse_core::query::{SpanFilter, SpanQuery, TraceQuery};
 use tracehouse_core::{
-    ApiKeyHash, ApiKeyInfo, Cutoffs, KeyGrant, Listing, NewApiKey, Project, ProjectId, ProjectName,
-    ProjectStats, RetentionOverride, RetentionStep, Scopes, Span, SpanId, SpanStatistics,
-    SpanStore, StoreError, StoreObserver, StoredTrace, Timestamp, TraceId, TraceListItem,
-    WriteReceipt,
+    ApiKeyHash, ApiKeyInfo, CustomerProfile, Cutoffs, KeyGrant, Listing, NewApiKey, Project,
+    ProjectId, ProjectName, ProjectStats, RetentionOverride, RetentionStep, Scopes, Span, SpanId,
+    SpanStatistics, SpanStore, StoreError, StoreObserver, StoredTrace, Timestamp, TraceId,
+    TraceListItem, WriteReceipt,
 };
 
 use self::client::Client;
@@ -388,6 +390,30 @@ impl SpanStore for ClickHouseStore {
             .submit(project, WriteOp::DeleteTrace(trace_id.clone()))
             .await?;
         Ok(receipt.traces_touched > 0)
+    }
+
+    async fn list_trace_groups(
+        &self,
+        project: ProjectId,
+        query: &GroupQuery,
+    ) -> Result<Listing<TraceGroup>, StoreError> {
+        traces::list_trace_groups(&self.client, project, query).await
+    }
+
+    async fn customer_profiles(
+        &self,
+        project: ProjectId,
+        customers: &[String],
+    ) -> Result<Vec<CustomerProfile>, StoreError> {
+        Ok(profiles::customer_profiles(&self.client, project, customers).await?)
+    }
+
+    async fn put_customer_profile(
+        &self,
+        project: ProjectId,
+        profile: CustomerProfile,
+    ) -> Result<(), StoreError> {
+        Ok(profiles::put_customer_profile(&self.client, project, &profile).await?)
     }
 
     async fn project_stats(&self, project: ProjectId) -> Result<ProjectStats, StoreError> {

@@ -110,6 +110,12 @@ const MIGRATIONS: &[Migration] = &[
         upgrade: &[],
         drop: &[],
     },
+    Migration {
+        tables: VERSION_6,
+        views: &[],
+        upgrade: &[],
+        drop: &[],
+    },
 ];
 
 /// Version 5: each project's own retention (`projects set`); a newer row replaces the older,
@@ -407,6 +413,20 @@ const VERSION_4: &[Table] = &[
         shard_key: "cityHash64(key_hash)",
     },
 ];
+
+/// Version 6: customers' profiles (`PATCH /api/users/{id}/`), a row per change; the newest
+/// version is the profile.
+const VERSION_6: &[Table] = &[Table {
+    name: "customer_profiles",
+    body: "(
+        project_id Int64,
+        customer_identifier String,
+        profile String,
+        updated_ns Int64,
+        version UInt64
+    ) ENGINE = ReplacingMergeTree(version) ORDER BY (project_id, customer_identifier)",
+    shard_key: "cityHash64(customer_identifier)",
+}];
 
 /// Rows past which `uniq` samples instead of counting, so a trace with more is taken as
 /// rewritten whatever its counts say.

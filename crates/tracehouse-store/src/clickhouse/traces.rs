@@ -25,7 +25,11 @@
 use std::collections::{BTreeSet, HashMap};
 
 use serde::Deserialize;
-use tracehouse_core::query::{Direction, Page, TraceColumn, TraceQuery};
+use tracehouse_core::groups::{GroupFold, GroupQuery, Grouping, TraceGroup};
+use tracehouse_core::query::{
+    Condition, Direction, FilterValue, Operator, Page, SpanColumn, SpanField, TraceColumn,
+    TraceQuery,
+};
 use tracehouse_core::trace_filter::{trace_matches, trace_order};
 use tracehouse_core::{
     Listing, ProjectId, Span, StoreError, StoredTrace, TraceId, TraceListItem, TraceSummary,
@@ -477,18 +481,38 @@ async fn visit_all(
     project: ProjectId,
     query: &TraceQuery,
 ) -> Result<(Vec<TraceSummary>, u64), StoreError> {
-    #[derive(Deserialize)]
-    struct Candidate {
-        trace_id: String,
-    }
-    // The candidates a start-time walk would meet, in trace id order instead.
-    let (source, _) = walk_source(project, query, None);
     let keep = usize::try_from(query.page.offset() + query.page.size).unwrap_or(usize::MAX);
     let order = |a: &TraceSummary, b: &TraceSummary| {
         trace_order(a, b, query.sort.column, query.sort.direction)
     };
     let mut best: Vec<TraceSummary> = Vec::new();
     let mut total = 0u64;
+    for_each_matching(client, project, query, |chunk| {
+        total += chunk.len() as u64;
+        best.extend(chunk);
+        // Bounded: never more than a chunk past the page is held.
+        best.sort_by(order);
+        best.truncate(keep);
+    })
+    .await?;
+    let page = page_of(best.iter().collect(), query.page);
+    Ok((page, total))
+}
+
+/// Every trace matching `query`, computed chunk by chunk (in trace id order) and handed to
+/// `visit` a chunk at a time, so memory stays bounded by the chunk.
+async fn for_each_matching(
+    client: &Client,
+    project: ProjectId,
+    query: &TraceQuery,
+    mut visit: impl FnMut(Vec<TraceSummary>),
+) -> Result<(), StoreError> {
+    #[derive(Deserialize)]
+    struct Candidate {
+        trace_id: String,
+    }
+    // The candidates a start-time walk would meet, in trace id order instead.
+    let (source, _) = walk_source(project, query, None);
     let mut after: Option<String> = None;
     loop {
         let position = after
@@ -506,22 +530,52 @@ async fn visit_all(
         };
         after = Some(last.trace_id.clone());
         let ids: Vec<&str> = candidates.iter().map(|c| c.trace_id.as_str()).collect();
-        for trace in compute(client, project, query, &ids).await?.into_values() {
-            if !trace.matches {
-                continue;
-            }
-            total += 1;
-            best.push(trace.summary);
-        }
-        // Bounded: never more than a chunk past the page is held.
-        best.sort_by(order);
-        best.truncate(keep);
+        visit(
+            compute(client, project, query, &ids)
+                .await?
+                .into_values()
+                .filter(|trace| trace.matches)
+                .map(|trace| trace.summary)
+                .collect(),
+        );
         if candidates.len() < TRACES_PER_CHUNK {
             break;
         }
     }
-    let page = page_of(best.iter().collect(), query.page);
-    Ok((page, total))
+    Ok(())
+}
+
+/// Threads or customers: ClickHouse stores no trace aggregates, so every matching trace is
+/// computed and folded by the definition itself, [`GroupFold`].
+pub(crate) async fn list_trace_groups(
+    client: &Client,
+    project: ProjectId,
+    query: &GroupQuery,
+) -> Result<Listing<TraceGroup>, StoreError> {
+    let mut traces = query.traces.clone();
+    if let Some(keys) = &query.keys
+        && traces.spans.is_empty()
+    {
+        // A trace of a group has a span naming the group (its root's value or its first
+        // span's), so the candidates can be the traces of such spans.
+        let column = match query.grouping {
+            Grouping::Thread => SpanColumn::ThreadIdentifier,
+            Grouping::Customer => SpanColumn::CustomerIdentifier,
+        };
+        traces.spans.conditions.push(Condition {
+            field: SpanField::Column(column),
+            operator: Operator::In,
+            values: keys.iter().cloned().map(FilterValue::Text).collect(),
+        });
+    }
+    let mut fold = GroupFold::new(query);
+    for_each_matching(client, project, &traces, |chunk| {
+        for summary in &chunk {
+            fold.add(summary);
+        }
+    })
+    .await?;
+    Ok(fold.finish(query))
 }
 
 #[derive(Deserialize)]

@@ -2,8 +2,8 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use tracehouse_core::{
-    ApiKeyHash, ApiKeyInfo, KeyGrant, Project, ProjectId, ProjectName, RetentionOverride, Scopes,
-    Timestamp,
+    ApiKeyHash, ApiKeyInfo, CustomerProfile, KeyGrant, Project, ProjectId, ProjectName,
+    RetentionOverride, Scopes, Timestamp,
 };
 
 use super::SqliteError;
@@ -31,6 +31,11 @@ pub(crate) enum KeyChange {
         at: Timestamp,
     },
     SetRetention(ProjectName, RetentionOverride),
+    /// Not a key, but like keys a small change of a project's own records.
+    CustomerProfile {
+        project: ProjectId,
+        profile: CustomerProfile,
+    },
 }
 
 /// What a [`KeyChange`] answers.
@@ -73,6 +78,10 @@ impl KeyChange {
                     .find(|(listed, _)| listed.id == project.id)
                     .map_or_else(RetentionOverride::default, |(_, stored)| stored);
                 KeyAnswer::Retention(project, stored)
+            }
+            KeyChange::CustomerProfile { project, profile } => {
+                super::groups::put_customer_profile(connection, *project, profile)?;
+                KeyAnswer::Recorded
             }
         })
     }

@@ -6,6 +6,7 @@
 
 mod checkpoint;
 mod content;
+mod groups;
 mod index;
 mod keys;
 mod metrics;
@@ -25,13 +26,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 use tokio::sync::mpsc;
+use tracehouse_core::groups::{GroupQuery, TraceGroup};
 use tracehouse_core::metrics::{Timeseries, TimeseriesQuery, TopEntry, TopQuery};
 use tracehouse_core::query::{SpanFilter, SpanQuery, TraceQuery};
 use tracehouse_core::{
-    ApiKeyHash, ApiKeyInfo, Cutoffs, KeyGrant, Listing, NewApiKey, Project, ProjectId, ProjectName,
-    ProjectStats, RetentionOverride, RetentionStep, Scopes, Span, SpanId, SpanStatistics,
-    SpanStore, StoreError, StoreObserver, StoredTrace, Timestamp, TraceId, TraceListItem,
-    WriteReceipt,
+    ApiKeyHash, ApiKeyInfo, CustomerProfile, Cutoffs, KeyGrant, Listing, NewApiKey, Project,
+    ProjectId, ProjectName, ProjectStats, RetentionOverride, RetentionStep, Scopes, Span, SpanId,
+    SpanStatistics, SpanStore, StoreError, StoreObserver, StoredTrace, Timestamp, TraceId,
+    TraceListItem, WriteReceipt,
 };
 
 use self::keys::{KeyAnswer, KeyChange};
@@ -522,6 +524,40 @@ impl SpanStore for SqliteStore {
         let query = query.clone();
         self.read(move |connection| metrics::top(connection, project, &query))
             .await
+    }
+
+    async fn list_trace_groups(
+        &self,
+        project: ProjectId,
+        query: &GroupQuery,
+    ) -> Result<Listing<TraceGroup>, StoreError> {
+        let query = query.clone();
+        self.read(move |connection| groups::list_trace_groups(connection, project, &query))
+            .await
+    }
+
+    async fn customer_profiles(
+        &self,
+        project: ProjectId,
+        customers: &[String],
+    ) -> Result<Vec<CustomerProfile>, StoreError> {
+        let customers = customers.to_vec();
+        self.read(move |connection| groups::customer_profiles(connection, project, &customers))
+            .await
+    }
+
+    async fn put_customer_profile(
+        &self,
+        project: ProjectId,
+        profile: CustomerProfile,
+    ) -> Result<(), StoreError> {
+        match self
+            .change_keys(KeyChange::CustomerProfile { project, profile })
+            .await?
+        {
+            KeyAnswer::Recorded => Ok(()),
+            _ => Err(SqliteError::Corrupt("the writer answered another change".to_owned()).into()),
+        }
     }
 
     async fn project_stats(&self, project: ProjectId) -> Result<ProjectStats, StoreError> {

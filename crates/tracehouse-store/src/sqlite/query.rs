@@ -176,7 +176,11 @@ fn any_of(predicates: Vec<String>) -> String {
 }
 
 /// A condition on a plain column expression.
-fn column_condition<F>(expr: &str, condition: &Condition<F>, clause: &mut Where) -> String {
+pub(crate) fn column_condition<F>(
+    expr: &str,
+    condition: &Condition<F>,
+    clause: &mut Where,
+) -> String {
     let operator = condition.operator;
     match operator {
         Operator::Empty => format!("({expr} IS NULL OR {expr} = '')"),
@@ -312,7 +316,7 @@ pub(crate) fn span_filter_clauses(project: ProjectId, filter: &SpanFilter, claus
 }
 
 /// Binds LIMIT and OFFSET of a page; returns their placeholders.
-fn page_clause(page: Page, clause: &mut Where) -> String {
+pub(crate) fn page_clause(page: Page, clause: &mut Where) -> String {
     let limit = clause.bind(SqlValue::Integer(
         i64::try_from(page.size).unwrap_or(i64::MAX),
     ));
@@ -323,7 +327,7 @@ fn page_clause(page: Page, clause: &mut Where) -> String {
 }
 
 /// Runs a query and maps every row.
-fn collect_rows<T>(
+pub(crate) fn collect_rows<T>(
     connection: &Connection,
     sql: &str,
     params: &[SqlValue],
@@ -338,7 +342,7 @@ fn collect_rows<T>(
     Ok(items)
 }
 
-fn direction(direction: Direction) -> &'static str {
+pub(crate) fn direction(direction: Direction) -> &'static str {
     match direction {
         Direction::Ascending => "ASC",
         Direction::Descending => "DESC",
@@ -353,7 +357,11 @@ fn prefixed(columns: &str, alias: &str) -> String {
         .join(", ")
 }
 
-fn count(connection: &Connection, sql: &str, params: &[SqlValue]) -> Result<u64, SqliteError> {
+pub(crate) fn count(
+    connection: &Connection,
+    sql: &str,
+    params: &[SqlValue],
+) -> Result<u64, SqliteError> {
     let total: i64 = connection
         .prepare_cached(sql)?
         .query_row(params_from_iter(params.iter()), |row| row.get(0))?;
@@ -669,15 +677,14 @@ fn trace_list_item(row: &rusqlite::Row<'_>) -> Result<TraceListItem, SqliteError
     })
 }
 
-pub(crate) fn list_traces(
+/// Adds the clauses of a trace query over alias `t` that need no span: project, time range,
+/// snapshot and conditions on trace aggregates.
+pub(crate) fn trace_clauses(
     connection: &Connection,
     project: ProjectId,
     query: &TraceQuery,
-) -> Result<Listing<TraceListItem>, SqliteError> {
-    if let Some(listing) = search_traces_newest_first(connection, project, query)? {
-        return Ok(listing);
-    }
-    let mut clause = Where::default();
+    clause: &mut Where,
+) -> Result<(), SqliteError> {
     let project_param = clause.bind(SqlValue::Integer(project.0));
     clause
         .clauses
@@ -695,9 +702,43 @@ pub(crate) fn list_traces(
         clause.clauses.push(format!("t.first_seen_ns <= {p}"));
     }
     for condition in &query.conditions {
-        let sql = column_condition(trace_column(condition.field), condition, &mut clause);
+        let sql = column_condition(trace_column(condition.field), condition, clause);
         clause.clauses.push(sql);
     }
+    Ok(())
+}
+
+/// Restricts traces (alias `t`) to those with a span matching `filter`, when it filters.
+pub(crate) fn traces_with_matching_span(
+    project: ProjectId,
+    filter: &SpanFilter,
+    clause: &mut Where,
+) {
+    if filter.is_empty() {
+        return;
+    }
+    let mut spans = Where {
+        clauses: Vec::new(),
+        params: std::mem::take(&mut clause.params),
+    };
+    span_filter_clauses(project, filter, &mut spans);
+    clause.params = spans.params;
+    clause.clauses.push(format!(
+        "t.trace_id IN (SELECT s.trace_id FROM spans s WHERE {})",
+        spans.clauses.join(" AND ")
+    ));
+}
+
+pub(crate) fn list_traces(
+    connection: &Connection,
+    project: ProjectId,
+    query: &TraceQuery,
+) -> Result<Listing<TraceListItem>, SqliteError> {
+    if let Some(listing) = search_traces_newest_first(connection, project, query)? {
+        return Ok(listing);
+    }
+    let mut clause = Where::default();
+    trace_clauses(connection, project, query, &mut clause)?;
     // The trace rows come from `traces` alone, or, for a newest-first list narrowed to one
     // value of a faceted span field, from that value's facet rows in time order, so the page is
     // read off one index range and the scan stops after it.
@@ -736,17 +777,8 @@ pub(crate) fn list_traces(
                 values.join(", ")
             ));
         }
-    } else if !query.spans.is_empty() {
-        let mut spans = Where {
-            clauses: Vec::new(),
-            params: std::mem::take(&mut clause.params),
-        };
-        span_filter_clauses(project, &query.spans, &mut spans);
-        clause.params = spans.params;
-        clause.clauses.push(format!(
-            "t.trace_id IN (SELECT s.trace_id FROM spans s WHERE {})",
-            spans.clauses.join(" AND ")
-        ));
+    } else {
+        traces_with_matching_span(project, &query.spans, &mut clause);
     }
     let where_sql = clause.text();
     let unfiltered = query.conditions.is_empty()

@@ -25,6 +25,7 @@ pub(crate) fn migrations() -> Migrations<'static> {
         }),
         M::up(V5),
         M::up(V6),
+        M::up(V7),
     ])
 }
 
@@ -40,6 +41,27 @@ const V6: &str = r#"
         ALTER TABLE spans ADD COLUMN content_expired_ns INTEGER;
         CREATE INDEX spans_content_live ON spans (project_id, start_ns)
             WHERE content_expired_ns IS NULL;
+"#;
+
+/// v7: threads and customers. Covering indexes of the trace columns a thread or customer sums,
+/// in key order, so grouping walks one index without a sort or a table read; and the
+/// customers' profiles (`PATCH /api/users/{id}/`).
+const V7: &str = r#"
+        CREATE INDEX traces_by_thread ON traces (project_id, thread_identifier, start_ns,
+            end_ns, duration, span_count, llm_call_count, error_count, total_prompt_tokens,
+            total_completion_tokens, total_tokens, total_cost, customer_identifier, trace_id)
+            WHERE thread_identifier IS NOT NULL;
+        CREATE INDEX traces_by_customer ON traces (project_id, customer_identifier, start_ns,
+            end_ns, duration, span_count, llm_call_count, error_count, total_prompt_tokens,
+            total_completion_tokens, total_tokens, total_cost, thread_identifier, trace_id)
+            WHERE customer_identifier IS NOT NULL;
+        CREATE TABLE customer_profiles (
+            project_id INTEGER NOT NULL,
+            customer_identifier TEXT NOT NULL,
+            profile TEXT NOT NULL,
+            updated_ns INTEGER NOT NULL,
+            PRIMARY KEY (project_id, customer_identifier)
+        ) WITHOUT ROWID;
 "#;
 
 /// v5: key scopes and last use. Keys made before scopes keep doing everything (`admin`).

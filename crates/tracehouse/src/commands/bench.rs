@@ -59,8 +59,35 @@ fn text(random: &mut fastrand::Rng, bytes: usize) -> String {
     out
 }
 
+/// Who a trace belongs to: its customer and, with threads, its conversation.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Population {
+    customers: u64,
+    threads: u64,
+}
+
+impl Population {
+    /// Names the customer (and thread) of trace number `trace` on one of its spans.
+    fn tag(self, span: &mut Value, trace: u64) {
+        let owner = if self.threads > 0 {
+            let thread = trace % self.threads;
+            span["thread_identifier"] = json!(format!("thread-{thread}"));
+            thread
+        } else {
+            trace
+        };
+        span["customer_identifier"] = json!(format!("customer-{}", owner % self.customers.max(1)));
+    }
+}
+
 /// The ten span logs of trace number `trace` of run `run`.
-fn trace_spans(random: &mut fastrand::Rng, run: u32, trace: u64, start_ns: i64) -> Vec<Value> {
+fn trace_spans(
+    random: &mut fastrand::Rng,
+    run: u32,
+    trace: u64,
+    start_ns: i64,
+    population: Population,
+) -> Vec<Value> {
     let trace_id = format!("{run:08x}{trace:024x}");
     let span_id = |index: usize| format!("{:08x}{:08x}", trace as u32, index as u32 + 1);
     let root = span_id(0);
@@ -82,10 +109,10 @@ fn trace_spans(random: &mut fastrand::Rng, run: u32, trace: u64, start_ns: i64) 
             "log_type": log_type,
             "start_time": time(offset),
             "timestamp": time(offset + length),
-            "customer_identifier": format!("customer-{}", trace % 50),
             "environment": "bench",
             "metadata": {"run": run, "shard": trace % 8},
         });
+        population.tag(&mut span, trace);
         if let Some(parent) = parent {
             span["span_parent_id"] = json!(parent);
         }
@@ -360,11 +387,13 @@ impl Plan {
         random: &'a mut fastrand::Rng,
         run_tag: &'a str,
         start_ns: i64,
+        population: Population,
     ) -> impl Iterator<Item = Value> + 'a {
         self.order.iter().map(move |&(trace, index)| {
             realistic_span(
                 random,
                 run_tag,
+                population,
                 trace as usize,
                 &self.traces[trace as usize],
                 index as usize,
@@ -379,6 +408,7 @@ impl Plan {
 fn realistic_span(
     random: &mut fastrand::Rng,
     run_tag: &str,
+    population: Population,
     number: usize,
     trace: &PlannedTrace,
     index: usize,
@@ -391,10 +421,10 @@ fn realistic_span(
         "span_unique_id": format!("{:016x}", span.span_id),
         "start_time": time(span.start_ns),
         "timestamp": time(span.end_ns),
-        "customer_identifier": format!("customer-{}", number % 50),
         "environment": "bench",
         "metadata": {"bench_run": run_tag},
     });
+    population.tag(&mut out, number as u64);
     if let Some(parent) = span
         .parent
         .and_then(|parent| trace.spans.get(parent as usize))
@@ -549,6 +579,10 @@ pub(super) async fn run_ingest(args: BenchIngestArgs) -> anyhow::Result<ExitCode
     };
     let endpoint = base.join(path).context("cannot build the ingest URL")?;
 
+    let population = Population {
+        customers: args.customers,
+        threads: args.threads,
+    };
     // Build every body before the clock starts.
     let prepared = Instant::now();
     let mut random = fastrand::Rng::with_seed(u64::from(run));
@@ -556,7 +590,13 @@ pub(super) async fn run_ingest(args: BenchIngestArgs) -> anyhow::Result<ExitCode
         BenchShape::WholeTraces => {
             let start_ns = crate::commands::now_ns() - 3_600_000_000_000;
             let spans = (0..traces).flat_map(|trace| {
-                trace_spans(&mut random, run, trace, start_ns + trace as i64 * 1_000_000)
+                trace_spans(
+                    &mut random,
+                    run,
+                    trace,
+                    start_ns + trace as i64 * 1_000_000,
+                    population,
+                )
             });
             let (bodies, body_bytes) = build_bodies(spans, args.spans_per_request, args.format)?;
             let traces = usize::try_from(traces)?;
@@ -586,7 +626,7 @@ pub(super) async fn run_ingest(args: BenchIngestArgs) -> anyhow::Result<ExitCode
             );
             // The simulated run ends a minute ago.
             let start_ns = crate::commands::now_ns() - 60_000_000_000 - plan.end_ns();
-            let spans = plan.render(&mut random, &run_tag, start_ns);
+            let spans = plan.render(&mut random, &run_tag, start_ns, population);
             let (bodies, body_bytes) = build_bodies(spans, args.spans_per_request, args.format)?;
             (bodies, body_bytes, probe_trace, spread)
         }
@@ -872,7 +912,11 @@ mod tests {
     #[test]
     fn generated_traces_have_the_documented_shape() {
         let mut random = fastrand::Rng::with_seed(1);
-        let spans = trace_spans(&mut random, 7, 3, 1_700_000_000_000_000_000);
+        let population = Population {
+            customers: 50,
+            threads: 0,
+        };
+        let spans = trace_spans(&mut random, 7, 3, 1_700_000_000_000_000_000, population);
         assert_eq!(spans.len(), SPANS_PER_TRACE);
         let kinds: Vec<&str> = spans
             .iter()
@@ -911,7 +955,16 @@ mod tests {
     ) -> Vec<Vec<Value>> {
         let mut random = fastrand::Rng::with_seed(seed);
         let plan = plan_stream(&mut random, traces, trace_len, in_flight);
-        let spans = plan.render(&mut random, "0000abcd", 1_700_000_000_000_000_000);
+        let population = Population {
+            customers: 50,
+            threads: 7,
+        };
+        let spans = plan.render(
+            &mut random,
+            "0000abcd",
+            1_700_000_000_000_000_000,
+            population,
+        );
         let (bodies, _) = build_bodies(spans, per_request, WireFormat::SpanLog).unwrap();
         bodies
             .iter()

@@ -242,6 +242,19 @@ fn scalar_equals(value: &Value, wanted: &Value) -> bool {
 }
 
 /// The trace with the most spans among `traces` (the newest first; ties go to the newer).
+/// The `field` (thread or customer) of the newest trace that names one.
+fn pick_named(traces: &[Value], field: &str) -> Option<Pick<String>> {
+    traces.iter().find_map(|trace| {
+        trace[field]
+            .as_str()
+            .filter(|value| !value.is_empty())
+            .map(|value| Pick {
+                value: value.to_owned(),
+                why: format!("of the newest trace that names a {field}"),
+            })
+    })
+}
+
 fn pick_trace(traces: &[Value]) -> Option<Pick<String>> {
     let mut best: Option<(&str, u64)> = None;
     for trace in traces {
@@ -300,6 +313,8 @@ enum AnswerKind {
     Summary,
     /// `{"series", "buckets"}`: rows are the buckets.
     Timeseries,
+    /// One thread: count is `trace_count`, rows are the traces of its first page.
+    Thread,
 }
 
 /// The size of one answer.
@@ -346,6 +361,11 @@ fn measure(kind: AnswerKind, check: &RowCheck, body: &Value) -> Measures {
         AnswerKind::Timeseries => Measures {
             rows: body["buckets"].as_array().map(|b| b.len() as u64),
             series: body["series"].as_array().map(|s| s.len() as u64),
+            ..Measures::default()
+        },
+        AnswerKind::Thread => Measures {
+            count: body["trace_count"].as_u64(),
+            rows: body["traces"].as_array().map(|t| t.len() as u64),
             ..Measures::default()
         },
     }
@@ -560,15 +580,19 @@ fn plan_calls(base: &reqwest::Url, chosen: &Chosen) -> anyhow::Result<Vec<Call>>
         skipped: skipped.map(str::to_owned),
     };
 
-    let mut trace_url = url("/api/traces/", &[])?;
-    if let Some(trace) = &chosen.trace {
-        trace_url
-            .path_segments_mut()
-            .map_err(|()| anyhow::anyhow!("--url cannot be a base URL"))?
-            .pop_if_empty()
-            .push(&trace.value)
-            .push("");
-    }
+    // `/api/<prefix>/<id>/`, the id one path segment whatever it holds.
+    let item_url = |prefix: &str, pick: Option<&Pick<String>>| -> anyhow::Result<reqwest::Url> {
+        let mut item = url(prefix, &[])?;
+        if let Some(pick) = pick {
+            item.path_segments_mut()
+                .map_err(|()| anyhow::anyhow!("--url cannot be a base URL"))?
+                .pop_if_empty()
+                .push(&pick.value)
+                .push("");
+        }
+        Ok(item)
+    };
+    let trace_url = item_url("/api/traces/", chosen.trace.as_ref())?;
     let metadata = chosen.metadata.as_ref().map(|pick| &pick.value);
     let timeseries = url(
         "/api/metrics/timeseries/",
@@ -694,6 +718,61 @@ fn plan_calls(base: &reqwest::Url, chosen: &Chosen) -> anyhow::Result<Vec<Call>>
             RowCheck::None,
             None,
         ),
+        call(
+            "threads",
+            "threads, latest first",
+            false,
+            url("/api/log_threads/", &page)?,
+            None,
+            AnswerKind::List,
+            RowCheck::None,
+            None,
+        ),
+        call(
+            "thread_fetch",
+            "thread fetch",
+            false,
+            item_url("/api/log_thread/", chosen.thread.as_ref())?,
+            None,
+            AnswerKind::Thread,
+            RowCheck::None,
+            chosen
+                .thread
+                .is_none()
+                .then_some("no trace among the newest names a thread; give --thread"),
+        ),
+        call(
+            "users_by_cost",
+            "users by cost, 30-day chart",
+            false,
+            // What the Users page asks: the costliest users with each one's daily cost.
+            url(
+                "/api/users/list/",
+                &[
+                    ("page_size", PAGE_SIZE),
+                    ("sort_by", "-total_cost"),
+                    ("cost_interval", "day"),
+                    ("cost_buckets", "30"),
+                ],
+            )?,
+            None,
+            AnswerKind::List,
+            RowCheck::None,
+            None,
+        ),
+        call(
+            "user_fetch",
+            "user fetch",
+            false,
+            item_url("/api/users/", chosen.customer.as_ref())?,
+            None,
+            AnswerKind::Summary,
+            RowCheck::None,
+            chosen
+                .customer
+                .is_none()
+                .then_some("no trace among the newest names a customer; give --customer"),
+        ),
     ])
 }
 
@@ -704,6 +783,8 @@ struct Chosen {
     word: Option<Pick<String>>,
     metadata: Option<Pick<(String, Value)>>,
     trace: Option<Pick<String>>,
+    thread: Option<Pick<String>>,
+    customer: Option<Pick<String>>,
     /// The oldest span's start.
     start_time: String,
     /// A second after the newest span's start.
@@ -722,6 +803,8 @@ impl Chosen {
                 json!({"key": p.value.0, "value": p.value.1, "why": p.why})
             }),
             "trace_id": pick(self.trace.as_ref()),
+            "thread": pick(self.thread.as_ref()),
+            "customer": pick(self.customer.as_ref()),
             "start_time": self.start_time,
             "end_time": self.end_time,
         })
@@ -769,21 +852,18 @@ async fn choose(http: &Http, base: &reqwest::Url, args: &BenchReadArgs) -> anyho
         .unix_nanos();
 
     let discovered = discover(spans);
-    let trace = match &args.trace {
-        Some(trace) => Some(Pick::given(trace.clone())),
-        None => {
-            let mut url = base.join("/api/traces/list/")?;
-            url.query_pairs_mut()
-                .append_pair("page_size", &SAMPLE_TRACES.to_string());
-            let traces = http.get_json(&url).await?;
-            pick_trace(
-                traces["results"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[]),
-            )
-        }
-    };
+    let mut url = base.join("/api/traces/list/")?;
+    url.query_pairs_mut()
+        .append_pair("page_size", &SAMPLE_TRACES.to_string());
+    let traces = http.get_json(&url).await?;
+    let traces = traces["results"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let given = |value: &Option<String>| value.clone().map(Pick::given);
+    let trace = given(&args.trace).or_else(|| pick_trace(traces));
+    let thread = given(&args.thread).or_else(|| pick_named(traces, "thread_identifier"));
+    let customer = given(&args.customer).or_else(|| pick_named(traces, "customer_identifier"));
     Ok(Chosen {
         model: args.model.clone().map(Pick::given).or(discovered.model),
         word: args.word.clone().map(Pick::given).or(discovered.word),
@@ -792,6 +872,8 @@ async fn choose(http: &Http, base: &reqwest::Url, args: &BenchReadArgs) -> anyho
             None => discovered.metadata,
         },
         trace,
+        thread,
+        customer,
         start_time: oldest_start.to_owned(),
         end_time: Timestamp::from_unix_nanos(newest_ns.saturating_add(1_000_000_000)).to_rfc3339(),
     })
@@ -905,9 +987,15 @@ fn print_chosen(chosen: &Chosen) {
         }
         None => println!("  {:<9} none", "metadata"),
     }
-    match &chosen.trace {
-        Some(pick) => line("trace", &pick.value, &pick.why),
-        None => println!("  {:<9} none", "trace"),
+    for (what, pick) in [
+        ("trace", &chosen.trace),
+        ("thread", &chosen.thread),
+        ("customer", &chosen.customer),
+    ] {
+        match pick {
+            Some(pick) => line(what, &pick.value, &pick.why),
+            None => println!("  {what:<9} none"),
+        }
     }
     println!(
         "  {:<9} {} .. {}",

@@ -9,6 +9,7 @@
 // Test helpers outside #[test] functions may panic on broken test setup; that is their job.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod conversations;
 mod dashboard;
 mod running;
 mod scopes;

@@ -726,14 +726,21 @@ async fn bench_read(base: &str, key: &str, flags: &[&str]) -> (bool, Value) {
 }
 
 /// The read benchmark end to end on what `bench ingest` writes: it discovers a model, word,
-/// metadata pair and trace from the data, every call answers 2xx with counts that fit the
+/// metadata pair, trace, thread and customer from the data, every call answers 2xx with counts that fit the
 /// store, the filtered rows match their filter, and a call that fails makes the run fail.
 #[tokio::test]
 async fn bench_read_times_every_call_on_discovered_data() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServeProcess::start(&dir.path().join("data"));
     let key = server.printed_key().unwrap();
-    let ingest = bench_ingest(&server.base, &key, &["--spans", "300"], 300).await;
+    // Six traces over three threads of two customers (thread-N belongs to customer-(N mod 2)).
+    let ingest = bench_ingest(
+        &server.base,
+        &key,
+        &["--spans", "300", "--threads", "3", "--customers", "2"],
+        300,
+    )
+    .await;
 
     let (ok, report) = bench_read(&server.base, &key, &["--calls", "3"]).await;
     assert!(ok, "{report}");
@@ -762,7 +769,7 @@ async fn bench_read_times_every_call_on_discovered_data() {
         .iter()
         .map(|result| (result["id"].as_str().unwrap(), result))
         .collect();
-    assert_eq!(results.len(), 10, "{report}");
+    assert_eq!(results.len(), 14, "{report}");
     for (id, result) in &results {
         assert_eq!(result["ok"], true, "{id}: {result}");
         assert!(result["skipped"].is_null(), "{id}: {result}");
@@ -800,6 +807,20 @@ async fn bench_read_times_every_call_on_discovered_data() {
         "every span carries the run"
     );
     assert!(rows("cost_by_model") >= 1, "{}", results["cost_by_model"]);
+    assert_eq!((count("threads"), rows("threads")), (3, 3));
+    assert_eq!(
+        (count("thread_fetch"), rows("thread_fetch")),
+        (2, 2),
+        "two traces a thread"
+    );
+    assert_eq!(rows("users_by_cost"), 2);
+    let customer = chosen["customer"]["value"].as_str().unwrap();
+    assert!(["customer-0", "customer-1"].contains(&customer), "{chosen}");
+    assert!(
+        [100, 200].contains(&count("user_fetch")),
+        "50-span traces: {}",
+        results["user_fetch"]
+    );
     assert!(results["cost_by_model"]["series"].as_u64().unwrap() >= 1);
     assert_eq!(
         results["summary_by_model"]["path"],

@@ -48,12 +48,21 @@ const DATA_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/metrics/timeseries/"),
     ("GET", "/api/metrics/top/"),
     ("POST", "/api/metrics/top/"),
+    ("GET", "/api/log_threads/"),
+    ("POST", "/api/log_threads/"),
+    ("GET", "/api/log_thread/{thread}/"),
+    ("GET", "/api/users/list/"),
+    ("POST", "/api/users/list/"),
+    ("GET", "/api/users/{customer}/"),
+    ("PATCH", "/api/users/{customer}/"),
 ];
 
 fn concrete(path: &str) -> String {
     path.replace("{trace}", "guarded-trace")
         .replace("{span}", "guarded-span")
         .replace("{score}", "guarded-score")
+        .replace("{thread}", "guarded-thread")
+        .replace("{customer}", "guarded-customer")
 }
 
 /// Each spelling a client may use: with and without `/api`, with and without the slash.
@@ -117,6 +126,8 @@ async fn every_data_route_needs_a_key_and_the_router_has_no_undocumented_ones() 
                             .replace("{span_unique_id}", "guarded-span")
                             .replace("{id}", "guarded-span")
                             .replace("{score_id}", "guarded-score")
+                            .replace("{thread_identifier}", "guarded-thread")
+                            .replace("{customer_identifier}", "guarded-customer")
             });
             assert!(
                 public || walked,

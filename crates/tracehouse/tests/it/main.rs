@@ -21,4 +21,5 @@ mod retention;
 mod running;
 mod scopes;
 mod sdk;
+mod threads_users;
 mod util;

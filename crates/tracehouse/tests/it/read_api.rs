@@ -708,6 +708,10 @@ async fn openapi_describes_every_route() {
         "/api/projects/current/",
         "/api/metrics/timeseries/",
         "/api/metrics/top/",
+        "/api/log_threads/",
+        "/api/log_thread/{thread_identifier}/",
+        "/api/users/list/",
+        "/api/users/{customer_identifier}/",
     ] {
         assert!(paths.contains_key(route), "{route}");
     }

@@ -410,3 +410,31 @@ async fn stock_otel_python_grpc_exporter_reads_back_like_the_http_one() {
         "\n--- grpc\n{over_grpc:#}\n--- http\n{over_http:#}"
     );
 }
+
+#[tokio::test]
+async fn vendor_users_client_lists_retrieves_and_updates_users() {
+    let server = TestServer::start().await;
+    // respan-api's users client: list_customers (walked with its own pager), retrieve_user,
+    // update_user and a NotFoundError, each answer validated by the client's models.
+    let Some(trace_id) = run_script("users_client.py", &[&server.base, &server.key]).await else {
+        return;
+    };
+    assert_eq!(
+        server.trace(&trace_id).await["customer_identifier"],
+        "sdk-ann"
+    );
+    let (_, ann) = server.get("/api/users/sdk-ann/").await;
+    assert_eq!(ann["name"], "Ann Example");
+    assert_eq!(ann["metadata"], json!({"plan": "pro"}));
+    assert_eq!(ann["thread_count"], 2);
+    assert_eq!(ann["number_of_requests"], 2);
+    let (_, threads) = server
+        .get("/api/log_threads/?customer_identifier=sdk-bob")
+        .await;
+    assert_eq!(threads["count"], 1, "{threads}");
+    assert_eq!(threads["results"][0]["thread_identifier"], "sdk-thread-3");
+    assert_eq!(
+        threads["results"][0]["first_user_message"],
+        "hello from sdk-bob"
+    );
+}

@@ -5,7 +5,7 @@
 import { api, session } from './api.js';
 import { code, copyButton, h, svg } from './dom.js';
 import { fmtCost, fmtDuration, fmtInt, fmtNumber, fmtPercent, fmtTime, pad, parseTime, plural } from './format.js';
-import { DEFAULT_PAGE_SIZE, DEFAULT_SORT, TIME_PRESETS, listUrl, metadataValues } from './trace-list.js';
+import { DEFAULT_PAGE_SIZE, DEFAULT_SORT, TIME_PRESETS, listUrl, metadataFilters } from './trace-list.js';
 import { curlExample, errorBanner, handleAuthFailure, navigate, paths, remembered, shell } from './shell.js';
 
 const DASHBOARD_PRESETS = TIME_PRESETS.filter(([id]) => id !== '');
@@ -77,16 +77,7 @@ function metricsBody(state, range) {
   const filters = {};
   if (state.model) filters.model = { operator: 'icontains', value: [state.model] };
   if (state.customer) filters.customer_identifier = { operator: 'icontains', value: [state.customer] };
-  for (const pair of state.meta) {
-    const split = pair.indexOf('=');
-    const key = pair.slice(0, split).trim();
-    if (!key) continue;
-    const field = `metadata__${key}`;
-    const values = metadataValues(pair.slice(split + 1).trim());
-    filters[field] = filters[field]
-      ? { operator: '', value: filters[field].value.concat(values) }
-      : { operator: '', value: values };
-  }
+  metadataFilters(state.meta, filters);
   if (Object.keys(filters).length) body.filters = filters;
   return body;
 }

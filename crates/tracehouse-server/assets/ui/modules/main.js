@@ -16,7 +16,9 @@ import { renderDashboard } from './dashboard.js';
 import { h } from './dom.js';
 import { renderList } from './trace-list.js';
 import { currentRoute, errorBanner, navigate, paths, renderSignIn, setRenderer, shell } from './shell.js';
+import { renderThread, renderThreads } from './threads.js';
 import { renderTrace } from './trace-view.js';
+import { renderUser, renderUsers } from './users.js';
 
 // Same-page links carry data-nav; plain clicks become History navigation, while modified
 // clicks (new tab, new window) keep the browser's behaviour.
@@ -35,6 +37,10 @@ const VIEWS = {
   list: renderList,
   dashboard: renderDashboard,
   trace: renderTrace,
+  threads: renderThreads,
+  thread: renderThread,
+  users: renderUsers,
+  user: renderUser,
 };
 
 let renderSeq = 0;

@@ -9,23 +9,32 @@ export const paths = {
   dashboard: '/ui/dashboard',
   trace: (traceId, spanId) => `/ui/traces/${encodeURIComponent(traceId)}${
     spanId ? `?span=${encodeURIComponent(spanId)}` : ''}`,
+  threads: '/ui/threads',
+  thread: (threadId) => `/ui/threads/${encodeURIComponent(threadId)}`,
+  users: '/ui/users',
+  user: (customerId) => `/ui/users/${encodeURIComponent(customerId)}`,
 };
+
+// One path segment, decoded; a malformed escape stays as it came.
+function segment(raw) {
+  try {
+    return decodeURIComponent(raw);
+  } catch (_) {
+    return raw;
+  }
+}
 
 export function currentRoute() {
   const path = location.pathname.replace(/\/+$/, '') || '/';
   const params = new URLSearchParams(location.search);
   if (path === '/' || path === '/ui' || path === paths.list) return { view: 'list', params };
   if (path === paths.dashboard) return { view: 'dashboard', params };
-  const match = /^\/ui\/traces\/([^/]+)$/.exec(path);
-  if (match) {
-    let traceId;
-    try {
-      traceId = decodeURIComponent(match[1]);
-    } catch (_) {
-      traceId = match[1];
-    }
-    return { view: 'trace', traceId, params };
-  }
+  if (path === paths.threads) return { view: 'threads', params };
+  if (path === paths.users) return { view: 'users', params };
+  const match = /^\/ui\/(traces|threads|users)\/([^/]+)$/.exec(path);
+  if (match && match[1] === 'traces') return { view: 'trace', traceId: segment(match[2]), params };
+  if (match && match[1] === 'threads') return { view: 'thread', threadId: segment(match[2]), params };
+  if (match && match[1] === 'users') return { view: 'user', customerId: segment(match[2]), params };
   return { view: 'missing', params };
 }
 
@@ -50,7 +59,12 @@ export function navigate(url, { replace = false } = {}) {
 const root = () => document.getElementById('app');
 
 // Where each top-level view was left, so the navigation bar returns to the same filters.
-export const remembered = { list: paths.list, dashboard: paths.dashboard };
+export const remembered = {
+  list: paths.list,
+  dashboard: paths.dashboard,
+  threads: paths.threads,
+  users: paths.users,
+};
 
 export function handleAuthFailure(error) {
   if (error && error.status === 401) {
@@ -76,6 +90,8 @@ export function shell(main) {
       'tracehouse'),
     h('nav', { class: 'topnav' },
       h('a', { href: remembered.list, 'data-nav': '', id: 'nav-traces', 'aria-current': currentRoute().view === 'list' ? 'page' : null }, 'Traces'),
+      h('a', { href: remembered.threads, 'data-nav': '', id: 'nav-threads', 'aria-current': ['threads', 'thread'].includes(currentRoute().view) ? 'page' : null }, 'Threads'),
+      h('a', { href: remembered.users, 'data-nav': '', id: 'nav-users', 'aria-current': ['users', 'user'].includes(currentRoute().view) ? 'page' : null }, 'Users'),
       h('a', { href: remembered.dashboard, 'data-nav': '', id: 'nav-dashboard', 'aria-current': currentRoute().view === 'dashboard' ? 'page' : null }, 'Dashboard')),
     h('div', { class: 'spacer' }),
     project && h('span', { class: 'project', title: 'project of the API key' },

@@ -2,6 +2,7 @@
 // long text render their hidden parts only when opened.
 
 import { appendAll, badge, code, copyButton, h } from './dom.js';
+import { feedbackEditor } from './feedback.js';
 import { fmtCost, fmtDuration, fmtInt, fmtTime, parseTime, plural } from './format.js';
 
 const TEXT_PREVIEW_CHARS = 2000;
@@ -35,6 +36,7 @@ const SHOWN_FIELDS = new Set([
   'span_workflow_name', 'span_path', 'prompt_messages', 'completion_message',
   'completion_messages', 'input', 'output', 'metadata', 'tools', 'time_to_first_token',
   'content_expired_at',
+  'positive_feedback', 'note', 'scores',
 ]);
 
 export function typeClass(logType) {
@@ -254,7 +256,7 @@ function contentView(content) {
 
 const MESSAGE_KEYS = new Set(['role', 'content', 'name', 'tool_calls', 'tool_call_id', 'function_call']);
 
-function messageView([message, phase]) {
+export function messageView([message, phase]) {
   const role = message.role;
   const known = ['system', 'developer', 'user', 'assistant', 'tool', 'function'];
   const roleClass = known.includes(role) ? role : 'other';
@@ -301,7 +303,9 @@ function metric(key, label, value, title) {
     h('span', { class: 'value' }, value));
 }
 
-export function spanDetail(node, trace) {
+// `onFeedback(stored)` is told the span as stored after a feedback or score change (the
+// feedback section shows only with it and with a log id to address).
+export function spanDetail(node, trace, onFeedback) {
   const span = node.span;
   const spanWithoutChildren = Object.fromEntries(Object.entries(span).filter(([key]) => key !== 'children'));
   const parts = [];
@@ -355,6 +359,17 @@ export function spanDetail(node, trace) {
       open ? null : span.end_time || span.timestamp),
     span.status_code !== null && span.status_code !== undefined ? metric('status_code', 'Status code', String(span.status_code)) : null));
 
+  if (onFeedback && span.id) {
+    const marks = [
+      span.positive_feedback === true ? '👍' : null,
+      span.positive_feedback === false ? '👎' : null,
+      span.scores && typeof span.scores === 'object' ? plural(Object.keys(span.scores).length, 'score', 'scores') : null,
+    ].filter(Boolean);
+    parts.push(section('Feedback', feedbackEditor(span, onFeedback), {
+      id: 'span-feedback-section',
+      count: marks.length ? marks.join(' · ') : undefined,
+    }));
+  }
   const conversation = conversationOf(span);
   if (conversation.messages.length) {
     parts.push(section('Conversation', h('div', { class: 'conversation', id: 'conversation' }, conversation.messages.map(messageView)), {

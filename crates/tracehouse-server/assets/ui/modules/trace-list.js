@@ -1,6 +1,7 @@
 // The trace list: filters, sorting and paging in the URL, live refresh.
 
 import { api } from './api.js';
+import { feedbackFields, feedbackFilters, isScoreFilter } from './feedback.js';
 import { badge, code, copyButton, h } from './dom.js';
 import { fmtCost, fmtDuration, fmtInt, fmtRelative, fmtTime, parseTime, plural } from './format.js';
 import { curlExample, errorBanner, handleAuthFailure, navigate, paths, remembered, shell } from './shell.js';
@@ -52,6 +53,8 @@ function listStateFrom(params) {
     from: params.get('from') || '',
     to: params.get('to') || '',
     span: (params.get('span') || '').includes('=') ? params.get('span') : '',
+    feedback: params.get('feedback') || '',
+    score: isScoreFilter(params.get('score') || '') ? params.get('score') : '',
     sort: params.get('sort') || DEFAULT_SORT,
     page: positiveInt(params.get('page'), 1),
     size: PAGE_SIZES.includes(size) ? size : DEFAULT_PAGE_SIZE,
@@ -61,7 +64,7 @@ function listStateFrom(params) {
 
 export function listUrl(state) {
   const params = new URLSearchParams();
-  for (const key of ['q', 'time', 'status', 'model', 'customer', 'env', 'from', 'to', 'span']) {
+  for (const key of ['q', 'time', 'status', 'model', 'customer', 'env', 'from', 'to', 'span', 'feedback', 'score']) {
     if (state[key]) params.set(key, state[key]);
   }
   for (const pair of state.meta || []) params.append('meta', pair);
@@ -75,7 +78,7 @@ export function listUrl(state) {
 
 const hasFilters = (state) => Boolean(
   state.time || state.status || state.model || state.customer || state.env || state.q ||
-  state.meta.length || state.from || state.to || state.span);
+  state.meta.length || state.from || state.to || state.span || state.feedback || state.score);
 
 // A metadata value typed as text may have been sent as a number or boolean; the values of
 // one filter are OR-ed, so asking for every reading matches whichever was stored.
@@ -84,6 +87,21 @@ export function metadataValues(raw) {
   if (/^-?\d+(\.\d+)?$/.test(raw)) values.push(Number(raw));
   if (raw === 'true' || raw === 'false') values.push(raw === 'true');
   return values;
+}
+
+// Adds `key=value` metadata pairs to a `filters` object; pairs of one key are OR-ed.
+export function metadataFilters(pairs, filters) {
+  for (const pair of pairs) {
+    const split = pair.indexOf('=');
+    const key = pair.slice(0, split).trim();
+    if (!key) continue;
+    const field = `metadata__${key}`;
+    const values = metadataValues(pair.slice(split + 1).trim());
+    filters[field] = filters[field]
+      ? { operator: '', value: filters[field].value.concat(values) }
+      : { operator: '', value: values };
+  }
+  return filters;
 }
 
 function listRequestBody(state) {
@@ -111,16 +129,8 @@ function listRequestBody(state) {
   if (state.status === 'ok') filters.error_count = { operator: '', value: [0] };
   // Traces with a span that has not ended (running or abandoned: both are stored as running).
   if (state.status === 'running') filters.status = { operator: '', value: ['running'] };
-  for (const pair of state.meta) {
-    const split = pair.indexOf('=');
-    const key = pair.slice(0, split).trim();
-    if (!key) continue;
-    const field = `metadata__${key}`;
-    const values = metadataValues(pair.slice(split + 1).trim());
-    filters[field] = filters[field]
-      ? { operator: '', value: filters[field].value.concat(values) }
-      : { operator: '', value: values };
-  }
+  metadataFilters(state.meta, filters);
+  feedbackFilters(state, filters);
   if (Object.keys(filters).length) body.filters = filters;
   return body;
 }
@@ -182,6 +192,7 @@ export function renderList(route, isCurrent) {
       field('customer', 'Customer', state.customer, { placeholder: 'any' }),
       field('env', 'Environment', state.env, { placeholder: 'any' }),
       h('label', { class: 'field field-meta' }, h('span', null, 'Metadata'), metaInput),
+      feedbackFields(state, 'filter'),
       chips,
       metaError,
       h('div', { class: 'spacer' }),
@@ -214,10 +225,12 @@ export function renderList(route, isCurrent) {
       model: text('model'),
       customer: text('customer'),
       env: text('env'),
+      feedback: text('feedback'),
+      score: isScoreFilter(text('score')) ? text('score') : '',
       meta,
     });
   });
-  for (const name of ['time', 'status']) {
+  for (const name of ['time', 'status', 'feedback']) {
     form.querySelector(`select[name="${name}"]`).addEventListener('change', () => form.requestSubmit());
   }
 

@@ -337,7 +337,12 @@ export async function renderTrace(route, isCurrent) {
     selected = index;
     reveal(index);
     paint(true);
-    detail.replaceChildren(spanDetail(nodes[index], trace));
+    detail.replaceChildren(spanDetail(nodes[index], trace, (stored) => {
+      // The stored log carries no tree fields (children, orphan): keep those, take the rest.
+      for (const key of ['positive_feedback', 'note', 'scores']) delete nodes[index].span[key];
+      Object.assign(nodes[index].span, stored);
+      if (selected === index) select(index, { updateUrl: false });
+    }));
     detail.scrollTop = 0;
     if (updateUrl) {
       // Choosing a span refines the view instead of leaving it: replace the history entry
