@@ -133,6 +133,29 @@ async fn dashboard_charts_group_by_and_bucket_click_filter_the_trace_list() {
         )
         .await;
         assert_eq!(count(&client, "#chart-cost rect.ch-bar").await, 8);
+        // Each legend swatch shows its series' colour (set through the CSSOM, which the
+        // Content-Security-Policy allows where a `style` attribute is refused).
+        let swatches = js(
+            &client,
+            "return [...document.querySelectorAll('#chart-cost .ch-swatch')]
+                .map(e => getComputedStyle(e).backgroundColor);",
+            vec![],
+        )
+        .await;
+        let swatches: Vec<&str> = swatches
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|colour| colour.as_str().unwrap())
+            .collect();
+        assert_eq!(swatches.len(), 2, "{swatches:?}");
+        assert!(
+            swatches
+                .iter()
+                .all(|colour| colour.starts_with("rgb") && *colour != "rgba(0, 0, 0, 0)"),
+            "{swatches:?}"
+        );
+        assert_ne!(swatches[0], swatches[1], "two series, two colours");
         assert_eq!(
             texts(&client, "#chart-errors .legend-label").await,
             ["gpt-4o", "claude-3-5-sonnet"],

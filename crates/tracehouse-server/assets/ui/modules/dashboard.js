@@ -191,7 +191,7 @@ function chart({ id, title, kind, buckets, series, interval, format, onPick }) {
     preserveAspectRatio: 'xMidYMid meet',
   }, grid, hits, marks, xLabels);
   const legend = h('ul', { class: 'ch-legend' }, series.map((s) => h('li', { dataset: { kind: s.kind } },
-    h('span', { class: 'ch-swatch', style: `background:${s.colour}` }),
+    h('span', { class: 'ch-swatch', style: { background: s.colour } }),
     h('span', { class: 'legend-label' }, s.label),
     s.total !== undefined && h('span', { class: 'legend-total' }, format(Number(s.total) || 0)))));
   return h('section', { class: 'chart-card', id },

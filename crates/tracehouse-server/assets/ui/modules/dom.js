@@ -8,6 +8,9 @@ export function h(tag, props, ...children) {
       if (value === undefined || value === null || value === false) continue;
       if (name === 'class') element.className = value;
       else if (name === 'dataset') Object.assign(element.dataset, value);
+      // Through the CSSOM: the Content-Security-Policy (style-src 'self') refuses a `style`
+      // attribute, but not properties set from a script.
+      else if (name === 'style' && typeof value === 'object') Object.assign(element.style, value);
       else if (name.startsWith('on') && typeof value === 'function') {
         element.addEventListener(name.slice(2), value);
       } else element.setAttribute(name, value === true ? '' : String(value));
