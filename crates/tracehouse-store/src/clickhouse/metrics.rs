@@ -217,7 +217,7 @@ pub(crate) async fn top(
     project: ProjectId,
     query: &TopQuery,
 ) -> Result<Vec<TopEntry>, ClickHouseError> {
-    let source = live_spans_scan(client, project, "", None).await?;
+    let source = live_spans_scan(client, project, "").await?;
     let mut entries = ranking(
         client,
         &source,
@@ -239,7 +239,7 @@ pub(crate) async fn timeseries(
     let grid = &query.grid;
     let range = (grid.start(), grid.end());
     let group_by = query.group_by.as_ref();
-    let source = live_spans_scan(client, project, "", None).await?;
+    let source = live_spans_scan(client, project, "").await?;
     let plan = match group_by {
         None => SeriesPlan::ungrouped(),
         Some(group_by) => SeriesPlan::grouped(

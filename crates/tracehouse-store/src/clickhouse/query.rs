@@ -43,20 +43,13 @@ const REWRITTEN_TRACES_LISTED: usize = 10_000;
 /// which) are read as they are, and only the other traces' rows are collapsed with `FINAL`, by
 /// primary key. Their ids are read first and written into the SQL, because 18.16 does not use
 /// the primary key for an `IN` over a subquery.
-///
-/// With `since`, only spans starting at or after it are live here: the rows written once are
-/// narrowed by `PREWHERE` (recent traces lie together in the sort order, so this reads their
-/// granules rather than the table), the rewritten traces are looked up among that window's
-/// alone, and their collapsed rows are narrowed after `FINAL`, so an older version inside
-/// the window never stands in for a latest one outside it.
 pub(crate) async fn live_spans_scan(
     client: &Client,
     project: ProjectId,
     key_filter: &str,
-    since: Option<i64>,
 ) -> Result<String, ClickHouseError> {
-    let rewritten = rewritten_traces(client, project, since).await?;
-    Ok(scan_source(project, key_filter, since, &rewritten))
+    let rewritten = rewritten_traces(client, project, None).await?;
+    Ok(scan_source(project, key_filter, None, &rewritten))
 }
 
 /// The traces with a span written more than once, among those with a span starting at or
@@ -108,6 +101,11 @@ pub(crate) enum Rewritten {
 }
 
 /// The live-spans source of [`live_spans_scan`] for a known [`Rewritten`] answer.
+///
+/// With `since`, only spans starting at or after it are live here: the rows written once are
+/// narrowed by `PREWHERE` (recent traces lie together in the sort order, so this reads their
+/// granules rather than the table), and the rewritten traces' rows are narrowed after `FINAL`,
+/// so an older version inside the window never stands in for a latest one outside it.
 fn scan_source(
     project: ProjectId,
     key_filter: &str,
@@ -641,7 +639,7 @@ pub(crate) async fn scan_spans(
         project,
         &format!(
             "SELECT trace_id, span_id FROM {} AND {} ORDER BY trace_id, span_id LIMIT {limit}",
-            live_spans_scan(client, project, &key_filter, None).await?,
+            live_spans_scan(client, project, &key_filter).await?,
             span_filter_sql(filter),
         ),
     )
@@ -683,7 +681,7 @@ pub(crate) async fn find_spans(
         &format!(
             "SELECT trace_id, span_id FROM {} ORDER BY ingested_ns DESC LIMIT {limit}",
             // The span id is not a prefix of the sorting key: this reads the whole project.
-            live_spans_scan(client, project, &filter, None).await?
+            live_spans_scan(client, project, &filter).await?
         ),
     )
     .await
@@ -713,7 +711,7 @@ pub(crate) async fn span_statistics(
         rank("0.5"),
         rank("0.9"),
         rank("0.99"),
-        live_spans_scan(client, project, "", None).await?,
+        live_spans_scan(client, project, "").await?,
         span_filter_sql(filter),
     );
     let row: Statistics = client.row(&sql).await?;
@@ -741,7 +739,7 @@ pub(crate) async fn project_stats(
         client,
         &format!(
             "SELECT count() AS n FROM {}",
-            live_spans_scan(client, project, "", None).await?
+            live_spans_scan(client, project, "").await?
         ),
     )
     .await?;
