@@ -216,7 +216,8 @@ pub(crate) enum ImportSource {
     /// Parquet), `mlflow traces search/get` output and the REST `batchGet` body.
     Mlflow,
     /// Langfuse: API traces with their observations and scores, observation pages (v1, v2),
-    /// the blob-storage export's observation files.
+    /// the blob-storage export's observation files, the UI's traces-table export (JSON, JSONL
+    /// or CSV).
     Langfuse,
     /// OTLP JSON requests, one per file or per line (the OpenTelemetry Collector's `file`
     /// exporter writes these, plain or compressed).
@@ -227,10 +228,10 @@ pub(crate) enum ImportSource {
 
 #[derive(Debug, Args)]
 pub(crate) struct ImportArgs {
-    /// Files, directories (read recursively: `*.json`, `*.jsonl`, `*.ndjson` and `*.parquet`,
-    /// the first three optionally `.gz` or `.zst`; dot files skipped), glob patterns (quote
-    /// them), or `-` for stdin. Gzip and zstd are recognised by their magic bytes, whatever the
-    /// name, and Parquet by its own.
+    /// Files, directories (read recursively: `*.json`, `*.jsonl`, `*.ndjson`, `*.parquet` and
+    /// `*.csv`, the first three optionally `.gz` or `.zst`; dot files skipped), glob patterns
+    /// (quote them), or `-` for stdin. Gzip and zstd are recognised by their magic bytes,
+    /// whatever the name, Parquet by its own, and CSV by its `.csv` name.
     #[arg(required = true, value_name = "INPUT")]
     pub(crate) inputs: Vec<String>,
 

@@ -14,6 +14,7 @@
 //! A dry run replaces the committer with the analysis of [`report`].
 
 mod checkpoint;
+mod csv_rows;
 mod decode;
 mod http;
 mod inputs;

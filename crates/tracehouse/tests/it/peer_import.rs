@@ -558,7 +558,7 @@ async fn every_langfuse_export_imports_what_langfuse_holds(backend: Backend) {
     assert_eq!(generation["log_type"], "generation");
 
     // The UI's traces-table export has one row per trace and nothing else: each row is one
-    // span standing for its trace, with the trace's scores; its JSON and JSONL are the same.
+    // span standing for its trace, with the trace's scores; its JSON, JSONL and CSV are the same.
     let ui_dir = peer("langfuse/ui-batch-export");
     for extension in ["json", "jsonl"] {
         let input = std::fs::read_dir(&ui_dir)
@@ -585,6 +585,19 @@ async fn every_langfuse_export_imports_what_langfuse_holds(backend: Backend) {
         );
         assert_eq!(span_start(span), root.start, "{trace}");
     }
+    // Its CSV writes every non-text value as JSON text: the same rows, the same spans.
+    let csv = std::fs::read_dir(&ui_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "csv"))
+        .unwrap();
+    let summary = store.import("ui-export-csv", &[csv], &[]);
+    assert_eq!(summary["imported"], 14, "csv: {summary}");
+    assert_eq!(
+        store.spans("ui-export-csv"),
+        traces,
+        "the CSV export imports as its JSON does"
+    );
 }
 
 async fn a_second_import_changes_nothing(backend: Backend) {

@@ -240,12 +240,16 @@ impl Decoder {
                 }
                 self.spans_payload(placed.spans, placed.refs, file, &mut rejects)
             }
-            (None, FileFormat::Json | FileFormat::Jsonl | FileFormat::Parquet, Target::Spans) => {
-                Payload::Spans(self.span_logs(file, &items, &mut rejects))
-            }
-            (None, FileFormat::Json | FileFormat::Jsonl | FileFormat::Parquet, Target::Http) => {
-                self.span_log_body(file, &items, &mut rejects)
-            }
+            (
+                None,
+                FileFormat::Json | FileFormat::Jsonl | FileFormat::Parquet | FileFormat::Csv,
+                Target::Spans,
+            ) => Payload::Spans(self.span_logs(file, &items, &mut rejects)),
+            (
+                None,
+                FileFormat::Json | FileFormat::Jsonl | FileFormat::Parquet | FileFormat::Csv,
+                Target::Http,
+            ) => self.span_log_body(file, &items, &mut rejects),
             (None, FileFormat::OtlpJson, _) => {
                 let (spans, refs, spans_read) = self.otlp(file, &items, &mut rejects);
                 count = count - items.len() as u64 + spans_read;

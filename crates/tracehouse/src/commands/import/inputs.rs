@@ -53,12 +53,14 @@ pub(super) enum FileFormat {
     OtlpJson,
     /// Rows of a Parquet file, each handed on as the JSON object of its columns.
     Parquet,
+    /// Rows of a CSV file after its header, each handed on as the JSON object of its columns.
+    Csv,
 }
 
 /// File names a directory walk picks up.
 fn importable_name(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    if name.ends_with(".parquet") {
+    if name.ends_with(".parquet") || name.ends_with(".csv") {
         return true;
     }
     let base = [".gz", ".zst", ".zstd"]
@@ -117,7 +119,7 @@ pub(super) fn expand(inputs: &[String]) -> anyhow::Result<Vec<Source>> {
             walk(path, &mut found)?;
             if found.is_empty() {
                 bail!(
-                    "directory {input} has no .json, .jsonl, .ndjson (optionally .gz or .zst) or .parquet files"
+                    "directory {input} has no .json, .jsonl, .ndjson (optionally .gz or .zst), .parquet or .csv files"
                 );
             }
         } else if path.exists() {
@@ -258,15 +260,18 @@ pub(super) fn detect(
         .read_to_end(&mut head)
         .with_context(|| format!("cannot read {}", source.display()))?;
     let forced = match requested {
-        _ if head.starts_with(PARQUET_MAGIC) => None,
+        _ if head.starts_with(PARQUET_MAGIC) || name.to_ascii_lowercase().ends_with(".csv") => None,
         ImportFormat::Json => Some(FileFormat::Json),
         ImportFormat::Jsonl => Some(FileFormat::Jsonl),
         ImportFormat::OtlpJson => Some(FileFormat::OtlpJson),
         ImportFormat::Auto => None,
     };
     // Parquet's magic number opens the file; it is read by row groups from the file itself.
+    // CSV is known by its name (a header row is no JSON), and is read by rows too.
     let format = if head.starts_with(PARQUET_MAGIC) {
         FileFormat::Parquet
+    } else if name.to_ascii_lowercase().ends_with(".csv") {
+        FileFormat::Csv
     } else {
         sniff(&name, &head)
     };

@@ -9,8 +9,8 @@ use serde_json::Value;
 use super::checkpoint::Position;
 use super::decode::{RawBatch, RawItem, Reject, item_value};
 use super::inputs::{self, FileFormat, Source};
-use super::parquet;
 use super::scan::{JsonScanner, LineScanner, ScanPosition, Scanned};
+use super::{csv_rows, parquet};
 use crate::cli::ImportFormat;
 
 /// A batch is closed at this many bytes of items even below its item count, which keeps the
@@ -136,9 +136,9 @@ impl Reader {
             let next_file = Position::start_of(file + 1);
             let unreadable =
                 |reason: String, position: Position| unreadable(name, reason, position);
-            if start.format == Some(FileFormat::Parquet) {
-                // A resumed Parquet input: its rows are counted, not its bytes.
-                if !self.read_parquet(source, name, file, start, &mut batcher) {
+            if let Some(format @ (FileFormat::Parquet | FileFormat::Csv)) = start.format {
+                // A resumed Parquet or CSV input: its rows are counted, not its bytes.
+                if !self.read_rows(format, source, name, file, start, &mut batcher) {
                     return;
                 }
                 continue;
@@ -161,9 +161,9 @@ impl Reader {
                 }
             };
             let mut scanner = match format {
-                FileFormat::Parquet => {
+                FileFormat::Parquet | FileFormat::Csv => {
                     drop(stream);
-                    if !self.read_parquet(source, name, file, start, &mut batcher) {
+                    if !self.read_rows(format, source, name, file, start, &mut batcher) {
                         return;
                     }
                     continue;
@@ -244,23 +244,28 @@ impl Reader {
 }
 
 impl Reader {
-    /// Reads the rows of a Parquet input from `start` on; false when the import is over. A row
-    /// is an item whose `line` is its 1-based row number.
-    fn read_parquet<F: FnMut(RawBatch) -> bool>(
+    /// Reads the rows of a Parquet or CSV input from `start` on; false when the import is
+    /// over. A row is an item whose `line` is its 1-based row number (after the header).
+    fn read_rows<F: FnMut(RawBatch) -> bool>(
         &self,
+        format: FileFormat,
         source: &Source,
         name: &str,
         file: usize,
         start: Position,
         batcher: &mut Batcher<'_, F>,
     ) -> bool {
-        let format = FileFormat::Parquet;
         let next_file = Position::start_of(file + 1);
         let reject = |reason: String, position: Position| unreadable(name, reason, position);
-        let opened = match source {
-            Source::File(path) => parquet::open(path, start.next_index),
-            Source::Stdin => Err(anyhow::anyhow!(
-                "Parquet cannot be read from stdin; name the file instead"
+        let opened = match (source, format) {
+            (Source::File(path), FileFormat::Csv) => {
+                csv_rows::open(path, start.next_index).map(RowReader::Csv)
+            }
+            (Source::File(path), _) => {
+                parquet::open(path, start.next_index).map(RowReader::Parquet)
+            }
+            (Source::Stdin, _) => Err(anyhow::anyhow!(
+                "Parquet and CSV cannot be read from stdin; name the file instead"
             )),
         };
         let mut rows = match opened {
@@ -273,13 +278,13 @@ impl Reader {
                 return batcher.flush(next_file, file, format);
             }
         };
-        // Progress and throughput count the file's bytes in proportion to the rows read.
-        let bytes_per_row = rows.file_size / rows.total_rows.max(1);
+        // Progress and throughput count the file's bytes read so far (for Parquet, in
+        // proportion to the rows read).
+        let mut reached = rows.bytes_reached(start.next_index);
         let mut position = Position {
             format: Some(format),
             ..start
         };
-        let mut batch_rows = 0u64;
         loop {
             let row = match rows.next_row() {
                 Ok(Some(row)) => row,
@@ -303,23 +308,50 @@ impl Reader {
             position.next_index += 1;
             // Rows consumed, so that a checkpoint here resumes by rows.
             position.scan.offset = position.next_index;
-            batch_rows += 1;
             if batcher.full() {
-                let covered = batch_rows * bytes_per_row;
+                let now = rows.bytes_reached(position.next_index);
+                let covered = now.saturating_sub(reached);
+                reached = now;
                 self.bytes_read
                     .fetch_add(covered, std::sync::atomic::Ordering::Relaxed);
                 batcher.batch(file, format, position).bytes = covered;
-                batch_rows = 0;
                 if !batcher.flush(position, file, format) {
                     return false;
                 }
             }
         }
-        let covered = batch_rows * bytes_per_row;
+        let covered = rows
+            .bytes_reached(position.next_index)
+            .saturating_sub(reached);
         self.bytes_read
             .fetch_add(covered, std::sync::atomic::Ordering::Relaxed);
         batcher.batch(file, format, position).bytes = covered;
         batcher.flush(next_file, file, format)
+    }
+}
+
+/// A row-counted input: Parquet or CSV.
+enum RowReader {
+    Parquet(parquet::ParquetRows),
+    Csv(csv_rows::CsvRows),
+}
+
+impl RowReader {
+    fn next_row(&mut self) -> anyhow::Result<Option<Vec<u8>>> {
+        match self {
+            RowReader::Parquet(rows) => rows.next_row(),
+            RowReader::Csv(rows) => rows.next_row(),
+        }
+    }
+
+    /// How far into the file `rows_read` rows reach, in bytes.
+    fn bytes_reached(&self, rows_read: u64) -> u64 {
+        match self {
+            RowReader::Parquet(rows) => {
+                rows_read.saturating_mul(rows.file_size / rows.total_rows.max(1))
+            }
+            RowReader::Csv(rows) => rows.bytes_read(),
+        }
     }
 }
 
