@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Uri};
 use futures_util::future::try_join_all;
 use serde_json::{Map, Value, json};
 use tracehouse_core::groups::{GroupQuery, Grouping, TraceGroup};
@@ -55,16 +54,9 @@ fn thread_json(group: &TraceGroup, first_user_message: Option<String>) -> Value 
 pub(super) async fn list_threads(
     State(state): State<AppState>,
     ReadKey(project): ReadKey,
-    Query(query_string): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    uri: Uri,
+    request: ListRequest,
     body: Bytes,
 ) -> Result<JsonObject, ApiError> {
-    let request = ListRequest {
-        headers,
-        uri,
-        query: query_string,
-    };
     let page = GroupPage::read(&state, project.id, Grouping::Thread, request, &body).await?;
     let previews = first_user_messages(&state, project.id, &page.listing.items).await?;
     let results = page

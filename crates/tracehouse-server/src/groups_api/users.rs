@@ -6,8 +6,7 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Uri};
+use axum::extract::{Path, State};
 use serde_json::{Map, Value, json};
 use tracehouse_core::groups::{
     BUDGET_DURATIONS, GroupQuery, Grouping, TraceGroup, budget_period_start,
@@ -73,16 +72,9 @@ fn user_json(group: &TraceGroup, profile: Option<&CustomerProfile>) -> Map<Strin
 pub(super) async fn list_users(
     State(state): State<AppState>,
     ReadKey(project): ReadKey,
-    Query(query_string): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    uri: Uri,
+    request: ListRequest,
     body: Bytes,
 ) -> Result<JsonObject, ApiError> {
-    let request = ListRequest {
-        headers,
-        uri,
-        query: query_string,
-    };
     let page = GroupPage::read(&state, project.id, Grouping::Customer, request, &body).await?;
     let keys: Vec<String> = page.listing.items.iter().map(|g| g.key.clone()).collect();
     let profiles: HashMap<String, CustomerProfile> = state

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
@@ -28,6 +29,22 @@ pub(crate) struct ListRequest {
     pub(crate) headers: HeaderMap,
     pub(crate) uri: Uri,
     pub(crate) query: HashMap<String, String>,
+}
+
+/// Every list route reads its links from the same three parts of the request.
+impl FromRequestParts<AppState> for ListRequest {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Query(query) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(ListRequest {
+            headers: parts.headers.clone(),
+            uri: parts.uri.clone(),
+            query,
+        })
+    }
 }
 
 impl ListRequest {
@@ -77,12 +94,10 @@ impl ListRequest {
 pub(super) async fn list_traces(
     State(state): State<AppState>,
     ReadKey(project): ReadKey,
-    Query(query_string): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    uri: Uri,
+    request: ListRequest,
     body: Bytes,
 ) -> Result<JsonObject, ApiError> {
-    let mut query = ListParams::new(query_string.clone(), &body)?.trace_query()?;
+    let mut query = ListParams::new(request.query.clone(), &body)?.trace_query()?;
     let as_of = *query.as_of.get_or_insert_with(now);
     let listing = state.store.list_traces(project.id, &query).await?;
     let clock = state.running_clock();
@@ -91,11 +106,6 @@ pub(super) async fn list_traces(
         .iter()
         .map(|item| Value::Object(trace_list_item_json(item, clock)))
         .collect();
-    let request = ListRequest {
-        headers,
-        uri,
-        query: query_string,
-    };
     Ok(request.envelope(query.page, as_of, &listing, results))
 }
 
@@ -103,12 +113,10 @@ pub(super) async fn list_traces(
 pub(super) async fn list_spans(
     State(state): State<AppState>,
     ReadKey(project): ReadKey,
-    Query(query_string): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    uri: Uri,
+    request: ListRequest,
     body: Bytes,
 ) -> Result<JsonObject, ApiError> {
-    let mut query = ListParams::new(query_string.clone(), &body)?.span_query()?;
+    let mut query = ListParams::new(request.query.clone(), &body)?.span_query()?;
     let as_of = *query.as_of.get_or_insert_with(now);
     let listing = state.store.list_spans(project.id, &query).await?;
     let clock = state.running_clock();
@@ -117,11 +125,6 @@ pub(super) async fn list_spans(
         .iter()
         .map(|span| Value::Object(clock.span_json(span)))
         .collect();
-    let request = ListRequest {
-        headers,
-        uri,
-        query: query_string,
-    };
     Ok(request.envelope(query.page, as_of, &listing, results))
 }
 
