@@ -1402,3 +1402,113 @@ async fn a_filter_matching_past_the_cap_in_the_newest_window_counts_a_lower_boun
     assert_eq!(span_keys(&got.items), span_keys(&want));
     db.cleanup().await;
 }
+
+/// Runs one statement on a node of the test cluster and returns its answer.
+async fn node_sql(url: &str, statement: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{url}/"))
+        .body(statement.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert!(status.is_success(), "{statement}\n-> {status}: {text}");
+    text
+}
+
+/// On a cluster the writer inserts each span into its shard's local table itself. The rows
+/// must sit where the `Distributed` table would have put them (readers, deletes and older
+/// rows of the trace look there): ClickHouse's own `cityHash64(trace_id) % 2` must name the
+/// node's shard for every row, and a delete's tombstones (sent through `Distributed`) must land
+/// beside the rows they hide.
+#[tokio::test]
+async fn cluster_writes_put_each_row_on_the_shard_distributed_would() {
+    let Some(urls) = common::env_or_skip("TRACEHOUSE_CLICKHOUSE_CLUSTER_URLS") else {
+        return;
+    };
+    let urls: Vec<String> = urls
+        .split(',')
+        .map(|url| url.trim().trim_end_matches('/').to_owned())
+        .collect();
+    let database = format!("th_shards_{}_{}", std::process::id(), fastrand::u64(..));
+    let mut config = ClickHouseConfig::new(urls[0].clone(), database.clone());
+    config.cluster = Some("tracehouse".to_owned());
+    config.other_nodes = urls[1..].to_vec();
+    let store = ClickHouseStore::open(config).await.unwrap();
+    let project = common::acme_project(&store).await;
+    // Random-looking ids as SDKs send them, children before their root, in several requests.
+    let mut spans = Vec::new();
+    for t in 0..120u64 {
+        let trace = format!("{:032x}", fastrand::u128(..) ^ u128::from(t));
+        spans.push(span(&trace, "child", Some("root"), json!({"cost": 0.5})));
+        spans.push(span(&trace, "root", None, json!({"span_name": "agent"})));
+    }
+    let doomed = spans[0].trace_id.clone();
+    assert_eq!(write_in_requests(&store, project, spans, 50).await, 240);
+    let doomed_count = format!(
+        "SELECT count() FROM {database}.span_versions_local WHERE trace_id = '{}'",
+        doomed.as_str()
+    );
+    let mut doomed_rows_per_node = Vec::new();
+    for url in &urls {
+        doomed_rows_per_node.push(node_sql(url, &doomed_count).await.trim().to_owned());
+    }
+    assert!(store.delete_trace(project, &doomed).await.unwrap());
+    let (total, _) = list(&store, project).await;
+    assert_eq!(total, 119);
+
+    let mut rows_per_node = Vec::new();
+    for (url, doomed_rows) in urls.iter().zip(&doomed_rows_per_node) {
+        let shard: u64 = node_sql(
+            url,
+            "SELECT shard_num FROM system.clusters WHERE cluster = 'tracehouse' AND is_local = 1",
+        )
+        .await
+        .trim()
+        .parse()
+        .unwrap();
+        let answer = node_sql(
+            url,
+            &format!(
+                "SELECT count(), countIf(cityHash64(trace_id) % 2 != {}), \
+                 countIf(trace_id = '{}' AND deleted = 1) \
+                 FROM {database}.span_versions_local",
+                shard - 1,
+                doomed.as_str()
+            ),
+        )
+        .await;
+        let counts: Vec<u64> = answer
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        let [rows, misplaced, doomed_tombstones] = counts[..] else {
+            panic!("unexpected answer {answer:?}");
+        };
+        assert_eq!(misplaced, 0, "rows on the wrong shard at {url}");
+        // Two spans, two tombstones: both where the spans were written, none elsewhere.
+        assert_eq!(
+            (doomed_rows.as_str(), doomed_tombstones),
+            if doomed_rows == "2" {
+                ("2", 2)
+            } else {
+                ("0", 0)
+            },
+            "the deleted trace's rows and tombstones must share a node ({url})"
+        );
+        rows_per_node.push(rows);
+    }
+    // 240 span rows and 2 tombstones (fewer once a merge collapsed them), over both shards.
+    assert!(
+        (240..=242).contains(&rows_per_node.iter().sum::<u64>()),
+        "{rows_per_node:?}"
+    );
+    assert!(
+        rows_per_node.iter().all(|rows| *rows > 40),
+        "{rows_per_node:?}"
+    );
+    for url in &urls {
+        node_sql(url, &format!("DROP DATABASE IF EXISTS {database}")).await;
+    }
+}

@@ -85,6 +85,11 @@ impl Client {
         }
     }
 
+    /// The server's HTTP URL.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
     /// Runs `sql` with `body` as its data (inserts) and returns the answer text.
     /// `in_database` is false only for statements that must run before the database exists.
     async fn send(

@@ -17,6 +17,7 @@ mod query;
 mod retention;
 mod rows;
 mod schema;
+mod shards;
 mod traces;
 mod writer;
 
@@ -36,7 +37,8 @@ use tracehouse_core::{
 };
 
 use self::client::Client;
-use self::writer::WriteJob;
+use self::shards::ShardRouter;
+use self::writer::{SpanSink, WriteJob};
 use crate::write_queue::{self, WriteOp};
 
 /// How to reach a ClickHouse server and how to batch writes to it.
@@ -246,11 +248,25 @@ impl ClickHouseStore {
             schema::migrate(&node, &config.database, config.cluster.as_deref()).await?;
             nodes.push(node);
         }
+        let sink = match &config.cluster {
+            None => SpanSink::Table(client.clone()),
+            Some(cluster) => match ShardRouter::discover(&nodes, cluster).await? {
+                Ok(router) => {
+                    tracing::info!(shards = %router.describe(), "span rows go straight to their shard's local table");
+                    SpanSink::Shards(router)
+                }
+                Err(reason) => {
+                    tracing::info!(%reason, "span rows go through the Distributed table");
+                    SpanSink::Table(client.clone())
+                }
+            },
+        };
         let (sender, receiver) = mpsc::channel(config.write_queue_depth.max(1));
         let receiver = std::sync::Arc::new(tokio::sync::Mutex::new(receiver));
         for _ in 0..config.writers.max(1) {
             tokio::spawn(writer::run(
                 client.clone(),
+                sink.clone(),
                 std::sync::Arc::clone(&receiver),
                 config.max_batch_spans.max(1),
                 config.observer.clone(),

@@ -16,11 +16,21 @@ use super::rows::{
     SPAN_INSERT_COLUMNS, SPAN_TOMBSTONE_COLUMNS, SpanInsert, TRACE_START_TOMBSTONE_COLUMNS,
     encode_span_tombstone, encode_trace_start_tombstone, version_of,
 };
+use super::shards::ShardRouter;
 use crate::now_ns;
 use crate::write_queue::{WriteOp, gather};
 
 /// One request's change, answered with this backend's error.
 pub(crate) type WriteJob = crate::write_queue::WriteJob<ClickHouseError>;
+
+/// Where a group commit's span rows go.
+#[derive(Clone)]
+pub(crate) enum SpanSink {
+    /// `span_versions` on the query node: one server, or a cluster's `Distributed` table.
+    Table(Client),
+    /// Each shard's `span_versions_local`, on the node that holds it.
+    Shards(ShardRouter),
+}
 
 /// Runs until every sender is dropped.
 ///
@@ -30,6 +40,7 @@ pub(crate) type WriteJob = crate::write_queue::WriteJob<ClickHouseError>;
 /// (and several tracehouse servers) never need to agree on anything but the versions' order.
 pub(crate) async fn run(
     client: Client,
+    sink: SpanSink,
     jobs: Arc<Mutex<mpsc::Receiver<WriteJob>>>,
     max_batch_spans: usize,
     observer: Option<Arc<dyn StoreObserver>>,
@@ -53,7 +64,7 @@ pub(crate) async fn run(
             match &job.op {
                 WriteOp::Change(_) => spans.push(job),
                 WriteOp::DeleteTrace(trace_id) => {
-                    committed &= commit_spans(&client, std::mem::take(&mut spans)).await;
+                    committed &= commit_spans(&sink, std::mem::take(&mut spans)).await;
                     let result = delete_trace(&client, job.project, trace_id).await;
                     committed &= result.is_ok();
                     // A dropped receiver means the client went away; the change is made anyway.
@@ -61,7 +72,7 @@ pub(crate) async fn run(
                 }
             }
         }
-        committed &= commit_spans(&client, spans).await;
+        committed &= commit_spans(&sink, spans).await;
         if let Some(observer) = &observer {
             let queued_after = jobs.try_lock().map_or(0, |jobs| jobs.len());
             observer.group_committed(&GroupCommit {
@@ -80,7 +91,7 @@ pub(crate) async fn run(
 /// Writes every span job together; when that fails for a reason that is not transient, each
 /// job is retried alone so only the failing one sees the error.
 /// Returns whether the jobs were written together.
-async fn commit_spans(client: &Client, jobs: Vec<WriteJob>) -> bool {
+async fn commit_spans(sink: &SpanSink, jobs: Vec<WriteJob>) -> bool {
     if jobs.is_empty() {
         return true;
     }
@@ -92,7 +103,7 @@ async fn commit_spans(client: &Client, jobs: Vec<WriteJob>) -> bool {
                 WriteOp::DeleteTrace(_) => (job.project, &[][..]),
             })
             .collect();
-        write_spans(client, &parts).await
+        write_spans(sink, &parts).await
     };
     match together {
         Ok(()) => {
@@ -106,11 +117,9 @@ async fn commit_spans(client: &Client, jobs: Vec<WriteJob>) -> bool {
             tracing::warn!(error = %error, jobs = jobs.len(), "group insert failed; retrying jobs one by one");
             for job in jobs {
                 let result = match &job.op {
-                    WriteOp::Change(spans) => {
-                        write_spans(client, &[(job.project, spans.as_slice())])
-                            .await
-                            .map(|()| receipt_of(&job.op))
-                    }
+                    WriteOp::Change(spans) => write_spans(sink, &[(job.project, spans.as_slice())])
+                        .await
+                        .map(|()| receipt_of(&job.op)),
                     WriteOp::DeleteTrace(_) => Ok(WriteReceipt::default()),
                 };
                 let _ = job.reply.send(result);
@@ -146,32 +155,60 @@ const DAYS_PER_INSERT: usize = 90;
 
 const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 
-/// Inserts spans of several projects: one insert (more only for a batch spanning more than
-/// [`DAYS_PER_INSERT`] days), nothing read first. The same insert fills `trace_starts` through
-/// its materialized view.
+/// Inserts spans of several projects: one insert per shard (more only for a batch spanning
+/// more than [`DAYS_PER_INSERT`] days), nothing read first, the shards written concurrently.
+/// The same insert fills `trace_starts` through its materialized view.
 async fn write_spans(
-    client: &Client,
+    sink: &SpanSink,
     parts: &[(ProjectId, &[Span])],
 ) -> Result<(), ClickHouseError> {
     let ingested_ns = now_ns();
     // Every row of the batch gets its own version, in arrival order, so a span sent twice in
     // one batch resolves to its later copy exactly as across batches.
     let mut version = version_of(ingested_ns);
-    let mut by_day: BTreeMap<i64, RowBinary> = BTreeMap::new();
+    let shard_count = match sink {
+        SpanSink::Table(_) => 1,
+        SpanSink::Shards(router) => router.shard_count(),
+    };
+    let mut by_shard_and_day: Vec<BTreeMap<i64, RowBinary>> =
+        (0..shard_count).map(|_| BTreeMap::new()).collect();
     for (project, spans) in parts {
         for span in *spans {
+            let shard = match sink {
+                SpanSink::Table(_) => 0,
+                SpanSink::Shards(router) => router.shard_of(span.trace_id.as_str()),
+            };
             // Day numbers only group rows; the partition itself is computed by ClickHouse.
             let day = span.start.unix_nanos().div_euclid(NANOS_PER_DAY);
             SpanInsert::new(*project, span, ingested_ns, version)?
-                .encode(by_day.entry(day).or_default());
+                .encode(by_shard_and_day[shard].entry(day).or_default());
             version += 1;
         }
     }
+    let inserts = by_shard_and_day
+        .into_iter()
+        .enumerate()
+        .filter(|(_, days)| !days.is_empty())
+        .map(|(shard, days)| {
+            let (client, table) = match sink {
+                SpanSink::Table(client) => (client, "span_versions"),
+                SpanSink::Shards(router) => (router.client(shard), "span_versions_local"),
+            };
+            insert_days(client, table, days)
+        });
+    futures_util::future::try_join_all(inserts).await?;
+    Ok(())
+}
+
+async fn insert_days(
+    client: &Client,
+    table: &str,
+    by_day: BTreeMap<i64, RowBinary>,
+) -> Result<(), ClickHouseError> {
     let days: Vec<Vec<u8>> = by_day.into_values().map(RowBinary::into_bytes).collect();
     for group in days.chunks(DAYS_PER_INSERT) {
-        let rows = group.concat();
         client
-            .insert_binary("span_versions", SPAN_INSERT_COLUMNS, rows)
+            .insert_binary(table, SPAN_INSERT_COLUMNS, group.concat())
             .await?;
     }
     Ok(())
