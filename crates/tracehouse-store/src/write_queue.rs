@@ -89,3 +89,121 @@ pub(crate) fn gather<E, B: SpanBatch>(
     }
     (batch, weight)
 }
+
+/// How long a writer may hold a small batch open for more requests before inserting it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fill {
+    /// The weight worth waiting for.
+    pub(crate) spans: usize,
+    /// The longest a batch is held open.
+    pub(crate) linger: Duration,
+}
+
+/// Grows `batch` towards `fill.spans` while requests keep arriving, for at most `fill.linger`.
+///
+/// Only a batch that already holds several requests waits: that is the sign of concurrent
+/// senders whose next requests are on their way, while a lone request (a quiet server, a
+/// client calling synchronously) is written at once. Waiting also stops as soon as a quarter
+/// of the linger passes with nothing new, since then every sender is waiting on this batch.
+pub(crate) async fn fill_up<E, B: SpanBatch>(
+    batch: &mut Vec<WriteJob<E, B>>,
+    weight: &mut usize,
+    jobs: &mut mpsc::Receiver<WriteJob<E, B>>,
+    fill: Fill,
+) {
+    if batch.len() < 2 || fill.linger.is_zero() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + fill.linger;
+    let quiet_gap = fill.linger / 4;
+    while *weight < fill.spans {
+        let wait_until = deadline.min(tokio::time::Instant::now() + quiet_gap);
+        match tokio::time::timeout_at(wait_until, jobs.recv()).await {
+            Ok(Some(job)) => {
+                *weight += job.op.weight();
+                batch.push(job);
+            }
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(spans: usize) -> WriteJob<(), Vec<Span>> {
+        let (reply, _) = oneshot::channel();
+        let span = tracehouse_core::testing::span("t", "s", None, serde_json::json!({}));
+        WriteJob {
+            project: ProjectId(1),
+            op: WriteOp::Change(vec![span; spans]),
+            reply,
+        }
+    }
+
+    const FILL: Fill = Fill {
+        spans: 300,
+        linger: Duration::from_millis(400),
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_request_is_written_at_once() {
+        let (_sender, mut jobs) = mpsc::channel(8);
+        let mut batch = vec![job(100)];
+        let mut weight = 100;
+        let started = tokio::time::Instant::now();
+        fill_up(&mut batch, &mut weight, &mut jobs, FILL).await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(weight, 100);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_requests_wait_until_the_batch_is_full() {
+        let (sender, mut jobs) = mpsc::channel(8);
+        let mut batch = vec![job(100), job(100)];
+        let mut weight = 200;
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let _ = sender.send(job(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Past the fill: left for the next batch.
+            let _ = sender.send(job(100)).await;
+            std::future::pending::<()>().await;
+        });
+        let started = tokio::time::Instant::now();
+        fill_up(&mut batch, &mut weight, &mut jobs, FILL).await;
+        assert_eq!(started.elapsed(), Duration::from_millis(50));
+        assert_eq!((batch.len(), weight), (3, 300));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_stops_when_nothing_arrives_for_a_quarter_of_the_linger() {
+        let (_sender, mut jobs) = mpsc::channel(8);
+        let mut batch = vec![job(100), job(100)];
+        let mut weight = 200;
+        let started = tokio::time::Instant::now();
+        fill_up(&mut batch, &mut weight, &mut jobs, FILL).await;
+        assert_eq!(started.elapsed(), Duration::from_millis(100));
+        assert_eq!(weight, 200);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_steady_trickle_is_cut_off_at_the_linger() {
+        let (sender, mut jobs) = mpsc::channel(64);
+        let mut batch = vec![job(1), job(1)];
+        let mut weight = 2;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                if sender.send(job(1)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let started = tokio::time::Instant::now();
+        fill_up(&mut batch, &mut weight, &mut jobs, FILL).await;
+        assert_eq!(started.elapsed(), Duration::from_millis(400));
+        assert_eq!(weight, 2 + 13);
+    }
+}

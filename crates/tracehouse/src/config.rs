@@ -71,6 +71,9 @@ impl StoreConfig {
                 config.timeout =
                     Duration::from_secs(args.clickhouse.clickhouse_timeout_secs.max(1));
                 config.writers = usize::from(args.clickhouse.clickhouse_writers);
+                config.rows_per_insert = args.clickhouse.clickhouse_rows_per_insert;
+                config.insert_linger =
+                    Duration::from_millis(args.clickhouse.clickhouse_insert_linger_ms);
                 StoreConfig::ClickHouse(config)
             }
         })

@@ -18,7 +18,7 @@ use super::rows::{
 };
 use super::shards::ShardRouter;
 use crate::now_ns;
-use crate::write_queue::{WriteOp, gather};
+use crate::write_queue::{Fill, WriteOp, fill_up, gather};
 
 /// One request's change, answered with this backend's error.
 pub(crate) type WriteJob = crate::write_queue::WriteJob<ClickHouseError>;
@@ -43,6 +43,7 @@ pub(crate) async fn run(
     sink: SpanSink,
     jobs: Arc<Mutex<mpsc::Receiver<WriteJob>>>,
     max_batch_spans: usize,
+    fill: Fill,
     observer: Option<Arc<dyn StoreObserver>>,
 ) {
     loop {
@@ -51,7 +52,9 @@ pub(crate) async fn run(
             let Some(first) = jobs.recv().await else {
                 return;
             };
-            gather(first, &mut jobs, max_batch_spans)
+            let (mut batch, mut weight) = gather(first, &mut jobs, max_batch_spans);
+            fill_up(&mut batch, &mut weight, &mut jobs, fill).await;
+            (batch, weight)
         };
         let started = Instant::now();
         let requests = batch.len();
