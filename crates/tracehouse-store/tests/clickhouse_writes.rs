@@ -46,16 +46,7 @@ impl TestDatabase {
 
     /// Runs one statement on the server (outside any database) and returns its answer.
     async fn sql(&self, statement: &str) -> String {
-        let response = reqwest::Client::new()
-            .post(format!("{}/", self.url))
-            .body(statement.to_owned())
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        assert!(status.is_success(), "{statement}\n-> {status}: {text}");
-        text
+        node_sql(&self.url, statement).await
     }
 
     /// Inserts rows into a table of this database as JSONEachRow.
@@ -1403,7 +1394,7 @@ async fn a_filter_matching_past_the_cap_in_the_newest_window_counts_a_lower_boun
     db.cleanup().await;
 }
 
-/// Runs one statement on a node of the test cluster and returns its answer.
+/// Runs one statement on the server at `url` (outside any database) and returns its answer.
 async fn node_sql(url: &str, statement: &str) -> String {
     let response = reqwest::Client::new()
         .post(format!("{url}/"))
