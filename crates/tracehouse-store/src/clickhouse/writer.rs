@@ -14,8 +14,9 @@ use super::client::string_literal;
 use super::client::{Client, RowBinary};
 use super::rows::{
     SPAN_INSERT_COLUMNS, SPAN_TOMBSTONE_COLUMNS, SpanInsert, TRACE_START_TOMBSTONE_COLUMNS,
-    encode_span_tombstone, encode_trace_start_tombstone, version_of,
+    encode_span_tombstone, encode_trace_start_tombstone, json_lines, version_of,
 };
+use tracehouse_core::groups::ingested_profiles;
 use crate::now_ns;
 use crate::write_queue::{WriteOp, gather};
 
@@ -174,7 +175,42 @@ async fn write_spans(
             .insert_binary("span_versions", SPAN_INSERT_COLUMNS, rows)
             .await?;
     }
+    // The profile fields the spans send, versioned after them in the same order; a second
+    // insert only for batches that send any, and still nothing read.
+    let mut params = Vec::new();
+    for (project, spans) in parts {
+        for (customer, fields) in ingested_profiles(spans.iter()) {
+            for (field, value) in fields {
+                params.push(ParamRow {
+                    project_id: project.0,
+                    customer_identifier: customer.clone(),
+                    field,
+                    value: serde_json::to_string(&value).map_err(ClickHouseError::Decode)?,
+                    ingested_ns,
+                    version,
+                });
+                version += 1;
+            }
+        }
+    }
+    if !params.is_empty() {
+        client
+            .insert("customer_params", json_lines(&params)?)
+            .await?;
+    }
     Ok(())
+}
+
+/// One profile field a span sent for its customer (`customer_params`), as stored.
+#[derive(serde::Serialize)]
+struct ParamRow {
+    project_id: i64,
+    customer_identifier: String,
+    field: String,
+    /// The value as JSON text.
+    value: String,
+    ingested_ns: i64,
+    version: u64,
 }
 
 /// Inserts span tombstones ([`encode_span_tombstone`]) and then the tombstones of their traces'
