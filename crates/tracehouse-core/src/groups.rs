@@ -13,11 +13,11 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Map, Value};
 
 use crate::ids::TraceId;
-use crate::span::Span;
 use crate::query::{
     Condition, Direction, FieldType, Page, QueryError, Sort, TraceColumn, TraceQuery,
     parse_condition, parse_trace_filters,
 };
+use crate::span::Span;
 use crate::store::Listing;
 use crate::time::Timestamp;
 use crate::trace::TraceSummary;
@@ -925,14 +925,25 @@ mod tests {
             profile_field_fits("period_start", &json!("2025-01-01T00:00:00Z")),
             Some(true)
         );
-        assert_eq!(profile_field_fits("period_start", &json!("soon")), Some(false));
+        assert_eq!(
+            profile_field_fits("period_start", &json!("soon")),
+            Some(false)
+        );
     }
 
     #[test]
     fn time_to_first_token_counts_for_model_calls_only() {
         let chat = logged("t", "a", json!({"log_type": "chat", "ttft": 0.25}));
-        let tool = logged("t", "b", json!({"log_type": "tool", "time_to_first_token": 3}));
-        let negative = logged("t", "c", json!({"log_type": "chat", "time_to_first_token": -1}));
+        let tool = logged(
+            "t",
+            "b",
+            json!({"log_type": "tool", "time_to_first_token": 3}),
+        );
+        let negative = logged(
+            "t",
+            "c",
+            json!({"log_type": "chat", "time_to_first_token": -1}),
+        );
         assert_eq!(llm_ttft(&chat), Some(0.25));
         assert_eq!(llm_ttft(&tool), None);
         assert_eq!(llm_ttft(&negative), None);
@@ -958,7 +969,10 @@ mod tests {
         ];
         let names: HashMap<String, ProfileNames> = [(
             "bob".to_owned(),
-            (Some("Bob Example".to_owned()), Some("bob@example.com".to_owned())),
+            (
+                Some("Bob Example".to_owned()),
+                Some("bob@example.com".to_owned()),
+            ),
         )]
         .into();
         let mut query = GroupQuery::new(Grouping::Customer);
@@ -993,7 +1007,11 @@ mod tests {
         let (listing, trace_ids) = run(&query);
         assert_eq!(listing.items.len(), 1);
         assert_eq!(listing.items[0].key, "bob");
-        assert_eq!(trace_ids.keys().collect::<Vec<_>>(), ["bob"], "the page's only");
+        assert_eq!(
+            trace_ids.keys().collect::<Vec<_>>(),
+            ["bob"],
+            "the page's only"
+        );
         let error = parse_group_filters(
             &json!({"email": "x"}),
             &mut GroupQuery::new(Grouping::Thread),

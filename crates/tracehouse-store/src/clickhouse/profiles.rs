@@ -69,7 +69,8 @@ async fn read_profiles(
     let explicit = client.rows::<ProfileRow>(&explicit_sql);
     let ingested = client.rows::<ParamRead>(&ingested_sql);
     let (explicit, ingested) = tokio::try_join!(explicit, ingested)?;
-    let corrupt = |e: serde_json::Error| ClickHouseError::Corrupt(format!("stored customer profile: {e}"));
+    let corrupt =
+        |e: serde_json::Error| ClickHouseError::Corrupt(format!("stored customer profile: {e}"));
     let mut profiles: BTreeMap<String, CustomerProfile> = BTreeMap::new();
     for row in explicit {
         let fields: Map<String, Value> = serde_json::from_str(&row.profile).map_err(corrupt)?;
@@ -121,17 +122,19 @@ pub(crate) async fn profile_names(
     client: &Client,
     project: ProjectId,
 ) -> Result<HashMap<String, ProfileNames>, ClickHouseError> {
-    Ok(read_profiles(client, project, None, Some(&["name", "email"]))
-        .await?
-        .into_iter()
-        .map(|profile| {
-            let names = (
-                profile.text("name").map(str::to_owned),
-                profile.text("email").map(str::to_owned),
-            );
-            (profile.customer_identifier, names)
-        })
-        .collect())
+    Ok(
+        read_profiles(client, project, None, Some(&["name", "email"]))
+            .await?
+            .into_iter()
+            .map(|profile| {
+                let names = (
+                    profile.text("name").map(str::to_owned),
+                    profile.text("email").map(str::to_owned),
+                );
+                (profile.customer_identifier, names)
+            })
+            .collect(),
+    )
 }
 
 pub(crate) async fn put_customer_profile(

@@ -32,8 +32,8 @@ use tracehouse_core::query::{
 };
 use tracehouse_core::trace_filter::{trace_matches, trace_order};
 use tracehouse_core::{
-    Listing, LogType, ProjectId, Span, StoreError, StoredTrace, TraceId, TraceListItem, TraceSummary,
-    summarize,
+    Listing, LogType, ProjectId, Span, StoreError, StoredTrace, TraceId, TraceListItem,
+    TraceSummary, summarize,
 };
 
 use super::client::{Client, string_literal};

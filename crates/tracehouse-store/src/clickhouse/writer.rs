@@ -16,9 +16,9 @@ use super::rows::{
     SPAN_INSERT_COLUMNS, SPAN_TOMBSTONE_COLUMNS, SpanInsert, TRACE_START_TOMBSTONE_COLUMNS,
     encode_span_tombstone, encode_trace_start_tombstone, json_lines, version_of,
 };
-use tracehouse_core::groups::ingested_profiles;
 use crate::now_ns;
 use crate::write_queue::{WriteOp, gather};
+use tracehouse_core::groups::ingested_profiles;
 
 /// One request's change, answered with this backend's error.
 pub(crate) type WriteJob = crate::write_queue::WriteJob<ClickHouseError>;

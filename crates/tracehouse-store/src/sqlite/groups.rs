@@ -512,7 +512,8 @@ pub(crate) fn backfill_v8(transaction: &rusqlite::Transaction<'_>) -> Result<(),
                 }
             }
         }
-        let mut update = transaction.prepare_cached("UPDATE spans SET ttft = ?2 WHERE rowid = ?1")?;
+        let mut update =
+            transaction.prepare_cached("UPDATE spans SET ttft = ?2 WHERE rowid = ?1")?;
         for (rowid, ttft) in ttfts {
             update.execute(rusqlite::params![rowid, ttft])?;
         }

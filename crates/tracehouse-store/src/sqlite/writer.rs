@@ -347,18 +347,15 @@ fn write_spans<'a>(
                 )?;
                 unindex_span(transaction, stored.rowid, search)?;
                 rollup.add(project, &RollupFacts::from_stored(&stored), -1);
-                let rowid =
-                    upsert_span(
-                        &mut replace,
-                        project,
-                        span,
-                        &prepared.content,
-                        prepared.ttft,
-                        ingested_ns,
-                    )?
-                        .ok_or_else(|| {
-                            SqliteError::Corrupt("an upsert returned no rowid".to_owned())
-                        })?;
+                let rowid = upsert_span(
+                    &mut replace,
+                    project,
+                    span,
+                    &prepared.content,
+                    prepared.ttft,
+                    ingested_ns,
+                )?
+                .ok_or_else(|| SqliteError::Corrupt("an upsert returned no rowid".to_owned()))?;
                 (rowid, Some(stored))
             }
         };

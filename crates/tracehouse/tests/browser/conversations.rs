@@ -218,10 +218,7 @@ async fn a_user_opens_to_their_threads_traces_and_usage() {
             texts(&client, "#user-table tbody .user-link").await,
             ["acme-corp"]
         );
-        assert_eq!(
-            location(&client).await,
-            "/ui/users?email=ACME-CORP.example"
-        );
+        assert_eq!(location(&client).await, "/ui/users?email=ACME-CORP.example");
         assert_eq!(text(&client, &format!("{acme} .c-days")).await, "1");
         click(&client, &format!("{acme} .user-link")).await;
         wait_for(&client, "#user-threads").await;

@@ -684,9 +684,15 @@ async fn users_show_the_profile_their_spans_send_under_what_patch_set(backend: B
     assert_eq!(cara.get("colour"), None);
     assert!(cara["updated_at"].is_string(), "{cara}");
     let (_, dan) = server.get("/api/users/dan/").await;
-    assert_eq!((&dan["name"], &dan["email"]), (&json!("Dan"), &json!("dan@example.com")));
+    assert_eq!(
+        (&dan["name"], &dan["email"]),
+        (&json!("Dan"), &json!("dan@example.com"))
+    );
     let (_, eve) = server.get("/api/users/eve/").await;
-    assert_eq!((&eve["name"], &eve["email"]), (&json!("Eve"), &json!("eve@example.com")));
+    assert_eq!(
+        (&eve["name"], &eve["email"]),
+        (&json!("Eve"), &json!("eve@example.com"))
+    );
     let (_, users) = server
         .get("/api/users/list/?sort_by=customer_identifier")
         .await;
@@ -742,7 +748,11 @@ async fn users_count_active_days_and_average_time_to_first_token(backend: Backen
     assert_eq!(rows[0]["active_days"], 2);
     assert!((rows[0]["average_ttft"].as_f64().unwrap() - 0.3).abs() < 1e-9);
     assert_eq!(rows[1]["active_days"], 1);
-    assert_eq!(rows[1]["average_ttft"], Value::Null, "dan made no model call");
+    assert_eq!(
+        rows[1]["average_ttft"],
+        Value::Null,
+        "dan made no model call"
+    );
     assert_eq!(rows[2]["average_ttft"], 0.5);
     // Only traces in the range count, for both.
     let (_, users) = server
@@ -772,19 +782,34 @@ async fn users_filter_and_sort_by_name_and_email(backend: Backend) {
                 )
                 .await;
             assert_eq!(status, StatusCode::OK, "{users}");
-            keys(&users).into_iter().map(str::to_owned).collect::<Vec<_>>()
+            keys(&users)
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
         }
     };
     assert_eq!(
-        list(json!({"name": {"operator": "icontains", "value": ["CARA"]}}), "name").await,
+        list(
+            json!({"name": {"operator": "icontains", "value": ["CARA"]}}),
+            "name"
+        )
+        .await,
         ["cara"]
     );
     assert_eq!(
-        list(json!({"email": {"operator": "endswith", "value": ["@example.com"]}}), "customer_identifier").await,
+        list(
+            json!({"email": {"operator": "endswith", "value": ["@example.com"]}}),
+            "customer_identifier"
+        )
+        .await,
         ["dan", "eve"]
     );
     assert_eq!(
-        list(json!({"name": {"operator": "", "value": ["Dan", "Eve"]}}), "-name").await,
+        list(
+            json!({"name": {"operator": "", "value": ["Dan", "Eve"]}}),
+            "-name"
+        )
+        .await,
         ["eve", "dan"]
     );
     assert_eq!(list(json!({}), "name").await, ["cara", "dan", "eve"]);
@@ -806,5 +831,8 @@ async fn users_filter_and_sort_by_name_and_email(backend: Backend) {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(body["message"].as_str().unwrap().contains("email"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("email"),
+        "{body}"
+    );
 }
