@@ -33,6 +33,7 @@ struct ParamRead {
 fn customers_condition(customers: Option<&[String]>) -> String {
     match customers {
         None => "1".to_owned(),
+        Some([]) => "0".to_owned(),
         Some(customers) => {
             let list: Vec<String> = customers.iter().map(|c| string_literal(c)).collect();
             format!("customer_identifier IN ({})", list.join(", "))
@@ -116,14 +117,15 @@ pub(crate) async fn customer_profiles(
     read_profiles(client, project, Some(customers), None).await
 }
 
-/// Every customer's display name and email, for the users list's `name` and `email` filters
-/// and sort orders.
+/// The display name and email of these customers (every customer of the project for `None`),
+/// for the users list's `name` and `email` filters and sort orders.
 pub(crate) async fn profile_names(
     client: &Client,
     project: ProjectId,
+    customers: Option<&[String]>,
 ) -> Result<HashMap<String, ProfileNames>, ClickHouseError> {
     Ok(
-        read_profiles(client, project, None, Some(&["name", "email"]))
+        read_profiles(client, project, customers, Some(&["name", "email"]))
             .await?
             .into_iter()
             .map(|profile| {

@@ -571,7 +571,7 @@ pub(crate) async fn list_trace_groups(
     let customers = query.grouping == Grouping::Customer;
     let mut fold = GroupFold::new(query);
     if customers {
-        let names = super::profiles::profile_names(client, project).await?;
+        let names = super::profiles::profile_names(client, project, query.keys.as_deref()).await?;
         fold = fold.with_names(names).keep_trace_ids();
     }
     for_each_matching(client, project, &traces, |chunk| {
