@@ -32,8 +32,8 @@ fn key_column(grouping: Grouping) -> &'static str {
     }
 }
 
-/// Nanoseconds per day: `active_days` counts distinct UTC days of trace starts, the start's
-/// floor to a whole day as `tracehouse_core::groups::utc_day` takes it (also before 1970).
+/// A trace's start floored to its UTC day (in nanoseconds, also before 1970, as
+/// `tracehouse_core::groups::utc_day` floors it): `active_days` counts its distinct values.
 const DAY_OF_START: &str = "(t.start_ns - ((t.start_ns % 86400000000000) + 86400000000000) \
      % 86400000000000)";
 
