@@ -2,8 +2,10 @@
 """Drives the users API with the vendor's respan-api client, unchanged but for the base URL:
 logs requests for two customers with `spans.create_span`, then walks `users.list_customers`
 with its own pager, reads one user with `users.retrieve_user`, changes it with
-`users.update_user`, and expects `NotFoundError` for a customer nobody logged (the client's
-response models validate every answer).
+`users.update_user`, logs a third customer whose profile comes in `customer_params` (with a
+time to first token) and finds them by email with `list_customers`' filters, and expects
+`NotFoundError` for a customer nobody logged (the client's response models validate every
+answer).
 
     users_client.py BASE_URL API_KEY
 
@@ -36,6 +38,7 @@ def main() -> None:
 
     from respan.client import RespanClient
     from respan.errors import NotFoundError
+    from respan.types import SpanCreateRequestCustomerParams
 
     client = RespanClient(base_url=base, authorization=f"Bearer {key}", respan_api_key=key)
     logs = [
@@ -86,6 +89,35 @@ def main() -> None:
     check(again.budget_duration == "monthly", f"budget duration {again.budget_duration!r}")
     check(again.updated_at is not None, "no updated_at after an update")
 
+    # A profile sent with the span, and the usage fields the client's list model has.
+    client.spans.create_span(
+        model="gpt-4o-mini",
+        prompt_messages=[{"role": "user", "content": "hello from sdk-cid"}],
+        completion_message={"role": "assistant", "content": "hi"},
+        prompt_tokens=10,
+        completion_tokens=2,
+        ttft=0.25,
+        customer_params=SpanCreateRequestCustomerParams(
+            customer_identifier="sdk-cid", name="Cid Example", email="cid@example.com"
+        ),
+    )
+    found = list(
+        client.users.list_customers(
+            sort_by="customer_identifier",
+            filters={"email": {"operator": "icontains", "value": ["EXAMPLE.COM"]}},
+        )
+    )
+    emails = [(user.customer_identifier, user.email) for user in found]
+    check(
+        emails == [("sdk-ann", "ann@example.com"), ("sdk-cid", "cid@example.com")],
+        f"list_customers by email found {emails!r}",
+    )
+    cid = found[1]
+    check(cid.name == "Cid Example", f"cid's name {cid.name!r}")
+    check(cid.active_days == 1, f"cid's active days {cid.active_days!r}")
+    check(cid.average_ttft == 0.25, f"cid's average ttft {cid.average_ttft!r}")
+    check(ann.average_ttft is None, f"ann sent no ttft: {ann.average_ttft!r}")
+
     try:
         client.users.retrieve_user("sdk-nobody")
     except NotFoundError:
@@ -100,6 +132,7 @@ def main() -> None:
                 "ann_requests": ann.number_of_requests,
                 "name": again.name,
                 "email": again.email,
+                "by_email": [customer for customer, _ in emails],
                 "unknown": missing,
             }
         )

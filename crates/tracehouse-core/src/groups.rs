@@ -10,13 +10,14 @@
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::ids::TraceId;
 use crate::query::{
     Condition, Direction, FieldType, Page, QueryError, Sort, TraceColumn, TraceQuery,
     parse_condition, parse_trace_filters,
 };
+use crate::span::Span;
 use crate::store::Listing;
 use crate::time::Timestamp;
 use crate::trace::TraceSummary;
@@ -84,6 +85,12 @@ pub enum GroupColumn {
     TotalCompletionTokens,
     /// `average_latency`: mean trace duration in seconds.
     AverageLatency,
+    /// `active_days`: distinct UTC days on which a trace started (customers only).
+    ActiveDays,
+    /// `name`: the profile's display name (customers only).
+    Name,
+    /// `email`: the profile's email (customers only).
+    Email,
 }
 
 const GROUP_COLUMNS: &[(&str, GroupColumn, FieldType)] = &[
@@ -120,20 +127,33 @@ const GROUP_COLUMNS: &[(&str, GroupColumn, FieldType)] = &[
         GroupColumn::AverageLatency,
         FieldType::Number,
     ),
+    ("active_days", GroupColumn::ActiveDays, FieldType::Number),
+    ("name", GroupColumn::Name, FieldType::String),
+    ("email", GroupColumn::Email, FieldType::String),
 ];
 
 impl GroupColumn {
-    /// Looks a column up by its API name; `thread_count` exists for customers only.
+    /// Whether `grouping` has this column: thread counts, active days and the profile's name
+    /// and email describe customers only.
+    pub fn applies_to(self, grouping: Grouping) -> bool {
+        grouping == Grouping::Customer
+            || !matches!(
+                self,
+                GroupColumn::ThreadCount
+                    | GroupColumn::ActiveDays
+                    | GroupColumn::Name
+                    | GroupColumn::Email
+            )
+    }
+
+    /// Looks a column up by its API name, among the columns of `grouping`.
     pub fn from_api(name: &str, grouping: Grouping) -> Option<(GroupColumn, FieldType)> {
         if name == grouping.key_name() {
             return Some((GroupColumn::Key, FieldType::String));
         }
         GROUP_COLUMNS
             .iter()
-            .find(|(n, column, _)| {
-                *n == name
-                    && (*column != GroupColumn::ThreadCount || grouping == Grouping::Customer)
-            })
+            .find(|(n, column, _)| *n == name && column.applies_to(grouping))
             .map(|(_, column, kind)| (*column, *kind))
     }
 
@@ -142,9 +162,7 @@ impl GroupColumn {
         std::iter::once(grouping.key_name()).chain(
             GROUP_COLUMNS
                 .iter()
-                .filter(move |(_, column, _)| {
-                    *column != GroupColumn::ThreadCount || grouping == Grouping::Customer
-                })
+                .filter(move |(_, column, _)| column.applies_to(grouping))
                 .map(|(n, _, _)| *n),
         )
     }
@@ -264,6 +282,18 @@ pub struct TraceGroup {
     pub customer_identifier: Option<String>,
     /// Cost per bucket of the query's [`CostSeries`] (empty when none was asked).
     pub cost_series: Vec<f64>,
+    /// For customers: distinct UTC days on which one of the traces started ([`utc_day`]).
+    pub active_days: u64,
+    /// For customers: mean time to first token (seconds) over the traces' model calls that
+    /// report one ([`llm_ttft`]); `None` when none does. Stores fill it for the listed groups
+    /// only: it is shown, not filtered or sorted on.
+    pub average_ttft: Option<f64>,
+    /// For customers: the profile's display name ([`CustomerProfile::field`] `name`).
+    ///
+    /// [`CustomerProfile::field`]: crate::store::CustomerProfile::field
+    pub name: Option<String>,
+    /// For customers: the profile's email.
+    pub email: Option<String>,
 }
 
 impl TraceGroup {
@@ -288,6 +318,10 @@ impl TraceGroup {
             first_trace_id: None,
             customer_identifier: None,
             cost_series: Vec::new(),
+            active_days: 0,
+            average_ttft: None,
+            name: None,
+            email: None,
         }
     }
 
@@ -309,6 +343,9 @@ impl TraceGroup {
             GroupColumn::TotalPromptTokens => count(self.total_prompt_tokens),
             GroupColumn::TotalCompletionTokens => count(self.total_completion_tokens),
             GroupColumn::AverageLatency => TraceValue::Number(self.average_latency),
+            GroupColumn::ActiveDays => count(self.active_days),
+            GroupColumn::Name => TraceValue::Text(self.name.as_deref()),
+            GroupColumn::Email => TraceValue::Text(self.email.as_deref()),
         }
     }
 }
@@ -358,8 +395,14 @@ struct Building {
     first_start: (Timestamp, TraceId),
     customer_start: Option<(Timestamp, TraceId)>,
     threads: HashSet<String>,
+    days: HashSet<i64>,
     durations: Vec<f64>,
+    /// The group's traces, kept only when the fold was asked to ([`GroupFold::keep_trace_ids`]).
+    trace_ids: Vec<TraceId>,
 }
+
+/// A customer's display name and email, as their profile gives them.
+pub type ProfileNames = (Option<String>, Option<String>);
 
 /// Groups trace summaries, then filters, sorts and pages the groups: the definition of every
 /// group aggregate.
@@ -369,6 +412,41 @@ pub struct GroupFold {
     keys: Option<HashSet<String>>,
     series: Option<CostSeries>,
     groups: HashMap<String, Building>,
+    names: HashMap<String, ProfileNames>,
+    keep_trace_ids: bool,
+}
+
+/// Nanoseconds per day.
+const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
+
+/// The UTC day (days since 1970-01-01, negative before) holding `at`: what `active_days`
+/// counts distinct values of, over a customer's trace starts.
+pub fn utc_day(at: Timestamp) -> i64 {
+    at.unix_nanos().div_euclid(NANOS_PER_DAY)
+}
+
+/// A span's time to first token in seconds, when it is a model call that reports a finite,
+/// non-negative one (`time_to_first_token`, which ingest also fills from `ttft`): what a
+/// customer's `average_ttft` averages.
+pub fn llm_ttft(span: &Span) -> Option<f64> {
+    ttft_of(span.log_type.is_llm_call(), &span.content)
+}
+
+/// [`llm_ttft`] of a span stored as its content and whether it is a model call.
+pub fn ttft_of(llm_call: bool, content: &Map<String, Value>) -> Option<f64> {
+    if !llm_call {
+        return None;
+    }
+    content
+        .get("time_to_first_token")
+        .and_then(Value::as_f64)
+        .filter(|ttft| ttft.is_finite() && *ttft >= 0.0)
+}
+
+/// The mean of `count` values summing to `sum`; `None` for none.
+#[allow(clippy::cast_precision_loss)]
+pub fn mean(sum: f64, count: u64) -> Option<f64> {
+    (count > 0).then(|| sum / count as f64)
 }
 
 impl GroupFold {
@@ -382,7 +460,22 @@ impl GroupFold {
                 .map(|keys| keys.iter().cloned().collect()),
             series: query.cost_series,
             groups: HashMap::new(),
+            names: HashMap::new(),
+            keep_trace_ids: false,
         }
+    }
+
+    /// Gives customers their profile's name and email, for `name` and `email` conditions and
+    /// sorting (customers absent from `names` have neither).
+    pub fn with_names(mut self, names: HashMap<String, ProfileNames>) -> Self {
+        self.names = names;
+        self
+    }
+
+    /// Keeps each group's trace ids, for [`GroupFold::finish_with_trace_ids`].
+    pub fn keep_trace_ids(mut self) -> Self {
+        self.keep_trace_ids = true;
+        self
     }
 
     /// Counts one trace (that already matched the query's trace conditions) into its group.
@@ -408,7 +501,9 @@ impl GroupFold {
                 first_start: start.clone(),
                 customer_start: None,
                 threads: HashSet::new(),
+                days: HashSet::new(),
                 durations: Vec::new(),
+                trace_ids: Vec::new(),
             });
         let group = &mut building.group;
         group.first_seen = group.first_seen.min(summary.start);
@@ -445,6 +540,10 @@ impl GroupFold {
             building.threads.insert(thread.to_owned());
         }
         building.durations.push(summary.duration);
+        building.days.insert(utc_day(summary.start));
+        if self.keep_trace_ids {
+            building.trace_ids.push(summary.trace_id.clone());
+        }
         if let Some(bucket) = series.and_then(|s| s.bucket_of(summary.start)) {
             building.series_femto[bucket] += femto(summary.total_cost);
         }
@@ -453,6 +552,17 @@ impl GroupFold {
     /// The page of groups that meet the query's group conditions, in its order, with the
     /// exact number of such groups.
     pub fn finish(self, query: &GroupQuery) -> Listing<TraceGroup> {
+        self.finish_with_trace_ids(query).0
+    }
+
+    /// [`GroupFold::finish`], and the trace ids of each listed group (empty unless the fold
+    /// kept them).
+    pub fn finish_with_trace_ids(
+        mut self,
+        query: &GroupQuery,
+    ) -> (Listing<TraceGroup>, HashMap<String, Vec<TraceId>>) {
+        let customers = self.grouping == Grouping::Customer;
+        let mut trace_ids = HashMap::new();
         let mut groups: Vec<TraceGroup> = self
             .groups
             .into_values()
@@ -463,8 +573,16 @@ impl GroupFold {
                 group.average_latency = building.durations.iter().sum::<f64>() / traces;
                 group.latency_p50 = median(&mut building.durations);
                 group.cost_series = building.series_femto.iter().map(|f| dollars(*f)).collect();
-                if self.grouping == Grouping::Customer {
+                if customers {
                     group.thread_count = building.threads.len() as u64;
+                    group.active_days = building.days.len() as u64;
+                    if let Some((name, email)) = self.names.remove(&group.key) {
+                        group.name = name;
+                        group.email = email;
+                    }
+                }
+                if self.keep_trace_ids {
+                    trace_ids.insert(group.key.clone(), std::mem::take(&mut building.trace_ids));
                 }
                 building.group
             })
@@ -479,16 +597,92 @@ impl GroupFold {
         let total = groups.len() as u64;
         let offset = usize::try_from(query.page.offset()).unwrap_or(usize::MAX);
         let size = usize::try_from(query.page.size).unwrap_or(usize::MAX);
-        Listing {
-            total,
-            total_is_exact: true,
-            items: groups.into_iter().skip(offset).take(size).collect(),
-        }
+        let items: Vec<TraceGroup> = groups.into_iter().skip(offset).take(size).collect();
+        trace_ids.retain(|key, _| items.iter().any(|group| &group.key == key));
+        (
+            Listing {
+                total,
+                total_is_exact: true,
+                items,
+            },
+            trace_ids,
+        )
     }
 }
 
 /// Budget periods a customer profile may name.
 pub const BUDGET_DURATIONS: [&str; 3] = ["daily", "weekly", "monthly"];
+
+/// The fields of a customer's profile, each with what its value must be: what `PATCH
+/// /api/users/{id}/` may set and what a span's `customer_params` may send.
+pub const PROFILE_FIELDS: &[(&str, &str)] = &[
+    ("name", "a string"),
+    ("email", "a string"),
+    ("metadata", "an object"),
+    ("period_budget", "a number"),
+    ("total_budget", "a number"),
+    ("markup_percentage", "a number"),
+    ("budget_duration", "one of daily, weekly, monthly"),
+    ("period_start", "an ISO-8601 time"),
+    ("period_end", "an ISO-8601 time"),
+];
+
+/// Whether `value` is what profile field `name` must be (null never is); `None` when `name`
+/// is no profile field.
+pub fn profile_field_fits(name: &str, value: &Value) -> Option<bool> {
+    PROFILE_FIELDS.iter().find(|(field, _)| *field == name)?;
+    Some(match (name, value) {
+        ("name" | "email", Value::String(_)) => true,
+        ("metadata", Value::Object(_)) => true,
+        ("period_budget" | "total_budget" | "markup_percentage", Value::Number(_)) => true,
+        ("budget_duration", Value::String(text)) => BUDGET_DURATIONS.contains(&text.as_str()),
+        ("period_start" | "period_end", Value::String(text)) => Timestamp::parse(text).is_ok(),
+        _ => false,
+    })
+}
+
+/// The profile fields a `customer_params` object sends: its other keys, and values that do not
+/// fit their field, are left out, and a null sends nothing.
+pub fn profile_fields_of(params: Option<&Value>) -> Map<String, Value> {
+    let Some(Value::Object(params)) = params else {
+        return Map::new();
+    };
+    params
+        .iter()
+        .filter(|(name, value)| profile_field_fits(name, value) == Some(true))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
+}
+
+/// The profile fields a span sends for its customer in `customer_params`, with the customer;
+/// `None` when the span names no customer or sends no profile field.
+pub fn ingested_profile(span: &Span) -> Option<(&str, Map<String, Value>)> {
+    let customer = span
+        .grouping
+        .customer_identifier
+        .as_deref()
+        .filter(|c| !c.is_empty())?;
+    let fields = profile_fields_of(span.content.get("customer_params"));
+    (!fields.is_empty()).then_some((customer, fields))
+}
+
+/// What a batch of spans sends for its customers' profiles, in the order the customers first
+/// appear; a field sent twice keeps its later value, as later writes replace earlier ones.
+pub fn ingested_profiles<'a>(
+    spans: impl IntoIterator<Item = &'a Span>,
+) -> Vec<(String, Map<String, Value>)> {
+    let mut merged: Vec<(String, Map<String, Value>)> = Vec::new();
+    for span in spans {
+        let Some((customer, fields)) = ingested_profile(span) else {
+            continue;
+        };
+        match merged.iter_mut().find(|(c, _)| c == customer) {
+            Some((_, known)) => known.extend(fields),
+            None => merged.push((customer.to_owned(), fields)),
+        }
+    }
+    merged
+}
 
 /// The start (UTC) of the `daily`, `weekly` (from Monday) or `monthly` budget period holding
 /// `now`; `None` for another duration.
@@ -687,5 +881,142 @@ mod tests {
         assert_eq!(query.traces.spans.conditions.len(), 1);
         let error = parse_group_filters(&json!({"thread_count": 1}), &mut query).unwrap_err();
         assert!(error.to_string().contains("thread_count"), "{error}");
+    }
+
+    fn logged(trace: &str, span: &str, fields: Value) -> Span {
+        crate::testing::span(trace, span, None, fields)
+    }
+
+    #[test]
+    fn customer_params_send_profile_fields_the_later_span_winning() {
+        let spans = [
+            logged(
+                "t1",
+                "a",
+                json!({"customer_params": {"customer_identifier": "ann", "name": "Ann",
+                       "email": "ann@old.example", "period_budget": 5, "colour": "teal",
+                       "budget_duration": "fortnightly", "metadata": {"plan": "free"}}}),
+            ),
+            logged(
+                "t1",
+                "b",
+                json!({"customer_identifier": "bob", "customer_params": {"name": "Bob"}}),
+            ),
+            logged(
+                "t2",
+                "c",
+                json!({"customer_params": {"customer_identifier": "ann", "name": "Ann B",
+                       "email": null, "total_budget": "lots"}}),
+            ),
+            // No customer: nobody's profile.
+            logged("t3", "d", json!({"customer_params": {"name": "Nobody"}})),
+        ];
+        let merged = ingested_profiles(&spans);
+        let customers: Vec<&str> = merged.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(customers, ["ann", "bob"]);
+        assert_eq!(
+            Value::Object(merged[0].1.clone()),
+            json!({"name": "Ann B", "email": "ann@old.example", "period_budget": 5,
+                   "metadata": {"plan": "free"}})
+        );
+        assert_eq!(Value::Object(merged[1].1.clone()), json!({"name": "Bob"}));
+        assert_eq!(profile_field_fits("colour", &json!("x")), None);
+        assert_eq!(
+            profile_field_fits("period_start", &json!("2025-01-01T00:00:00Z")),
+            Some(true)
+        );
+        assert_eq!(
+            profile_field_fits("period_start", &json!("soon")),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn time_to_first_token_counts_for_model_calls_only() {
+        let chat = logged("t", "a", json!({"log_type": "chat", "ttft": 0.25}));
+        let tool = logged(
+            "t",
+            "b",
+            json!({"log_type": "tool", "time_to_first_token": 3}),
+        );
+        let negative = logged(
+            "t",
+            "c",
+            json!({"log_type": "chat", "time_to_first_token": -1}),
+        );
+        assert_eq!(llm_ttft(&chat), Some(0.25));
+        assert_eq!(llm_ttft(&tool), None);
+        assert_eq!(llm_ttft(&negative), None);
+        assert_eq!(mean(0.75, 3), Some(0.25));
+        assert_eq!(mean(0.0, 0), None);
+    }
+
+    #[test]
+    fn customers_count_active_utc_days_and_filter_by_profile_names() {
+        let day = |id: &str, customer: &str, start: &str| {
+            summarize(&[logged(
+                id,
+                "s",
+                json!({"customer_identifier": customer, "start_time": start, "latency": 1}),
+            )])
+            .unwrap()
+        };
+        let traces = [
+            day("t1", "ann", "2025-01-01T23:59:59Z"),
+            day("t2", "ann", "2025-01-02T00:00:01Z"),
+            day("t3", "ann", "2025-01-02T12:00:00Z"),
+            day("t4", "bob", "2025-01-02T12:00:00Z"),
+        ];
+        let names: HashMap<String, ProfileNames> = [(
+            "bob".to_owned(),
+            (
+                Some("Bob Example".to_owned()),
+                Some("bob@example.com".to_owned()),
+            ),
+        )]
+        .into();
+        let mut query = GroupQuery::new(Grouping::Customer);
+        query.sort = Sort {
+            column: GroupColumn::ActiveDays,
+            direction: Direction::Descending,
+        };
+        let run = |query: &GroupQuery| {
+            let mut fold = GroupFold::new(query)
+                .with_names(names.clone())
+                .keep_trace_ids();
+            for summary in &traces {
+                fold.add(summary);
+            }
+            fold.finish_with_trace_ids(query)
+        };
+        let (listing, trace_ids) = run(&query);
+        let days: Vec<(&str, u64)> = listing
+            .items
+            .iter()
+            .map(|g| (g.key.as_str(), g.active_days))
+            .collect();
+        assert_eq!(days, [("ann", 2), ("bob", 1)]);
+        assert_eq!(listing.items[1].email.as_deref(), Some("bob@example.com"));
+        assert_eq!(listing.items[0].name, None);
+        assert_eq!(trace_ids["ann"].len(), 3);
+        parse_group_filters(
+            &json!({"name": {"operator": "icontains", "value": ["EXAMPLE"]}}),
+            &mut query,
+        )
+        .unwrap();
+        let (listing, trace_ids) = run(&query);
+        assert_eq!(listing.items.len(), 1);
+        assert_eq!(listing.items[0].key, "bob");
+        assert_eq!(
+            trace_ids.keys().collect::<Vec<_>>(),
+            ["bob"],
+            "the page's only"
+        );
+        let error = parse_group_filters(
+            &json!({"email": "x"}),
+            &mut GroupQuery::new(Grouping::Thread),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("email"), "{error}");
     }
 }

@@ -138,15 +138,31 @@ pub struct ApiKeyInfo {
 }
 
 /// What a project knows about one of its customers beyond their traces: the profile fields a
-/// person set (`name`, `email`, `metadata`, budgets), as validated by the API.
+/// person set (`name`, `email`, `metadata`, budgets), as validated by the API, and those the
+/// customer's spans sent in `customer_params` (see `groups::ingested_profile`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CustomerProfile {
     /// The customer.
     pub customer_identifier: String,
-    /// The fields set, by API name.
+    /// The fields set through the API, by API name.
     pub fields: serde_json::Map<String, Value>,
-    /// When they were last changed.
+    /// The fields spans sent, each the value of the latest span written that sent it. Stores
+    /// fill it on read; writing a profile writes `fields` only.
+    pub ingested: serde_json::Map<String, Value>,
+    /// When either last changed.
     pub updated_at: Timestamp,
+}
+
+impl CustomerProfile {
+    /// A field's value: the one set through the API wins over the one spans sent.
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        self.fields.get(name).or_else(|| self.ingested.get(name))
+    }
+
+    /// A text field's value (`name`, `email`).
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.field(name).and_then(Value::as_str)
+    }
 }
 
 /// What a valid key grants: its project and scopes.

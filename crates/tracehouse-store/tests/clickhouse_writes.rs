@@ -891,6 +891,7 @@ async fn a_version_1_database_upgrades_in_place() {
         "key_uses",
         "project_retention",
         "customer_profiles",
+        "customer_params",
         "schema_migrations",
     ] {
         assert!(tables.contains(kept), "{kept} is missing: {tables:?}");
@@ -900,7 +901,7 @@ async fn a_version_1_database_upgrades_in_place() {
             "SELECT max(version) FROM {database}.schema_migrations"
         ))
         .await;
-    assert_eq!(schema_version.trim(), "6");
+    assert_eq!(schema_version.trim(), "7");
     let count = |table: &'static str| {
         let db = &db;
         async move {
@@ -1054,7 +1055,7 @@ async fn a_version_2_database_upgrades_its_span_counts_in_place() {
         ))
         .await
         .trim(),
-        "6"
+        "7"
     );
     // The re-sent span's trace is known as rewritten, so scans count its span once, latest
     // value first; the trace written once is read as it is.

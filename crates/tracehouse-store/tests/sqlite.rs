@@ -20,6 +20,8 @@ const UNDO_V6: &str = "DROP INDEX spans_content_live; \
      ALTER TABLE projects DROP COLUMN content_retention_days;";
 const UNDO_V7: &str = "DROP INDEX traces_by_thread; DROP INDEX traces_by_customer; \
      DROP TABLE customer_profiles;";
+const UNDO_V8: &str = "DROP INDEX spans_ttft; ALTER TABLE spans DROP COLUMN ttft; \
+     DROP TABLE customer_params;";
 
 const UNDO_V5: &str = "ALTER TABLE api_keys DROP COLUMN scopes; \
      ALTER TABLE api_keys DROP COLUMN last_used_ns;";
@@ -130,7 +132,7 @@ async fn upgrading_a_v1_database_fills_the_metrics_rollups() {
         let connection = rusqlite::Connection::open(dir.path().join("tracehouse.db")).unwrap();
         connection
             .execute_batch(&format!(
-                "{UNDO_V7} {UNDO_V6} {UNDO_V5} DROP TABLE span_rollup_hourly; DROP TABLE span_latency_hourly; {UNDO_V4} \
+                "{UNDO_V8} {UNDO_V7} {UNDO_V6} {UNDO_V5} DROP TABLE span_rollup_hourly; DROP TABLE span_latency_hourly; {UNDO_V4} \
                      PRAGMA user_version = 1;"
             ))
             .unwrap();
@@ -460,7 +462,7 @@ async fn upgrading_a_v3_database_keeps_trace_aggregates_exact() {
         connection
             .execute_batch(
                 &format!(
-                    "{UNDO_V7} {UNDO_V6} {UNDO_V5} {UNDO_V4} ALTER TABLE span_rollup_hourly DROP COLUMN latency_total; \
+                    "{UNDO_V8} {UNDO_V7} {UNDO_V6} {UNDO_V5} {UNDO_V4} ALTER TABLE span_rollup_hourly DROP COLUMN latency_total; \
                      PRAGMA user_version = 3; \
                      INSERT INTO span_metadata (span_rowid, project_id, key, text_value, num_value) \
                      SELECT span_rowid, project_id, key, text_value, num_value FROM span_metadata;"
@@ -516,4 +518,77 @@ async fn upgrading_a_v3_database_keeps_trace_aggregates_exact() {
     // The upgrade counted the 2 spans and 1 trace it found; the writer counted the third span.
     let stats = store.project_stats(project).await.unwrap();
     assert_eq!((stats.spans, stats.traces), (3, 1));
+}
+
+/// A database from before v8 gets its model calls' times to first token and the profile
+/// fields its spans sent filled on upgrade, as the writer fills them for new spans.
+#[tokio::test]
+async fn upgrading_a_v7_database_fills_ttft_and_ingested_profiles() {
+    use tracehouse_core::groups::{GroupQuery, Grouping};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (store, project) = open(&dir).await;
+    let spans = vec![
+        span(
+            "t1",
+            "root",
+            None,
+            json!({"start_time": 1_735_689_600, "latency": 2.0, "log_type": "workflow",
+                   "customer_params": {"customer_identifier": "ann", "name": "Ann",
+                                       "email": "ann@old.example"}}),
+        ),
+        span(
+            "t1",
+            "chat",
+            Some("root"),
+            json!({"start_time": 1_735_689_600, "latency": 1.0, "log_type": "chat",
+                   "time_to_first_token": 0.25}),
+        ),
+    ];
+    store.write_spans(project, spans).await.unwrap();
+    store
+        .write_spans(
+            project,
+            vec![span(
+                "t2",
+                "chat",
+                None,
+                json!({"start_time": 1_735_776_000, "latency": 1.0, "log_type": "chat",
+                       "ttft": 0.75, "customer_params": {"customer_identifier": "ann",
+                                                         "name": "Ann B"}}),
+            )],
+        )
+        .await
+        .unwrap();
+    let users = |store: SqliteStore| async move {
+        let mut query = GroupQuery::new(Grouping::Customer);
+        query.keys = Some(vec!["ann".to_owned()]);
+        let group = store
+            .list_trace_groups(project, &query)
+            .await
+            .unwrap()
+            .items
+            .remove(0);
+        let profile = store
+            .customer_profiles(project, &["ann".to_owned()])
+            .await
+            .unwrap()
+            .remove(0);
+        (group.average_ttft, group.active_days, profile.ingested)
+    };
+    let written = users(store).await;
+    assert_eq!(written.0, Some(0.5));
+    assert_eq!(written.1, 2);
+    assert_eq!(
+        serde_json::Value::Object(written.2.clone()),
+        json!({"name": "Ann B", "email": "ann@old.example"})
+    );
+    {
+        let connection = rusqlite::Connection::open(dir.path().join("tracehouse.db")).unwrap();
+        connection
+            .execute_batch(&format!("{UNDO_V8} PRAGMA user_version = 7;"))
+            .unwrap();
+    }
+    let upgraded = SqliteStore::open(SqliteConfig::in_data_dir(dir.path())).unwrap();
+    assert_eq!(users(upgraded).await, written);
 }

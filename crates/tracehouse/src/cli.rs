@@ -464,6 +464,10 @@ pub(crate) struct BenchIngestArgs {
     /// as a conversation belongs to one user.
     #[arg(long, default_value_t = 0)]
     pub(crate) threads: u64,
+    /// Every span also sends its customer's `name` and `email` in `customer_params`, and every
+    /// model call a `time_to_first_token`, as SDKs that set them do (the users list shows both).
+    #[arg(long)]
+    pub(crate) profiles: bool,
     /// Seed of the generator, as 8 hex digits (default: random). It is also the run id the
     /// report prints, so a run's ids and texts can be generated again.
     #[arg(long, value_name = "HEX", value_parser = parse_seed)]

@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use serde_json::{Map, Value, json};
 use tracehouse_core::groups::{
-    BUDGET_DURATIONS, GroupQuery, Grouping, TraceGroup, budget_period_start,
+    GroupQuery, Grouping, PROFILE_FIELDS, TraceGroup, budget_period_start, profile_field_fits,
 };
 use tracehouse_core::spanlog::json_type_name;
 use tracehouse_core::{CustomerProfile, Project, Timestamp};
@@ -22,21 +22,9 @@ use crate::{AppState, now};
 
 type JsonObject = Json<Map<String, Value>>;
 
-/// Profile fields a PATCH may set, and what each must be.
-const PROFILE_FIELDS: &[(&str, &str)] = &[
-    ("name", "a string"),
-    ("email", "a string"),
-    ("metadata", "an object"),
-    ("period_budget", "a number"),
-    ("total_budget", "a number"),
-    ("markup_percentage", "a number"),
-    ("budget_duration", "one of daily, weekly, monthly"),
-    ("period_start", "an ISO-8601 time"),
-    ("period_end", "an ISO-8601 time"),
-];
-
 /// A user as listed: usage totals, then the profile (each profile field present, null when
-/// never set), under the vendor's names and their older aliases.
+/// never set), under the vendor's names and their older aliases. A profile field is the value
+/// set by PATCH, else the latest value the customer's spans sent in `customer_params`.
 fn user_json(group: &TraceGroup, profile: Option<&CustomerProfile>) -> Map<String, Value> {
     let mut object = Map::new();
     object.insert("id".to_owned(), json!(group.key));
@@ -48,13 +36,15 @@ fn user_json(group: &TraceGroup, profile: Option<&CustomerProfile>) -> Map<Strin
         ("cost", json!(group.total_cost)),
         ("last_active_timeframe", json!(group.last_seen.to_rfc3339())),
         ("thread_count", json!(group.thread_count)),
+        ("active_days", json!(group.active_days)),
+        ("average_ttft", json!(group.average_ttft)),
     ];
     for (key, value) in aliases {
         object.insert(key.to_owned(), value);
     }
     for (field, _) in PROFILE_FIELDS {
         let value = profile
-            .and_then(|p| p.fields.get(*field))
+            .and_then(|p| p.field(field))
             .cloned()
             .unwrap_or(Value::Null);
         object.insert((*field).to_owned(), value);
@@ -131,7 +121,7 @@ async fn user_detail(
         }
     };
     let mut object = user_json(&group, profile.as_ref());
-    let field = |name: &str| profile.as_ref().and_then(|p| p.fields.get(name));
+    let field = |name: &str| profile.as_ref().and_then(|p| p.field(name));
     let period_start = field("period_start")
         .and_then(Value::as_str)
         .and_then(|text| Timestamp::parse(text).ok())
@@ -199,15 +189,7 @@ fn profile_changes(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
                 names()
             )));
         };
-        let fits = match (key.as_str(), value) {
-            (_, Value::Null) => true,
-            ("name" | "email", Value::String(_)) => true,
-            ("metadata", Value::Object(_)) => true,
-            ("period_budget" | "total_budget" | "markup_percentage", Value::Number(_)) => true,
-            ("budget_duration", Value::String(text)) => BUDGET_DURATIONS.contains(&text.as_str()),
-            ("period_start" | "period_end", Value::String(text)) => Timestamp::parse(text).is_ok(),
-            _ => false,
-        };
+        let fits = value.is_null() || profile_field_fits(key, value) == Some(true);
         if !fits {
             return Err(ApiError::BadRequest(format!(
                 "{key} must be {expected} or null, got {}",
@@ -236,6 +218,8 @@ pub(super) async fn update_user(
             "customer {customer:?} not found: users come from traces that name them"
         )));
     }
+    // Only what PATCH set is written: values spans sent stay theirs, and show again when a
+    // PATCH clears the field.
     let mut fields = profile.map(|p| p.fields).unwrap_or_default();
     for (key, value) in changes {
         if value.is_null() {
@@ -251,6 +235,7 @@ pub(super) async fn update_user(
             CustomerProfile {
                 customer_identifier: customer.clone(),
                 fields,
+                ingested: Map::new(),
                 updated_at: now(),
             },
         )

@@ -264,7 +264,10 @@ impl ClickHouseStore {
             Some(cluster) => match ShardRouter::discover(&nodes, cluster).await? {
                 Ok(router) => {
                     tracing::info!(shards = %router.describe(), "span rows go straight to their shard's local table");
-                    SpanSink::Shards(router)
+                    SpanSink::Shards {
+                        router,
+                        query: client.clone(),
+                    }
                 }
                 Err(reason) => {
                     tracing::info!(%reason, "span rows go through the Distributed table");
@@ -274,7 +277,7 @@ impl ClickHouseStore {
         };
         let shard_count = match &sink {
             SpanSink::Table(_) => config.other_nodes.len() + 1,
-            SpanSink::Shards(router) => router.shard_count(),
+            SpanSink::Shards { router, .. } => router.shard_count(),
         };
         let fill = write_queue::Fill {
             spans: config

@@ -116,6 +116,12 @@ const MIGRATIONS: &[Migration] = &[
         upgrade: &[],
         drop: &[],
     },
+    Migration {
+        tables: VERSION_7,
+        views: &[],
+        upgrade: &[],
+        drop: &[],
+    },
 ];
 
 /// Version 5: each project's own retention (`projects set`); a newer row replaces the older,
@@ -425,6 +431,23 @@ const VERSION_6: &[Table] = &[Table {
         updated_ns Int64,
         version UInt64
     ) ENGINE = ReplacingMergeTree(version) ORDER BY (project_id, customer_identifier)",
+    shard_key: "cityHash64(customer_identifier)",
+}];
+
+/// Version 7: the profile fields customers' spans send in `customer_params`, a row per
+/// customer, field and batch that sent it (the writer appends them beside the spans); the
+/// newest version of a field is its value. Spans written before this version are not read
+/// back for it.
+const VERSION_7: &[Table] = &[Table {
+    name: "customer_params",
+    body: "(
+        project_id Int64,
+        customer_identifier String,
+        field String,
+        value String,
+        ingested_ns Int64,
+        version UInt64
+    ) ENGINE = ReplacingMergeTree(version) ORDER BY (project_id, customer_identifier, field)",
     shard_key: "cityHash64(customer_identifier)",
 }];
 

@@ -25,15 +25,15 @@
 use std::collections::{BTreeSet, HashMap};
 
 use serde::Deserialize;
-use tracehouse_core::groups::{GroupFold, GroupQuery, Grouping, TraceGroup};
+use tracehouse_core::groups::{GroupFold, GroupQuery, Grouping, TraceGroup, mean};
 use tracehouse_core::query::{
     Condition, Direction, FilterValue, Operator, Page, SpanColumn, SpanField, TraceColumn,
     TraceQuery,
 };
 use tracehouse_core::trace_filter::{trace_matches, trace_order};
 use tracehouse_core::{
-    Listing, ProjectId, Span, StoreError, StoredTrace, TraceId, TraceListItem, TraceSummary,
-    summarize,
+    Listing, LogType, ProjectId, Span, StoreError, StoredTrace, TraceId, TraceListItem,
+    TraceSummary, summarize,
 };
 
 use super::client::{Client, string_literal};
@@ -568,14 +568,77 @@ pub(crate) async fn list_trace_groups(
             values: keys.iter().cloned().map(FilterValue::Text).collect(),
         });
     }
+    let customers = query.grouping == Grouping::Customer;
     let mut fold = GroupFold::new(query);
+    if customers {
+        let names = super::profiles::profile_names(client, project, query.keys.as_deref()).await?;
+        fold = fold.with_names(names).keep_trace_ids();
+    }
     for_each_matching(client, project, &traces, |chunk| {
         for summary in &chunk {
             fold.add(summary);
         }
     })
     .await?;
-    Ok(fold.finish(query))
+    let (mut listing, trace_ids) = fold.finish_with_trace_ids(query);
+    if customers && !listing.items.is_empty() {
+        let ttft = trace_ttft(client, project, &listing.items).await?;
+        for group in &mut listing.items {
+            let (mut sum, mut count) = (0.0, 0u64);
+            for trace in trace_ids.get(&group.key).into_iter().flatten() {
+                if let Some((trace_sum, trace_count)) = ttft.get(trace.as_str()) {
+                    sum += trace_sum;
+                    count += trace_count;
+                }
+            }
+            group.average_ttft = mean(sum, count);
+        }
+    }
+    Ok(listing)
+}
+
+/// Per trace of the traces that name these customers, the sum and number of the times to
+/// first token its model calls report (`groups::llm_ttft`, read from the content of each
+/// span's latest version: the content column of those traces' granules only).
+async fn trace_ttft(
+    client: &Client,
+    project: ProjectId,
+    groups: &[TraceGroup],
+) -> Result<HashMap<String, (f64, u64)>, StoreError> {
+    #[derive(Deserialize)]
+    struct TraceTtft {
+        trace_id: String,
+        sum: f64,
+        count: u64,
+    }
+    let customers: Vec<String> = groups.iter().map(|g| string_literal(&g.key)).collect();
+    let llm_kinds: Vec<String> = LogType::LLM_KINDS
+        .iter()
+        .map(|kind| string_literal(kind))
+        .collect();
+    // -1 marks a span without one, so the latest version decides whether it has one.
+    let rows: Vec<TraceTtft> = client
+        .rows(&format!(
+            "SELECT trace_id, sum(ttft) AS sum, count() AS count FROM ( \
+               SELECT trace_id, span_id, argMax(ttft, version) AS ttft, \
+                 argMax(deleted, version) AS gone FROM ( \
+                   SELECT trace_id, span_id, version, deleted, \
+                     if(log_type IN ({kinds}) AND visitParamHas(content, 'time_to_first_token'), \
+                        visitParamExtractFloat(content, 'time_to_first_token'), -1.0) AS ttft \
+                   FROM span_versions WHERE project_id = {project} AND trace_id GLOBAL IN ( \
+                     SELECT trace_id FROM span_versions WHERE project_id = {project} \
+                     AND customer_identifier IN ({customers}))) \
+               GROUP BY trace_id, span_id) \
+             WHERE gone = 0 AND ttft >= 0 GROUP BY trace_id",
+            kinds = llm_kinds.join(", "),
+            project = project.0,
+            customers = customers.join(", "),
+        ))
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.trace_id, (row.sum, row.count)))
+        .collect())
 }
 
 #[derive(Deserialize)]

@@ -14,11 +14,12 @@ use super::client::string_literal;
 use super::client::{Client, RowBinary};
 use super::rows::{
     SPAN_INSERT_COLUMNS, SPAN_TOMBSTONE_COLUMNS, SpanInsert, TRACE_START_TOMBSTONE_COLUMNS,
-    encode_span_tombstone, encode_trace_start_tombstone, version_of,
+    encode_span_tombstone, encode_trace_start_tombstone, json_lines, version_of,
 };
 use super::shards::ShardRouter;
 use crate::now_ns;
 use crate::write_queue::{Fill, WriteOp, fill_up, gather};
+use tracehouse_core::groups::ingested_profiles;
 
 /// One request's change, answered with this backend's error.
 pub(crate) type WriteJob = crate::write_queue::WriteJob<ClickHouseError>;
@@ -28,8 +29,18 @@ pub(crate) type WriteJob = crate::write_queue::WriteJob<ClickHouseError>;
 pub(crate) enum SpanSink {
     /// `span_versions` on the query node: one server, or a cluster's `Distributed` table.
     Table(Client),
-    /// Each shard's `span_versions_local`, on the node that holds it.
-    Shards(ShardRouter),
+    /// Each shard's `span_versions_local`, on the node that holds it; the small tables
+    /// (`customer_params`) still go through the query node's `Distributed` tables.
+    Shards { router: ShardRouter, query: Client },
+}
+
+impl SpanSink {
+    /// The node taking inserts into the `Distributed` tables.
+    fn query_node(&self) -> &Client {
+        match self {
+            SpanSink::Table(client) | SpanSink::Shards { query: client, .. } => client,
+        }
+    }
 }
 
 /// Runs until every sender is dropped.
@@ -171,7 +182,7 @@ async fn write_spans(
     let mut version = version_of(ingested_ns);
     let shard_count = match sink {
         SpanSink::Table(_) => 1,
-        SpanSink::Shards(router) => router.shard_count(),
+        SpanSink::Shards { router, .. } => router.shard_count(),
     };
     let mut by_shard_and_day: Vec<BTreeMap<i64, RowBinary>> =
         (0..shard_count).map(|_| BTreeMap::new()).collect();
@@ -179,7 +190,7 @@ async fn write_spans(
         for span in *spans {
             let shard = match sink {
                 SpanSink::Table(_) => 0,
-                SpanSink::Shards(router) => router.shard_of(span.trace_id.as_str()),
+                SpanSink::Shards { router, .. } => router.shard_of(span.trace_id.as_str()),
             };
             // Day numbers only group rows; the partition itself is computed by ClickHouse.
             let day = span.start.unix_nanos().div_euclid(NANOS_PER_DAY);
@@ -195,11 +206,34 @@ async fn write_spans(
         .map(|(shard, days)| {
             let (client, table) = match sink {
                 SpanSink::Table(client) => (client, "span_versions"),
-                SpanSink::Shards(router) => (router.client(shard), "span_versions_local"),
+                SpanSink::Shards { router, .. } => (router.client(shard), "span_versions_local"),
             };
             insert_days(client, table, days)
         });
     futures_util::future::try_join_all(inserts).await?;
+    // The profile fields the spans send, versioned after them in the same order; a second
+    // insert only for batches that send any, and still nothing read.
+    let mut params = Vec::new();
+    for (project, spans) in parts {
+        for (customer, fields) in ingested_profiles(spans.iter()) {
+            for (field, value) in fields {
+                params.push(ParamRow {
+                    project_id: project.0,
+                    customer_identifier: customer.clone(),
+                    field,
+                    value: serde_json::to_string(&value).map_err(ClickHouseError::Decode)?,
+                    ingested_ns,
+                    version,
+                });
+                version += 1;
+            }
+        }
+    }
+    if !params.is_empty() {
+        sink.query_node()
+            .insert("customer_params", json_lines(&params)?)
+            .await?;
+    }
     Ok(())
 }
 
@@ -215,6 +249,18 @@ async fn insert_days(
             .await?;
     }
     Ok(())
+}
+
+/// One profile field a span sent for its customer (`customer_params`), as stored.
+#[derive(serde::Serialize)]
+struct ParamRow {
+    project_id: i64,
+    customer_identifier: String,
+    field: String,
+    /// The value as JSON text.
+    value: String,
+    ingested_ns: i64,
+    version: u64,
 }
 
 /// Inserts span tombstones ([`encode_span_tombstone`]) and then the tombstones of their traces'

@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+use serde_json::{Map, Value};
+use tracehouse_core::groups::{ingested_profiles, llm_ttft};
 use tracehouse_core::{ProjectId, Span};
 
 use super::SqliteError;
@@ -24,6 +26,8 @@ pub(crate) struct PreparedSpan {
     pub(crate) search_output: String,
     /// Flattened metadata, for the metadata index.
     pub(crate) metadata: Vec<(String, MetadataScalar)>,
+    /// A model call's time to first token (`spans.ttft`).
+    pub(crate) ttft: Option<f64>,
 }
 
 impl PreparedSpan {
@@ -44,6 +48,7 @@ impl PreparedSpan {
             search_input: searchable(input),
             search_output: searchable(output),
             metadata: distinct(index_entries(&span.content)),
+            ttft: llm_ttft(span),
         })
     }
 }
@@ -62,6 +67,13 @@ fn distinct(mut entries: Vec<(String, MetadataScalar)>) -> Vec<(String, Metadata
     entries
 }
 
+fn json_fields(fields: Map<String, Value>) -> Result<Vec<(String, String)>, SqliteError> {
+    fields
+        .into_iter()
+        .map(|(name, value)| Ok((name, serde_json::to_string(&value)?)))
+        .collect()
+}
+
 /// A request's spans with their prepared parts, index for index.
 ///
 /// Shared between the request and the writer: the request holds the last reference once the
@@ -72,6 +84,9 @@ pub(crate) struct PreparedBatch {
     /// What the spans add to the metrics rollups, summed per rollup row (the writer subtracts
     /// what the spans they replace had added).
     pub(crate) rollup: RollupDeltas,
+    /// The profile fields the spans send for their customers (`customer_params`), merged per
+    /// customer in span order, with each value as JSON text.
+    pub(crate) profiles: Vec<(String, Vec<(String, String)>)>,
 }
 
 impl PreparedBatch {
@@ -84,10 +99,15 @@ impl PreparedBatch {
         for span in &spans {
             rollup.add(project, &RollupFacts::from_span(span), 1);
         }
+        let profiles = ingested_profiles(&spans)
+            .into_iter()
+            .map(|(customer, fields)| Ok((customer, json_fields(fields)?)))
+            .collect::<Result<_, SqliteError>>()?;
         Ok(Arc::new(Self {
             spans,
             prepared,
             rollup,
+            profiles,
         }))
     }
 

@@ -24,16 +24,16 @@ pub(crate) const SPAN_COLUMNS: &str = "trace_id, span_id, parent_id, name, log_t
 pub(crate) const INSERT_NEW_SPAN: &str = "INSERT INTO spans (project_id, trace_id, span_id, parent_id, name, log_type, \
      start_ns, end_ns, latency, times_inferred, model, provider_id, status, status_code, error_message, prompt_tokens, \
      completion_tokens, total_tokens, cost, customer_identifier, session_identifier, thread_identifier, \
-     trace_group_identifier, environment, workflow_name, path, content, ingested_ns, first_seen_ns) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?28) \
+     trace_group_identifier, environment, workflow_name, path, content, ingested_ns, first_seen_ns, ttft) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?28, ?29) \
      ON CONFLICT (project_id, trace_id, span_id) DO NOTHING RETURNING rowid";
 
 /// Inserts or replaces a span and returns its rowid (kept across replacements).
 pub(crate) const UPSERT_SPAN: &str = "INSERT INTO spans (project_id, trace_id, span_id, parent_id, name, log_type, \
      start_ns, end_ns, latency, times_inferred, model, provider_id, status, status_code, error_message, prompt_tokens, \
      completion_tokens, total_tokens, cost, customer_identifier, session_identifier, thread_identifier, \
-     trace_group_identifier, environment, workflow_name, path, content, ingested_ns, first_seen_ns) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?28) \
+     trace_group_identifier, environment, workflow_name, path, content, ingested_ns, first_seen_ns, ttft) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?28, ?29) \
      ON CONFLICT (project_id, trace_id, span_id) DO UPDATE SET parent_id = excluded.parent_id, name = excluded.name, \
      log_type = excluded.log_type, start_ns = excluded.start_ns, end_ns = excluded.end_ns, latency = excluded.latency, \
      times_inferred = excluded.times_inferred, \
@@ -44,7 +44,7 @@ pub(crate) const UPSERT_SPAN: &str = "INSERT INTO spans (project_id, trace_id, s
      session_identifier = excluded.session_identifier, thread_identifier = excluded.thread_identifier, \
      trace_group_identifier = excluded.trace_group_identifier, environment = excluded.environment, \
      workflow_name = excluded.workflow_name, path = excluded.path, content = excluded.content, \
-     ingested_ns = excluded.ingested_ns, content_expired_ns = NULL \
+     ingested_ns = excluded.ingested_ns, content_expired_ns = NULL, ttft = excluded.ttft \
      RETURNING rowid";
 
 pub(crate) const UPSERT_TRACE: &str = "INSERT INTO traces (project_id, trace_id, root_span_id, name, \
@@ -86,6 +86,7 @@ pub(crate) fn upsert_span(
     project: ProjectId,
     span: &Span,
     content: &StoredContent,
+    ttft: Option<f64>,
     ingested_ns: i64,
 ) -> Result<Option<i64>, SqliteError> {
     let rowid = statement.query_row(
@@ -118,6 +119,7 @@ pub(crate) fn upsert_span(
             span.path,
             content,
             ingested_ns,
+            ttft,
         ],
         |row| row.get(0),
     );

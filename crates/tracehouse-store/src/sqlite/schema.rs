@@ -26,6 +26,11 @@ pub(crate) fn migrations() -> Migrations<'static> {
         M::up(V5),
         M::up(V6),
         M::up(V7),
+        // What spans stored before sent: their time to first token and customer profiles.
+        M::up_with_hook(V8, |transaction: &rusqlite::Transaction<'_>| {
+            super::groups::backfill_v8(transaction)
+                .map_err(|error| HookError::Hook(error.to_string()))
+        }),
     ])
 }
 
@@ -41,6 +46,24 @@ const V6: &str = r#"
         ALTER TABLE spans ADD COLUMN content_expired_ns INTEGER;
         CREATE INDEX spans_content_live ON spans (project_id, start_ns)
             WHERE content_expired_ns IS NULL;
+"#;
+
+/// v8: what users lists show beyond trace sums. The profile fields customers' spans send in
+/// `customer_params`, one row per customer and field holding the latest value written (the
+/// writer upserts them blind); and model calls' time to first token as a column, with a
+/// partial index by trace holding only the spans that have one, so a customer's average reads
+/// their traces' entries and no span row.
+const V8: &str = r#"
+        CREATE TABLE customer_params (
+            project_id INTEGER NOT NULL,
+            customer_identifier TEXT NOT NULL,
+            field TEXT NOT NULL,
+            value TEXT NOT NULL,
+            ingested_ns INTEGER NOT NULL,
+            PRIMARY KEY (project_id, customer_identifier, field)
+        ) WITHOUT ROWID;
+        ALTER TABLE spans ADD COLUMN ttft REAL;
+        CREATE INDEX spans_ttft ON spans (project_id, trace_id, ttft) WHERE ttft IS NOT NULL;
 "#;
 
 /// v7: threads and customers. Covering indexes of the trace columns a thread or customer sums,

@@ -330,6 +330,7 @@ fn write_spans<'a>(
             project,
             span,
             &prepared.content,
+            prepared.ttft,
             ingested_ns,
         )? {
             Some(rowid) => {
@@ -346,17 +347,22 @@ fn write_spans<'a>(
                 )?;
                 unindex_span(transaction, stored.rowid, search)?;
                 rollup.add(project, &RollupFacts::from_stored(&stored), -1);
-                let rowid =
-                    upsert_span(&mut replace, project, span, &prepared.content, ingested_ns)?
-                        .ok_or_else(|| {
-                            SqliteError::Corrupt("an upsert returned no rowid".to_owned())
-                        })?;
+                let rowid = upsert_span(
+                    &mut replace,
+                    project,
+                    span,
+                    &prepared.content,
+                    prepared.ttft,
+                    ingested_ns,
+                )?
+                .ok_or_else(|| SqliteError::Corrupt("an upsert returned no rowid".to_owned()))?;
                 (rowid, Some(stored))
             }
         };
         index_span(transaction, rowid, project, span, prepared, search)?;
         traces.written(transaction, project, span, replaced.as_ref())?;
     }
+    super::groups::put_ingested_profiles(transaction, project, &batch.profiles, ingested_ns)?;
     Ok(WriteReceipt {
         spans_written: batch.spans.len() as u64,
         traces_touched: trace_ids.len() as u64,

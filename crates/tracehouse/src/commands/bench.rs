@@ -64,6 +64,8 @@ fn text(random: &mut fastrand::Rng, bytes: usize) -> String {
 pub(super) struct Population {
     customers: u64,
     threads: u64,
+    /// Spans send `customer_params` with a name and email, model calls a time to first token.
+    profiles: bool,
 }
 
 impl Population {
@@ -76,7 +78,22 @@ impl Population {
         } else {
             trace
         };
-        span["customer_identifier"] = json!(format!("customer-{}", owner % self.customers.max(1)));
+        let customer = owner % self.customers.max(1);
+        span["customer_identifier"] = json!(format!("customer-{customer}"));
+        if self.profiles {
+            span["customer_params"] = json!({
+                "customer_identifier": format!("customer-{customer}"),
+                "name": format!("Customer {customer}"),
+                "email": format!("customer-{customer}@example.com"),
+            });
+        }
+    }
+
+    /// Gives a model call its time to first token, when the population sends them.
+    fn first_token(self, random: &mut fastrand::Rng, chat: &mut Value) {
+        if self.profiles {
+            chat["time_to_first_token"] = json!(0.1 + random.f64() * 0.9);
+        }
     }
 }
 
@@ -146,6 +163,7 @@ fn trace_spans(
             {"role": "user", "content": prompt},
         ]);
         chat["completion_message"] = json!({"role": "assistant", "content": answer});
+        population.first_token(random, &mut chat);
         spans.push(chat);
     }
     for tool in 0..3 {
@@ -459,6 +477,7 @@ fn realistic_span(
                 {"role": "user", "content": prompt},
             ]);
             out["completion_message"] = json!({"role": "assistant", "content": answer});
+            population.first_token(random, &mut out);
             return out;
         }
     };
@@ -582,6 +601,7 @@ pub(super) async fn run_ingest(args: BenchIngestArgs) -> anyhow::Result<ExitCode
     let population = Population {
         customers: args.customers,
         threads: args.threads,
+        profiles: args.profiles,
     };
     // Build every body before the clock starts.
     let prepared = Instant::now();
@@ -915,6 +935,7 @@ mod tests {
         let population = Population {
             customers: 50,
             threads: 0,
+            profiles: false,
         };
         let spans = trace_spans(&mut random, 7, 3, 1_700_000_000_000_000_000, population);
         assert_eq!(spans.len(), SPANS_PER_TRACE);
@@ -944,6 +965,30 @@ mod tests {
         );
     }
 
+    #[test]
+    fn profiles_send_customer_params_and_model_calls_a_first_token() {
+        let mut random = fastrand::Rng::with_seed(1);
+        let population = Population {
+            customers: 5,
+            threads: 0,
+            profiles: true,
+        };
+        let spans = trace_spans(&mut random, 7, 3, 1_700_000_000_000_000_000, population);
+        for span in &spans {
+            assert_eq!(
+                span["customer_params"],
+                json!({"customer_identifier": "customer-3", "name": "Customer 3",
+                       "email": "customer-3@example.com"})
+            );
+            let ttft = span["time_to_first_token"].as_f64();
+            if span["log_type"] == "chat" {
+                assert!(ttft.is_some_and(|t| (0.1..1.0).contains(&t)), "{span}");
+            } else {
+                assert_eq!(ttft, None);
+            }
+        }
+    }
+
     /// The realistic stream of `traces` traces as the server receives it: the requests, each
     /// a list of span logs, parsed back from the span-log bodies.
     fn realistic_requests(
@@ -958,6 +1003,7 @@ mod tests {
         let population = Population {
             customers: 50,
             threads: 7,
+            profiles: false,
         };
         let spans = plan.render(
             &mut random,

@@ -12,8 +12,8 @@ use crate::util::{
 
 const THREAD: &str = "support-chat-42";
 
-/// One turn: a workflow root naming the thread and customer, and its chat call with the whole
-/// history as prompt.
+/// One turn: a workflow root naming the thread and customer (with the customer's name and email
+/// in `customer_params`), and its chat call with the whole history as prompt.
 fn turn(
     trace: &str,
     thread: &str,
@@ -33,7 +33,9 @@ fn turn(
             None,
             "support.turn",
             (at, at + 2.0),
-            json!({"thread_identifier": thread, "customer_identifier": customer, "log_type": "workflow"}),
+            json!({"thread_identifier": thread, "customer_identifier": customer, "log_type": "workflow",
+                   "customer_params": {"name": format!("{customer} inc"),
+                                       "email": format!("ops@{customer}.example")}}),
         ),
         seed::span(
             trace,
@@ -43,7 +45,8 @@ fn turn(
             (at + 0.2, at + 1.4),
             json!({"log_type": "chat", "model": "gpt-4o-mini", "prompt_messages": messages,
                    "completion_message": {"role": "assistant", "content": answer},
-                   "prompt_tokens": 30, "completion_tokens": 12, "cost": 0.0125}),
+                   "prompt_tokens": 30, "completion_tokens": 12, "cost": 0.0125,
+                   "time_to_first_token": 0.25}),
         ),
     ]
 }
@@ -203,6 +206,20 @@ async fn a_user_opens_to_their_threads_traces_and_usage() {
         .await;
         assert!((today.as_f64().unwrap() - 0.0375).abs() < 1e-9, "{today}");
         screenshot(&client, "users").await;
+        // The profile the spans sent shows under the id, and the email box finds it.
+        assert_eq!(
+            text(&client, &format!("{acme} .c-name .sub")).await,
+            "acme-corp inc · ops@acme-corp.example"
+        );
+        type_into(&client, "#user-table-email", "ACME-CORP.example").await;
+        click(&client, "#user-table-filters button[type=submit]").await;
+        wait_count(&client, "#user-table tbody tr", 1).await;
+        assert_eq!(
+            texts(&client, "#user-table tbody .user-link").await,
+            ["acme-corp"]
+        );
+        assert_eq!(location(&client).await, "/ui/users?email=ACME-CORP.example");
+        assert_eq!(text(&client, &format!("{acme} .c-days")).await, "1");
         click(&client, &format!("{acme} .user-link")).await;
         wait_for(&client, "#user-threads").await;
         assert_eq!(location(&client).await, "/ui/users/acme-corp");
@@ -214,6 +231,15 @@ async fn a_user_opens_to_their_threads_traces_and_usage() {
         assert_eq!(
             text(&client, "#user-totals [data-stat=traces] dd").await,
             "3"
+        );
+        assert_eq!(text(&client, "#user-title").await, "acme-corp inc");
+        assert_eq!(
+            text(&client, "#user-totals [data-stat=active-days] dd").await,
+            "1"
+        );
+        assert_eq!(
+            text(&client, "#user-totals [data-stat=ttft] dd").await,
+            "250 ms"
         );
         wait_for(&client, "#user-cost-chart .spark-bar").await;
         click(&client, "#user-threads tbody .thread-link").await;
@@ -336,7 +362,11 @@ async fn thread_and_user_pages_show_markup_as_text() {
         inert(client.clone()).await;
         click(&client, "#thread-customer").await;
         wait_for(&client, "#user-threads").await;
-        assert_eq!(text(&client, "#user-title").await, XSS_SCRIPT);
+        // The title is the name the spans sent in customer_params, markup and all, as text.
+        assert_eq!(
+            text(&client, "#user-title").await,
+            format!("{XSS_SCRIPT} inc")
+        );
         assert_eq!(
             text(&client, "#user-threads tbody .thread-link").await,
             XSS_IMG

@@ -428,6 +428,10 @@ async fn vendor_users_client_lists_retrieves_and_updates_users() {
     assert_eq!(ann["metadata"], json!({"plan": "pro"}));
     assert_eq!(ann["thread_count"], 2);
     assert_eq!(ann["number_of_requests"], 2);
+    // The customer whose profile came in customer_params, with a time to first token.
+    let (_, cid) = server.get("/api/users/sdk-cid/").await;
+    assert_eq!(cid["email"], "cid@example.com");
+    assert_eq!(cid["average_ttft"], 0.25);
     let (_, threads) = server
         .get("/api/log_threads/?customer_identifier=sdk-bob")
         .await;

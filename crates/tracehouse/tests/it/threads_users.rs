@@ -16,6 +16,9 @@ on_every_store!(
     another_project_sees_no_threads_or_users,
     feedback_and_scores_filter_traces_and_threads,
     lists_give_each_row_its_cost_over_time,
+    users_show_the_profile_their_spans_send_under_what_patch_set,
+    users_count_active_days_and_average_time_to_first_token,
+    users_filter_and_sort_by_name_and_email,
 );
 
 fn message(role: &str, content: &str) -> Value {
@@ -581,6 +584,255 @@ async fn lists_give_each_row_its_cost_over_time(backend: Backend) {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
         body["message"].as_str().unwrap().contains("cost_interval"),
+        "{body}"
+    );
+}
+
+/// A span-log root naming `customer` (with `params` in `customer_params`) and, under it, one
+/// chat call reporting `ttft` and a tool span whose `time_to_first_token` is no model call's.
+fn profile_trace(trace: &str, day: u32, params: Value, ttft: f64) -> Vec<Value> {
+    let at = |second: u32| format!("2025-03-{day:02}T10:00:{second:02}Z");
+    vec![
+        json!({
+            "trace_unique_id": trace, "span_unique_id": format!("{trace}-root"),
+            "span_name": "turn.workflow", "log_type": "workflow", "customer_params": params,
+            "start_time": at(0), "timestamp": at(3),
+        }),
+        json!({
+            "trace_unique_id": trace, "span_unique_id": format!("{trace}-chat"),
+            "span_parent_id": format!("{trace}-root"), "span_name": "openai.chat",
+            "log_type": "chat", "model": "gpt-4o-mini", "ttft": ttft,
+            "start_time": at(1), "timestamp": at(2),
+        }),
+        json!({
+            "trace_unique_id": trace, "span_unique_id": format!("{trace}-tool"),
+            "span_parent_id": format!("{trace}-root"), "span_name": "lookup.tool",
+            "log_type": "tool", "time_to_first_token": 9.0,
+            "start_time": at(2), "timestamp": at(3),
+        }),
+    ]
+}
+
+/// `cara` over span logs on 1 and 2 March (the second request sends a new name only), `dan`
+/// over OTLP (`respan.customer_params.*`), `eve` through the logging API.
+async fn profiled_customers(backend: Backend) -> TestServer {
+    let server = TestServer::start_on(backend).await;
+    let first = profile_trace(
+        "c1",
+        1,
+        json!({"customer_identifier": "cara", "name": "Cara Old", "email": "cara@old.example",
+               "metadata": {"plan": "free"}, "period_budget": 5,
+               "budget_duration": "fortnightly", "colour": "teal"}),
+        0.2,
+    );
+    let (status, body) = server.ingest(&Value::Array(first)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let second = profile_trace(
+        "c2",
+        2,
+        json!({"customer_identifier": "cara", "name": "Cara New", "email": null}),
+        0.4,
+    );
+    let (status, body) = server.ingest(&Value::Array(second)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let nanos = |second: u64| ((1_740_823_200 + second) * 1_000_000_000).to_string();
+    let export = json!({"resourceSpans": [{"scopeSpans": [{"spans": [
+        {"traceId": "000000000000000000000000000000d1", "spanId": "00000000000000d1",
+         "name": "turn.workflow", "startTimeUnixNano": nanos(5), "endTimeUnixNano": nanos(6),
+         "attributes": [
+            attribute("respan.customer_params.customer_identifier", json!("dan")),
+            attribute("respan.customer_params.name", json!("Dan")),
+            attribute("respan.customer_params.email", json!("dan@example.com")),
+         ]},
+    ]}]}]});
+    let response = server
+        .client
+        .post(server.url("/v1/traces"))
+        .bearer_auth(&server.key)
+        .json(&export)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let (status, created) = server
+        .post_json(
+            "/api/request-logs/create/",
+            &json!({"model": "gpt-4o-mini", "log_type": "chat",
+                    "prompt_messages": [message("user", "hi")],
+                    "completion_message": message("assistant", "hello"),
+                    "time_to_first_token": 0.5,
+                    "customer_params": {"customer_identifier": "eve", "name": "Eve",
+                                        "email": "eve@example.com"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    server
+}
+
+async fn users_show_the_profile_their_spans_send_under_what_patch_set(backend: Backend) {
+    let server = profiled_customers(backend).await;
+    let (status, cara) = server.get("/api/users/cara/").await;
+    assert_eq!(status, StatusCode::OK, "{cara}");
+    // The latest value of each field sent; a null or a value of the wrong kind sends nothing.
+    assert_eq!(cara["name"], "Cara New");
+    assert_eq!(cara["email"], "cara@old.example");
+    assert_eq!(cara["metadata"], json!({"plan": "free"}));
+    assert_eq!(cara["period_budget"], 5);
+    assert_eq!(cara["budget_duration"], Value::Null);
+    assert_eq!(cara.get("colour"), None);
+    assert!(cara["updated_at"].is_string(), "{cara}");
+    let (_, dan) = server.get("/api/users/dan/").await;
+    assert_eq!(
+        (&dan["name"], &dan["email"]),
+        (&json!("Dan"), &json!("dan@example.com"))
+    );
+    let (_, eve) = server.get("/api/users/eve/").await;
+    assert_eq!(
+        (&eve["name"], &eve["email"]),
+        (&json!("Eve"), &json!("eve@example.com"))
+    );
+    let (_, users) = server
+        .get("/api/users/list/?sort_by=customer_identifier")
+        .await;
+    assert_eq!(keys(&users), ["cara", "dan", "eve"]);
+    assert_eq!(users["results"][0]["name"], "Cara New");
+    assert_eq!(users["results"][0]["email"], "cara@old.example");
+    assert_eq!(users["results"][1]["email"], "dan@example.com");
+
+    // PATCH wins for the fields it set; the others still follow the spans.
+    let (status, patched) = server
+        .patch_json("/api/users/cara/", &json!({"name": "Cara Set"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["name"], "Cara Set");
+    assert_eq!(patched["email"], "cara@old.example");
+    let later = json!([{
+        "trace_unique_id": "c2", "span_unique_id": "c2-late", "span_parent_id": "c2-root",
+        "span_name": "note.task", "log_type": "task",
+        "customer_params": {"customer_identifier": "cara", "name": "Cara Newest",
+                            "email": "cara@new.example"},
+        "start_time": "2025-03-02T10:00:02Z", "timestamp": "2025-03-02T10:00:03Z",
+    }]);
+    let (status, body) = server.ingest(&later).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, cara) = server.get("/api/users/cara/").await;
+    assert_eq!(cara["name"], "Cara Set");
+    assert_eq!(cara["email"], "cara@new.example");
+    // Clearing the PATCHed value shows the latest sent one again.
+    server
+        .patch_json("/api/users/cara/", &json!({"name": null}))
+        .await;
+    let (_, users) = server
+        .post_json(
+            "/api/users/list/",
+            &json!({"filters": {"customer_identifier": {"operator": "", "value": ["cara"]}}}),
+        )
+        .await;
+    assert_eq!(users["results"][0]["name"], "Cara Newest");
+    assert_eq!(users["results"][0]["metadata"], json!({"plan": "free"}));
+}
+
+async fn users_count_active_days_and_average_time_to_first_token(backend: Backend) {
+    let server = profiled_customers(backend).await;
+    let (_, cara) = server.get("/api/users/cara/").await;
+    assert_eq!(cara["active_days"], 2);
+    // The two chat calls (0.2 s and 0.4 s); the tool span's 9 s is no model call's.
+    let ttft = cara["average_ttft"].as_f64().unwrap();
+    assert!((ttft - 0.3).abs() < 1e-9, "{cara}");
+    let (_, users) = server
+        .get("/api/users/list/?sort_by=customer_identifier")
+        .await;
+    let rows = users["results"].as_array().unwrap();
+    assert_eq!(rows[0]["active_days"], 2);
+    assert!((rows[0]["average_ttft"].as_f64().unwrap() - 0.3).abs() < 1e-9);
+    assert_eq!(rows[1]["active_days"], 1);
+    assert_eq!(
+        rows[1]["average_ttft"],
+        Value::Null,
+        "dan made no model call"
+    );
+    assert_eq!(rows[2]["average_ttft"], 0.5);
+    // Only traces in the range count, for both.
+    let (_, users) = server
+        .get("/api/users/list/?sort_by=customer_identifier&start_time=2025-03-02T00:00:00Z&end_time=2025-03-03T00:00:00Z")
+        .await;
+    assert_eq!(keys(&users), ["cara"]);
+    assert_eq!(users["results"][0]["active_days"], 1);
+    assert_eq!(users["results"][0]["average_ttft"], 0.4);
+    let (_, users) = server
+        .post_json(
+            "/api/users/list/?sort_by=-active_days",
+            &json!({"filters": {"active_days": {"operator": "gte", "value": [2]}}}),
+        )
+        .await;
+    assert_eq!(keys(&users), ["cara"]);
+}
+
+async fn users_filter_and_sort_by_name_and_email(backend: Backend) {
+    let server = profiled_customers(backend).await;
+    let list = |filters: Value, sort: &'static str| {
+        let server = &server;
+        async move {
+            let (status, users) = server
+                .post_json(
+                    &format!("/api/users/list/?sort_by={sort}"),
+                    &json!({"filters": filters}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{users}");
+            keys(&users)
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        list(
+            json!({"name": {"operator": "icontains", "value": ["CARA"]}}),
+            "name"
+        )
+        .await,
+        ["cara"]
+    );
+    assert_eq!(
+        list(
+            json!({"email": {"operator": "endswith", "value": ["@example.com"]}}),
+            "customer_identifier"
+        )
+        .await,
+        ["dan", "eve"]
+    );
+    assert_eq!(
+        list(
+            json!({"name": {"operator": "", "value": ["Dan", "Eve"]}}),
+            "-name"
+        )
+        .await,
+        ["eve", "dan"]
+    );
+    assert_eq!(list(json!({}), "name").await, ["cara", "dan", "eve"]);
+    // A PATCHed name is what the filter sees.
+    server
+        .patch_json("/api/users/dan/", &json!({"name": "Zed"}))
+        .await;
+    assert_eq!(list(json!({}), "-name").await, ["dan", "eve", "cara"]);
+    assert!(
+        list(json!({"name": {"operator": "", "value": ["Dan"]}}), "name")
+            .await
+            .is_empty()
+    );
+    // Threads have no profile to filter on (their `name` is the trace list's, the root's name).
+    let (status, body) = server
+        .post_json(
+            "/api/log_threads/",
+            &json!({"filters": {"email": {"operator": "", "value": ["x"]}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("email"),
         "{body}"
     );
 }

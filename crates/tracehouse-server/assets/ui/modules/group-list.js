@@ -21,6 +21,8 @@ export function groupStateFrom(params, defaultSort) {
     q: params.get('q') || '',
     time: params.get('time') || '',
     customer: params.get('customer') || '',
+    name: params.get('name') || '',
+    email: params.get('email') || '',
     feedback: params.get('feedback') || '',
     score: isScoreFilter(params.get('score') || '') ? params.get('score') : '',
     sort: params.get('sort') || defaultSort,
@@ -30,7 +32,7 @@ export function groupStateFrom(params, defaultSort) {
 
 export function groupUrl(base, state, defaultSort) {
   const params = new URLSearchParams();
-  for (const key of ['q', 'time', 'customer', 'feedback', 'score']) {
+  for (const key of ['q', 'time', 'customer', 'name', 'email', 'feedback', 'score']) {
     if (state[key]) params.set(key, state[key]);
   }
   if (state.sort && state.sort !== defaultSort) params.set('sort', state.sort);
@@ -52,13 +54,17 @@ function requestBody(state, extras) {
   if (state.q) body.search = state.q;
   const filters = {};
   if (state.customer) filters.customer_identifier = { operator: 'icontains', value: [state.customer] };
+  // The users' profile fields (`profileFields`); a threads page never sets them.
+  if (state.name) filters.name = { operator: 'icontains', value: [state.name] };
+  if (state.email) filters.email = { operator: 'icontains', value: [state.email] };
   feedbackFilters(state, filters);
   if (Object.keys(filters).length) body.filters = filters;
   return body;
 }
 
 // One list page: `columns` are {label, sort?, numeric?}; `row(item, state)` draws a <tr>;
-// `extras(state)` adds parameters to the request (the users' cost series).
+// `extras(state)` adds parameters to the request (the users' cost series); `profileFields`
+// adds the users' name and email boxes.
 export function renderGroupList(options, route, isCurrent) {
   const { base, defaultSort, endpoint, title, noun, columns, row, tableId } = options;
   const state = groupStateFrom(route.params, defaultSort);
@@ -75,6 +81,12 @@ export function renderGroupList(options, route, isCurrent) {
         h('select', { name: 'time' }, TIME_PRESETS.map(([id, text]) => h('option', { value: id, selected: id === state.time }, text)))),
       h('label', { class: 'field field-customer' }, h('span', null, 'Customer'),
         h('input', { name: 'customer', value: state.customer, autocomplete: 'off', placeholder: 'any' })),
+      options.profileFields ? [
+        h('label', { class: 'field field-name' }, h('span', null, 'Name'),
+          h('input', { name: 'name', id: `${tableId}-name`, value: state.name, autocomplete: 'off', placeholder: 'any' })),
+        h('label', { class: 'field field-email' }, h('span', null, 'Email'),
+          h('input', { name: 'email', id: `${tableId}-email`, value: state.email, autocomplete: 'off', placeholder: 'any' })),
+      ] : null,
       feedbackFields(state, tableId),
       h('div', { class: 'filter-actions' },
         h('button', { type: 'submit', class: 'primary' }, 'Apply'))));
@@ -86,6 +98,8 @@ export function renderGroupList(options, route, isCurrent) {
       q: text('q'),
       time: text('time'),
       customer: text('customer'),
+      name: options.profileFields ? text('name') : '',
+      email: options.profileFields ? text('email') : '',
       feedback: text('feedback'),
       score: isScoreFilter(text('score')) ? text('score') : '',
     });
