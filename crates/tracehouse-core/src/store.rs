@@ -154,6 +154,25 @@ pub struct CustomerProfile {
 }
 
 impl CustomerProfile {
+    /// The profile being assembled for `customer` in `profiles` (created empty when missing),
+    /// noting a change at `at`: a profile's time is its latest change of either kind.
+    pub fn assembling<S: std::hash::BuildHasher>(
+        profiles: &mut std::collections::HashMap<String, CustomerProfile, S>,
+        customer: String,
+        at: Timestamp,
+    ) -> &mut CustomerProfile {
+        let profile = profiles
+            .entry(customer.clone())
+            .or_insert_with(|| CustomerProfile {
+                customer_identifier: customer,
+                fields: serde_json::Map::new(),
+                ingested: serde_json::Map::new(),
+                updated_at: at,
+            });
+        profile.updated_at = profile.updated_at.max(at);
+        profile
+    }
+
     /// A field's value: the one set through the API wins over the one spans sent.
     pub fn field(&self, name: &str) -> Option<&Value> {
         self.fields.get(name).or_else(|| self.ingested.get(name))

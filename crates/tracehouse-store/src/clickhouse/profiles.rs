@@ -1,7 +1,7 @@
 //! Customers' profiles in ClickHouse: each change is a new row with a higher version, read
 //! back collapsed with `FINAL`, like keys.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -72,38 +72,22 @@ async fn read_profiles(
     let (explicit, ingested) = tokio::try_join!(explicit, ingested)?;
     let corrupt =
         |e: serde_json::Error| ClickHouseError::Corrupt(format!("stored customer profile: {e}"));
-    let mut profiles: BTreeMap<String, CustomerProfile> = BTreeMap::new();
+    let mut profiles: HashMap<String, CustomerProfile> = HashMap::new();
     for row in explicit {
         let fields: Map<String, Value> = serde_json::from_str(&row.profile).map_err(corrupt)?;
         let at = Timestamp::from_unix_nanos(row.updated_ns);
-        profile_of(&mut profiles, row.customer_identifier, at).fields = fields;
+        CustomerProfile::assembling(&mut profiles, row.customer_identifier, at).fields = fields;
     }
     for row in ingested {
         let value: Value = serde_json::from_str(&row.value).map_err(corrupt)?;
         let at = Timestamp::from_unix_nanos(row.ingested_ns);
-        profile_of(&mut profiles, row.customer_identifier, at)
+        CustomerProfile::assembling(&mut profiles, row.customer_identifier, at)
             .ingested
             .insert(row.field, value);
     }
-    Ok(profiles.into_values().collect())
-}
-
-/// The profile being assembled for `customer`, changed at `at` (the latest change counts).
-fn profile_of(
-    profiles: &mut BTreeMap<String, CustomerProfile>,
-    customer: String,
-    at: Timestamp,
-) -> &mut CustomerProfile {
-    let profile = profiles
-        .entry(customer.clone())
-        .or_insert_with(|| CustomerProfile {
-            customer_identifier: customer,
-            fields: Map::new(),
-            ingested: Map::new(),
-            updated_at: at,
-        });
-    profile.updated_at = profile.updated_at.max(at);
-    profile
+    let mut profiles: Vec<CustomerProfile> = profiles.into_values().collect();
+    profiles.sort_by(|a, b| a.customer_identifier.cmp(&b.customer_identifier));
+    Ok(profiles)
 }
 
 pub(crate) async fn customer_profiles(

@@ -12,7 +12,7 @@ use std::collections::hash_map::Entry;
 
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tracehouse_core::groups::{
     GroupColumn, GroupQuery, Grouping, TraceGroup, dollars, femto, mean, median,
 };
@@ -373,16 +373,8 @@ pub(crate) fn customer_profiles(
     })?;
     let mut profiles: HashMap<String, CustomerProfile> = HashMap::new();
     for (customer, kind, field, text, at) in rows {
-        let at = Timestamp::from_unix_nanos(at);
-        let profile = profiles
-            .entry(customer.clone())
-            .or_insert_with(|| CustomerProfile {
-                customer_identifier: customer,
-                fields: Map::new(),
-                ingested: Map::new(),
-                updated_at: at,
-            });
-        profile.updated_at = profile.updated_at.max(at);
+        let profile =
+            CustomerProfile::assembling(&mut profiles, customer, Timestamp::from_unix_nanos(at));
         match (kind, field) {
             (0, _) => profile.fields = serde_json::from_str(&text)?,
             (_, Some(field)) => {
