@@ -41,6 +41,30 @@ impl SpanSink {
             SpanSink::Table(client) | SpanSink::Shards { query: client, .. } => client,
         }
     }
+
+    /// How many span inserts a batch makes at most (one per day group aside).
+    fn targets(&self) -> usize {
+        match self {
+            SpanSink::Table(_) => 1,
+            SpanSink::Shards { router, .. } => router.shard_count(),
+        }
+    }
+
+    /// Which of [`SpanSink::targets`] takes `trace_id`'s rows.
+    fn target_of(&self, trace_id: &str) -> usize {
+        match self {
+            SpanSink::Table(_) => 0,
+            SpanSink::Shards { router, .. } => router.shard_of(trace_id),
+        }
+    }
+
+    /// The node and table of target `index`.
+    fn target(&self, index: usize) -> (&Client, &'static str) {
+        match self {
+            SpanSink::Table(client) => (client, "span_versions"),
+            SpanSink::Shards { router, .. } => (router.client(index), "span_versions_local"),
+        }
+    }
 }
 
 /// Runs until every sender is dropped.
@@ -180,34 +204,24 @@ async fn write_spans(
     // Every row of the batch gets its own version, in arrival order, so a span sent twice in
     // one batch resolves to its later copy exactly as across batches.
     let mut version = version_of(ingested_ns);
-    let shard_count = match sink {
-        SpanSink::Table(_) => 1,
-        SpanSink::Shards { router, .. } => router.shard_count(),
-    };
-    let mut by_shard_and_day: Vec<BTreeMap<i64, RowBinary>> =
-        (0..shard_count).map(|_| BTreeMap::new()).collect();
+    let mut by_target_and_day: Vec<BTreeMap<i64, RowBinary>> =
+        (0..sink.targets()).map(|_| BTreeMap::new()).collect();
     for (project, spans) in parts {
         for span in *spans {
-            let shard = match sink {
-                SpanSink::Table(_) => 0,
-                SpanSink::Shards { router, .. } => router.shard_of(span.trace_id.as_str()),
-            };
+            let target = sink.target_of(span.trace_id.as_str());
             // Day numbers only group rows; the partition itself is computed by ClickHouse.
             let day = span.start.unix_nanos().div_euclid(NANOS_PER_DAY);
             SpanInsert::new(*project, span, ingested_ns, version)?
-                .encode(by_shard_and_day[shard].entry(day).or_default());
+                .encode(by_target_and_day[target].entry(day).or_default());
             version += 1;
         }
     }
-    let inserts = by_shard_and_day
+    let inserts = by_target_and_day
         .into_iter()
         .enumerate()
         .filter(|(_, days)| !days.is_empty())
-        .map(|(shard, days)| {
-            let (client, table) = match sink {
-                SpanSink::Table(client) => (client, "span_versions"),
-                SpanSink::Shards { router, .. } => (router.client(shard), "span_versions_local"),
-            };
+        .map(|(target, days)| {
+            let (client, table) = sink.target(target);
             insert_days(client, table, days)
         });
     futures_util::future::try_join_all(inserts).await?;
